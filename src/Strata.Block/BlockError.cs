@@ -1,0 +1,14 @@
+namespace Strata.Block;
+
+/// <summary>Why a block request failed; the protocols at the edges map it to their own codes (NBD errno, QMP class).</summary>
+public enum BlockError
+{
+    Io,
+    InvalidArgument,
+    ReadOnly,
+    NoSpace,
+    NotSupported,
+
+    /// <summary>The image's metadata is inconsistent; the image is refused or switched to read-only.</summary>
+    Corrupt,
+}

@@ -1,0 +1,309 @@
+namespace Strata.Block;
+
+/// <summary>
+/// The one place guest requests pass through on their way to a node graph: it validates them once
+/// (so drivers never re-check), splits them at the node's transfer limit, counts them in flight,
+/// tells write observers, and can drain: hold new requests and wait for those in flight to finish,
+/// so that the graph can be changed with no request seeing half a change.
+/// </summary>
+public sealed class RequestGate
+{
+    // Protects _inFlight, _holds, _drained and _resumed; held only for counter updates, never across I/O.
+    private readonly Lock _lock = new();
+    private readonly List<IWriteObserver> _observers = [];
+    private IBlockNode _root;
+    private int _inFlight;
+    private int _holds;
+    private TaskCompletionSource? _drained;
+    private TaskCompletionSource _resumed = NewSignal(completed: true);
+
+    public RequestGate(IBlockNode root)
+    {
+        ArgumentNullException.ThrowIfNull(root);
+        _root = root;
+    }
+
+    /// <summary>The node requests go to. Replace it only while holding a drain.</summary>
+    public IBlockNode Root => _root;
+
+    public int InFlight
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _inFlight;
+            }
+        }
+    }
+
+    public long Size => _root.Size;
+
+    public bool IsReadOnly => (_root.Capabilities & NodeCapabilities.ReadOnly) != 0;
+
+    public void AddObserver(IWriteObserver observer)
+    {
+        lock (_lock)
+        {
+            _observers.Add(observer);
+        }
+    }
+
+    public bool RemoveObserver(IWriteObserver observer)
+    {
+        lock (_lock)
+        {
+            return _observers.Remove(observer);
+        }
+    }
+
+    /// <summary>Swaps the root; the caller holds a drain (<see cref="DrainAsync"/>).</summary>
+    public void ReplaceRoot(IBlockNode newRoot, Drain proofOfDrain)
+    {
+        ArgumentNullException.ThrowIfNull(newRoot);
+        ArgumentNullException.ThrowIfNull(proofOfDrain);
+        if (!proofOfDrain.IsHeldOn(this))
+        {
+            throw new InvalidOperationException("the root may only change while the gate is drained");
+        }
+
+        _root = newRoot;
+    }
+
+    /// <summary>
+    /// Holds new requests and waits until none is in flight. Requests resume when the returned
+    /// <see cref="Drain"/> is disposed. Drains nest.
+    /// </summary>
+    public async Task<Drain> DrainAsync(CancellationToken cancellationToken = default)
+    {
+        Task wait;
+        lock (_lock)
+        {
+            if (_holds++ == 0)
+            {
+                _resumed = NewSignal(completed: false);
+            }
+
+            if (_inFlight == 0)
+            {
+                wait = Task.CompletedTask;
+            }
+            else
+            {
+                _drained ??= NewSignal(completed: false);
+                wait = _drained.Task;
+            }
+        }
+
+        var drain = new Drain(this);
+        try
+        {
+            await wait.WaitAsync(cancellationToken);
+        }
+        catch
+        {
+            drain.Dispose();
+            throw;
+        }
+
+        return drain;
+    }
+
+    public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        await EnterAsync(offset, buffer.Length, write: false, cancellationToken);
+        try
+        {
+            var root = _root;
+            int max = root.Limits.MaxTransfer;
+            for (int done = 0; done < buffer.Length; done += max)
+            {
+                int n = Math.Min(max, buffer.Length - done);
+                await root.ReadAsync(offset + done, buffer.Slice(done, n), cancellationToken);
+            }
+        }
+        finally
+        {
+            Leave();
+        }
+    }
+
+    public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None,
+        CancellationToken cancellationToken = default)
+    {
+        await EnterAsync(offset, data.Length, write: true, cancellationToken);
+        try
+        {
+            var root = _root;
+            int max = root.Limits.MaxTransfer;
+            for (int done = 0; done < data.Length; done += max)
+            {
+                int n = Math.Min(max, data.Length - done);
+                await root.WriteAsync(offset + done, data.Slice(done, n), flags, cancellationToken);
+            }
+        }
+        finally
+        {
+            Leave();
+        }
+    }
+
+    public async ValueTask WriteZeroesAsync(long offset, long length, ZeroFlags flags = ZeroFlags.None,
+        CancellationToken cancellationToken = default)
+    {
+        await EnterAsync(offset, length, write: true, cancellationToken);
+        try
+        {
+            await _root.WriteZeroesAsync(offset, length, flags, cancellationToken);
+        }
+        finally
+        {
+            Leave();
+        }
+    }
+
+    public async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        await EnterAsync(offset, length, write: true, cancellationToken);
+        try
+        {
+            await _root.DiscardAsync(offset, length, cancellationToken);
+        }
+        finally
+        {
+            Leave();
+        }
+    }
+
+    public async ValueTask FlushAsync(CancellationToken cancellationToken = default)
+    {
+        await EnterAsync(0, 0, write: false, cancellationToken);
+        try
+        {
+            await _root.FlushAsync(cancellationToken);
+        }
+        finally
+        {
+            Leave();
+        }
+    }
+
+    /// <summary>Block status of the whole chain at <paramref name="offset"/> (see <see cref="ChainStatus"/>).</summary>
+    public async ValueTask<ChainExtent> GetBlockStatusAsync(long offset, long length, CancellationToken cancellationToken = default)
+    {
+        await EnterAsync(offset, length, write: false, cancellationToken);
+        try
+        {
+            return await ChainStatus.GetAsync(_root, offset, length, cancellationToken);
+        }
+        finally
+        {
+            Leave();
+        }
+    }
+
+    /// <summary>Checks a request against the contract of <see cref="IBlockNode"/>; throws <see cref="BlockError.InvalidArgument"/>.</summary>
+    public static void Validate(IBlockNode node, long offset, long length, bool write)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        if (offset < 0 || length < 0 || offset > node.Size - length)
+        {
+            throw BlockException.Invalid($"request at offset {offset} length {length} is beyond the end of the {node.Size}-byte disk");
+        }
+
+        int align = node.Limits.RequestAlignment;
+        if (align > 1 && (offset % align != 0 || length % align != 0))
+        {
+            throw BlockException.Invalid($"request at offset {offset} length {length} is not aligned to {align} bytes");
+        }
+
+        if (write && (node.Capabilities & NodeCapabilities.ReadOnly) != 0)
+        {
+            throw BlockException.ReadOnly("the disk is read-only");
+        }
+    }
+
+    private async ValueTask EnterAsync(long offset, long length, bool write, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            Task resumed;
+            lock (_lock)
+            {
+                if (_holds == 0)
+                {
+                    Validate(_root, offset, length, write);
+                    _inFlight++;
+                    if (write && length > 0)
+                    {
+                        foreach (var observer in _observers)
+                        {
+                            observer.OnWrite(offset, length);
+                        }
+                    }
+
+                    return;
+                }
+
+                resumed = _resumed.Task;
+            }
+
+            await resumed.WaitAsync(cancellationToken);
+        }
+    }
+
+    private void Leave()
+    {
+        TaskCompletionSource? drained = null;
+        lock (_lock)
+        {
+            if (--_inFlight == 0 && _drained is not null)
+            {
+                drained = _drained;
+                _drained = null;
+            }
+        }
+
+        drained?.TrySetResult();
+    }
+
+    private void Release()
+    {
+        TaskCompletionSource? resumed = null;
+        lock (_lock)
+        {
+            if (--_holds == 0)
+            {
+                resumed = _resumed;
+            }
+        }
+
+        resumed?.TrySetResult();
+    }
+
+    private static TaskCompletionSource NewSignal(bool completed)
+    {
+        var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (completed)
+        {
+            tcs.SetResult();
+        }
+
+        return tcs;
+    }
+
+    /// <summary>A held drain: while it lives, no request enters the gate.</summary>
+    public sealed class Drain : IDisposable
+    {
+        private RequestGate? _gate;
+
+        internal Drain(RequestGate gate) => _gate = gate;
+
+        internal bool IsHeldOn(RequestGate gate) => ReferenceEquals(_gate, gate);
+
+        public void Dispose()
+        {
+            Interlocked.Exchange(ref _gate, null)?.Release();
+        }
+    }
+}

@@ -1,0 +1,126 @@
+using Strata.Block;
+using Strata.Formats.Qcow2;
+using Strata.Formats.Raw;
+
+namespace Strata.Formats;
+
+/// <summary>Opens an image file and its backing chain, the way qemu-img does.</summary>
+public static class ImageOpener
+{
+    public const string Raw = "raw";
+    public const string Qcow2Format = "qcow2";
+
+    public static async ValueTask<IBlockNode> OpenAsync(string path, ImageOpenOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        ArgumentNullException.ThrowIfNull(options);
+        return await OpenAsync(path, options, [], cancellationToken);
+    }
+
+    /// <summary>Reads the first bytes of a file: "qcow2" when it starts with the qcow2 magic, else "raw".</summary>
+    public static async ValueTask<string> ProbeFormatAsync(string path, CancellationToken cancellationToken = default)
+    {
+        await using var file = RawFileNode.Open(path, readOnly: true);
+        return await ProbeFormatAsync(file, cancellationToken);
+    }
+
+    public static async ValueTask<string> ProbeFormatAsync(IBlockNode file, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        if (file.Size < 4)
+        {
+            return Raw;
+        }
+
+        var magic = new byte[4];
+        await file.ReadAsync(0, magic, cancellationToken);
+        return System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(magic) == Qcow2Node.Magic ? Qcow2Format : Raw;
+    }
+
+    /// <summary>
+    /// Where a backing file name recorded in <paramref name="overlayPath"/> points: absolute names as
+    /// they are, relative names against the overlay's folder (as QEMU does).
+    /// </summary>
+    public static string ResolveBackingPath(string overlayPath, string backingName)
+    {
+        ArgumentNullException.ThrowIfNull(overlayPath);
+        ArgumentNullException.ThrowIfNull(backingName);
+        if (Path.IsPathRooted(backingName))
+        {
+            return backingName;
+        }
+
+        string folder = Path.GetDirectoryName(Path.GetFullPath(overlayPath)) ?? ".";
+        return Path.GetFullPath(Path.Combine(folder, backingName));
+    }
+
+    public static void CheckFormatName(string format)
+    {
+        if (format is not (Raw or Qcow2Format))
+        {
+            throw BlockException.Invalid($"Unknown driver '{format}' (supported: raw, qcow2)");
+        }
+    }
+
+    private static async ValueTask<IBlockNode> OpenAsync(string path, ImageOpenOptions options, HashSet<string> seen, CancellationToken cancellationToken)
+    {
+        string full = Path.GetFullPath(path);
+        if (!seen.Add(full))
+        {
+            throw BlockException.Invalid($"Backing chain of '{path}' loops back to '{full}'");
+        }
+
+        if (seen.Count > options.MaxChainDepth)
+        {
+            throw BlockException.Invalid($"Backing chain of '{path}' is deeper than {options.MaxChainDepth} images");
+        }
+
+        var file = RawFileNode.Open(path, options.ReadOnly, options.Direct);
+        try
+        {
+            string format = options.Format ?? await ProbeFormatAsync(file, cancellationToken);
+            CheckFormatName(format);
+            if (format == Raw)
+            {
+                return file;
+            }
+
+            var image = await Qcow2Node.OpenAsync(file, options.ReadOnly, cancellationToken);
+            file = null;
+            try
+            {
+                var info = image.Info;
+                if (options.OpenBacking && info.BackingFile is { } backingName)
+                {
+                    string backingPath = ResolveBackingPath(path, backingName);
+                    // The recorded format is trusted; only an image that records none is probed.
+                    var backingOptions = options with { Format = info.BackingFormat, ReadOnly = true };
+                    try
+                    {
+                        image.AttachBacking(await OpenAsync(backingPath, backingOptions, seen, cancellationToken));
+                    }
+                    catch (BlockException e)
+                    {
+                        throw new BlockException(e.Error, $"Could not open backing file of '{path}': {e.Message}", e);
+                    }
+                }
+
+                return image;
+            }
+            catch
+            {
+                await image.DisposeAsync();
+                throw;
+            }
+        }
+        catch
+        {
+            if (file is not null)
+            {
+                await file.DisposeAsync();
+            }
+
+            throw;
+        }
+    }
+}

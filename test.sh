@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every Strata test. Installs what the tests need when it is missing (Debian packages through
+# apt-get, NuGet packages through restore), so it passes on a fresh Debian 12 machine.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$root"
+
+# The peers the interop tests drive: QEMU's tools are the oracle.
+need_apt=()
+command -v qemu-img >/dev/null || need_apt+=(qemu-utils)
+command -v qemu-storage-daemon >/dev/null || need_apt+=(qemu-system-common)
+command -v nbdinfo >/dev/null || need_apt+=(libnbd-bin)
+/usr/bin/python3 -c 'import nbd' 2>/dev/null || need_apt+=(python3-libnbd)
+command -v fio >/dev/null || need_apt+=(fio)
+if (( ${#need_apt[@]} )); then
+    echo "test.sh: installing ${need_apt[*]}"
+    sudo_cmd=()
+    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+dotnet test "$root/Strata.slnx" -c Release --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log" || status=$?
+
+# One closing line for the whole run, summed over the test assemblies.
+read -r passed failed skipped < <(grep -oE 'Failed: +[0-9]+, Passed: +[0-9]+, Skipped: +[0-9]+' "$log" \
+    | awk -F'[:,]' '{f+=$2; p+=$4; s+=$6} END {print p+0, f+0, s+0}')
+echo "tests: ${passed} passed, ${failed} failed, ${skipped} skipped"
+if (( status == 0 && passed == 0 )); then
+    echo "test.sh: no test ran" >&2
+    exit 1
+fi
+exit "$status"
