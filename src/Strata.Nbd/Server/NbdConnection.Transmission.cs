@@ -1,0 +1,530 @@
+using System.Buffers.Binary;
+using System.Text;
+using Strata.Block;
+using Strata.Nbd.Protocol;
+
+namespace Strata.Nbd.Server;
+
+/// <summary>The transmission phase (proto.md, "Transmission"): many requests in flight, replies in any order.</summary>
+public sealed partial class NbdConnection
+{
+    /// <summary>
+    /// Reads at least this long look for holes first and send them as NBD_REPLY_TYPE_OFFSET_HOLE; shorter
+    /// ones are sent as data, as two lseek calls would cost more than the zeroes they save.
+    /// </summary>
+    private const int SparseReadThreshold = 64 * 1024;
+
+    /// <summary>Most extents one reply describes (a client asks again from where the reply ends).</summary>
+    private const int MaxStatusExtents = 1024;
+
+    /// <summary>Most chunks one sparse read is split into; past it the rest is sent as data.</summary>
+    private const int MaxReadChunks = 64;
+
+    private const int DataChunkHeaderSize = NbdWire.ChunkHeaderSize + 8;
+
+    private async Task TransmitAsync()
+    {
+        var export = _export!;
+        var header = new byte[NbdWire.RequestHeaderSize];
+        var cancellationToken = _receiveStop.Token;
+        bool holdingSlot = false;
+        try
+        {
+            while (true)
+            {
+                await _slots.WaitAsync(cancellationToken);
+                holdingSlot = true;
+                await _reader.ReadExactlyAsync(header, cancellationToken);
+                if (!NbdRequest.TryRead(header, out var request))
+                {
+                    // Without a valid header the stream cannot be resynchronized (proto.md: bad magic is fatal).
+                    Log("bad request magic: disconnecting");
+                    return;
+                }
+
+                if (request.Command == NbdCommand.Disconnect)
+                {
+                    // "The server MUST handle all outstanding requests" before closing.
+                    Log("client sent NBD_CMD_DISC");
+                    return;
+                }
+
+                byte[]? payload = null;
+                if (request.Command == NbdCommand.Write)
+                {
+                    if (request.Length > (uint)_options.MaxPayload)
+                    {
+                        // The payload is drained so the stream stays in step; the request fails.
+                        await _reader.SkipAsync(request.Length, cancellationToken);
+                        holdingSlot = false;
+                        _ = FailAsync(request, NbdErrno.Overflow, $"write of {request.Length} bytes exceeds the maximum of {_options.MaxPayload}");
+                        continue;
+                    }
+
+                    payload = Rent((int)request.Length);
+                    try
+                    {
+                        await _reader.ReadExactlyAsync(payload.AsMemory(0, (int)request.Length), cancellationToken);
+                    }
+                    catch
+                    {
+                        Return(payload);
+                        throw;
+                    }
+                }
+
+                holdingSlot = false;
+                _ = HandleAsync(export, request, payload);
+            }
+        }
+        catch (Exception e) when (IsDisconnect(e))
+        {
+            Log(_receiveStop.IsCancellationRequested ? "server stopping: no more requests read" : $"connection ended: {e.Message}");
+        }
+        finally
+        {
+            if (holdingSlot)
+            {
+                _slots.Release();
+            }
+
+            // Wait until every request in flight has answered (each gives its slot back).
+            for (int i = 0; i < _options.MaxRequestsInFlight; i++)
+            {
+                await _slots.WaitAsync();
+            }
+        }
+    }
+
+    private async Task FailAsync(NbdRequest request, NbdErrno error, string message)
+    {
+        try
+        {
+            await SendErrorAsync(request, error, message);
+        }
+        catch (Exception e) when (IsDisconnect(e))
+        {
+            Abort();
+        }
+        finally
+        {
+            _slots.Release();
+        }
+    }
+
+    /// <summary>Runs one request and sends its reply; gives the slot (and the write payload) back at the end.</summary>
+    private async Task HandleAsync(NbdExport export, NbdRequest request, byte[]? payload)
+    {
+        try
+        {
+            var (error, message) = Check(export, request);
+            if (error != NbdErrno.None)
+            {
+                await SendErrorAsync(request, error, message!);
+                return;
+            }
+
+            try
+            {
+                await RunAsync(export, request, payload);
+            }
+            catch (BlockException e)
+            {
+                await SendErrorAsync(request, NbdErrors.FromBlockError(e.Error), e.Message);
+            }
+        }
+        catch (Exception e) when (IsDisconnect(e))
+        {
+            Abort();
+        }
+        catch (Exception e)
+        {
+            // A bug, not the client's fault: tell the client EIO and keep serving.
+            Log($"{request.Command} at {request.Offset} failed unexpectedly: {e}");
+            try
+            {
+                await SendErrorAsync(request, NbdErrno.IoError, "internal error");
+            }
+            catch (Exception e2) when (IsDisconnect(e2))
+            {
+                Abort();
+            }
+        }
+        finally
+        {
+            if (payload is not null)
+            {
+                Return(payload);
+            }
+
+            _slots.Release();
+        }
+    }
+
+    /// <summary>Checks a request against the wire rules before any I/O (proto.md, "Request types" and "Error values").</summary>
+    private (NbdErrno Error, string? Message) Check(NbdExport export, NbdRequest request)
+    {
+        var allowed = request.Command switch
+        {
+            NbdCommand.Read => _structuredReplies ? NbdCommandFlags.DontFragment : NbdCommandFlags.None,
+            NbdCommand.Write or NbdCommand.Trim => NbdCommandFlags.Fua,
+            NbdCommand.WriteZeroes => NbdCommandFlags.Fua | NbdCommandFlags.NoHole | NbdCommandFlags.FastZero,
+            NbdCommand.BlockStatus => NbdCommandFlags.RequestOne,
+            NbdCommand.Flush or NbdCommand.Cache => NbdCommandFlags.None,
+            _ => (NbdCommandFlags?)null,
+        };
+        if (allowed is not { } mask)
+        {
+            return (NbdErrno.InvalidArgument, $"unknown command {(ushort)request.Command}");
+        }
+
+        if ((request.Flags & ~mask) != 0)
+        {
+            return (NbdErrno.InvalidArgument, $"flags 0x{(ushort)request.Flags:x} are not valid for {request.Command}");
+        }
+
+        if (request.Command == NbdCommand.Flush)
+        {
+            return default;
+        }
+
+        bool write = request.Command is NbdCommand.Write or NbdCommand.Trim or NbdCommand.WriteZeroes;
+        if (write && export.ReadOnly)
+        {
+            return (NbdErrno.PermissionDenied, "the export is read-only");
+        }
+
+        long size = export.Gate.Size;
+        if (request.Offset > (ulong)size || request.Length > (ulong)size - request.Offset)
+        {
+            // "ENOSPC ... for a write beyond the end of the export"; EINVAL for the others.
+            return (write ? NbdErrno.NoSpace : NbdErrno.InvalidArgument,
+                $"request at offset {request.Offset} length {request.Length} is beyond the end of the {size}-byte export");
+        }
+
+        if (request.Command == NbdCommand.Read && request.Length > (uint)_options.MaxPayload)
+        {
+            return (NbdErrno.Overflow, $"read of {request.Length} bytes exceeds the maximum of {_options.MaxPayload}");
+        }
+
+        if (request.Command == NbdCommand.BlockStatus)
+        {
+            if (!_baseAllocation && !_allocationDepth)
+            {
+                return (NbdErrno.InvalidArgument, "no metadata context was negotiated");
+            }
+
+            if (request.Length == 0)
+            {
+                return (NbdErrno.InvalidArgument, "block status of an empty range");
+            }
+        }
+
+        if (request.Command == NbdCommand.WriteZeroes && (request.Flags & NbdCommandFlags.FastZero) != 0
+            && (export.Gate.Root.Capabilities & NodeCapabilities.FastZero) == 0)
+        {
+            return (NbdErrno.NotSupported, "fast zeroing is not supported by this export");
+        }
+
+        return default;
+    }
+
+    private async ValueTask RunAsync(NbdExport export, NbdRequest request, byte[]? payload)
+    {
+        var gate = export.Gate;
+        long offset = (long)request.Offset;
+        int length = (int)Math.Min(request.Length, int.MaxValue);
+        bool fua = (request.Flags & NbdCommandFlags.Fua) != 0;
+        switch (request.Command)
+        {
+            case NbdCommand.Read:
+                await ReadAsync(gate, request);
+                return;
+            case NbdCommand.Write:
+                await gate.WriteAsync(offset, payload.AsMemory(0, length), fua ? WriteFlags.Fua : WriteFlags.None);
+                break;
+            case NbdCommand.Flush:
+                await gate.FlushAsync();
+                break;
+            case NbdCommand.Trim:
+                await gate.DiscardAsync(offset, request.Length);
+                if (fua)
+                {
+                    await gate.FlushAsync();
+                }
+
+                break;
+            case NbdCommand.WriteZeroes:
+                var zeroFlags = ZeroFlags.None;
+                if ((request.Flags & NbdCommandFlags.NoHole) == 0)
+                {
+                    zeroFlags |= ZeroFlags.MayUnmap;
+                }
+
+                if ((request.Flags & NbdCommandFlags.FastZero) != 0)
+                {
+                    zeroFlags |= ZeroFlags.NoFallback;
+                }
+
+                if (fua)
+                {
+                    zeroFlags |= ZeroFlags.Fua;
+                }
+
+                await gate.WriteZeroesAsync(offset, request.Length, zeroFlags);
+                break;
+            case NbdCommand.Cache:
+                // A hint: every read already goes through the page cache. Still a request, so validated.
+                break;
+            case NbdCommand.BlockStatus:
+                await BlockStatusAsync(gate, request);
+                return;
+        }
+
+        await SendSimpleAsync(request.Cookie);
+    }
+
+    private async ValueTask ReadAsync(RequestGate gate, NbdRequest request)
+    {
+        int length = (int)request.Length;
+        if (length == 0)
+        {
+            await SendDoneNoneAsync(request.Cookie);
+            return;
+        }
+
+        if (_structuredReplies && length >= SparseReadThreshold && (request.Flags & NbdCommandFlags.DontFragment) == 0
+            && await TrySendSparseReadAsync(gate, request))
+        {
+            return;
+        }
+
+        int headerSize = _structuredReplies ? DataChunkHeaderSize : NbdWire.SimpleReplyHeaderSize;
+        byte[] buffer = Rent(headerSize + length);
+        try
+        {
+            await gate.ReadAsync((long)request.Offset, buffer.AsMemory(headerSize, length));
+            if (_structuredReplies)
+            {
+                NbdReplyHeaders.WriteChunk(buffer, NbdReplyFlags.Done, NbdReplyType.OffsetData, request.Cookie, 8 + length);
+                BinaryPrimitives.WriteUInt64BigEndian(buffer.AsSpan(NbdWire.ChunkHeaderSize), request.Offset);
+            }
+            else
+            {
+                NbdReplyHeaders.WriteSimple(buffer, NbdErrno.None, request.Cookie);
+            }
+
+            await _writer.SendAsync(buffer.AsMemory(0, headerSize + length));
+        }
+        finally
+        {
+            Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// A read whose range holds holes: the holes go as OFFSET_HOLE chunks, the rest as OFFSET_DATA, all
+    /// in one message. False (nothing sent) when the range is all data.
+    /// </summary>
+    private async ValueTask<bool> TrySendSparseReadAsync(RequestGate gate, NbdRequest request)
+    {
+        long start = (long)request.Offset;
+        long end = start + request.Length;
+        var runs = new List<(long Offset, long Length, bool Hole)>();
+        long position = start;
+        while (position < end && runs.Count < MaxReadChunks)
+        {
+            var extent = await gate.GetBlockStatusAsync(position, end - position);
+            bool hole = extent.IsZero;
+            if (runs.Count > 0 && runs[^1].Hole == hole)
+            {
+                runs[^1] = runs[^1] with { Length = runs[^1].Length + extent.Length };
+            }
+            else
+            {
+                runs.Add((position, extent.Length, hole));
+            }
+
+            position = extent.End;
+        }
+
+        if (position < end)
+        {
+            // Too fragmented to describe in full: the rest is sent as data.
+            if (runs[^1].Hole)
+            {
+                runs.Add((position, end - position, false));
+            }
+            else
+            {
+                runs[^1] = runs[^1] with { Length = end - runs[^1].Offset };
+            }
+        }
+
+        if (runs.Count == 1 && !runs[0].Hole)
+        {
+            return false;
+        }
+
+        int total = 0;
+        foreach (var run in runs)
+        {
+            total += run.Hole ? NbdWire.ChunkHeaderSize + 12 : DataChunkHeaderSize + (int)run.Length;
+        }
+
+        byte[] buffer = Rent(total);
+        try
+        {
+            int at = 0;
+            for (int i = 0; i < runs.Count; i++)
+            {
+                var run = runs[i];
+                var flags = i == runs.Count - 1 ? NbdReplyFlags.Done : NbdReplyFlags.None;
+                if (run.Hole)
+                {
+                    NbdReplyHeaders.WriteChunk(buffer.AsSpan(at), flags, NbdReplyType.OffsetHole, request.Cookie, 12);
+                    BinaryPrimitives.WriteInt64BigEndian(buffer.AsSpan(at + NbdWire.ChunkHeaderSize), run.Offset);
+                    BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(at + NbdWire.ChunkHeaderSize + 8), (uint)run.Length);
+                    at += NbdWire.ChunkHeaderSize + 12;
+                }
+                else
+                {
+                    NbdReplyHeaders.WriteChunk(buffer.AsSpan(at), flags, NbdReplyType.OffsetData, request.Cookie, 8 + (int)run.Length);
+                    BinaryPrimitives.WriteInt64BigEndian(buffer.AsSpan(at + NbdWire.ChunkHeaderSize), run.Offset);
+                    await gate.ReadAsync(run.Offset, buffer.AsMemory(at + DataChunkHeaderSize, (int)run.Length));
+                    at += DataChunkHeaderSize + (int)run.Length;
+                }
+            }
+
+            await _writer.SendAsync(buffer.AsMemory(0, total));
+        }
+        finally
+        {
+            Return(buffer);
+        }
+
+        return true;
+    }
+
+    /// <summary>One NBD_REPLY_TYPE_BLOCK_STATUS chunk per negotiated context (proto.md, "Metadata querying").</summary>
+    private async ValueTask BlockStatusAsync(RequestGate gate, NbdRequest request)
+    {
+        long position = (long)request.Offset;
+        long end = position + request.Length;
+        var extents = new List<ChainExtent>();
+        while (position < end && extents.Count < MaxStatusExtents)
+        {
+            var extent = await gate.GetBlockStatusAsync(position, end - position);
+            extents.Add(extent);
+            position = extent.End;
+        }
+
+        bool one = (request.Flags & NbdCommandFlags.RequestOne) != 0;
+        var contexts = new List<(uint Id, List<(uint Length, uint Flags)> Descriptors)>();
+        if (_baseAllocation)
+        {
+            contexts.Add((BaseAllocationId, Describe(extents, static e =>
+                (e.IsData && e.IsPresent ? 0 : NbdWire.StateHole) | (e.IsZero ? NbdWire.StateZero : 0), one)));
+        }
+
+        if (_allocationDepth)
+        {
+            contexts.Add((AllocationDepthId, Describe(extents, static e => e.IsPresent ? (uint)e.Depth + 1 : 0, one)));
+        }
+
+        int total = 0;
+        foreach (var (_, descriptors) in contexts)
+        {
+            total += NbdWire.ChunkHeaderSize + 4 + (8 * descriptors.Count);
+        }
+
+        byte[] buffer = Rent(total);
+        try
+        {
+            int at = 0;
+            for (int i = 0; i < contexts.Count; i++)
+            {
+                var (id, descriptors) = contexts[i];
+                var flags = i == contexts.Count - 1 ? NbdReplyFlags.Done : NbdReplyFlags.None;
+                NbdReplyHeaders.WriteChunk(buffer.AsSpan(at), flags, NbdReplyType.BlockStatus, request.Cookie, 4 + (8 * descriptors.Count));
+                at += NbdWire.ChunkHeaderSize;
+                BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(at), id);
+                at += 4;
+                foreach (var (length, value) in descriptors)
+                {
+                    BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(at), length);
+                    BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(at + 4), value);
+                    at += 8;
+                }
+            }
+
+            await _writer.SendAsync(buffer.AsMemory(0, total));
+        }
+        finally
+        {
+            Return(buffer);
+        }
+    }
+
+    /// <summary>Merges neighbouring extents with the same value for one context; REQ_ONE keeps the first.</summary>
+    private static List<(uint Length, uint Flags)> Describe(List<ChainExtent> extents, Func<ChainExtent, uint> value, bool one)
+    {
+        var descriptors = new List<(uint Length, uint Flags)>();
+        foreach (var extent in extents)
+        {
+            uint flags = value(extent);
+            if (descriptors.Count > 0 && descriptors[^1].Flags == flags)
+            {
+                descriptors[^1] = (descriptors[^1].Length + (uint)extent.Length, flags);
+            }
+            else
+            {
+                if (one && descriptors.Count == 1)
+                {
+                    break;
+                }
+
+                descriptors.Add(((uint)extent.Length, flags));
+            }
+        }
+
+        return descriptors;
+    }
+
+    private ValueTask SendSimpleAsync(ulong cookie)
+    {
+        var reply = new byte[NbdWire.SimpleReplyHeaderSize];
+        NbdReplyHeaders.WriteSimple(reply, NbdErrno.None, cookie);
+        return _writer.SendAsync(reply);
+    }
+
+    private ValueTask SendDoneNoneAsync(ulong cookie)
+    {
+        var reply = new byte[NbdWire.ChunkHeaderSize];
+        NbdReplyHeaders.WriteChunk(reply, NbdReplyFlags.Done, NbdReplyType.None, cookie, 0);
+        return _writer.SendAsync(reply);
+    }
+
+    /// <summary>
+    /// An error reply: a structured NBD_REPLY_TYPE_ERROR (with its message) for the commands whose
+    /// replies are structured, a simple reply otherwise.
+    /// </summary>
+    private ValueTask SendErrorAsync(NbdRequest request, NbdErrno error, string message)
+    {
+        Log($"{request.Command} offset {request.Offset} length {request.Length}: {error} ({message})");
+        if (_structuredReplies && request.Command is NbdCommand.Read or NbdCommand.BlockStatus)
+        {
+            byte[] text = Encoding.UTF8.GetBytes(message.Length > 256 ? message[..256] : message);
+            var chunk = new byte[NbdWire.ChunkHeaderSize + 6 + text.Length];
+            NbdReplyHeaders.WriteChunk(chunk, NbdReplyFlags.Done, NbdReplyType.Error, request.Cookie, 6 + text.Length);
+            BinaryPrimitives.WriteUInt32BigEndian(chunk.AsSpan(NbdWire.ChunkHeaderSize), (uint)error);
+            BinaryPrimitives.WriteUInt16BigEndian(chunk.AsSpan(NbdWire.ChunkHeaderSize + 4), (ushort)text.Length);
+            text.CopyTo(chunk, NbdWire.ChunkHeaderSize + 6);
+            return _writer.SendAsync(chunk);
+        }
+
+        var reply = new byte[NbdWire.SimpleReplyHeaderSize];
+        NbdReplyHeaders.WriteSimple(reply, error, request.Cookie);
+        return _writer.SendAsync(reply);
+    }
+}

@@ -1,0 +1,186 @@
+using System.Net;
+using System.Net.Sockets;
+using Strata.Nbd.Transport;
+
+namespace Strata.Nbd.Server;
+
+/// <summary>
+/// The NBD server: accepts connections on its endpoints and runs one <see cref="NbdConnection"/> per
+/// client. Stopping closes the listeners (and removes unix socket files), lets every connection finish
+/// the requests it has in flight, then closes them.
+/// </summary>
+public sealed class NbdServer : IAsyncDisposable
+{
+    private readonly INbdExportCatalog _catalog;
+    private readonly NbdServerOptions _options;
+    private readonly List<(Socket Socket, NbdEndpoint Endpoint, Task AcceptLoop)> _listeners = [];
+    private readonly CancellationTokenSource _stopping = new();
+
+    // Protects _connections and _stopped.
+    private readonly Lock _lock = new();
+    private readonly HashSet<NbdConnection> _connections = [];
+    private readonly List<Task> _connectionTasks = [];
+    private bool _stopped;
+
+    public NbdServer(INbdExportCatalog catalog, NbdServerOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(catalog);
+        _catalog = catalog;
+        _options = options ?? new NbdServerOptions();
+    }
+
+    public int ConnectionCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _connections.Count;
+            }
+        }
+    }
+
+    /// <summary>Binds and starts accepting on <paramref name="endpoint"/>. A stale unix socket file is replaced.</summary>
+    public void Listen(NbdEndpoint endpoint)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        var bindTo = endpoint.EndPoint;
+        if (bindTo is DnsEndPoint dns)
+        {
+            var address = Dns.GetHostAddresses(dns.Host).FirstOrDefault()
+                ?? throw new SocketException((int)SocketError.HostNotFound);
+            bindTo = new IPEndPoint(address, dns.Port);
+        }
+
+        if (endpoint.UnixPath is { } path && File.Exists(path))
+        {
+            File.Delete(path);
+        }
+
+        var socket = bindTo is UnixDomainSocketEndPoint
+            ? new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified)
+            : new Socket(bindTo.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            socket.Bind(bindTo);
+            socket.Listen(128);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        lock (_lock)
+        {
+            _listeners.Add((socket, endpoint, AcceptLoopAsync(socket)));
+        }
+
+        _options.Log?.Invoke($"nbd: listening on {endpoint}");
+    }
+
+    /// <summary>Stops accepting, lets in-flight requests finish, closes every connection.</summary>
+    public async Task StopAsync()
+    {
+        List<NbdConnection> connections;
+        List<Task> tasks;
+        (Socket Socket, NbdEndpoint Endpoint, Task AcceptLoop)[] listeners;
+        lock (_lock)
+        {
+            if (_stopped)
+            {
+                return;
+            }
+
+            _stopped = true;
+            connections = [.. _connections];
+            tasks = [.. _connectionTasks];
+            listeners = [.. _listeners];
+        }
+
+        await _stopping.CancelAsync();
+        foreach (var (socket, endpoint, acceptLoop) in listeners)
+        {
+            socket.Dispose();
+            await acceptLoop;
+            if (endpoint.UnixPath is { } path)
+            {
+                File.Delete(path);
+            }
+        }
+
+        foreach (var connection in connections)
+        {
+            connection.Stop();
+        }
+
+        await Task.WhenAll(tasks);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        _stopping.Dispose();
+    }
+
+    private async Task AcceptLoopAsync(Socket listener)
+    {
+        await Task.Yield();
+        while (!_stopping.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await listener.AcceptAsync(_stopping.Token);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+                if (_stopping.IsCancellationRequested)
+                {
+                    return;
+                }
+
+                _options.Log?.Invoke($"nbd: accept failed: {e.Message}");
+                continue;
+            }
+
+            if (client.AddressFamily != AddressFamily.Unix)
+            {
+                client.NoDelay = true;
+            }
+
+            var connection = new NbdConnection(client, _catalog, _options);
+            lock (_lock)
+            {
+                if (_stopped || _connections.Count >= _options.MaxConnections)
+                {
+                    _options.Log?.Invoke(_stopped ? "nbd: refusing a connection: shutting down"
+                        : $"nbd: refusing a connection: {_options.MaxConnections} connections already open");
+                    connection.Dispose();
+                    continue;
+                }
+
+                _connections.Add(connection);
+                _connectionTasks.RemoveAll(t => t.IsCompleted);
+                _connectionTasks.Add(RunConnectionAsync(connection));
+            }
+        }
+    }
+
+    private async Task RunConnectionAsync(NbdConnection connection)
+    {
+        try
+        {
+            await connection.RunAsync();
+        }
+        finally
+        {
+            lock (_lock)
+            {
+                _connections.Remove(connection);
+            }
+
+            connection.Dispose();
+        }
+    }
+}

@@ -1,0 +1,111 @@
+using System.Buffers;
+using System.Net.Sockets;
+
+namespace Strata.Nbd.Transport;
+
+/// <summary>
+/// Buffered receive side of a stream socket: small headers are parsed from one pooled buffer filled
+/// by as few receive calls as possible (a pipelining client sends many headers per segment); large
+/// payloads bypass the buffer and land straight in their destination.
+/// </summary>
+internal sealed class SocketReader : IDisposable
+{
+    private const int BufferSize = 64 * 1024;
+
+    private readonly Socket _socket;
+    private byte[] _buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
+    private int _start;
+    private int _end;
+
+    public SocketReader(Socket socket) => _socket = socket;
+
+    public int Buffered => _end - _start;
+
+    /// <summary>Fills <paramref name="destination"/> completely; throws <see cref="EndOfStreamException"/> if the peer closes first.</summary>
+    public ValueTask ReadExactlyAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        int buffered = _end - _start;
+        if (buffered >= destination.Length)
+        {
+            _buffer.AsSpan(_start, destination.Length).CopyTo(destination.Span);
+            _start += destination.Length;
+            return ValueTask.CompletedTask;
+        }
+
+        return ReadSlowAsync(destination, cancellationToken);
+    }
+
+    /// <summary>Reads and throws away <paramref name="count"/> bytes (a payload the server refuses but must drain).</summary>
+    public async ValueTask SkipAsync(long count, CancellationToken cancellationToken)
+    {
+        while (count > 0)
+        {
+            if (_start == _end)
+            {
+                await FillAsync(cancellationToken);
+            }
+
+            int n = (int)Math.Min(count, _end - _start);
+            _start += n;
+            count -= n;
+        }
+    }
+
+    public void Dispose()
+    {
+        var buffer = Interlocked.Exchange(ref _buffer, []);
+        if (buffer.Length > 0)
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private async ValueTask ReadSlowAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        int buffered = _end - _start;
+        _buffer.AsMemory(_start, buffered).CopyTo(destination);
+        _start = _end = 0;
+        int done = buffered;
+        if (destination.Length - done >= BufferSize / 2)
+        {
+            // A large payload: receive it in place rather than copy it through the buffer.
+            while (done < destination.Length)
+            {
+                int n = await _socket.ReceiveAsync(destination[done..], SocketFlags.None, cancellationToken);
+                if (n == 0)
+                {
+                    throw new EndOfStreamException("the peer closed the connection");
+                }
+
+                done += n;
+            }
+
+            return;
+        }
+
+        while (done < destination.Length)
+        {
+            await FillAsync(cancellationToken);
+            int n = Math.Min(_end - _start, destination.Length - done);
+            _buffer.AsMemory(_start, n).CopyTo(destination[done..]);
+            _start += n;
+            done += n;
+        }
+    }
+
+    private async ValueTask FillAsync(CancellationToken cancellationToken)
+    {
+        if (_start == _end)
+        {
+            _start = _end = 0;
+        }
+
+        int n = await _socket.ReceiveAsync(_buffer.AsMemory(_end), SocketFlags.None, cancellationToken);
+        if (n == 0)
+        {
+            throw new EndOfStreamException("the peer closed the connection");
+        }
+
+        _end += n;
+    }
+}
