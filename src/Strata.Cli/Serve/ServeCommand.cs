@@ -1,9 +1,155 @@
 using System.CommandLine;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Strata.Daemon;
+using Strata.Nbd.Server;
+using Strata.Nbd.Transport;
 
 namespace Strata.Cli.Serve;
 
 /// <summary>`strata serve …`: the daemon that exports drives over NBD (like qemu-storage-daemon).</summary>
 public static class ServeCommand
 {
-    public static Command Build() => new("serve", "Serve disk images to guests over NBD (like qemu-storage-daemon).");
+    public static Command Build()
+    {
+        var drive = new Option<string[]>("--drive")
+        {
+            Description = "id=NAME,file=PATH[,format=raw|qcow2][,readonly=on][,cache=writeback|none]; repeatable, exported as NAME",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var hda = new Option<string?>("-hda") { Description = "shorthand for --drive id=ide0-hd0,file=FILE" };
+        var nbd = new Option<string[]>("--nbd")
+        {
+            Description = "NBD listening socket: unix:PATH or tcp:HOST:PORT; repeatable (default: unix socket nbd.sock in the runtime folder)",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var qmp = new Option<string[]>("--qmp")
+        {
+            Description = "control socket (QMP wire format): unix:PATH; repeatable (default: qmp.sock in the runtime folder)",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var paused = new Option<bool>("-S") { Description = "hold guest I/O until the control command 'cont'" };
+        var pidFile = new Option<string?>("--pidfile") { Description = "write the daemon's process id to this file" };
+        var verbose = new Option<bool>("--verbose", "-v") { Description = "log connections, options and errors to stderr" };
+        var maxConnections = new Option<int>("--max-connections") { Description = "NBD connections accepted at once", DefaultValueFactory = _ => 100 };
+        var handshakeTimeout = new Option<int>("--handshake-timeout") { Description = "seconds a client may take to finish the NBD handshake", DefaultValueFactory = _ => 10 };
+
+        var command = new Command("serve", "Serve disk images to guests over NBD (like qemu-storage-daemon).")
+        {
+            drive, hda, nbd, qmp, paused, pidFile, verbose, maxConnections, handshakeTimeout,
+        };
+        command.SetAction(result =>
+        {
+            try
+            {
+                var options = BuildOptions(
+                    result.GetValue(drive) ?? [], result.GetValue(hda), result.GetValue(nbd) ?? [], result.GetValue(qmp) ?? [],
+                    result.GetValue(paused), result.GetValue(pidFile), result.GetValue(verbose),
+                    result.GetValue(maxConnections), result.GetValue(handshakeTimeout));
+                return RunAsync(options).GetAwaiter().GetResult();
+            }
+            catch (Exception e) when (e is FormatException or ArgumentException or IOException or SocketException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"strata serve: {e.Message}");
+                return 1;
+            }
+        });
+        return command;
+    }
+
+    private static DaemonOptions BuildOptions(string[] drives, string? hda, string[] nbd, string[] qmp, bool paused, string? pidFile,
+        bool verbose, int maxConnections, int handshakeTimeout)
+    {
+        var specs = new List<DriveSpec>();
+        if (hda is not null)
+        {
+            specs.Add(new DriveSpec(DriveSpec.HdaId, hda));
+        }
+
+        specs.AddRange(drives.Select(DriveSpec.Parse));
+        if (specs.Count == 0)
+        {
+            throw new ArgumentException("no drive to serve: give -hda FILE or --drive id=NAME,file=PATH");
+        }
+
+        if (maxConnections < 1 || handshakeTimeout < 1)
+        {
+            throw new ArgumentException("--max-connections and --handshake-timeout must be positive");
+        }
+
+        string folder = SocketDefaults.Directory();
+        var nbdEndpoints = nbd.Length > 0 ? nbd.Select(NbdEndpoint.Parse).ToList() : [NbdEndpoint.Unix(Path.Combine(folder, SocketDefaults.NbdSocketName))];
+        var qmpEndpoints = qmp.Length > 0 ? qmp.Select(NbdEndpoint.Parse).ToList() : [NbdEndpoint.Unix(Path.Combine(folder, SocketDefaults.QmpSocketName))];
+        Action<string>? log = verbose ? line => Console.Error.WriteLine($"strata: {line}") : null;
+        return new DaemonOptions
+        {
+            Drives = specs,
+            NbdEndpoints = nbdEndpoints,
+            QmpEndpoints = qmpEndpoints,
+            StartPaused = paused,
+            PidFile = pidFile is null ? null : Path.GetFullPath(pidFile),
+            Log = log,
+            Nbd = new NbdServerOptions { MaxConnections = maxConnections, HandshakeTimeout = TimeSpan.FromSeconds(handshakeTimeout) },
+        };
+    }
+
+    private static async Task<int> RunAsync(DaemonOptions options)
+    {
+        await using var daemon = new StorageDaemon(options);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        try
+        {
+            await daemon.StartAsync();
+        }
+        catch (Strata.Block.BlockException e)
+        {
+            Console.Error.WriteLine($"strata serve: {e.Message}");
+            return 1;
+        }
+
+        PrintBanner(daemon);
+        await daemon.StopRequested;
+        await daemon.StopAsync();
+        Console.Out.WriteLine("strata serve: stopped; images flushed and closed");
+        return 0;
+
+        void Stop(PosixSignalContext context)
+        {
+            // Handled here: the daemon stops cleanly instead of the runtime ending the process.
+            context.Cancel = true;
+            daemon.RequestStop();
+        }
+    }
+
+    private static void PrintBanner(StorageDaemon daemon)
+    {
+        var options = daemon.Options;
+        foreach (var drive in daemon.Drives)
+        {
+            Console.Out.WriteLine($"strata serve: drive '{drive.Id}': {drive.Root.DriverName} {drive.Spec.File}, {drive.Root.Size} bytes{(drive.ReadOnly ? ", read-only" : "")}");
+        }
+
+        foreach (var endpoint in options.NbdEndpoints)
+        {
+            Console.Out.WriteLine($"strata serve: NBD on {endpoint}");
+        }
+
+        foreach (var endpoint in options.QmpEndpoints)
+        {
+            Console.Out.WriteLine($"strata serve: control (QMP) on {endpoint}");
+        }
+
+        if (options.NbdEndpoints.FirstOrDefault(e => e.IsUnix) is { } unix)
+        {
+            Console.Out.WriteLine($"strata serve: try: nbdinfo 'nbd+unix:///{daemon.Drives[0].Id}?socket={unix.UnixPath}'");
+        }
+
+        if (options.StartPaused)
+        {
+            Console.Out.WriteLine("strata serve: guest I/O held until 'cont' (-S)");
+        }
+
+        Console.Out.Flush();
+    }
 }

@@ -1,0 +1,25 @@
+using Strata.Nbd.Server;
+using Strata.Nbd.Transport;
+
+namespace Strata.Daemon;
+
+/// <summary>Everything <c>strata serve</c> was told on its command line.</summary>
+public sealed record DaemonOptions
+{
+    public IReadOnlyList<DriveSpec> Drives { get; init; } = [];
+
+    public IReadOnlyList<NbdEndpoint> NbdEndpoints { get; init; } = [];
+
+    /// <summary>Control sockets (QMP wire format).</summary>
+    public IReadOnlyList<NbdEndpoint> QmpEndpoints { get; init; } = [];
+
+    /// <summary>-S: guest I/O is held from the start until the QMP command <c>cont</c>.</summary>
+    public bool StartPaused { get; init; }
+
+    public string? PidFile { get; init; }
+
+    public NbdServerOptions Nbd { get; init; } = new();
+
+    /// <summary>Verbose diagnostics, one line each (-v); null keeps quiet.</summary>
+    public Action<string>? Log { get; init; }
+}

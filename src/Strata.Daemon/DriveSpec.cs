@@ -1,0 +1,112 @@
+using System.Text;
+
+namespace Strata.Daemon;
+
+/// <summary>
+/// One <c>--drive id=NAME,file=PATH[,format=raw|qcow2][,readonly=on][,cache=writeback|none]</c>, QEMU's
+/// key=value spelling (a comma inside a value is written twice, as in QEMU).
+/// </summary>
+public sealed record DriveSpec(string Id, string File, string? Format = null, bool ReadOnly = false, bool Direct = false)
+{
+    /// <summary>The id <c>-hda</c> gives its drive, as QEMU names its first IDE disk.</summary>
+    public const string HdaId = "ide0-hd0";
+
+    /// <summary>Parses the value of <c>--drive</c>; throws <see cref="FormatException"/> with a one-line message.</summary>
+    public static DriveSpec Parse(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        string? id = null, file = null, format = null;
+        bool readOnly = false, direct = false;
+        foreach (string pair in SplitOptions(text))
+        {
+            int eq = pair.IndexOf('=', StringComparison.Ordinal);
+            if (eq <= 0)
+            {
+                throw new FormatException($"--drive '{text}': expected key=value, got '{pair}'");
+            }
+
+            string key = pair[..eq], value = pair[(eq + 1)..];
+            switch (key)
+            {
+                case "id":
+                    id = value;
+                    break;
+                case "file":
+                    file = value;
+                    break;
+                case "format":
+                    if (value is not ("raw" or "qcow2"))
+                    {
+                        throw new FormatException($"--drive '{text}': unknown format '{value}' (raw, qcow2)");
+                    }
+
+                    format = value;
+                    break;
+                case "readonly":
+                    readOnly = ParseSwitch(text, key, value);
+                    break;
+                case "cache":
+                    direct = value switch
+                    {
+                        "writeback" => false,
+                        "none" => true,
+                        _ => throw new FormatException($"--drive '{text}': cache must be writeback or none"),
+                    };
+                    break;
+                default:
+                    throw new FormatException($"--drive '{text}': unknown key '{key}' (id, file, format, readonly, cache)");
+            }
+        }
+
+        if (string.IsNullOrEmpty(file))
+        {
+            throw new FormatException($"--drive '{text}': file=PATH is required");
+        }
+
+        if (string.IsNullOrEmpty(id))
+        {
+            throw new FormatException($"--drive '{text}': id=NAME is required (it is the export name)");
+        }
+
+        if (Encoding.UTF8.GetByteCount(id) > 4096)
+        {
+            throw new FormatException("--drive: id is longer than 4096 bytes, the NBD limit for export names");
+        }
+
+        return new DriveSpec(id, file, format, readOnly, direct);
+    }
+
+    private static bool ParseSwitch(string text, string key, string value) => value switch
+    {
+        "on" or "true" or "yes" => true,
+        "off" or "false" or "no" => false,
+        _ => throw new FormatException($"--drive '{text}': {key} must be on or off"),
+    };
+
+    private static List<string> SplitOptions(string text)
+    {
+        var parts = new List<string>();
+        var current = new StringBuilder();
+        for (int i = 0; i < text.Length; i++)
+        {
+            if (text[i] == ',')
+            {
+                if (i + 1 < text.Length && text[i + 1] == ',')
+                {
+                    current.Append(',');
+                    i++;
+                    continue;
+                }
+
+                parts.Add(current.ToString());
+                current.Clear();
+                continue;
+            }
+
+            current.Append(text[i]);
+        }
+
+        parts.Add(current.ToString());
+        return parts;
+    }
+}
