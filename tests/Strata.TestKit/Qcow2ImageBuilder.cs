@@ -132,6 +132,13 @@ public sealed class Qcow2ImageBuilder
         return Patch(offset, bytes);
     }
 
+    public Qcow2ImageBuilder PatchUInt32(long offset, uint value)
+    {
+        var bytes = new byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(bytes, value);
+        return Patch(offset, bytes);
+    }
+
     public byte[] Build()
     {
         int cs = ClusterSize;
