@@ -1,0 +1,148 @@
+using Strata.Formats.Qcow2;
+using Strata.TestKit;
+
+namespace Strata.Interop.Tests;
+
+/// <summary>
+/// qcow2 images created and written by Strata, judged by QEMU: <c>qemu-img check</c> finds no error and
+/// no leak, and <c>qemu-img compare</c> finds them equal to the raw image the model predicts.
+/// </summary>
+public sealed class StrataWrittenQcow2Tests
+{
+    [Theory]
+    [InlineData(512)]
+    [InlineData(4096)]
+    [InlineData(65536)]
+    [InlineData(2 * 1024 * 1024)]
+    public async Task RandomWorkloadLeavesAnImageQemuChecksCleanAndComparesEqual(int clusterSize)
+    {
+        int seed = Workload.NewSeed();
+        string context = $"cluster {clusterSize}, seed {seed}";
+        using var dir = new TempFolder();
+        string path = dir.File("disk.qcow2");
+        long size = clusterSize >= 2 * Images.MiB ? 12 * Images.MiB : 4 * Images.MiB;
+        await Images.CreateQcow2Async(path, new Qcow2CreateOptions { Size = size, ClusterSize = clusterSize });
+        var model = new DiskModel(size);
+        await using (var node = await Images.OpenAsync(path))
+        {
+            Assert.Equal("qcow2", node.DriverName);
+            await Images.RunWorkloadAsync(node, model, Workload.Generate(seed, size, 150), context);
+            await model.VerifyAndAdoptAsync(node, context);
+        }
+
+        Images.AssertQemuCheckClean(path, context);
+        model.WriteRaw(dir.File("ref.raw"));
+        Images.AssertQemuCompareEqual(path, dir.File("ref.raw"), context);
+
+        // Reopened, Strata still reads what it wrote.
+        await using (var node = await Images.OpenAsync(path, readOnly: true))
+        {
+            await model.VerifyAndAdoptAsync(node, $"{context}, reopened");
+        }
+    }
+
+    [Fact]
+    public async Task ChainOfFourLayersWithAWorkloadOnEachReadsAsTheModelForStrataAndQemu()
+    {
+        int seed = Workload.NewSeed();
+        using var dir = new TempFolder();
+        const long Size = 4 * Images.MiB;
+
+        // raw base → qcow2 64 KiB → qcow2 4 KiB → qcow2 512 B: every layer gets its own workload.
+        string basePath = dir.File("base.raw");
+        var model = new DiskModel(Size);
+        await using (var node = Strata.Formats.Raw.RawFileNode.Create(basePath, Size))
+        {
+            await Images.RunWorkloadAsync(node, model, Workload.Generate(seed, Size, 60), $"base, seed {seed}");
+            await model.VerifyAndAdoptAsync(node, $"base, seed {seed}");
+        }
+
+        var layers = new (string Name, int Cluster, string Backing, string BackingFormat)[]
+        {
+            ("l1.qcow2", 65536, "base.raw", "raw"),
+            ("l2.qcow2", 4096, "l1.qcow2", "qcow2"),
+            ("top.qcow2", 512, "l2.qcow2", "qcow2"),
+        };
+        for (int i = 0; i < layers.Length; i++)
+        {
+            var (name, cluster, backing, backingFormat) = layers[i];
+            string context = $"layer {name}, seed {seed}";
+            string path = dir.File(name);
+            await Images.CreateQcow2Async(path, new Qcow2CreateOptions
+            {
+                Size = Size, ClusterSize = cluster, BackingFile = backing, BackingFormat = backingFormat,
+            });
+            model = model.Overlay();
+            await using (var node = await Images.OpenAsync(path))
+            {
+                // Before any write the overlay reads exactly as its backing.
+                await model.VerifyAndAdoptAsync(node, $"{context}, fresh overlay");
+                await Images.RunWorkloadAsync(node, model, Workload.Generate(seed + i + 1, Size, 80), context);
+                await model.VerifyAndAdoptAsync(node, context);
+            }
+
+            Images.AssertQemuCheckClean(path, context);
+        }
+
+        string top = dir.File("top.qcow2");
+        await using (var node = await Images.OpenAsync(top, readOnly: true))
+        {
+            await model.VerifyAndAdoptAsync(node, $"top reopened, seed {seed}");
+            Assert.NotNull(node.Backing?.Backing?.Backing);
+        }
+
+        model.WriteRaw(dir.File("ref.raw"));
+        Images.AssertQemuCompareEqual(top, dir.File("ref.raw"), $"top of chain, seed {seed}");
+        var chain = Images.QemuImg("info", "--backing-chain", "--output=json", top).EnsureSuccess();
+        Assert.Equal(4, System.Text.Json.JsonDocument.Parse(chain.Stdout).RootElement.GetArrayLength());
+    }
+
+    [Fact]
+    public async Task StrataWritesIntoAQemuMadeImageAndQemuStillChecksItClean()
+    {
+        int seed = Workload.NewSeed();
+        string context = $"seed {seed}";
+        using var dir = new TempFolder();
+        string path = dir.File("qemu.qcow2");
+        Images.QemuImg("create", "-f", "qcow2", "-o", "cluster_size=4096", path, "4M").EnsureSuccess();
+        Images.QemuIo(path, "qcow2", "write -P 0x61 0 1M", "write -z 2M 64k", "write -P 0x62 3M 100k");
+        var model = new DiskModel(4 * Images.MiB);
+        model.Apply(new DiskOp(DiskOpKind.Write, 0, Images.MiB, Enumerable.Repeat((byte)0x61, Images.MiB).ToArray()));
+        model.Apply(new DiskOp(DiskOpKind.Write, 3 * Images.MiB, 100 * 1024, Enumerable.Repeat((byte)0x62, 100 * 1024).ToArray()));
+        await using (var node = await Images.OpenAsync(path))
+        {
+            await model.VerifyAndAdoptAsync(node, $"{context}, before");
+            await Images.RunWorkloadAsync(node, model, Workload.Generate(seed, model.Size, 100), context);
+            await model.VerifyAndAdoptAsync(node, context);
+        }
+
+        Images.AssertQemuCheckClean(path, context);
+        model.WriteRaw(dir.File("ref.raw"));
+        Images.AssertQemuCompareEqual(path, dir.File("ref.raw"), context);
+    }
+
+    [Fact]
+    public async Task ResizedImageGrowsItsL1AndQemuSeesTheNewSizeAndData()
+    {
+        int seed = Workload.NewSeed();
+        string context = $"seed {seed}";
+        using var dir = new TempFolder();
+        string path = dir.File("grow.qcow2");
+
+        // 512 B clusters: one L2 table maps 32 KiB, one L1 cluster 2 MiB, so 4 MiB needs a bigger L1.
+        await Images.CreateQcow2Async(path, new Qcow2CreateOptions { Size = 32 * 1024, ClusterSize = 512 });
+        var model = new DiskModel(4 * Images.MiB);
+        await using (var node = await Images.OpenAsync(path))
+        {
+            await node.ResizeAsync(4 * Images.MiB);
+            Assert.Equal(4 * Images.MiB, node.Size);
+            await Images.RunWorkloadAsync(node, model, Workload.Generate(seed, model.Size, 80), context);
+            await model.VerifyAndAdoptAsync(node, context);
+        }
+
+        Assert.True(Qcow2HeaderOffsets.ReadUInt32(path, Qcow2HeaderOffsets.L1Size) >= 128, "the L1 table did not grow");
+        Images.AssertQemuCheckClean(path, context);
+        model.WriteRaw(dir.File("ref.raw"));
+        Images.AssertQemuCompareEqual(path, dir.File("ref.raw"), context);
+    }
+}
