@@ -22,8 +22,8 @@ public sealed class QemuStorageDaemon : IDisposable
         var start = new ProcessStartInfo("qemu-storage-daemon") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
         foreach (string argument in new[]
         {
-            "--blockdev", $"driver=file,node-name=file0,filename={image}",
-            "--blockdev", "driver=raw,node-name=fmt0,file=file0",
+            "--blockdev", $"driver=file,node-name=file0,filename={image},discard=unmap",
+            "--blockdev", "driver=raw,node-name=fmt0,file=file0,discard=unmap",
             "--nbd-server", $"addr.type=unix,addr.path={socket}",
             "--export", $"type=nbd,id=exp0,node-name=fmt0,name=disk,writable={(writable ? "on" : "off")},allocation-depth=on",
         })

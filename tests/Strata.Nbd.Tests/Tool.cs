@@ -5,7 +5,8 @@ namespace Strata.Nbd.Tests;
 /// <summary>Runs a peer tool (nbdinfo, qemu-img, fio …) to completion; killed by its PID if it hangs.</summary>
 public static class Tool
 {
-    public static async Task<ToolResult> RunAsync(string file, IEnumerable<string> arguments, TimeSpan? timeout = null, string? standardInput = null)
+    public static async Task<ToolResult> RunAsync(string file, IEnumerable<string> arguments, TimeSpan? timeout = null, string? standardInput = null,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         var start = new ProcessStartInfo(file)
         {
@@ -17,6 +18,11 @@ public static class Tool
         foreach (string argument in arguments)
         {
             start.ArgumentList.Add(argument);
+        }
+
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
         }
 
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {file}");
@@ -44,6 +50,18 @@ public static class Tool
     }
 
     public static Task<ToolResult> RunAsync(string file, params string[] arguments) => RunAsync(file, (IEnumerable<string>)arguments);
+
+    /// <summary>
+    /// Runs nbdsh. It starts "python3" from PATH, which must be the system's one (where python3-libnbd
+    /// lives), not a python a developer put first on PATH.
+    /// </summary>
+    public static async Task<string> NbdshAsync(params string[] arguments)
+    {
+        var environment = new Dictionary<string, string> { ["PATH"] = "/usr/bin:/bin:" + Environment.GetEnvironmentVariable("PATH") };
+        var result = await RunAsync("/usr/bin/nbdsh", arguments, environment: environment);
+        Assert.True(result.ExitCode == 0, $"nbdsh {string.Join(' ', arguments)} failed: {result}");
+        return result.StandardOutput;
+    }
 
     /// <summary>Runs and asserts success, returning standard output.</summary>
     public static async Task<string> CheckAsync(string file, params string[] arguments)
