@@ -3,9 +3,14 @@ namespace Strata.Bench;
 /// <summary>Entry point of the side-by-side benchmarks; each benchmark is a subcommand.</summary>
 public static class Program
 {
-    public static int Main(string[] args)
+    public static async Task<int> Main(string[] args)
     {
-        Console.Error.WriteLine("usage: dotnet run --project bench/Strata.Bench -c Release -- BENCHMARK [options]");
+        if (args.Length > 0 && args[0] == "img")
+        {
+            return await ImgBench.RunAsync(args[1..]);
+        }
+
+        Console.Error.WriteLine("usage: dotnet run --project bench/Strata.Bench -c Release -- img [--dir DIR] [--runs N] [--size BYTES] [--quick] [--out FILE]");
         return args.Length == 0 ? 2 : 1;
     }
 }

@@ -7,14 +7,26 @@ namespace Strata.Cli;
 
 public static class Program
 {
-    public static int Main(string[] args)
+    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+
+    /// <summary>Runs one command line in-process, writing to the given writers; returns the exit status.</summary>
+    public static int Run(string[] args, TextWriter output, TextWriter error)
     {
+        ArgumentNullException.ThrowIfNull(args);
+
+        // `img` parses its own options, getopt style, to be spelled exactly like qemu-img (negative
+        // sizes, bundled flags, "-b ''"), which System.CommandLine's grammar does not allow.
+        if (args.Length > 0 && args[0] == "img")
+        {
+            return ImgTool.RunAsync(args[1..], output, error).GetAwaiter().GetResult();
+        }
+
         var root = new RootCommand("Strata: serve, snapshot, merge and back up virtual-machine disks.");
         var version = typeof(Program).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0";
         root.Subcommands.Add(ImgCommand.Build());
         root.Subcommands.Add(ServeCommand.Build());
-        root.Subcommands.Add(DemoCommand.Build());
-        root.SetAction(_ => Console.WriteLine($"strata {version}"));
-        return root.Parse(args).Invoke();
+        root.Subcommands.Add(DemoCommand.Build(output, error));
+        root.SetAction(_ => output.WriteLine($"strata {version}"));
+        return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
     }
 }

@@ -2,6 +2,7 @@ using Strata.Block;
 using Strata.Formats.Qcow2;
 using Strata.Formats.Raw;
 using Strata.TestKit;
+using Xunit.Abstractions;
 
 namespace Strata.Interop.Tests;
 
@@ -12,9 +13,9 @@ namespace Strata.Interop.Tests;
 /// crash qemu-img check finds no corruption (leaks are allowed) and every write completed before the
 /// last completed flush reads back.
 /// </summary>
-public sealed class CrashSafetyTests
+public sealed class CrashSafetyTests(ITestOutputHelper output)
 {
-    private const int MaxCrashPoints = 40;
+    private const int MaxCrashPoints = 64;
 
     [Fact]
     public Task AllocatingWritesSurviveACrashAtEveryMetadataWrite()
@@ -88,15 +89,15 @@ public sealed class CrashSafetyTests
         }, prepare: path => initialClusters = Qcow2HeaderOffsets.ReadUInt32(path, Qcow2HeaderOffsets.RefcountTableClusters),
         check: path => Assert.True(
             Qcow2HeaderOffsets.ReadUInt32(path, Qcow2HeaderOffsets.RefcountTableClusters) > initialClusters,
-            $"the scenario did not grow the refcount table (still {initialClusters} clusters)"));
+            $"the scenario did not grow the refcount table (still {initialClusters} clusters)"), maxCrashPoints: 32);
     }
 
     /// <summary>
     /// Runs the scenario once without a crash to count its writes N (and run <paramref name="check"/>),
     /// then once per crash point k in 0..N on a fresh image.
     /// </summary>
-    private static async Task RunAsync(Qcow2CreateOptions create, Func<IBlockNode, CrashRecorder, Random, Task> scenario,
-        bool withBacking = false, Action<string>? prepare = null, Action<string>? check = null)
+    private async Task RunAsync(Qcow2CreateOptions create, Func<IBlockNode, CrashRecorder, Random, Task> scenario,
+        bool withBacking = false, Action<string>? prepare = null, Action<string>? check = null, int maxCrashPoints = MaxCrashPoints)
     {
         int seed = Workload.NewSeed();
         using var dir = new TempFolder("crash");
@@ -111,12 +112,14 @@ public sealed class CrashSafetyTests
         Images.AssertQemuCheckClean(dry, $"no crash, seed {seed}");
 
         var points = Enumerable.Range(0, (int)writes + 1).ToList();
-        if (points.Count > MaxCrashPoints)
+        if (points.Count > maxCrashPoints)
         {
             var sample = new Random(seed);
-            points = [0, (int)writes, .. points.OrderBy(_ => sample.Next()).Take(MaxCrashPoints - 2)];
+            points = [0, (int)writes, .. points.OrderBy(_ => sample.Next()).Take(maxCrashPoints - 2)];
         }
 
+        output.WriteLine($"seed {seed}: {writes} writes reach the file; crashing after each of {points.Distinct().Count()} of them");
+        Assert.True(writes >= 4, $"the scenario wrote only {writes} times: it tests nothing");
         foreach (int k in points.Distinct().Order())
         {
             string context = $"crash after write {k} of {writes}, seed {seed}";

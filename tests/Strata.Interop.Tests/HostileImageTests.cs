@@ -1,6 +1,7 @@
 using Strata.Block;
 using Strata.Formats;
 using Strata.TestKit;
+using Xunit.Abstractions;
 
 namespace Strata.Interop.Tests;
 
@@ -10,7 +11,7 @@ namespace Strata.Interop.Tests;
 /// never another exception type and never a huge allocation.
 /// </summary>
 [Collection(HostileImageCollection.Name)]
-public sealed class HostileImageTests
+public sealed class HostileImageTests(ITestOutputHelper output)
 {
     private const ulong Copied = 1UL << 63;
     private const long AllocationBudget = 64L << 20;
@@ -205,7 +206,8 @@ public sealed class HostileImageTests
     public Task MisalignedL1EntryFailsTheRead()
     {
         var b = new Qcow2ImageBuilder();
-        b.L1Entry0 = ((ulong)b.L2Offset + 8) | Copied;
+        // Bits 0-8 of an L1 entry are reserved (qcow2.txt, "L1 table entry"): misalign in bit 9 and up.
+        b.L1Entry0 = ((ulong)b.L2Offset + 512) | Copied;
         return AssertRefusedAsync(b, ["L1", "L2", "align"], ReadFirstCluster);
     }
 
@@ -213,7 +215,8 @@ public sealed class HostileImageTests
     public Task MisalignedRefcountTableEntryFailsTheAllocatingWrite()
     {
         var b = new Qcow2ImageBuilder();
-        b.RefcountTableEntry0 = (ulong)b.RefcountBlockOffset + 8;
+        // Bits 0-8 of a refcount table entry are reserved (qcow2.txt, "Refcount table entry"): misalign above them.
+        b.RefcountTableEntry0 = (ulong)b.RefcountBlockOffset + 512;
         return AssertRefusedAsync(b, ["refcount"], WriteFreshCluster, readOnly: false);
     }
 
@@ -283,7 +286,7 @@ public sealed class HostileImageTests
     /// default). Something must fail with a <see cref="BlockException"/> whose single-line message
     /// contains one of <paramref name="keywords"/>, and the attempt must not allocate more than the budget.
     /// </summary>
-    private static async Task AssertRefusedAsync(Qcow2ImageBuilder builder, string[] keywords, Func<IBlockNode, Task>? access = null, bool readOnly = true)
+    private async Task AssertRefusedAsync(Qcow2ImageBuilder builder, string[] keywords, Func<IBlockNode, Task>? access = null, bool readOnly = true)
     {
         using var dir = new TempFolder("hostile");
         string path = builder.WriteTo(dir.File("bad.qcow2"));
@@ -319,6 +322,7 @@ public sealed class HostileImageTests
         Assert.True(caught is not null, $"the hostile image was accepted and {(readOnly ? "read" : "written")} without error");
         Assert.True(caught is BlockException, $"expected a BlockException, got {caught}");
         string message = caught.Message;
+        output.WriteLine($"refused: {message}");
         Assert.True(keywords.Any(k => message.Contains(k, StringComparison.OrdinalIgnoreCase)),
             $"the message does not name the problem (expected one of: {string.Join(", ", keywords)}): \"{message}\"");
         Assert.DoesNotContain('\n', message);

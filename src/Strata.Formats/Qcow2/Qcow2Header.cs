@@ -266,7 +266,8 @@ internal sealed class Qcow2Header
             pos = WriteExtension(span, pos, Qcow2HeaderExtension.BackingFormat, Encoding.UTF8.GetBytes(BackingFormat));
         }
 
-        if (Version >= 3)
+        // QEMU 7.2 leaves the feature-name table out of images with clusters below 8 KiB.
+        if (Version >= 3 && ClusterSize >= 8192)
         {
             var names = new byte[Qcow2Features.KnownNames.Count * 48];
             for (int i = 0; i < Qcow2Features.KnownNames.Count; i++)

@@ -143,6 +143,7 @@ public sealed partial class Qcow2Node
             _repairReferences = null;
         }
 
+        corruptionsFixed += await CheckCopiedFlagsLocked(scan, repair == Qcow2RepairMode.All, cancellationToken);
         return new Qcow2CheckResult
         {
             Corruptions = scan.Corruptions,
@@ -157,6 +158,69 @@ public sealed partial class Qcow2Node
             CompressedClusters = scan.Compressed,
             Messages = scan.Messages,
         };
+    }
+
+    /// <summary>
+    /// Bit 63 of L1 and L2 entries must be set exactly when the refcount is 1 (qcow2.txt, "Cluster
+    /// mapping"); QEMU's check_oflag_copied. Returns how many entries were repaired.
+    /// </summary>
+    private async ValueTask<long> CheckCopiedFlagsLocked(Scan scan, bool repair, CancellationToken cancellationToken)
+    {
+        long fixedCount = 0;
+        long fileSize = _file.Size;
+        for (int i = 0; i < _l1.Length; i++)
+        {
+            ulong l1Entry = _l1[i];
+            long l2Offset = Qcow2L2Entry.HostOffset(l1Entry);
+            if (l2Offset == 0 || (l2Offset & (_clusterSize - 1)) != 0 || l2Offset >= fileSize)
+            {
+                continue;
+            }
+
+            ulong refcount = await SafeRefcountAsync(l2Offset >> _clusterBits, cancellationToken);
+            if ((refcount == 1) != ((l1Entry & Qcow2L2Entry.Copied) != 0))
+            {
+                scan.Messages.Add($"{(repair ? "Repairing" : "ERROR")} OFLAG_COPIED L2 cluster: l1_index={i} l1_entry={l1Entry:x} refcount={refcount}");
+                if (repair)
+                {
+                    SetL1Entry(i, refcount == 1 ? l1Entry | Qcow2L2Entry.Copied : l1Entry & ~Qcow2L2Entry.Copied);
+                    fixedCount++;
+                }
+                else
+                {
+                    scan.Corruptions++;
+                }
+            }
+
+            var table = await GetL2TableLocked(l2Offset, cancellationToken);
+            for (int j = 0; j < table.Length; j++)
+            {
+                ulong entry = table[j];
+                long host = Qcow2L2Entry.HostOffset(entry);
+                if (Qcow2L2Entry.IsCompressed(entry) || host == 0 || (host & (_clusterSize - 1)) != 0 || host >= fileSize)
+                {
+                    continue;
+                }
+
+                refcount = await SafeRefcountAsync(host >> _clusterBits, cancellationToken);
+                if ((refcount == 1) != ((entry & Qcow2L2Entry.Copied) != 0))
+                {
+                    scan.Messages.Add($"{(repair ? "Repairing" : "ERROR")} OFLAG_COPIED data cluster: l2_entry={entry:x} refcount={refcount}");
+                    if (repair)
+                    {
+                        table[j] = refcount == 1 ? entry | Qcow2L2Entry.Copied : entry & ~Qcow2L2Entry.Copied;
+                        _l2Cache.MarkDirty(l2Offset);
+                        fixedCount++;
+                    }
+                    else
+                    {
+                        scan.Corruptions++;
+                    }
+                }
+            }
+        }
+
+        return fixedCount;
     }
 
     private async ValueTask<ulong> SafeRefcountAsync(long cluster, CancellationToken cancellationToken)

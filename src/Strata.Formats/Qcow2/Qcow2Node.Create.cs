@@ -19,7 +19,7 @@ public sealed partial class Qcow2Node
         int clusterSize = header.ClusterSize;
         long coverage = (long)clusterSize * (clusterSize / 8);
         long l1Entries = (options.Size + coverage - 1) / coverage;
-        long l1Clusters = Math.Max(1, ((l1Entries * 8) + clusterSize - 1) / clusterSize);
+        long l1Clusters = ((l1Entries * 8) + clusterSize - 1) / clusterSize;
         long perBlock = (long)clusterSize * 8 / options.RefcountBits;
         long entriesPerCluster = clusterSize / 8;
 
@@ -43,7 +43,7 @@ public sealed partial class Qcow2Node
         long usedClusters = 1 + tableClusters + blocks + l1Clusters;
         long l1Offset = (1 + tableClusters + blocks) * clusterSize;
         header.L1Size = (int)l1Entries;
-        header.L1TableOffset = l1Offset;
+        header.L1TableOffset = l1Entries > 0 ? l1Offset : 0;
         header.RefcountTableOffset = clusterSize;
         header.RefcountTableClusters = (int)tableClusters;
         byte[] headerCluster = header.Serialize();

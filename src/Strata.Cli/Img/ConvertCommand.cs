@@ -1,0 +1,86 @@
+using Strata.Block;
+using Strata.Formats;
+
+namespace Strata.Cli.Img;
+
+/// <summary><c>strata img convert</c>: copy an image (its whole chain) into a new raw or qcow2 image.</summary>
+public static class ConvertCommand
+{
+    private const string Synopsis = "convert [-p] [-q] [-n] [-f FMT] -O OUTPUT_FMT [-o OPTIONS] [-B BACKING] SRC DST";
+
+    private static readonly ArgParser Parser = new("pqnf:O:o:B:cm:Wt:T:S:U", "force-share");
+
+    public static ImgSubcommand Definition { get; } = new("convert", Synopsis, ManualText.Build(
+        "convert", "copy an image into a new image of any format", "strata img " + Synopsis,
+        "Reads SRC as the guest sees it (backing chain included) and writes it to DST, a new image of\n"
+        + "format OUTPUT_FMT. The copy is sparse: runs that read as zeroes, found through block status\n"
+        + "or by scanning the data, are not written.",
+        [
+            ("-f FMT", "SRC's format; probed when omitted."),
+            ("-O OUTPUT_FMT", "raw (default) or qcow2."),
+            ("-c", "Not supported yet: refused with an error."),
+            ("-o OPTIONS", "Creation options of DST, as for create ('-o help' lists them)."),
+            ("-B BACKING", "Not supported yet: refused with an error."),
+            ("-n", "DST exists already: do not create it; zero runs are written as zeroes."),
+            ("-p", "Show progress."),
+            ("-q", "Quiet: print nothing but errors."),
+            ("-m N, -W, -t CACHE, -T CACHE, -S SIZE", "Accepted for compatibility with qemu-img; no effect."),
+        ],
+        "0 on success, 1 on any error."), RunAsync);
+
+    private static async Task<int> RunAsync(IReadOnlyList<string> args, ImgContext context)
+    {
+        var parsed = Parser.Parse(args);
+        context.Quiet = parsed.Has("q");
+        if (parsed.Has("c"))
+        {
+            throw new CliException("Compressed output (-c) is not supported");
+        }
+
+        if (parsed.Has("B"))
+        {
+            throw new CliException("Converting onto a backing file (-B) is not supported");
+        }
+
+        string format = parsed.Get("O") ?? ImageOpener.Raw;
+        ImgContext.CheckFormat(format);
+        var options = parsed.GetAll("o").SelectMany(ImageCreator.ParseOptionList).ToList();
+        if (options.Exists(o => o.Key is "help" or "?"))
+        {
+            return await CreateCommand.Definition.RunAsync(["-f", format, "-o", "help"], context);
+        }
+
+        if (parsed.Positionals.Count != 2)
+        {
+            throw new CliException(parsed.Positionals.Count < 2 ? "Expecting a source and a target file name" : $"Unexpected argument: {parsed.Positionals[2]}");
+        }
+
+        string sourcePath = parsed.Positionals[0];
+        string targetPath = parsed.Positionals[1];
+        await using var source = await ImgContext.OpenAsync(sourcePath, parsed.Get("f"), readOnly: true);
+        bool create = !parsed.Has("n");
+        if (create)
+        {
+            try
+            {
+                var plan = await ImageCreator.PlanAsync(targetPath, format, source.Size, null, null, options);
+                await ImageCreator.CreateAsync(plan);
+            }
+            catch (BlockException e)
+            {
+                throw new CliException($"{targetPath}: error while converting {format}: {e.Message}");
+            }
+        }
+
+        await using var target = await ImgContext.OpenAsync(targetPath, format, readOnly: false);
+        if (target.Size < source.Size)
+        {
+            throw new CliException($"Target '{targetPath}' is smaller than the source");
+        }
+
+        await ProgressDisplay.RunAsync(context, parsed.Has("p"), "convert", progress =>
+            ImageCopy.CopyAsync(source, target, source.Size, _ => true, targetIsZero: create, progress));
+        await target.FlushAsync();
+        return 0;
+    }
+}

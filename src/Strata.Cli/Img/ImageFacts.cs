@@ -1,0 +1,90 @@
+using Strata.Block;
+using Strata.Formats.Qcow2;
+using Strata.Formats.Raw;
+
+namespace Strata.Cli.Img;
+
+/// <summary>What <c>info</c> reports of one image, gathered once and printed as text or JSON.</summary>
+public sealed record ImageFacts
+{
+    public required string FileName { get; init; }
+
+    public required string Format { get; init; }
+
+    public required long VirtualSize { get; init; }
+
+    public required long ActualSize { get; init; }
+
+    public Qcow2Info? Qcow2 { get; init; }
+
+    /// <summary>The backing name as recorded in the header.</summary>
+    public string? BackingFile => Qcow2?.BackingFile;
+
+    /// <summary>
+    /// The backing name joined to the image's folder as qemu-img prints it ("sub/../foo.img"): not
+    /// normalized, relative when the image name was.
+    /// </summary>
+    public string? FullBackingFile => BackingFile is null ? null
+        : Path.IsPathRooted(BackingFile) ? BackingFile
+        : Path.GetDirectoryName(FileName) is { Length: > 0 } folder ? folder + "/" + BackingFile
+        : BackingFile;
+
+    public static async ValueTask<ImageFacts> ReadAsync(string path, string? format)
+    {
+        var node = await ImgContext.OpenAsync(path, format, readOnly: true, openBacking: false);
+        try
+        {
+            var file = node is Qcow2Node q ? q.File : node;
+            return new ImageFacts
+            {
+                FileName = path,
+                Format = node.DriverName,
+                VirtualSize = node.Size,
+                ActualSize = file is RawFileNode raw ? raw.AllocatedBytes() : file.Size,
+                Qcow2 = (node as Qcow2Node)?.Info,
+            };
+        }
+        finally
+        {
+            await node.DisposeAsync();
+        }
+    }
+
+    /// <summary>The image and, when asked, every image below it (each opened alone, as info needs no data).</summary>
+    public static async ValueTask<List<ImageFacts>> ReadChainAsync(string path, string? format, bool wholeChain)
+    {
+        var chain = new List<ImageFacts>();
+        var seen = new HashSet<string>();
+        while (true)
+        {
+            if (!seen.Add(Path.GetFullPath(path)))
+            {
+                throw BlockException.Invalid($"Backing chain loops back to '{path}'");
+            }
+
+            ImageFacts facts;
+            try
+            {
+                facts = await ReadAsync(path, format);
+            }
+            catch (BlockException e) when (chain.Count > 0)
+            {
+                throw new BlockException(e.Error, $"Could not open backing file of '{chain[^1].FileName}': {e.Message}", e);
+            }
+
+            chain.Add(facts);
+            if (!wholeChain || facts.FullBackingFile is not { } next)
+            {
+                return chain;
+            }
+
+            if (chain.Count > 64)
+            {
+                throw BlockException.Invalid($"Backing chain of '{chain[0].FileName}' is deeper than 64 images");
+            }
+
+            path = next;
+            format = facts.Qcow2!.BackingFormat;
+        }
+    }
+}

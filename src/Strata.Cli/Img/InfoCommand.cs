@@ -1,0 +1,175 @@
+using System.Text;
+using System.Text.Json;
+
+namespace Strata.Cli.Img;
+
+/// <summary><c>strata img info</c>: the facts of an image, laid out as qemu-img 7.2 prints them.</summary>
+public static class InfoCommand
+{
+    private const string Synopsis = "info [-f FMT] [--output=human|json] [--backing-chain] FILE";
+
+    private static readonly ArgParser Parser = new("f:U", "output=", "backing-chain", "force-share");
+
+    public static ImgSubcommand Definition { get; } = new("info", Synopsis, ManualText.Build(
+        "info", "show an image's format, sizes and header", "strata img " + Synopsis,
+        "Prints the image's format, virtual size, disk usage, cluster size, backing file and the\n"
+        + "format-specific header fields, with the same fields and layout as qemu-img info. The backing\n"
+        + "file is not opened unless --backing-chain is given.",
+        [
+            ("-f FMT", "The image's format; probed when omitted."),
+            ("--output=human|json", "Text (default) or JSON with qemu-img's keys."),
+            ("--backing-chain", "Also describe every image of the backing chain (JSON: an array)."),
+        ],
+        "0 on success, 1 on any error."), RunAsync);
+
+    private static async Task<int> RunAsync(IReadOnlyList<string> args, ImgContext context)
+    {
+        var parsed = Parser.Parse(args);
+        bool json = OutputFormat.IsJson(parsed.Get("output"));
+        if (parsed.Positionals.Count != 1)
+        {
+            throw new CliException(parsed.Positionals.Count == 0 ? "Expecting one image file name" : $"Unexpected argument: {parsed.Positionals[1]}");
+        }
+
+        bool chain = parsed.Has("backing-chain");
+        var images = await ImageFacts.ReadChainAsync(parsed.Positionals[0], parsed.Get("f"), chain);
+        if (json)
+        {
+            context.Out.WriteLine(OutputFormat.Json(writer =>
+            {
+                if (chain)
+                {
+                    writer.WriteStartArray();
+                }
+
+                foreach (var image in images)
+                {
+                    WriteJson(writer, image);
+                }
+
+                if (chain)
+                {
+                    writer.WriteEndArray();
+                }
+            }));
+        }
+        else
+        {
+            var text = new StringBuilder();
+            for (int i = 0; i < images.Count; i++)
+            {
+                if (i > 0)
+                {
+                    text.Append('\n');
+                }
+
+                WriteHuman(text, images[i]);
+            }
+
+            context.Out.Write(text.ToString());
+        }
+
+        return 0;
+    }
+
+    private static void WriteHuman(StringBuilder text, ImageFacts image)
+    {
+        text.Append("image: ").Append(image.FileName).Append('\n');
+        text.Append("file format: ").Append(image.Format).Append('\n');
+        text.Append($"virtual size: {ImgContext.HumanSize(image.VirtualSize)} ({image.VirtualSize} bytes)\n");
+        text.Append("disk size: ").Append(ImgContext.HumanSize(image.ActualSize)).Append('\n');
+        if (image.Qcow2 is not { } q)
+        {
+            return;
+        }
+
+        text.Append($"cluster_size: {q.ClusterSize}\n");
+        if (image.BackingFile is { } backing)
+        {
+            text.Append("backing file: ").Append(backing);
+            if (image.FullBackingFile != backing)
+            {
+                text.Append(" (actual path: ").Append(image.FullBackingFile).Append(')');
+            }
+
+            text.Append('\n');
+            if (q.BackingFormat is { } backingFormat)
+            {
+                text.Append("backing file format: ").Append(backingFormat).Append('\n');
+            }
+        }
+
+        if (q.Dirty)
+        {
+            text.Append("cleanly shut down: no\n");
+        }
+
+        text.Append("Format specific information:\n");
+        text.Append("    compat: ").Append(q.Compat).Append('\n');
+        text.Append("    compression type: ").Append(q.CompressionType).Append('\n');
+        if (q.Version >= 3)
+        {
+            text.Append("    lazy refcounts: ").Append(Bool(q.LazyRefcounts)).Append('\n');
+        }
+
+        text.Append($"    refcount bits: {q.RefcountBits}\n");
+        if (q.Version >= 3)
+        {
+            text.Append("    corrupt: ").Append(Bool(q.Corrupt)).Append('\n');
+            text.Append("    extended l2: ").Append(Bool(q.ExtendedL2)).Append('\n');
+        }
+    }
+
+    /// <summary>qemu-img 7.2's keys, in the order it prints them.</summary>
+    private static void WriteJson(Utf8JsonWriter writer, ImageFacts image)
+    {
+        var q = image.Qcow2;
+        writer.WriteStartObject();
+        if (q?.BackingFile is not null && q.BackingFormat is { } backingFormat)
+        {
+            writer.WriteString("backing-filename-format", backingFormat);
+        }
+
+        writer.WriteNumber("virtual-size", image.VirtualSize);
+        writer.WriteString("filename", image.FileName);
+        if (q is not null)
+        {
+            writer.WriteNumber("cluster-size", q.ClusterSize);
+        }
+
+        writer.WriteString("format", image.Format);
+        writer.WriteNumber("actual-size", image.ActualSize);
+        if (q is not null)
+        {
+            writer.WriteStartObject("format-specific");
+            writer.WriteString("type", "qcow2");
+            writer.WriteStartObject("data");
+            writer.WriteString("compat", q.Compat);
+            writer.WriteString("compression-type", q.CompressionType);
+            if (q.Version >= 3)
+            {
+                writer.WriteBoolean("lazy-refcounts", q.LazyRefcounts);
+            }
+
+            writer.WriteNumber("refcount-bits", q.RefcountBits);
+            if (q.Version >= 3)
+            {
+                writer.WriteBoolean("corrupt", q.Corrupt);
+                writer.WriteBoolean("extended-l2", q.ExtendedL2);
+            }
+
+            writer.WriteEndObject();
+            writer.WriteEndObject();
+            if (image.BackingFile is { } backing)
+            {
+                writer.WriteString("full-backing-filename", image.FullBackingFile);
+                writer.WriteString("backing-filename", backing);
+            }
+        }
+
+        writer.WriteBoolean("dirty-flag", q?.Dirty ?? false);
+        writer.WriteEndObject();
+    }
+
+    private static string Bool(bool value) => value ? "true" : "false";
+}

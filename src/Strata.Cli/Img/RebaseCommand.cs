@@ -1,0 +1,118 @@
+using Strata.Block;
+using Strata.Formats;
+using Strata.Formats.Qcow2;
+
+namespace Strata.Cli.Img;
+
+/// <summary><c>strata img rebase</c>: give an overlay another backing file.</summary>
+public static class RebaseCommand
+{
+    private const string Synopsis = "rebase [-q] [-p] [-u] [-f FMT] [-F BACKING_FMT] -b BACKING FILE";
+
+    private static readonly ArgParser Parser = new("qpuf:F:b:t:T:U", "force-share");
+
+    public static ImgSubcommand Definition { get; } = new("rebase", Synopsis, ManualText.Build(
+        "rebase", "change the backing file of an image", "strata img " + Synopsis,
+        "Changes FILE's backing file to BACKING ('' removes it). In safe mode (the default) every run\n"
+        + "FILE does not allocate is compared between the old and the new backing chain, and runs that\n"
+        + "differ are copied into FILE first, so FILE reads the same afterwards. With -u only the header\n"
+        + "is changed (the old and new backing files must have the same content).",
+        [
+            ("-b BACKING", "The new backing file, relative to FILE's folder unless absolute; '' for none."),
+            ("-F BACKING_FMT", "The new backing file's format; probed once when omitted."),
+            ("-f FMT", "FILE's format; probed when omitted."),
+            ("-u", "Unsafe: change the header only."),
+            ("-p", "Show progress."),
+            ("-q", "Quiet: print nothing but errors."),
+        ],
+        "0 on success, 1 on any error."), RunAsync);
+
+    private static async Task<int> RunAsync(IReadOnlyList<string> args, ImgContext context)
+    {
+        var parsed = Parser.Parse(args);
+        context.Quiet = parsed.Has("q");
+        if (parsed.Positionals.Count != 1)
+        {
+            throw new CliException(parsed.Positionals.Count == 0 ? "Expecting one image file name" : $"Unexpected argument: {parsed.Positionals[1]}");
+        }
+
+        string file = parsed.Positionals[0];
+        string backing = parsed.Get("b") ?? throw new CliException("Must specify backing file (-b) or use '-b \"\"' to remove it");
+        string? backingFormat = parsed.Get("F");
+        if (backingFormat is not null)
+        {
+            ImgContext.CheckFormat(backingFormat);
+        }
+
+        string? newBacking = backing.Length == 0 ? null : backing;
+        if (newBacking is not null && backingFormat is null)
+        {
+            string resolved = ImageOpener.ResolveBackingPath(file, newBacking);
+            if (File.Exists(resolved) || !parsed.Has("u"))
+            {
+                backingFormat = await ImageOpener.ProbeFormatAsync(resolved);
+            }
+        }
+
+        bool safe = !parsed.Has("u");
+        await using var image = await ImgContext.OpenAsync(file, parsed.Get("f"), readOnly: false, openBacking: safe);
+        if (image is not Qcow2Node overlay)
+        {
+            throw new CliException($"Could not change the backing file to '{backing}': Operation not supported");
+        }
+
+        if (safe)
+        {
+            await using var newChain = newBacking is null ? null
+                : await ImgContext.OpenAsync(ImageOpener.ResolveBackingPath(file, newBacking), backingFormat, readOnly: true);
+            await ProgressDisplay.RunAsync(context, parsed.Has("p"), "rebase", progress => CopyDifferencesAsync(overlay, newChain, progress));
+        }
+
+        await overlay.ChangeBackingFileAsync(newBacking, newBacking is null ? null : backingFormat);
+        await overlay.FlushAsync();
+        return 0;
+    }
+
+    /// <summary>Copies into the overlay every cluster it does not allocate whose old and new backing content differ.</summary>
+    private static async Task CopyDifferencesAsync(Qcow2Node overlay, IBlockNode? newChain, Action<double> progress)
+    {
+        int cluster = overlay.Info.ClusterSize;
+        var oldData = new byte[cluster];
+        var newData = new byte[cluster];
+        long size = overlay.Size;
+        long offset = 0;
+        while (offset < size)
+        {
+            var own = await overlay.GetBlockStatusAsync(offset, size - offset);
+            if (!own.IsAllocated)
+            {
+                for (long at = own.Offset; at < own.End; at += cluster)
+                {
+                    int n = (int)Math.Min(cluster, own.End - at);
+                    await ReadBelowAsync(overlay.Backing, at, oldData.AsMemory(0, n));
+                    await ReadBelowAsync(newChain, at, newData.AsMemory(0, n));
+                    if (!oldData.AsSpan(0, n).SequenceEqual(newData.AsSpan(0, n)))
+                    {
+                        await overlay.WriteAsync(at, oldData.AsMemory(0, n));
+                    }
+                }
+            }
+
+            offset = own.End;
+            progress(offset * 100.0 / size);
+        }
+    }
+
+    /// <summary>What a backing chain reads at <paramref name="offset"/>: zeroes past its end or without one.</summary>
+    private static async ValueTask ReadBelowAsync(IBlockNode? chain, long offset, Memory<byte> buffer)
+    {
+        buffer.Span.Clear();
+        if (chain is null || offset >= chain.Size)
+        {
+            return;
+        }
+
+        int n = (int)Math.Min(buffer.Length, chain.Size - offset);
+        await chain.ReadAsync(offset, buffer[..n]);
+    }
+}
