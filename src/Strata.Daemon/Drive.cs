@@ -7,7 +7,7 @@ namespace Strata.Daemon;
 /// A guest's disk: the stable name it is exported under, the request gate every guest request passes
 /// through, and the node chain behind it (DESIGN.md, "Drive").
 /// </summary>
-public sealed class Drive : IAsyncDisposable
+public sealed partial class Drive : IAsyncDisposable
 {
     private int _closed;
 

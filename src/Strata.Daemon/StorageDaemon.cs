@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using Strata.Block;
 using Strata.Daemon.Control;
+using Strata.Daemon.Live;
 using Strata.Nbd.Server;
 using Strata.Nbd.Transport;
 
@@ -29,7 +30,19 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         _options = options;
+        Jobs = new BlockJobs(Emit);
     }
+
+    /// <summary>Raised for every QMP event; each control connection forwards it to its client.</summary>
+    public event Action<QmpEvent>? EventRaised;
+
+    /// <summary>The merge jobs (query-jobs).</summary>
+    public BlockJobs Jobs { get; }
+
+    /// <summary>Serializes graph changes (snapshots, merges) so two commands never interleave theirs.</summary>
+    public SemaphoreSlim GraphLock { get; } = new(1, 1);
+
+    public void Emit(QmpEvent e) => EventRaised?.Invoke(e);
 
     public IReadOnlyList<Drive> Drives => _drives;
 
@@ -121,6 +134,34 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
 
     /// <summary>Asks the daemon to stop; whoever awaits <see cref="StopRequested"/> then calls <see cref="StopAsync"/>.</summary>
     public void RequestStop() => _stopRequested.TrySetResult();
+
+    /// <summary>Holds guest I/O on every drive (QMP <c>stop</c>); false when it was already held.</summary>
+    public async Task<bool> PauseAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            if (_pauses is not null)
+            {
+                return false;
+            }
+
+            _pauses = [];
+        }
+
+        var pauses = new List<RequestGate.Drain>();
+        foreach (var drive in _drives)
+        {
+            pauses.Add(await drive.Gate.DrainAsync(cancellationToken));
+        }
+
+        lock (_lock)
+        {
+            _pauses.AddRange(pauses);
+        }
+
+        Log("guest I/O held (stop)");
+        return true;
+    }
 
     /// <summary>Lets held guest I/O run (QMP <c>cont</c>); false when it was not held.</summary>
     public bool Resume()

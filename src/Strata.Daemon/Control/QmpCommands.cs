@@ -7,23 +7,79 @@ namespace Strata.Daemon.Control;
 /// The commands of the control socket, spelled as in QEMU's qapi schema: <c>query-block</c>,
 /// <c>cont</c>, <c>quit</c> (issue 3); later issues add snapshot, merge and bitmap commands here.
 /// </summary>
-public sealed class QmpCommands
+public sealed partial class QmpCommands
 {
     private readonly StorageDaemon _daemon;
 
     public QmpCommands(StorageDaemon daemon) => _daemon = daemon;
 
-    public QmpResult Execute(string command, JsonElement arguments)
+    /// <summary>The commands this socket answers (query-commands).</summary>
+    public static IReadOnlyList<string> Names { get; } =
+    [
+        "qmp_capabilities", "query-commands", "query-block", "query-status", "query-jobs", "query-block-jobs",
+        "stop", "cont", "quit", "blockdev-snapshot-sync", "transaction", "block-commit",
+        "job-pause", "job-resume", "job-cancel", "job-complete", "job-dismiss",
+        "block-job-pause", "block-job-resume", "block-job-cancel", "block-job-complete",
+    ];
+
+    public async Task<QmpResult> ExecuteAsync(string command, JsonElement arguments, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(command);
-        return command switch
+        var args = new QmpArguments(arguments);
+        try
         {
-            "query-block" => QueryBlock(),
-            "query-status" => QueryStatus(),
-            "cont" => Cont(),
-            "quit" => QmpResult.Empty,
-            _ => QmpResult.Error($"The command {command} has not been found", "CommandNotFound"),
-        };
+            return command switch
+            {
+                "query-commands" => QueryCommands(),
+                "query-block" => QueryBlock(),
+                "query-status" => QueryStatus(),
+                "query-jobs" => QueryJobs(),
+                "query-block-jobs" => QueryBlockJobs(),
+                "stop" => await StopAsync(cancellationToken),
+                "cont" => Cont(),
+                "quit" => QmpResult.Empty,
+                "blockdev-snapshot-sync" => await SnapshotAsync([args], cancellationToken),
+                "transaction" => await TransactionAsync(args, cancellationToken),
+                "block-commit" => await CommitAsync(args, cancellationToken),
+                "job-pause" or "block-job-pause" => JobAction(args, command, j => j.Pause()),
+                "job-resume" or "block-job-resume" => JobAction(args, command, j => j.Resume()),
+                "job-cancel" or "block-job-cancel" => JobAction(args, command, j => j.Cancel()),
+                "job-complete" or "block-job-complete" => JobAction(args, command, j => j.Complete()),
+                "job-dismiss" => Dismiss(args),
+                _ => QmpResult.Error($"The command {command} has not been found", "CommandNotFound"),
+            };
+        }
+        catch (QmpException e)
+        {
+            return QmpResult.Error(e.Message, e.ErrorClass);
+        }
+        catch (BlockException e)
+        {
+            return QmpResult.Error(e.Message);
+        }
+        catch (InvalidOperationException e)
+        {
+            return QmpResult.Error(e.Message);
+        }
+    }
+
+    private static QmpResult QueryCommands() => new(w =>
+    {
+        w.WriteStartArray();
+        foreach (var name in Names)
+        {
+            w.WriteStartObject();
+            w.WriteString("name", name);
+            w.WriteEndObject();
+        }
+
+        w.WriteEndArray();
+    });
+
+    private async Task<QmpResult> StopAsync(CancellationToken cancellationToken)
+    {
+        await _daemon.PauseAsync(cancellationToken);
+        return QmpResult.Empty;
     }
 
     private QmpResult Cont()
@@ -39,7 +95,7 @@ public sealed class QmpCommands
         {
             w.WriteStartObject();
             w.WriteBoolean("running", !paused);
-            w.WriteString("status", paused ? "prelaunch" : "running");
+            w.WriteString("status", paused ? "paused" : "running");
             w.WriteEndObject();
         });
     }
@@ -53,7 +109,7 @@ public sealed class QmpCommands
             w.WriteStartArray();
             foreach (var drive in drives)
             {
-                var root = drive.Root;
+                var root = drive.Root is Strata.Block.Live.MirrorNode mirror ? mirror.Overlay : drive.Root;
                 int depth = 0;
                 for (var node = root.Backing; node is not null; node = node.Backing)
                 {

@@ -7,7 +7,7 @@ namespace Strata.Daemon.Control;
 /// One control client (qmp-spec.rst): the greeting, capabilities negotiation, then commands, each
 /// answered with <c>return</c> or <c>error</c> and the request's <c>id</c>.
 /// </summary>
-public sealed class QmpConnection
+public sealed class QmpConnection : IDisposable
 {
     /// <summary>A command longer than this is refused and the connection closed (no unbounded buffering).</summary>
     private const int MaxCommandBytes = 1024 * 1024;
@@ -16,6 +16,9 @@ public sealed class QmpConnection
     private readonly StorageDaemon _daemon;
     private readonly Action<string>? _log;
     private readonly QmpCommands _commands;
+
+    // Serializes writes to the socket: replies and events come from different tasks.
+    private readonly SemaphoreSlim _sendLock = new(1, 1);
     private bool _negotiated;
 
     public QmpConnection(Socket socket, StorageDaemon daemon, Action<string>? log)
@@ -56,6 +59,10 @@ public sealed class QmpConnection
         {
             _log?.Invoke($"qmp: connection closed: {e.Message}");
         }
+        finally
+        {
+            _daemon.EventRaised -= OnEvent;
+        }
     }
 
     public void Close()
@@ -70,6 +77,12 @@ public sealed class QmpConnection
         }
 
         _socket.Dispose();
+    }
+
+    public void Dispose()
+    {
+        Close();
+        _sendLock.Dispose();
     }
 
     /// <summary>Runs one message; true when it was <c>quit</c> (the reply is sent first).</summary>
@@ -127,6 +140,7 @@ public sealed class QmpConnection
             }
 
             _negotiated = true;
+            _daemon.EventRaised += OnEvent;
             await SendReturnAsync(id, w => { w.WriteStartObject(); w.WriteEndObject(); }, cancellationToken);
             return false;
         }
@@ -137,7 +151,7 @@ public sealed class QmpConnection
             return false;
         }
 
-        var result = _commands.Execute(command, arguments);
+        var result = await _commands.ExecuteAsync(command, arguments, cancellationToken);
         if (result.ErrorClass is { } errorClass)
         {
             await SendErrorAsync(id, errorClass, result.ErrorDescription!, cancellationToken);
@@ -216,10 +230,49 @@ public sealed class QmpConnection
 
     private async Task SendAsync(byte[] message, CancellationToken cancellationToken)
     {
-        int done = 0;
-        while (done < message.Length)
+        await _sendLock.WaitAsync(cancellationToken);
+        try
         {
-            done += await _socket.SendAsync(message.AsMemory(done), SocketFlags.None, cancellationToken);
+            int done = 0;
+            while (done < message.Length)
+            {
+                done += await _socket.SendAsync(message.AsMemory(done), SocketFlags.None, cancellationToken);
+            }
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    /// <summary>Forwards an event to this client; a client that has gone away is simply not told.</summary>
+    private void OnEvent(QmpEvent e)
+    {
+        long micros = e.Timestamp.ToUnixTimeMilliseconds() * 1000 + (e.Timestamp.Ticks / 10 % 1000);
+        var message = Build(w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("event", e.Name);
+            w.WritePropertyName("data");
+            e.WriteData(w);
+            w.WriteStartObject("timestamp");
+            w.WriteNumber("seconds", micros / 1_000_000);
+            w.WriteNumber("microseconds", micros % 1_000_000);
+            w.WriteEndObject();
+            w.WriteEndObject();
+        });
+        _ = SendEventAsync(message);
+    }
+
+    private async Task SendEventAsync(byte[] message)
+    {
+        try
+        {
+            await SendAsync(message, CancellationToken.None);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException)
+        {
+            _log?.Invoke($"qmp: event not delivered: {ex.Message}");
         }
     }
 

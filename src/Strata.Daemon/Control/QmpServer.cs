@@ -52,7 +52,7 @@ public sealed class QmpServer : IAsyncDisposable
         {
             foreach (var connection in _connections.Keys)
             {
-                connection.Close();
+                connection.Dispose();
             }
 
             running = [.. _connections.Values];
@@ -104,7 +104,7 @@ public sealed class QmpServer : IAsyncDisposable
         }
         finally
         {
-            connection.Close();
+            connection.Dispose();
             lock (_lock)
             {
                 _connections.Remove(connection);

@@ -1,0 +1,239 @@
+using System.Text.Json;
+using Strata.Block;
+using Strata.Block.Jobs;
+using Strata.Block.Live;
+using Strata.Daemon.Live;
+
+namespace Strata.Daemon.Control;
+
+/// <summary>Live snapshot, merge and job commands (qapi/block-core.json, qapi/job.json).</summary>
+public sealed partial class QmpCommands
+{
+    /// <summary>
+    /// blockdev-snapshot-sync for one or several drives at one point in time (a transaction): every
+    /// overlay is prepared first; only if all succeed are the drives switched together; on any failure
+    /// every prepared overlay is closed and every file created here deleted.
+    /// </summary>
+    private async Task<QmpResult> SnapshotAsync(IReadOnlyList<QmpArguments> actions, CancellationToken cancellationToken)
+    {
+        await _daemon.GraphLock.WaitAsync(cancellationToken);
+        var prepared = new List<PreparedSnapshot>();
+        try
+        {
+            foreach (var args in actions)
+            {
+                string device = args.OptionalString("device") ?? args.OptionalString("node-name")
+                    ?? throw new QmpException("Parameter 'device' is missing");
+                var drive = _daemon.FindDrive(device) ?? throw new QmpException($"Cannot find device='{device}' nor node-name='{device}'", "DeviceNotFound");
+                if (prepared.Any(p => p.Drive == drive))
+                {
+                    throw new QmpException($"Device '{device}' appears twice in the transaction");
+                }
+
+                if (_daemon.Jobs.IsBusy(drive))
+                {
+                    throw new QmpException($"Device '{device}' is busy: a merge job is running on it");
+                }
+
+                string file = args.String("snapshot-file");
+                string format = args.OptionalString("format") ?? "qcow2";
+                if (format != "qcow2")
+                {
+                    throw new QmpException($"Snapshot format '{format}' is not supported (qcow2 only)");
+                }
+
+                var mode = args.OptionalString("mode") switch
+                {
+                    null or "absolute-paths" => SnapshotMode.AbsolutePaths,
+                    "existing" => SnapshotMode.Existing,
+                    var other => throw new QmpException($"Invalid parameter 'mode': '{other}' (absolute-paths, existing)"),
+                };
+                prepared.Add(await drive.PrepareSnapshotAsync(file, mode, cancellationToken));
+            }
+
+            await LiveSnapshot.SwitchAsync([.. prepared.Select(p => p.ToSwitch())], cancellationToken);
+            prepared.Clear();
+            return QmpResult.Empty;
+        }
+        finally
+        {
+            foreach (var p in prepared)
+            {
+                await p.DiscardAsync();
+            }
+
+            _daemon.GraphLock.Release();
+        }
+    }
+
+    private async Task<QmpResult> TransactionAsync(QmpArguments args, CancellationToken cancellationToken)
+    {
+        var actions = new List<QmpArguments>();
+        foreach (var action in args.Array("actions").EnumerateArray())
+        {
+            if (action.ValueKind != JsonValueKind.Object
+                || !action.TryGetProperty("type", out var type) || type.ValueKind != JsonValueKind.String)
+            {
+                throw new QmpException("Each transaction action needs a 'type'");
+            }
+
+            if (type.GetString() != "blockdev-snapshot-sync")
+            {
+                throw new QmpException($"Transaction action '{type.GetString()}' is not supported (blockdev-snapshot-sync)");
+            }
+
+            actions.Add(new QmpArguments(action.TryGetProperty("data", out var data) ? data : default));
+        }
+
+        if (actions.Count == 0)
+        {
+            return QmpResult.Empty;
+        }
+
+        return await SnapshotAsync(actions, cancellationToken);
+    }
+
+    /// <summary>
+    /// block-commit: merges <c>top</c> (default: the drive's active image) into <c>base</c> (default:
+    /// the deepest image, as in QEMU) as a job. An active merge reports ready and waits for
+    /// job-complete, as in QEMU; a merge of a lower layer completes on its own.
+    /// </summary>
+    private async Task<QmpResult> CommitAsync(QmpArguments args, CancellationToken cancellationToken)
+    {
+        string device = args.String("device");
+        var drive = _daemon.FindDrive(device) ?? throw new QmpException($"Cannot find device='{device}' nor node-name='{device}'", "DeviceNotFound");
+        await _daemon.GraphLock.WaitAsync(cancellationToken);
+        try
+        {
+            if (_daemon.Jobs.IsBusy(drive))
+            {
+                throw new QmpException($"Device '{device}' is busy: a merge job is running on it");
+            }
+
+            var root = drive.Root;
+            IBlockNode top = args.OptionalString("top") is { } topName
+                ? drive.FindNode(topName) ?? throw new QmpException($"Top image file {topName} not found")
+                : root;
+            IBlockNode? baseNode;
+            if (args.OptionalString("base") is { } baseName)
+            {
+                baseNode = drive.FindNode(baseName) ?? throw new QmpException($"Can't find '{baseName}' in the backing chain");
+            }
+            else
+            {
+                baseNode = top;
+                while (baseNode.Backing is not null)
+                {
+                    baseNode = baseNode.Backing;
+                }
+            }
+
+            if (ReferenceEquals(top, baseNode) || CommitJob.DepthOf(top, baseNode) <= 0)
+            {
+                throw new QmpException(top.Backing is null
+                    ? $"Device '{device}' has no backing file to merge into"
+                    : "Base is not below top in the backing chain");
+            }
+
+            string id = args.OptionalString("job-id") ?? device;
+            if (_daemon.Jobs.Find(id) is not null)
+            {
+                throw new QmpException($"Job ID '{id}' already in use");
+            }
+
+            long speed = args.OptionalInt("speed", 0);
+            if (speed < 0)
+            {
+                throw new QmpException("Parameter 'speed' expects a non-negative value");
+            }
+
+            bool autoDismiss = args.OptionalBool("auto-dismiss", true);
+            bool active = ReferenceEquals(top, root);
+            var options = new CommitJobOptions { Speed = speed, AutoComplete = !active || args.OptionalBool("auto-complete", false) };
+            var job = await drive.PrepareCommitAsync(id, top, baseNode, options, cancellationToken);
+            _daemon.Jobs.Add(new BlockJobEntry(job, drive, speed, autoDismiss));
+            job.Start();
+            return QmpResult.Empty;
+        }
+        finally
+        {
+            _daemon.GraphLock.Release();
+        }
+    }
+
+    private QmpResult QueryJobs()
+    {
+        var jobs = _daemon.Jobs.All;
+        return new QmpResult(w =>
+        {
+            w.WriteStartArray();
+            foreach (var entry in jobs)
+            {
+                var job = entry.Job;
+                w.WriteStartObject();
+                w.WriteString("id", job.Id);
+                w.WriteString("type", job.Type);
+                w.WriteString("status", BlockJobs.StatusName(job.Status));
+                w.WriteNumber("current-progress", job.CurrentProgress);
+                w.WriteNumber("total-progress", job.TotalProgress);
+                if (job.Error is { } error)
+                {
+                    w.WriteString("error", error);
+                }
+
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+        });
+    }
+
+    private QmpResult QueryBlockJobs()
+    {
+        var jobs = _daemon.Jobs.All;
+        return new QmpResult(w =>
+        {
+            w.WriteStartArray();
+            foreach (var entry in jobs)
+            {
+                var job = entry.Job;
+                var status = job.Status;
+                w.WriteStartObject();
+                w.WriteString("type", job.Type);
+                w.WriteString("device", job.Id);
+                w.WriteNumber("len", job.TotalProgress);
+                w.WriteNumber("offset", job.CurrentProgress);
+                w.WriteBoolean("busy", status == JobStatus.Running);
+                w.WriteBoolean("paused", status == JobStatus.Paused);
+                w.WriteNumber("speed", entry.Speed);
+                w.WriteString("io-status", "ok");
+                w.WriteBoolean("ready", status == JobStatus.Ready);
+                w.WriteString("status", BlockJobs.StatusName(status));
+                w.WriteBoolean("auto-finalize", true);
+                w.WriteBoolean("auto-dismiss", entry.AutoDismiss);
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+        });
+    }
+
+    private QmpResult JobAction(QmpArguments args, string command, Action<CommitJob> action)
+    {
+        string id = command.StartsWith("block-job-", StringComparison.Ordinal) ? args.String("device") : args.String("id");
+        var entry = _daemon.Jobs.Find(id) ?? throw new QmpException($"Job '{id}' not found", command.StartsWith("block-", StringComparison.Ordinal) ? "DeviceNotActive" : "GenericError");
+        action(entry.Job);
+        return QmpResult.Empty;
+    }
+
+    private QmpResult Dismiss(QmpArguments args)
+    {
+        string id = args.String("id");
+        if (_daemon.Jobs.Find(id) is null)
+        {
+            throw new QmpException($"Job '{id}' not found");
+        }
+
+        return _daemon.Jobs.Dismiss(id) ? QmpResult.Empty : throw new QmpException($"Job '{id}' has not concluded and cannot be dismissed");
+    }
+}

@@ -1,0 +1,149 @@
+using Strata.Block;
+using Strata.Block.Live;
+using Strata.Daemon.Live;
+using Strata.Formats;
+using Strata.Formats.Qcow2;
+
+namespace Strata.Daemon;
+
+/// <summary>Live snapshot and live merge of a drive (DESIGN.md: every graph change happens under a drain).</summary>
+public sealed partial class Drive
+{
+    /// <summary>
+    /// Creates or opens the overlay for a live snapshot of this drive and checks it fits: qcow2, the
+    /// drive's size, and (for an existing overlay) a backing file that is the drive's current image.
+    /// Nothing about the drive changes; on failure no file is left behind.
+    /// </summary>
+    public async Task<PreparedSnapshot> PrepareSnapshotAsync(string overlayPath, SnapshotMode mode, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(overlayPath);
+        if (ReadOnly)
+        {
+            throw BlockException.ReadOnly($"drive '{Id}' is read-only: a snapshot would have nothing to protect");
+        }
+
+        var current = Root;
+        string? currentFile = current.FileName is { } f ? Path.GetFullPath(f) : null;
+        string full = Path.GetFullPath(overlayPath);
+        if (currentFile is null)
+        {
+            throw BlockException.NotSupported($"drive '{Id}' has no image file to put an overlay on");
+        }
+
+        if (ChainFiles().Contains(full))
+        {
+            throw BlockException.Invalid($"'{overlayPath}' is already in use by drive '{Id}'");
+        }
+
+        bool created = false;
+        if (mode == SnapshotMode.AbsolutePaths)
+        {
+            if (File.Exists(full))
+            {
+                throw BlockException.Invalid($"'{overlayPath}' already exists (use mode 'existing' to take it as the overlay)");
+            }
+
+            await ImageCreator.CreateAsync(full, ImageOpener.Qcow2Format, current.Size, currentFile, current.DriverName, null, cancellationToken);
+            created = true;
+        }
+
+        Qcow2Node? overlay = null;
+        try
+        {
+            var node = await ImageOpener.OpenAsync(full, new ImageOpenOptions { OpenBacking = false }, cancellationToken);
+            overlay = node as Qcow2Node;
+            if (overlay is null)
+            {
+                await node.DisposeAsync();
+                throw BlockException.Invalid($"'{overlayPath}' is not a qcow2 image (a snapshot overlay must be qcow2)");
+            }
+
+            CheckOverlayFits(overlay, overlayPath, full, currentFile, current);
+            return new PreparedSnapshot(this, overlay, full, created);
+        }
+        catch
+        {
+            if (overlay is not null)
+            {
+                await overlay.DisposeAsync();
+            }
+
+            if (created)
+            {
+                File.Delete(full);
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>The full paths of every image in the drive's chain, top first.</summary>
+    public IReadOnlyList<string> ChainFiles()
+    {
+        var files = new List<string>();
+        for (var node = Root is MirrorNode m ? m.Overlay : Root; node is not null; node = node.Backing)
+        {
+            if (node.FileName is { } name)
+            {
+                files.Add(Path.GetFullPath(name));
+            }
+        }
+
+        return files;
+    }
+
+    /// <summary>The image of the chain whose file is <paramref name="path"/> (null: none).</summary>
+    public IBlockNode? FindNode(string path)
+    {
+        string full = Path.GetFullPath(path);
+        for (var node = Root is MirrorNode m ? m.Overlay : Root; node is not null; node = node.Backing)
+        {
+            if (node.FileName is { } name && Path.GetFullPath(name) == full)
+            {
+                return node;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>The image directly above <paramref name="node"/> in the chain (null: it is the top).</summary>
+    public IBlockNode? ParentOf(IBlockNode node)
+    {
+        for (var n = Root is MirrorNode m ? m.Overlay : Root; n is not null; n = n.Backing)
+        {
+            if (ReferenceEquals(n.Backing, node))
+            {
+                return n;
+            }
+        }
+
+        return null;
+    }
+
+    private void CheckOverlayFits(Qcow2Node overlay, string overlayPath, string full, string currentFile, IBlockNode current)
+    {
+        var info = overlay.Info;
+        if (info.BackingFile is not { } backing)
+        {
+            throw BlockException.Invalid($"'{overlayPath}' has no backing file; it must be created with -b {currentFile}");
+        }
+
+        string resolved = ImageOpener.ResolveBackingPath(full, backing);
+        if (resolved != currentFile)
+        {
+            throw BlockException.Invalid($"'{overlayPath}' has backing file '{backing}', but drive '{Id}' is on '{currentFile}'");
+        }
+
+        if (info.BackingFormat is { } format && format != current.DriverName)
+        {
+            throw BlockException.Invalid($"'{overlayPath}' records backing format '{format}', but '{currentFile}' is {current.DriverName}");
+        }
+
+        if (overlay.Size != current.Size)
+        {
+            // The guest's disk must not change size under it at the switch.
+            throw BlockException.Invalid($"'{overlayPath}' is {overlay.Size} bytes, but drive '{Id}' is {current.Size} bytes");
+        }
+    }
+}

@@ -1,0 +1,126 @@
+using System.Text.Json;
+using Strata.Block.Jobs;
+using Strata.Block.Live;
+using Strata.Daemon.Control;
+
+namespace Strata.Daemon.Live;
+
+/// <summary>
+/// The daemon's jobs by id, and the events they raise (qapi/job.json JOB_STATUS_CHANGE,
+/// qapi/block-core.json BLOCK_JOB_READY, BLOCK_JOB_COMPLETED, BLOCK_JOB_CANCELLED).
+/// </summary>
+public sealed class BlockJobs(Action<QmpEvent> emit)
+{
+    // Protects _jobs.
+    private readonly Lock _lock = new();
+    private readonly Dictionary<string, BlockJobEntry> _jobs = [];
+
+    public IReadOnlyList<BlockJobEntry> All
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _jobs.Values];
+            }
+        }
+    }
+
+    public BlockJobEntry? Find(string id)
+    {
+        lock (_lock)
+        {
+            return _jobs.GetValueOrDefault(id);
+        }
+    }
+
+    /// <summary>True when some job works on <paramref name="drive"/> (one job per drive at a time).</summary>
+    public bool IsBusy(Drive drive)
+    {
+        lock (_lock)
+        {
+            return _jobs.Values.Any(e => e.Drive == drive && e.Job.Status != JobStatus.Concluded);
+        }
+    }
+
+    public void Add(BlockJobEntry entry)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        lock (_lock)
+        {
+            if (_jobs.ContainsKey(entry.Job.Id))
+            {
+                throw new ArgumentException($"Job ID '{entry.Job.Id}' already in use");
+            }
+
+            _jobs.Add(entry.Job.Id, entry);
+        }
+
+        entry.Job.StatusChanged += (_, e) => OnStatusChanged(entry, e.Status);
+    }
+
+    /// <summary>Removes a concluded job (job-dismiss).</summary>
+    public bool Dismiss(string id)
+    {
+        BlockJobEntry? entry;
+        lock (_lock)
+        {
+            if (!_jobs.TryGetValue(id, out entry) || entry.Job.Status != JobStatus.Concluded)
+            {
+                return false;
+            }
+
+            _jobs.Remove(id);
+        }
+
+        emit(StatusEvent(id, "null"));
+        entry.Job.Dispose();
+        return true;
+    }
+
+    public static string StatusName(JobStatus status) => status.ToString().ToLowerInvariant();
+
+    private void OnStatusChanged(BlockJobEntry entry, JobStatus status)
+    {
+        var job = entry.Job;
+        emit(StatusEvent(job.Id, StatusName(status)));
+        if (status == JobStatus.Ready)
+        {
+            emit(new QmpEvent("BLOCK_JOB_READY", w => WriteBlockJob(w, entry, error: null)));
+        }
+        else if (status == JobStatus.Concluded)
+        {
+            bool cancelled = job.Cancelled && job.Error is null;
+            emit(new QmpEvent(cancelled ? "BLOCK_JOB_CANCELLED" : "BLOCK_JOB_COMPLETED", w => WriteBlockJob(w, entry, job.Error)));
+            if (entry.AutoDismiss)
+            {
+                Dismiss(job.Id);
+            }
+        }
+    }
+
+    private static QmpEvent StatusEvent(string id, string status) => new("JOB_STATUS_CHANGE", w =>
+    {
+        w.WriteStartObject();
+        w.WriteString("id", id);
+        w.WriteString("status", status);
+        w.WriteEndObject();
+    });
+
+    private static void WriteBlockJob(Utf8JsonWriter w, BlockJobEntry entry, string? error)
+    {
+        CommitJob job = entry.Job;
+        w.WriteStartObject();
+        w.WriteString("type", job.Type);
+        w.WriteString("device", job.Id);
+        w.WriteNumber("len", job.TotalProgress);
+        w.WriteNumber("offset", job.CurrentProgress);
+        w.WriteNumber("speed", entry.Speed);
+        if (error is not null)
+        {
+            w.WriteString("error", error);
+        }
+
+        w.WriteEndObject();
+    }
+}
