@@ -1,0 +1,105 @@
+using System.Text.Json.Nodes;
+using Strata.TestKit;
+
+namespace Strata.Daemon.Tests;
+
+public sealed class LiveMergeTests
+{
+    private static readonly TimeSpan EventTimeout = TimeSpan.FromSeconds(60);
+
+    [Fact]
+    public async Task ActiveMergeUnderContinuousWritesConvergesAndLeavesTheBaseEqualToTheModel()
+    {
+        const int seed = 501;
+        await using var d = await LiveDaemon.StartAsync();
+        await using var guest = await d.ConnectNbdAsync();
+        await using var qmp = await d.ConnectQmpAsync();
+        await d.WriteRandomlyAsync(guest, seed, 50);
+        string overlay = d.Folder.File("tmp_disk.img");
+        await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject { ["device"] = LiveDaemon.DriveId, ["snapshot-file"] = overlay });
+        await d.WriteRandomlyAsync(guest, seed + 1, 300);
+
+        using var stop = new CancellationTokenSource();
+        var writer = Task.Run(() => d.WriteRandomlyAsync(guest, seed + 2, 1_000_000, stop: stop.Token));
+        await qmp.ExecuteAsync("block-commit", new JsonObject { ["device"] = LiveDaemon.DriveId, ["job-id"] = "merge0" });
+        await qmp.WaitForEventAsync("BLOCK_JOB_READY", EventTimeout);
+        await qmp.ExecuteAsync("job-complete", new JsonObject { ["id"] = "merge0" });
+        var completed = await qmp.WaitForEventAsync("BLOCK_JOB_COMPLETED", EventTimeout);
+        Assert.Null(completed["data"]!["error"]);
+        await Task.Delay(20);
+        await stop.CancelAsync();
+        int writes = await writer;
+        await guest.FlushAsync();
+
+        var block = (await qmp.ExecuteAsync("query-block"))!.AsArray();
+        Assert.Equal(d.BaseImage, block[0]!["inserted"]!["file"]!.GetValue<string>());
+        Assert.Null(block[0]!["inserted"]!["backing_file"]);
+        Assert.Empty((await qmp.ExecuteAsync("query-jobs"))!.AsArray());
+        Assert.True(LiveDaemon.SameBytes(d.Model, await File.ReadAllBytesAsync(d.BaseImage)),
+            $"the base differs from the model after the merge (seed {seed}, {writes} writes during it)");
+        Assert.True(LiveDaemon.SameBytes(d.Model, await d.ReadAllAsync(guest)), $"the guest does not read the model (seed {seed})");
+    }
+
+    [Fact]
+    public async Task CancelledMergeLeavesTheDriveOnTheOverlayAndLosesNothing()
+    {
+        const int seed = 502;
+        await using var d = await LiveDaemon.StartAsync();
+        await using var guest = await d.ConnectNbdAsync();
+        await using var qmp = await d.ConnectQmpAsync();
+        string overlay = d.Folder.File("tmp_disk.img");
+        await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject { ["device"] = LiveDaemon.DriveId, ["snapshot-file"] = overlay });
+        await d.WriteRandomlyAsync(guest, seed, 300);
+        await qmp.ExecuteAsync("block-commit", new JsonObject { ["device"] = LiveDaemon.DriveId, ["job-id"] = "m", ["speed"] = 1 << 20 });
+        await d.WriteRandomlyAsync(guest, seed + 1, 50);
+        await qmp.ExecuteAsync("job-cancel", new JsonObject { ["id"] = "m" });
+        await qmp.WaitForEventAsync("BLOCK_JOB_CANCELLED", EventTimeout);
+        await guest.FlushAsync();
+
+        var block = (await qmp.ExecuteAsync("query-block"))!.AsArray();
+        Assert.Equal(overlay, block[0]!["inserted"]!["file"]!.GetValue<string>());
+        Assert.True(LiveDaemon.SameBytes(d.Model, await d.ReadAllAsync(guest)), $"the guest does not read the model (seed {seed})");
+        Peer.Run("qemu-img", "check", "-U", overlay).EnsureSuccess();
+    }
+
+    [Fact]
+    public async Task MergeOfAMiddleLayerRelinksTheTopToTheBase()
+    {
+        const int seed = 503;
+        await using var d = await LiveDaemon.StartAsync();
+        await using var guest = await d.ConnectNbdAsync();
+        await using var qmp = await d.ConnectQmpAsync();
+        string mid = d.Folder.File("mid.qcow2");
+        string top = d.Folder.File("top.qcow2");
+        await d.WriteRandomlyAsync(guest, seed, 50);
+        await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject { ["device"] = LiveDaemon.DriveId, ["snapshot-file"] = mid });
+        await d.WriteRandomlyAsync(guest, seed + 1, 100);
+        await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject { ["device"] = LiveDaemon.DriveId, ["snapshot-file"] = top });
+        await d.WriteRandomlyAsync(guest, seed + 2, 100);
+
+        await qmp.ExecuteAsync("block-commit", new JsonObject
+        {
+            ["device"] = LiveDaemon.DriveId, ["job-id"] = "m", ["top"] = mid, ["base"] = d.BaseImage,
+        });
+        var completed = await qmp.WaitForEventAsync("BLOCK_JOB_COMPLETED", EventTimeout);
+        Assert.Null(completed["data"]!["error"]);
+        await guest.FlushAsync();
+
+        var block = (await qmp.ExecuteAsync("query-block"))!.AsArray();
+        Assert.Equal(top, block[0]!["inserted"]!["file"]!.GetValue<string>());
+        Assert.Equal(d.BaseImage, block[0]!["inserted"]!["backing_file"]!.GetValue<string>());
+        Assert.True(LiveDaemon.SameBytes(d.Model, await d.ReadAllAsync(guest)), $"the guest does not read the model (seed {seed})");
+        var info = Peer.Run("qemu-img", "info", "-U", "--output=json", top).EnsureSuccess();
+        Assert.Contains("foo.img", info.Stdout);
+        Peer.Run("qemu-img", "check", "-U", top).EnsureSuccess();
+    }
+
+    [Fact]
+    public async Task CommitOfADriveWithoutBackingIsRefused()
+    {
+        await using var d = await LiveDaemon.StartAsync();
+        await using var qmp = await d.ConnectQmpAsync();
+        var e = await Assert.ThrowsAsync<Control.QmpException>(() => qmp.ExecuteAsync("block-commit", new JsonObject { ["device"] = LiveDaemon.DriveId }));
+        Assert.Contains("no backing file", e.Message);
+    }
+}

@@ -1,0 +1,121 @@
+using System.Text.Json.Nodes;
+using Strata.Daemon.Control;
+using Strata.TestKit;
+
+namespace Strata.Daemon.Tests;
+
+public sealed class LiveSnapshotTests
+{
+    [Fact]
+    public async Task AfterSnapshotTheOldImageNeverChangesAndTheGuestReadsTheModel()
+    {
+        const int seed = 401;
+        await using var d = await LiveDaemon.StartAsync();
+        await using var guest = await d.ConnectNbdAsync();
+        await using var qmp = await d.ConnectQmpAsync();
+        await d.WriteRandomlyAsync(guest, seed, 100);
+        await guest.FlushAsync();
+
+        string overlay = d.Folder.File("tmp_disk.img");
+        await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject
+        {
+            ["device"] = LiveDaemon.DriveId, ["snapshot-file"] = overlay, ["format"] = "qcow2",
+        });
+        byte[] frozen = (byte[])d.Model.Clone();
+        Assert.Equal(frozen, await File.ReadAllBytesAsync(d.BaseImage));
+
+        await d.WriteRandomlyAsync(guest, seed + 1, 200);
+        await guest.FlushAsync();
+
+        Assert.True(LiveDaemon.SameBytes(frozen, await File.ReadAllBytesAsync(d.BaseImage)), $"the snapshot changed (seed {seed})");
+        Assert.True(LiveDaemon.SameBytes(d.Model, await d.ReadAllAsync(guest)), $"the guest does not read the model (seed {seed})");
+        Peer.Run("qemu-img", "check", "-U", overlay).EnsureSuccess();
+        var block = (await qmp.ExecuteAsync("query-block"))!.AsArray();
+        Assert.Equal(overlay, block[0]!["inserted"]!["file"]!.GetValue<string>());
+        Assert.Equal(d.BaseImage, block[0]!["inserted"]!["backing_file"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task SnapshotIntoAnExistingOverlayMadeByImgCreateWorks()
+    {
+        await using var d = await LiveDaemon.StartAsync();
+        await using var qmp = await d.ConnectQmpAsync();
+        string overlay = d.Folder.File("tmp_disk.img");
+        Peer.Run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "foo.img", "-F", "raw", overlay).EnsureSuccess();
+        await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject
+        {
+            ["device"] = LiveDaemon.DriveId, ["snapshot-file"] = overlay, ["mode"] = "existing",
+        });
+        var block = (await qmp.ExecuteAsync("query-block"))!.AsArray();
+        Assert.Equal(overlay, block[0]!["inserted"]!["file"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task ExistingOverlayOnAnotherBackingFileIsRefusedAndNothingChanges()
+    {
+        await using var d = await LiveDaemon.StartAsync();
+        await using var qmp = await d.ConnectQmpAsync();
+        string other = d.Folder.File("other.img");
+        Peer.Run("qemu-img", "create", "-q", "-f", "raw", other, "8M").EnsureSuccess();
+        string overlay = d.Folder.File("tmp_disk.img");
+        Peer.Run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "other.img", "-F", "raw", overlay).EnsureSuccess();
+        var e = await Assert.ThrowsAsync<QmpException>(() => qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject
+        {
+            ["device"] = LiveDaemon.DriveId, ["snapshot-file"] = overlay, ["mode"] = "existing",
+        }));
+        Assert.Contains("backing file", e.Message);
+        var block = (await qmp.ExecuteAsync("query-block"))!.AsArray();
+        Assert.Equal(d.BaseImage, block[0]!["inserted"]!["file"]!.GetValue<string>());
+    }
+
+    [Fact]
+    public async Task TransactionWithOneBadActionSwitchesNoDriveAndLeavesNoStrayFile()
+    {
+        await using var d = await LiveDaemon.StartAsync(8 << 20, "ide0-hd1");
+        await using var qmp = await d.ConnectQmpAsync();
+        string good = d.Folder.File("a.qcow2");
+        var before = Directory.GetFiles(d.Folder.Path).Order().ToArray();
+        var e = await Assert.ThrowsAsync<QmpException>(() => qmp.ExecuteAsync("transaction", new JsonObject
+        {
+            ["actions"] = new JsonArray(
+                Action(LiveDaemon.DriveId, good),
+                Action("ide0-hd1", d.Folder.File("no-such-dir/b.qcow2"))),
+        }));
+        Assert.Equal("GenericError", e.ErrorClass);
+        Assert.Equal(before, Directory.GetFiles(d.Folder.Path).Order().ToArray());
+        var block = (await qmp.ExecuteAsync("query-block"))!.AsArray();
+        Assert.All(block, b => Assert.Null(b!["inserted"]!["backing_file"]));
+    }
+
+    [Fact]
+    public async Task TransactionSwitchesEveryDrive()
+    {
+        await using var d = await LiveDaemon.StartAsync(8 << 20, "ide0-hd1");
+        await using var qmp = await d.ConnectQmpAsync();
+        await qmp.ExecuteAsync("transaction", new JsonObject
+        {
+            ["actions"] = new JsonArray(Action(LiveDaemon.DriveId, d.Folder.File("a.qcow2")), Action("ide0-hd1", d.Folder.File("b.qcow2"))),
+        });
+        var block = (await qmp.ExecuteAsync("query-block"))!.AsArray();
+        Assert.All(block, b => Assert.NotNull(b!["inserted"]!["backing_file"]));
+    }
+
+    [Fact]
+    public async Task SnapshotOfAnUnknownDeviceIsDeviceNotFound()
+    {
+        await using var d = await LiveDaemon.StartAsync();
+        await using var qmp = await d.ConnectQmpAsync();
+        var e = await Assert.ThrowsAsync<QmpException>(() => qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject
+        {
+            ["device"] = "nope", ["snapshot-file"] = d.Folder.File("x.qcow2"),
+        }));
+        Assert.Equal("DeviceNotFound", e.ErrorClass);
+        Assert.False(File.Exists(d.Folder.File("x.qcow2")));
+    }
+
+    private static JsonObject Action(string device, string file) => new()
+    {
+        ["type"] = "blockdev-snapshot-sync",
+        ["data"] = new JsonObject { ["device"] = device, ["snapshot-file"] = file, ["format"] = "qcow2" },
+    };
+}
