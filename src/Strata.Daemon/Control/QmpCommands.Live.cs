@@ -199,13 +199,9 @@ public sealed partial class QmpCommands
                 var job = entry.Job;
                 var status = job.Status;
                 w.WriteStartObject();
-                w.WriteString("type", job.Type);
-                w.WriteString("device", job.Id);
-                w.WriteNumber("len", job.TotalProgress);
-                w.WriteNumber("offset", job.CurrentProgress);
+                BlockJobs.WriteBlockJobFields(w, entry);
                 w.WriteBoolean("busy", status == JobStatus.Running);
                 w.WriteBoolean("paused", status == JobStatus.Paused);
-                w.WriteNumber("speed", entry.Speed);
                 w.WriteString("io-status", "ok");
                 w.WriteBoolean("ready", status == JobStatus.Ready);
                 w.WriteString("status", BlockJobs.StatusName(status));

@@ -107,15 +107,23 @@ public sealed class BlockJobs(Action<QmpEvent> emit)
         w.WriteEndObject();
     });
 
-    private static void WriteBlockJob(Utf8JsonWriter w, BlockJobEntry entry, string? error)
+    /// <summary>The fields BLOCK_JOB_* events and query-block-jobs share (qapi/block-core.json BlockJobInfo).</summary>
+    public static void WriteBlockJobFields(Utf8JsonWriter w, BlockJobEntry entry)
     {
+        ArgumentNullException.ThrowIfNull(w);
+        ArgumentNullException.ThrowIfNull(entry);
         CommitJob job = entry.Job;
-        w.WriteStartObject();
         w.WriteString("type", job.Type);
         w.WriteString("device", job.Id);
         w.WriteNumber("len", job.TotalProgress);
         w.WriteNumber("offset", job.CurrentProgress);
         w.WriteNumber("speed", entry.Speed);
+    }
+
+    private static void WriteBlockJob(Utf8JsonWriter w, BlockJobEntry entry, string? error)
+    {
+        w.WriteStartObject();
+        WriteBlockJobFields(w, entry);
         if (error is not null)
         {
             w.WriteString("error", error);
