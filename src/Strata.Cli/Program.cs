@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Reflection;
 using Strata.Cli.Img;
+using Strata.Cli.Monitor;
 using Strata.Cli.Serve;
 
 namespace Strata.Cli;
@@ -25,6 +26,7 @@ public static class Program
         var version = typeof(Program).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "0";
         root.Subcommands.Add(ImgCommand.Build());
         root.Subcommands.Add(ServeCommand.Build());
+        root.Subcommands.Add(MonitorCommand.Build(output, error));
         root.Subcommands.Add(DemoCommand.Build(output, error));
         root.SetAction(_ => output.WriteLine($"strata {version}"));
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });

@@ -1,0 +1,260 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Strata.Daemon.Control;
+
+namespace Strata.Cli.Monitor;
+
+/// <summary>
+/// The <c>(strata)</c> console: the seed workflow's commands (<c>change -l</c>, <c>merge_disk</c>,
+/// <c>info block</c>, …) mapped onto the daemon's control protocol, plus any QMP command as JSON.
+/// </summary>
+public sealed class MonitorConsole(QmpClient qmp, TextWriter output, TextWriter error, bool interactive)
+{
+    private static readonly TimeSpan MergeTimeout = TimeSpan.FromHours(24);
+
+    public const string HelpText = """
+        change -l DEVICE file=PATH   live snapshot: from now on DEVICE writes go to the qcow2 overlay PATH
+                                     (an existing overlay is taken as it is, else PATH is created)
+        merge_disk PATH              merge the overlay PATH into its backing image, live, and switch the
+                                     drive back to that image; returns when done
+        info block                   the drives and their image chains
+        info jobs                    running merges and their progress
+        stop | cont                  hold / release guest I/O
+        quit                         stop the daemon (it flushes and closes every image)
+        {"execute": ...}             any control command, in QMP's JSON
+        help                         this text
+        """;
+
+    /// <summary>Runs one command line; true when it succeeded. <paramref name="quit"/> tells the caller to stop reading.</summary>
+    public async Task<bool> RunLineAsync(string line, Action quit)
+    {
+        ArgumentNullException.ThrowIfNull(line);
+        ArgumentNullException.ThrowIfNull(quit);
+        string text = line.Trim();
+        if (text.Length == 0 || text.StartsWith('#'))
+        {
+            return true;
+        }
+
+        try
+        {
+            if (text.StartsWith('{'))
+            {
+                return await RawAsync(text);
+            }
+
+            var words = text.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            switch (words[0])
+            {
+                case "help" or "?":
+                    output.WriteLine(HelpText);
+                    return true;
+                case "change":
+                    await ChangeAsync(words);
+                    return true;
+                case "merge_disk":
+                    await MergeAsync(words);
+                    return true;
+                case "info" when words.Length == 2 && words[1] == "block":
+                    await InfoBlockAsync();
+                    return true;
+                case "info" when words.Length == 2 && words[1] is "jobs" or "block-jobs":
+                    await InfoJobsAsync();
+                    return true;
+                case "stop" or "cont":
+                    await qmp.ExecuteAsync(words[0]);
+                    return true;
+                case "quit" or "q":
+                    await qmp.ExecuteAsync("quit");
+                    quit();
+                    return true;
+                case "guest_cmd" or "set_dirty":
+                    error.WriteLine($"Error: '{words[0]}' is not available yet in this version");
+                    return false;
+                default:
+                    error.WriteLine($"Error: unknown command '{words[0]}' (type 'help')");
+                    return false;
+            }
+        }
+        catch (QmpException e)
+        {
+            error.WriteLine($"Error: {e.Message}");
+            return false;
+        }
+        catch (UsageException e)
+        {
+            error.WriteLine($"Error: {e.Message}");
+            return false;
+        }
+    }
+
+    /// <summary><c>change -l DEVICE file=PATH</c>: blockdev-snapshot-sync, taking an existing overlay as it is.</summary>
+    private async Task ChangeAsync(string[] words)
+    {
+        if (words.Length != 4 || words[1] != "-l" || !words[3].StartsWith("file=", StringComparison.Ordinal) || words[3].Length == 5)
+        {
+            throw new UsageException("usage: change -l DEVICE file=PATH");
+        }
+
+        string path = Path.GetFullPath(words[3][5..]);
+        await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject
+        {
+            ["device"] = words[2],
+            ["snapshot-file"] = path,
+            ["format"] = "qcow2",
+            ["mode"] = File.Exists(path) ? "existing" : "absolute-paths",
+        });
+        output.WriteLine($"{words[2]}: writes now go to {path}");
+    }
+
+    /// <summary>
+    /// <c>merge_disk PATH</c>: block-commit of PATH into its backing image; for the active image it
+    /// completes the job as soon as it is ready, then waits until the drive is back on the base.
+    /// </summary>
+    private async Task MergeAsync(string[] words)
+    {
+        if (words.Length != 2)
+        {
+            throw new UsageException("usage: merge_disk PATH");
+        }
+
+        string path = Path.GetFullPath(words[1]);
+        var (device, backing, active) = await LocateAsync(path);
+        string jobId = $"merge-{device}";
+        var arguments = new JsonObject { ["device"] = device, ["job-id"] = jobId, ["base"] = backing };
+        if (!active)
+        {
+            arguments["top"] = path;
+        }
+
+        await qmp.ExecuteAsync("block-commit", arguments);
+        using var progress = interactive ? new MergeProgress(output) : null;
+        using var cts = new CancellationTokenSource(MergeTimeout);
+        while (true)
+        {
+            var next = qmp.Events.ReadAsync(cts.Token).AsTask();
+            while (progress is not null && await Task.WhenAny(next, Task.Delay(200, cts.Token)) != next)
+            {
+                await ShowProgressAsync(jobId, progress);
+            }
+
+            var e = await next;
+            string name = e["event"]?.GetValue<string>() ?? "";
+            var data = e["data"] as JsonObject;
+            if (data?["device"]?.GetValue<string>() != jobId && data?["id"]?.GetValue<string>() != jobId)
+            {
+                continue;
+            }
+
+            if (name == "BLOCK_JOB_READY")
+            {
+                await qmp.ExecuteAsync("job-complete", new JsonObject { ["id"] = jobId });
+            }
+            else if (name == "BLOCK_JOB_COMPLETED")
+            {
+                progress?.Done();
+                if (data?["error"]?.GetValue<string>() is { } failure)
+                {
+                    throw new QmpException($"merge of {path} failed: {failure}");
+                }
+
+                output.WriteLine($"{device}: merged {path} into {backing}; the drive is on {backing} again");
+                return;
+            }
+            else if (name == "BLOCK_JOB_CANCELLED")
+            {
+                progress?.Done();
+                throw new QmpException($"merge of {path} was cancelled; {device} stays on {path}");
+            }
+        }
+    }
+
+    private async Task ShowProgressAsync(string jobId, MergeProgress progress)
+    {
+        var jobs = (await qmp.ExecuteAsync("query-jobs"))?.AsArray() ?? [];
+        foreach (var job in jobs)
+        {
+            if (job?["id"]?.GetValue<string>() == jobId)
+            {
+                progress.Show(job["current-progress"]!.GetValue<long>(), job["total-progress"]!.GetValue<long>());
+            }
+        }
+    }
+
+    /// <summary>Finds the drive whose chain holds <paramref name="path"/>, the image below it, and whether it is the top.</summary>
+    private async Task<(string Device, string Backing, bool Active)> LocateAsync(string path)
+    {
+        var drives = (await qmp.ExecuteAsync("query-block"))?.AsArray() ?? [];
+        foreach (var drive in drives)
+        {
+            var image = drive?["inserted"]?["image"];
+            bool top = true;
+            while (image is not null)
+            {
+                if (image["filename"]?.GetValue<string>() == path)
+                {
+                    string backing = image["backing-image"]?["filename"]?.GetValue<string>()
+                        ?? throw new UsageException($"{path} has no backing image to merge into");
+                    return (drive!["device"]!.GetValue<string>(), backing, top);
+                }
+
+                image = image["backing-image"];
+                top = false;
+            }
+        }
+
+        throw new UsageException($"no drive uses {path}");
+    }
+
+    private async Task InfoBlockAsync()
+    {
+        var drives = (await qmp.ExecuteAsync("query-block"))?.AsArray() ?? [];
+        foreach (var drive in drives)
+        {
+            var inserted = drive?["inserted"];
+            output.WriteLine($"{drive?["device"]}: {inserted?["file"]} ({inserted?["drv"]}{(inserted?["ro"]?.GetValue<bool>() == true ? ", read-only" : "")})");
+            int depth = 0;
+            for (var image = inserted?["image"]?["backing-image"]; image is not null; image = image["backing-image"])
+            {
+                depth++;
+                output.WriteLine($"    Backing file:     {image["filename"]} ({image["format"]}, chain depth: {depth})");
+            }
+        }
+    }
+
+    private async Task InfoJobsAsync()
+    {
+        var jobs = (await qmp.ExecuteAsync("query-jobs"))?.AsArray() ?? [];
+        if (jobs.Count == 0)
+        {
+            output.WriteLine("No active jobs");
+        }
+
+        foreach (var job in jobs)
+        {
+            output.WriteLine($"Type {job?["type"]}, job {job?["id"]}: {job?["status"]}, completed {job?["current-progress"]} of {job?["total-progress"]} bytes");
+        }
+    }
+
+    private async Task<bool> RawAsync(string text)
+    {
+        JsonObject message;
+        try
+        {
+            message = JsonNode.Parse(text) as JsonObject ?? throw new UsageException("a QMP command is a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new UsageException($"JSON parse error: {e.Message}");
+        }
+
+        var reply = await qmp.SendAsync(message);
+        output.WriteLine(reply.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        if (message["execute"]?.GetValue<string>() == "quit")
+        {
+            return true;
+        }
+
+        return reply["error"] is null;
+    }
+}

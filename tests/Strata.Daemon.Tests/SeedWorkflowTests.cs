@@ -1,0 +1,35 @@
+using Strata.TestKit;
+
+namespace Strata.Daemon.Tests;
+
+public sealed class SeedWorkflowTests
+{
+    [Fact]
+    public async Task TheSeedWorkflowScriptRunsToTheEndWithEveryCheckPassing()
+    {
+        using var folder = new TempFolder();
+        string script = Path.Combine(RepositoryRoot(), "examples", "seed-workflow.sh");
+        string wrapper = folder.File("strata");
+        await File.WriteAllTextAsync(wrapper, $"#!/bin/sh\nexec '{Peer.DotnetHost()}' '{Path.Combine(AppContext.BaseDirectory, "strata.dll")}' \"$@\"\n");
+        Peer.Run("chmod", "+x", wrapper).EnsureSuccess();
+
+        var result = await Peer.RunAsync("env", [$"STRATA={wrapper}", "bash", script, folder.File("work")], TimeSpan.FromMinutes(5));
+
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains("seed workflow: OK", result.Stdout);
+        Assert.False(File.Exists(folder.File("work/tmp_disk.img")));
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Strata.slnx")))
+            {
+                return dir.FullName;
+            }
+        }
+
+        throw new DirectoryNotFoundException("the repository root (Strata.slnx) is not above the test assembly");
+    }
+}
