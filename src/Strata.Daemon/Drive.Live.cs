@@ -43,7 +43,24 @@ public sealed partial class Drive
                 throw BlockException.Invalid($"'{overlayPath}' already exists (use mode 'existing' to take it as the overlay)");
             }
 
-            await ImageCreator.CreateAsync(full, ImageOpener.Qcow2Format, current.Size, currentFile, current.DriverName, null, cancellationToken);
+            // Made under a temporary name and renamed once complete, so that a crash half-way leaves
+            // no half-written image under the name the user asked for.
+            string partial = full + ".partial";
+            try
+            {
+                await ImageCreator.CreateAsync(partial, ImageOpener.Qcow2Format, current.Size, currentFile, current.DriverName, null, cancellationToken);
+                File.Move(partial, full);
+            }
+            catch
+            {
+                if (File.Exists(partial))
+                {
+                    File.Delete(partial);
+                }
+
+                throw;
+            }
+
             created = true;
         }
 
@@ -68,7 +85,7 @@ public sealed partial class Drive
                 await overlay.DisposeAsync();
             }
 
-            if (created)
+            if (created && File.Exists(full))
             {
                 File.Delete(full);
             }

@@ -57,8 +57,10 @@ public sealed partial class QmpCommands
         {
             return QmpResult.Error(e.Message);
         }
-        catch (InvalidOperationException e)
+        catch (Exception e) when (e is InvalidOperationException or IOException or UnauthorizedAccessException or ArgumentException)
         {
+            // A command that fails for any foreseen reason answers with an error; the connection and
+            // the daemon carry on (DESIGN.md rule 5).
             return QmpResult.Error(e.Message);
         }
     }

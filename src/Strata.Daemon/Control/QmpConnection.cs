@@ -151,7 +151,18 @@ public sealed class QmpConnection : IDisposable
             return false;
         }
 
-        var result = await _commands.ExecuteAsync(command, arguments, cancellationToken);
+        QmpResult result;
+        try
+        {
+            result = await _commands.ExecuteAsync(command, arguments, cancellationToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // A bug, not the client's fault: answer, log, and keep the connection and the daemon up.
+            _log?.Invoke($"qmp: {command} failed unexpectedly: {e}");
+            result = QmpResult.Error($"internal error in {command}: {e.Message}");
+        }
+
         if (result.ErrorClass is { } errorClass)
         {
             await SendErrorAsync(id, errorClass, result.ErrorDescription!, cancellationToken);
