@@ -17,7 +17,7 @@ public class DelegatingNode(IBlockNode inner) : IBlockNode
 
     public NodeLimits Limits => Inner.Limits;
 
-    public IBlockNode? Backing => Inner.Backing;
+    public virtual IBlockNode? Backing => Inner.Backing;
 
     public virtual ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
         => Inner.ReadAsync(offset, buffer, cancellationToken);
