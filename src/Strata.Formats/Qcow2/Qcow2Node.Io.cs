@@ -148,14 +148,27 @@ public sealed partial class Qcow2Node
             return;
         }
 
+        bool clean;
         await _metadataLock.WaitAsync(cancellationToken);
         try
         {
-            await FlushMetadataLocked(cancellationToken);
+            clean = _l2Cache.DirtyCount == 0 && _refcountCache.DirtyCount == 0 && !_refcountTableDirty
+                && _l1DirtyLast < 0 && _pendingFrees.Count == 0;
+            if (!clean)
+            {
+                await FlushMetadataLocked(cancellationToken);
+            }
         }
         finally
         {
             _metadataLock.Release();
+        }
+
+        if (clean)
+        {
+            // Nothing to order: metadata written earlier (evictions included) and every completed data
+            // write become durable with one file flush, which need not block other requests.
+            await _file.FlushAsync(cancellationToken);
         }
     }
 
