@@ -50,6 +50,7 @@ public sealed partial class Qcow2Node : IBlockNode
     private IBlockNode? _backing;
     private bool _disposed;
     private bool _openFailed;
+    private bool _markedCorrupt;
 
     private Qcow2Node(IBlockNode file, Qcow2Header header, bool readOnly, ulong[] l1, ulong[] refcountTable)
     {
@@ -167,7 +168,7 @@ public sealed partial class Qcow2Node : IBlockNode
         _disposed = true;
         try
         {
-            if (!_readOnly && !_openFailed)
+            if (!_readOnly && !_openFailed && !_markedCorrupt)
             {
                 await _metadataLock.WaitAsync();
                 try
@@ -274,6 +275,38 @@ public sealed partial class Qcow2Node : IBlockNode
         if (_readOnly)
         {
             throw BlockException.ReadOnly($"qcow2 image '{FileName}' is open read-only");
+        }
+
+        if (_markedCorrupt)
+        {
+            throw BlockException.Corrupt($"qcow2 image '{FileName}' was marked corrupt; it takes no more writes (repair it with 'check -r all')");
+        }
+    }
+
+    /// <summary>
+    /// Sets the corrupt bit (qcow2.txt, incompatible bit 1) after a write met inconsistent metadata, as
+    /// QEMU does, so no further write can make it worse; the cached metadata is not written back.
+    /// </summary>
+    private async ValueTask MarkCorruptAsync()
+    {
+        if (_readOnly || _markedCorrupt)
+        {
+            return;
+        }
+
+        _markedCorrupt = true;
+        await _metadataLock.WaitAsync();
+        try
+        {
+            await WriteIncompatibleFeaturesAsync(_header.IncompatibleFeatures | Qcow2Features.IncompatibleCorrupt, CancellationToken.None);
+        }
+        catch (BlockException)
+        {
+            // The file itself fails: the in-memory flag still stops further writes.
+        }
+        finally
+        {
+            _metadataLock.Release();
         }
     }
 }
