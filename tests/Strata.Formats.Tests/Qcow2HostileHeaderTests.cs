@@ -162,6 +162,33 @@ public sealed class Qcow2HostileHeaderTests
 
         Assert.Equal(2UL, BinaryPrimitives.ReadUInt64BigEndian(damaged.ToArray().AsSpan(72)) & 2UL);
         await Assert.ThrowsAsync<BlockException>(async () => await Qcow2Node.OpenAsync(damaged, readOnly: false));
+
+        // check -r all: the bad entry stays (its cluster is outside the file), so the mark stays too.
+        await using (var repairing = await Qcow2Node.OpenForRepairAsync(damaged))
+        {
+            var result = await repairing.CheckAsync(Qcow2RepairMode.All);
+            Assert.True(result.Corruptions > 0);
+            Assert.True(repairing.Info.Corrupt);
+        }
+    }
+
+    [Fact]
+    public async Task RepairOfAnImageMarkedCorruptButConsistentClearsTheMark()
+    {
+        var image = await ValidImageAsync();
+        BinaryPrimitives.WriteUInt64BigEndian(image.AsSpan(72), 2);
+        var file = await NodeOfAsync(image);
+        await using (var node = await Qcow2Node.OpenForRepairAsync(file))
+        {
+            await Assert.ThrowsAsync<BlockException>(async () => await node.WriteAsync(0, new byte[1]));
+            var result = await node.CheckAsync(Qcow2RepairMode.All);
+            Assert.Equal(0, result.Corruptions);
+            Assert.False(node.Info.Corrupt);
+            await node.WriteAsync(0, new byte[1]);
+        }
+
+        await using var reopened = await Qcow2Node.OpenAsync(file, readOnly: false);
+        Assert.False(reopened.Info.Corrupt);
     }
 
     [Fact]

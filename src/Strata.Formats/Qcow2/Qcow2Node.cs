@@ -113,7 +113,18 @@ public sealed partial class Qcow2Node : IBlockNode
     /// <see cref="AttachBacking"/>. Read-write opening sets the dirty bit when lazy refcounts are on and
     /// clears unknown autoclear bits; an image marked corrupt opens read-only only.
     /// </summary>
-    public static async ValueTask<Qcow2Node> OpenAsync(IBlockNode file, bool readOnly, CancellationToken cancellationToken = default)
+    public static ValueTask<Qcow2Node> OpenAsync(IBlockNode file, bool readOnly, CancellationToken cancellationToken = default)
+        => OpenCoreAsync(file, readOnly, forRepair: false, cancellationToken);
+
+    /// <summary>
+    /// Opens the image read-write for <c>check -r</c>: unlike <see cref="OpenAsync"/>, an image marked
+    /// corrupt is accepted (guest writes stay refused); a repair that leaves no corruption clears the
+    /// corrupt bit.
+    /// </summary>
+    public static ValueTask<Qcow2Node> OpenForRepairAsync(IBlockNode file, CancellationToken cancellationToken = default)
+        => OpenCoreAsync(file, readOnly: false, forRepair: true, cancellationToken);
+
+    private static async ValueTask<Qcow2Node> OpenCoreAsync(IBlockNode file, bool readOnly, bool forRepair, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(file);
         long fileSize = file.Size;
@@ -122,7 +133,7 @@ public sealed partial class Qcow2Node : IBlockNode
         var header = Qcow2Header.Parse(first, fileSize);
         if (!readOnly)
         {
-            if ((header.IncompatibleFeatures & Qcow2Features.IncompatibleCorrupt) != 0)
+            if ((header.IncompatibleFeatures & Qcow2Features.IncompatibleCorrupt) != 0 && !forRepair)
             {
                 throw BlockException.Corrupt("qcow2: the image is marked corrupt; it can only be opened read-only (repair it with 'check -r all')");
             }
@@ -136,7 +147,10 @@ public sealed partial class Qcow2Node : IBlockNode
         var l1 = await ReadTableAsync(file, header.L1TableOffset, header.L1Size, cancellationToken);
         int refcountEntries = header.RefcountTableClusters * header.ClusterSize / 8;
         var refcountTable = await ReadTableAsync(file, header.RefcountTableOffset, refcountEntries, cancellationToken);
-        var node = new Qcow2Node(file, header, readOnly, l1, refcountTable);
+        var node = new Qcow2Node(file, header, readOnly, l1, refcountTable)
+        {
+            _markedCorrupt = !readOnly && (header.IncompatibleFeatures & Qcow2Features.IncompatibleCorrupt) != 0,
+        };
         if (!readOnly)
         {
             try
