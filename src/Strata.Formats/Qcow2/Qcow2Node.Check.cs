@@ -17,9 +17,9 @@ public sealed partial class Qcow2Node
     public async ValueTask<Qcow2CheckResult> CheckAsync(Qcow2RepairMode repair, CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (repair != Qcow2RepairMode.None)
+        if (repair != Qcow2RepairMode.None && _readOnly)
         {
-            CheckWritable();
+            throw BlockException.ReadOnly($"qcow2 image '{FileName}' is open read-only; a repair needs it read-write");
         }
 
         await _metadataLock.WaitAsync(cancellationToken);
@@ -43,16 +43,31 @@ public sealed partial class Qcow2Node
         var first = await ScanLockedAsync(repair, cancellationToken);
         if (repair == Qcow2RepairMode.None || (first.LeaksFixed == 0 && first.CorruptionsFixed == 0))
         {
+            if (_markedCorrupt && repair == Qcow2RepairMode.All && first.Corruptions == 0)
+            {
+                await WriteIncompatibleFeaturesAsync(_header.IncompatibleFeatures & ~Qcow2Features.IncompatibleCorrupt, cancellationToken);
+                _markedCorrupt = false;
+            }
+
             return first;
         }
 
         await FlushAllLockedAsync(cancellationToken);
         var second = await ScanLockedAsync(Qcow2RepairMode.None, cancellationToken);
+        if (_markedCorrupt && second.Corruptions == 0 && repair == Qcow2RepairMode.All)
+        {
+            // Repaired: the image may take writes again (QEMU clears the bit after a successful repair).
+            await WriteIncompatibleFeaturesAsync(_header.IncompatibleFeatures & ~Qcow2Features.IncompatibleCorrupt, cancellationToken);
+            _markedCorrupt = false;
+        }
+
+        // The counts are those left after the repair; the messages are the repair's (a caller that
+        // double-checks, as qemu-img does, prints the second pass itself).
         return second with
         {
             LeaksFixed = first.LeaksFixed,
             CorruptionsFixed = first.CorruptionsFixed,
-            Messages = [.. first.Messages, .. second.Messages],
+            Messages = first.Messages,
         };
     }
 
@@ -60,7 +75,7 @@ public sealed partial class Qcow2Node
     {
         long fileSize = _file.Size;
         long nbClusters = (fileSize + _clusterSize - 1) >> _clusterBits;
-        var scan = new Scan(new uint[nbClusters], _clusterSize);
+        var scan = new Qcow2CheckScan(new uint[nbClusters], _clusterSize);
 
         scan.Count(0, _clusterSize);
         await CountL1Async(scan, _header.L1TableOffset, _l1, active: true, cancellationToken);
@@ -82,7 +97,7 @@ public sealed partial class Qcow2Node
             {
                 scan.Error($"ERROR refcount block {i} is not cluster aligned; refcount table entry corrupted");
             }
-            else if (offset >= fileSize)
+            else if (offset < 0 || offset >= fileSize)
             {
                 scan.Error($"ERROR refcount block {i} is outside image");
             }
@@ -164,7 +179,7 @@ public sealed partial class Qcow2Node
     /// Bit 63 of L1 and L2 entries must be set exactly when the refcount is 1 (qcow2.txt, "Cluster
     /// mapping"); QEMU's check_oflag_copied. Returns how many entries were repaired.
     /// </summary>
-    private async ValueTask<long> CheckCopiedFlagsLocked(Scan scan, bool repair, CancellationToken cancellationToken)
+    private async ValueTask<long> CheckCopiedFlagsLocked(Qcow2CheckScan scan, bool repair, CancellationToken cancellationToken)
     {
         long fixedCount = 0;
         long fileSize = _file.Size;
@@ -236,7 +251,7 @@ public sealed partial class Qcow2Node
         }
     }
 
-    private async ValueTask CountL1Async(Scan scan, long l1Offset, ulong[] l1, bool active, CancellationToken cancellationToken)
+    private async ValueTask CountL1Async(Qcow2CheckScan scan, long l1Offset, ulong[] l1, bool active, CancellationToken cancellationToken)
     {
         long fileSize = _file.Size;
         if (l1.Length > 0)
@@ -317,7 +332,7 @@ public sealed partial class Qcow2Node
     }
 
     /// <summary>Counts the snapshot table and each snapshot's L1 and L2 tables (qcow2.txt, "Snapshots").</summary>
-    private async ValueTask CountSnapshotsAsync(Scan scan, CancellationToken cancellationToken)
+    private async ValueTask CountSnapshotsAsync(Qcow2CheckScan scan, CancellationToken cancellationToken)
     {
         long fileSize = _file.Size;
         long offset = _header.SnapshotsOffset;
@@ -351,52 +366,5 @@ public sealed partial class Qcow2Node
         }
 
         scan.Count(start, offset - start);
-    }
-
-    private sealed class Scan(uint[] references, int clusterSize)
-    {
-        public uint[] References { get; } = references;
-
-        public List<string> Messages { get; } = [];
-
-        public long Corruptions { get; set; }
-
-        public long Leaks { get; set; }
-
-        public long CheckErrors { get; set; }
-
-        public long Allocated { get; set; }
-
-        public long Fragmented { get; set; }
-
-        public long Compressed { get; set; }
-
-        public void Error(string message)
-        {
-            Messages.Add(message);
-            Corruptions++;
-        }
-
-        /// <summary>Counts one reference to every cluster the byte range touches.</summary>
-        public void Count(long offset, long length)
-        {
-            if (length <= 0)
-            {
-                return;
-            }
-
-            long first = offset / clusterSize;
-            long last = (offset + length - 1) / clusterSize;
-            if (last >= References.LongLength)
-            {
-                Error($"ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x{offset:x} size 0x{length:x}");
-                return;
-            }
-
-            for (long c = first; c <= last; c++)
-            {
-                References[c]++;
-            }
-        }
     }
 }
