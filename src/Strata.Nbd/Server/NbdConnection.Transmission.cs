@@ -22,19 +22,18 @@ public sealed partial class NbdConnection
 
     private const int DataChunkHeaderSize = NbdWire.ChunkHeaderSize + 8;
 
-    private async Task TransmitAsync()
+    private void Transmit()
     {
         var export = _export!;
         var header = new byte[NbdWire.RequestHeaderSize];
-        var cancellationToken = _receiveStop.Token;
         bool holdingSlot = false;
         try
         {
-            while (true)
+            while (!_stopping)
             {
-                await _slots.WaitAsync(cancellationToken);
+                _slots.Wait();
                 holdingSlot = true;
-                await _reader.ReadExactlyAsync(header, cancellationToken);
+                _reader.ReadExactly(header);
                 if (!NbdRequest.TryRead(header, out var request))
                 {
                     // Without a valid header the stream cannot be resynchronized (proto.md: bad magic is fatal).
@@ -55,16 +54,16 @@ public sealed partial class NbdConnection
                     if (request.Length > (uint)_options.MaxPayload)
                     {
                         // The payload is drained so the stream stays in step; the request fails.
-                        await _reader.SkipAsync(request.Length, cancellationToken);
+                        _reader.Skip(request.Length);
                         holdingSlot = false;
-                        _ = FailAsync(request, NbdErrno.Overflow, $"write of {request.Length} bytes exceeds the maximum of {_options.MaxPayload}");
+                        Fail(request, NbdErrno.Overflow, $"write of {request.Length} bytes exceeds the maximum of {_options.MaxPayload}");
                         continue;
                     }
 
                     payload = Rent((int)request.Length);
                     try
                     {
-                        await _reader.ReadExactlyAsync(payload.AsMemory(0, (int)request.Length), cancellationToken);
+                        _reader.ReadExactly(payload.AsSpan(0, (int)request.Length));
                     }
                     catch
                     {
@@ -79,7 +78,7 @@ public sealed partial class NbdConnection
         }
         catch (Exception e) when (IsDisconnect(e))
         {
-            Log(_receiveStop.IsCancellationRequested ? "server stopping: no more requests read" : $"connection ended: {e.Message}");
+            Log(_stopping ? "server stopping: no more requests read" : $"connection ended: {e.Message}");
         }
         finally
         {
@@ -91,16 +90,16 @@ public sealed partial class NbdConnection
             // Wait until every request in flight has answered (each gives its slot back).
             for (int i = 0; i < _options.MaxRequestsInFlight; i++)
             {
-                await _slots.WaitAsync();
+                _slots.Wait();
             }
         }
     }
 
-    private async Task FailAsync(NbdRequest request, NbdErrno error, string message)
+    private void Fail(NbdRequest request, NbdErrno error, string message)
     {
         try
         {
-            await SendErrorAsync(request, error, message);
+            SendError(request, error, message);
         }
         catch (Exception e) when (IsDisconnect(e))
         {
@@ -120,7 +119,7 @@ public sealed partial class NbdConnection
             var (error, message) = Check(export, request);
             if (error != NbdErrno.None)
             {
-                await SendErrorAsync(request, error, message!);
+                SendError(request, error, message!);
                 return;
             }
 
@@ -130,7 +129,7 @@ public sealed partial class NbdConnection
             }
             catch (BlockException e)
             {
-                await SendErrorAsync(request, NbdErrors.FromBlockError(e.Error), e.Message);
+                SendError(request, NbdErrors.FromBlockError(e.Error), e.Message);
             }
         }
         catch (Exception e) when (IsDisconnect(e))
@@ -143,7 +142,7 @@ public sealed partial class NbdConnection
             Log($"{request.Command} at {request.Offset} failed unexpectedly: {e}");
             try
             {
-                await SendErrorAsync(request, NbdErrno.IoError, "internal error");
+                SendError(request, NbdErrno.IoError, "internal error");
             }
             catch (Exception e2) when (IsDisconnect(e2))
             {
@@ -281,7 +280,7 @@ public sealed partial class NbdConnection
                 return;
         }
 
-        await SendSimpleAsync(request.Cookie);
+        SendSimple(request.Cookie);
     }
 
     private async ValueTask ReadAsync(RequestGate gate, NbdRequest request)
@@ -289,7 +288,7 @@ public sealed partial class NbdConnection
         int length = (int)request.Length;
         if (length == 0)
         {
-            await SendDoneNoneAsync(request.Cookie);
+            SendDoneNone(request.Cookie);
             return;
         }
 
@@ -314,7 +313,7 @@ public sealed partial class NbdConnection
                 NbdReplyHeaders.WriteSimple(buffer, NbdErrno.None, request.Cookie);
             }
 
-            await _writer.SendAsync(buffer.AsMemory(0, headerSize + length));
+            _writer.Send(buffer.AsSpan(0, headerSize + length));
         }
         finally
         {
@@ -396,7 +395,7 @@ public sealed partial class NbdConnection
                 }
             }
 
-            await _writer.SendAsync(buffer.AsMemory(0, total));
+            _writer.Send(buffer.AsSpan(0, total));
         }
         finally
         {
@@ -458,7 +457,7 @@ public sealed partial class NbdConnection
                 }
             }
 
-            await _writer.SendAsync(buffer.AsMemory(0, total));
+            _writer.Send(buffer.AsSpan(0, total));
         }
         finally
         {
@@ -491,25 +490,25 @@ public sealed partial class NbdConnection
         return descriptors;
     }
 
-    private ValueTask SendSimpleAsync(ulong cookie)
+    private void SendSimple(ulong cookie)
     {
-        var reply = new byte[NbdWire.SimpleReplyHeaderSize];
+        Span<byte> reply = stackalloc byte[NbdWire.SimpleReplyHeaderSize];
         NbdReplyHeaders.WriteSimple(reply, NbdErrno.None, cookie);
-        return _writer.SendAsync(reply);
+        _writer.Send(reply);
     }
 
-    private ValueTask SendDoneNoneAsync(ulong cookie)
+    private void SendDoneNone(ulong cookie)
     {
-        var reply = new byte[NbdWire.ChunkHeaderSize];
+        Span<byte> reply = stackalloc byte[NbdWire.ChunkHeaderSize];
         NbdReplyHeaders.WriteChunk(reply, NbdReplyFlags.Done, NbdReplyType.None, cookie, 0);
-        return _writer.SendAsync(reply);
+        _writer.Send(reply);
     }
 
     /// <summary>
     /// An error reply: a structured NBD_REPLY_TYPE_ERROR (with its message) for the commands whose
     /// replies are structured, a simple reply otherwise.
     /// </summary>
-    private ValueTask SendErrorAsync(NbdRequest request, NbdErrno error, string message)
+    private void SendError(NbdRequest request, NbdErrno error, string message)
     {
         Log($"{request.Command} offset {request.Offset} length {request.Length}: {error} ({message})");
         if (_structuredReplies && request.Command is NbdCommand.Read or NbdCommand.BlockStatus)
@@ -520,11 +519,12 @@ public sealed partial class NbdConnection
             BinaryPrimitives.WriteUInt32BigEndian(chunk.AsSpan(NbdWire.ChunkHeaderSize), (uint)error);
             BinaryPrimitives.WriteUInt16BigEndian(chunk.AsSpan(NbdWire.ChunkHeaderSize + 4), (ushort)text.Length);
             text.CopyTo(chunk, NbdWire.ChunkHeaderSize + 6);
-            return _writer.SendAsync(chunk);
+            _writer.Send(chunk);
+            return;
         }
 
         var reply = new byte[NbdWire.SimpleReplyHeaderSize];
         NbdReplyHeaders.WriteSimple(reply, error, request.Cookie);
-        return _writer.SendAsync(reply);
+        _writer.Send(reply);
     }
 }

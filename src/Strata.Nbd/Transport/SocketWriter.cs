@@ -36,5 +36,23 @@ internal sealed class SocketWriter : IDisposable
         }
     }
 
+    /// <summary>Sends one whole message, blocking (for sockets used synchronously only; see <see cref="SocketReader"/>).</summary>
+    public void Send(ReadOnlySpan<byte> message)
+    {
+        _sendLock.Wait();
+        try
+        {
+            while (!message.IsEmpty)
+            {
+                int n = _socket.Send(message, SocketFlags.None);
+                message = message[n..];
+            }
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
     public void Dispose() => _sendLock.Dispose();
 }
