@@ -31,7 +31,23 @@ public sealed partial class NbdConnection
         {
             while (!_stopping)
             {
-                _slots.Wait();
+                // Replies of requests run inline are gathered while more requests are already here,
+                // and sent before the loop could block (on the socket or on a free slot).
+                if (_reader.Buffered >= NbdWire.RequestHeaderSize)
+                {
+                    _writer.Cork();
+                }
+                else
+                {
+                    _writer.Uncork();
+                }
+
+                if (!_slots.Wait(0))
+                {
+                    _writer.Uncork();
+                    _slots.Wait();
+                }
+
                 holdingSlot = true;
                 _reader.ReadExactly(header);
                 if (!NbdRequest.TryRead(header, out var request))
@@ -54,10 +70,16 @@ public sealed partial class NbdConnection
                     if (request.Length > (uint)_options.MaxPayload)
                     {
                         // The payload is drained so the stream stays in step; the request fails.
+                        _writer.Uncork();
                         _reader.Skip(request.Length);
                         holdingSlot = false;
                         Fail(request, NbdErrno.Overflow, $"write of {request.Length} bytes exceeds the maximum of {_options.MaxPayload}");
                         continue;
+                    }
+
+                    if (_reader.Buffered < request.Length)
+                    {
+                        _writer.Uncork();
                     }
 
                     payload = Rent((int)request.Length);
@@ -85,6 +107,15 @@ public sealed partial class NbdConnection
             if (holdingSlot)
             {
                 _slots.Release();
+            }
+
+            try
+            {
+                _writer.Uncork();
+            }
+            catch (Exception e) when (IsDisconnect(e))
+            {
+                Abort();
             }
 
             // Wait until every request in flight has answered (each gives its slot back).
