@@ -1,0 +1,309 @@
+namespace Strata.Block.Jobs;
+
+/// <summary>
+/// A long operation (merge, backup) that runs in the background with a lifecycle QEMU users know:
+/// created → running ⇄ paused → (ready →) pending → concluded, or → aborting → concluded.
+/// </summary>
+/// <remarks>
+/// A job finishes in phases, like QEMU's: <see cref="RunAsync"/> does the work and may report ready;
+/// then exactly one of <see cref="CommitAsync"/> (success: make the result visible) or
+/// <see cref="AbortAsync"/> (failure or cancel: leave everything as it was) runs. The work loop
+/// calls <see cref="PausePointAsync"/> between units of work, which is where pause, cancel and
+/// completion take effect.
+/// </remarks>
+public abstract class Job : IDisposable
+{
+    // Protects _status, _pauseRequests, _resume and the transitions between them.
+    private readonly Lock _lock = new();
+    private readonly CancellationTokenSource _cancel = new();
+    private readonly TaskCompletionSource _completeRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _concluded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private JobStatus _status = JobStatus.Created;
+    private int _pauseRequests;
+    private TaskCompletionSource _resume = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long _current;
+    private long _total;
+    private bool _wasReady;
+
+    protected Job(string id, string type)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(id);
+        Id = id;
+        Type = type;
+    }
+
+    public string Id { get; }
+
+    /// <summary>"commit", "backup", … (query-jobs "type").</summary>
+    public string Type { get; }
+
+    public JobStatus Status
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _status;
+            }
+        }
+    }
+
+    /// <summary>Work done so far, in the same unit as <see cref="TotalProgress"/> (bytes).</summary>
+    public long CurrentProgress => Interlocked.Read(ref _current);
+
+    /// <summary>The work known so far; may grow while the guest writes.</summary>
+    public long TotalProgress => Interlocked.Read(ref _total);
+
+    /// <summary>Why the job failed; null when it succeeded or is still running.</summary>
+    public string? Error { get; private set; }
+
+    public bool Cancelled => _cancel.IsCancellationRequested;
+
+    /// <summary>Completes when the job is concluded (never faults: see <see cref="Error"/>).</summary>
+    public Task Completion => _concluded.Task;
+
+    public event EventHandler<JobStatusChangedEventArgs>? StatusChanged;
+
+    public void Start()
+    {
+        lock (_lock)
+        {
+            if (_status != JobStatus.Created)
+            {
+                throw new InvalidOperationException($"job '{Id}' has already started");
+            }
+        }
+
+        SetStatus(JobStatus.Running, from: JobStatus.Created);
+        _ = Task.Run(LifecycleAsync);
+    }
+
+    /// <summary>Asks the job to stop at its next pause point. Pauses nest.</summary>
+    public void Pause()
+    {
+        bool changed = false;
+        lock (_lock)
+        {
+            ThrowIfConcluded();
+            if (_pauseRequests++ == 0)
+            {
+                _resume = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                if (_status is JobStatus.Running or JobStatus.Ready)
+                {
+                    _status = JobStatus.Paused;
+                    changed = true;
+                }
+            }
+        }
+
+        if (changed)
+        {
+            Raise(JobStatus.Paused);
+        }
+    }
+
+    public void Resume()
+    {
+        JobStatus? changed = null;
+        TaskCompletionSource? resume = null;
+        lock (_lock)
+        {
+            ThrowIfConcluded();
+            if (_pauseRequests == 0)
+            {
+                throw new InvalidOperationException($"job '{Id}' is not paused");
+            }
+
+            if (--_pauseRequests == 0)
+            {
+                resume = _resume;
+                if (_status == JobStatus.Paused)
+                {
+                    _status = _wasReady ? JobStatus.Ready : JobStatus.Running;
+                    changed = _status;
+                }
+            }
+        }
+
+        resume?.TrySetResult();
+        if (changed is { } s)
+        {
+            Raise(s);
+        }
+    }
+
+    /// <summary>Stops the job; what it did is undone and the data stays where it was.</summary>
+    public void Cancel()
+    {
+        lock (_lock)
+        {
+            ThrowIfConcluded();
+        }
+
+        _cancel.Cancel();
+        _resume.TrySetResult();
+    }
+
+    /// <summary>Tells a ready job to finish (QEMU's job-complete).</summary>
+    public void Complete()
+    {
+        lock (_lock)
+        {
+            if (_status != JobStatus.Ready)
+            {
+                throw new InvalidOperationException($"job '{Id}' is not ready (status: {_status.ToString().ToLowerInvariant()})");
+            }
+        }
+
+        _completeRequested.TrySetResult();
+    }
+
+    /// <summary>Releases the job's resources; call after it concluded (dismiss).</summary>
+    public void Dispose()
+    {
+        Dispose(disposing: true);
+        GC.SuppressFinalize(this);
+    }
+
+    protected virtual void Dispose(bool disposing)
+    {
+        if (disposing && Completion.IsCompleted)
+        {
+            _cancel.Dispose();
+        }
+    }
+
+    /// <summary>The work. Throwing fails the job; cancellation is seen through the token.</summary>
+    protected abstract Task RunAsync(CancellationToken cancellationToken);
+
+    /// <summary>Makes the result visible (for a merge: switch the drive). Runs once, after <see cref="RunAsync"/> succeeded.</summary>
+    protected virtual Task CommitAsync() => Task.CompletedTask;
+
+    /// <summary>Leaves everything as it was before the job. Runs once, after failure or cancel.</summary>
+    protected virtual Task AbortAsync() => Task.CompletedTask;
+
+    /// <summary>Where pause and cancel take effect; call between units of work.</summary>
+    protected async ValueTask PausePointAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            Task resume;
+            lock (_lock)
+            {
+                if (_pauseRequests == 0)
+                {
+                    break;
+                }
+
+                resume = _resume.Task;
+            }
+
+            await resume.WaitAsync(cancellationToken);
+        }
+
+        cancellationToken.ThrowIfCancellationRequested();
+    }
+
+    /// <summary>Reports that the job has caught up, then waits until <see cref="Complete"/> (or cancel).</summary>
+    protected async Task ReadyAndWaitForCompleteAsync(CancellationToken cancellationToken)
+    {
+        SetStatus(JobStatus.Ready, from: JobStatus.Running);
+        lock (_lock)
+        {
+            _wasReady = true;
+        }
+
+        await _completeRequested.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>True once <see cref="Complete"/> was called.</summary>
+    protected bool CompleteRequested => _completeRequested.Task.IsCompleted;
+
+    protected void AddProgress(long amount) => Interlocked.Add(ref _current, amount);
+
+    protected void AddTotal(long amount) => Interlocked.Add(ref _total, amount);
+
+    private async Task LifecycleAsync()
+    {
+        Exception? failure = null;
+        try
+        {
+            await RunAsync(_cancel.Token);
+            _cancel.Token.ThrowIfCancellationRequested();
+        }
+        catch (Exception e)
+        {
+            failure = e;
+        }
+
+        if (failure is null)
+        {
+            SetStatus(JobStatus.Pending, from: null);
+            try
+            {
+                await CommitAsync();
+            }
+            catch (Exception e)
+            {
+                failure = e;
+            }
+        }
+
+        if (failure is not null)
+        {
+            if (failure is not OperationCanceledException || !_cancel.IsCancellationRequested)
+            {
+                Error = failure.Message;
+            }
+
+            SetStatus(JobStatus.Aborting, from: null);
+            try
+            {
+                await AbortAsync();
+            }
+            catch (Exception e)
+            {
+                Error ??= e.Message;
+            }
+        }
+
+        SetStatus(JobStatus.Concluded, from: null);
+        _concluded.TrySetResult();
+    }
+
+    private void SetStatus(JobStatus status, JobStatus? from)
+    {
+        lock (_lock)
+        {
+            if (from is { } expected && _status != expected && _status != JobStatus.Paused)
+            {
+                return;
+            }
+
+            if (_pauseRequests > 0 && status is JobStatus.Ready or JobStatus.Running)
+            {
+                // Paused wins until resumed; Resume restores the right state.
+                if (_status == JobStatus.Paused)
+                {
+                    return;
+                }
+
+                status = JobStatus.Paused;
+            }
+
+            _status = status;
+        }
+
+        Raise(status);
+    }
+
+    private void Raise(JobStatus status) => StatusChanged?.Invoke(this, new JobStatusChangedEventArgs(status));
+
+    private void ThrowIfConcluded()
+    {
+        if (_status == JobStatus.Concluded)
+        {
+            throw new InvalidOperationException($"job '{Id}' has concluded");
+        }
+    }
+}
