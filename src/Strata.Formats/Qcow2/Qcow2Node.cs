@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using Strata.Block;
 
 namespace Strata.Formats.Qcow2;
@@ -5,33 +6,105 @@ namespace Strata.Formats.Qcow2;
 /// <summary>
 /// A qcow2 image (docs/interop/qcow2.txt) on a file node, with an optional backing node.
 /// </summary>
-/// <remarks>PUBLIC SURFACE ONLY — the driver is being written; every member below is the agreed contract.</remarks>
-public sealed class Qcow2Node : IBlockNode
+/// <remarks>
+/// One metadata lock serializes access to the L1 table, the L2 and refcount caches, the refcount
+/// table and the allocator; it is never held across guest data I/O. Data is written before the L2
+/// entry that points to it; at flush, refcount blocks are made durable before L2 tables, and L2 tables
+/// before the L1 table (docs/formats/qcow2.md). Clusters are freed only after the metadata that
+/// dropped them is durable, so a crash may leak clusters but never corrupts.
+/// </remarks>
+public sealed partial class Qcow2Node : IBlockNode
 {
-    private Qcow2Node()
-    {
-    }
-
     public const int Magic = 0x514649fb;
+
+    private const int CacheBytes = 4 * 1024 * 1024;
+
+    private readonly IBlockNode _file;
+    private readonly Qcow2Header _header;
+    private readonly bool _readOnly;
+    private readonly int _clusterBits;
+    private readonly int _clusterSize;
+    private readonly int _l2Bits;
+    private readonly int _refcountOrder;
+    private readonly int _refBlockBits;
+
+    // Protects _l1, _l1Dirty*, _refcountTable, _refcountTableDirty, both caches, _inflight,
+    // _pendingFrees, _freeCursor, _size and the header fields. Never held across guest data I/O.
+    private readonly SemaphoreSlim _metadataLock = new(1, 1);
+    private readonly Qcow2MetadataCache<ulong[]> _l2Cache;
+    private readonly Qcow2MetadataCache<byte[]> _refcountCache;
+    private readonly Dictionary<long, TaskCompletionSource> _inflight = [];
+    private readonly List<(long Offset, long Length)> _pendingFrees = [];
+    // Guest reads and in-place writes that looked up a host offset and have not finished their file
+    // I/O. Clusters are freed only when none is in flight, so such an I/O never lands in a cluster
+    // that was freed and handed to another guest cluster meanwhile.
+    private int _dataIoInFlight;
+    private ulong[] _l1;
+    private int _l1DirtyFirst = int.MaxValue;
+    private int _l1DirtyLast = -1;
+    private ulong[] _refcountTable;
+    private bool _refcountTableDirty;
+    private long _freeCursor;
+    private long _size;
+    private bool _dirtyBitSetByUs;
+    private IBlockNode? _backing;
+    private bool _disposed;
+    private bool _openFailed;
+
+    private Qcow2Node(IBlockNode file, Qcow2Header header, bool readOnly, ulong[] l1, ulong[] refcountTable)
+    {
+        _file = file;
+        _header = header;
+        _readOnly = readOnly;
+        _clusterBits = header.ClusterBits;
+        _clusterSize = header.ClusterSize;
+        _l2Bits = _clusterBits - 3;
+        _refcountOrder = header.RefcountOrder;
+        _refBlockBits = _clusterBits + 3 - _refcountOrder;
+        _l1 = l1;
+        _refcountTable = refcountTable;
+        _size = header.Size;
+        _l2Cache = new Qcow2MetadataCache<ulong[]>(CacheBytes / _clusterSize);
+        _refcountCache = new Qcow2MetadataCache<byte[]>(CacheBytes / 4 / _clusterSize);
+    }
 
     public string DriverName => "qcow2";
 
     public string? FileName => File.FileName;
 
-    public long Size => throw new NotImplementedException();
+    public long Size => Volatile.Read(ref _size);
 
-    public NodeCapabilities Capabilities => throw new NotImplementedException();
+    public NodeCapabilities Capabilities
+        => _readOnly ? NodeCapabilities.ReadOnly
+            : NodeCapabilities.Fua | NodeCapabilities.Discard | NodeCapabilities.WriteZeroes | NodeCapabilities.Resize
+                | (_header.Version >= 3 ? NodeCapabilities.FastZero : NodeCapabilities.None);
 
-    public NodeLimits Limits => throw new NotImplementedException();
+    public NodeLimits Limits => new(1, _clusterSize, NodeLimits.DefaultMaxTransfer);
 
     /// <summary>The backing node attached with <see cref="AttachBacking"/>, if any.</summary>
-    public IBlockNode? Backing => throw new NotImplementedException();
+    public IBlockNode? Backing => _backing;
 
     /// <summary>The node holding the image's bytes (the "file" child); owned by this node.</summary>
-    public IBlockNode File => throw new NotImplementedException();
+    public IBlockNode File => _file;
 
     /// <summary>Header facts for <c>info</c>; backing file name and format as recorded.</summary>
-    public Qcow2Info Info => throw new NotImplementedException();
+    public Qcow2Info Info => new()
+    {
+        Version = _header.Version,
+        ClusterSize = _clusterSize,
+        RefcountBits = _header.RefcountBits,
+        LazyRefcounts = (_header.CompatibleFeatures & Qcow2Features.CompatibleLazyRefcounts) != 0,
+        Corrupt = (_header.IncompatibleFeatures & Qcow2Features.IncompatibleCorrupt) != 0,
+        Dirty = (_header.IncompatibleFeatures & Qcow2Features.IncompatibleDirty) != 0 && !_dirtyBitSetByUs,
+        CompressionType = _header.CompressionType == Qcow2Compression.Zstd ? "zstd" : "zlib",
+        BackingFile = _header.BackingFile,
+        BackingFormat = _header.BackingFormat,
+    };
+
+    /// <summary>Internal snapshots recorded in the header (read-only access only when non-zero).</summary>
+    public int SnapshotCount => _header.NbSnapshots;
+
+    private bool IsV3 => _header.Version >= 3;
 
     /// <summary>
     /// Opens the image in <paramref name="file"/>, validating every header field, table size and offset.
@@ -39,45 +112,168 @@ public sealed class Qcow2Node : IBlockNode
     /// <see cref="AttachBacking"/>. Read-write opening sets the dirty bit when lazy refcounts are on and
     /// clears unknown autoclear bits; an image marked corrupt opens read-only only.
     /// </summary>
-    public static ValueTask<Qcow2Node> OpenAsync(IBlockNode file, bool readOnly, CancellationToken cancellationToken = default)
-        => throw new NotImplementedException();
+    public static async ValueTask<Qcow2Node> OpenAsync(IBlockNode file, bool readOnly, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        long fileSize = file.Size;
+        var first = new byte[(int)Math.Min(fileSize, 1 << 21)];
+        await file.ReadAsync(0, first, cancellationToken);
+        var header = Qcow2Header.Parse(first, fileSize);
+        if (!readOnly)
+        {
+            if ((header.IncompatibleFeatures & Qcow2Features.IncompatibleCorrupt) != 0)
+            {
+                throw BlockException.Corrupt("qcow2: the image is marked corrupt; it can only be opened read-only (repair it with 'check -r all')");
+            }
 
-    /// <summary>Writes a new empty image into <paramref name="file"/> (which it truncates), as qemu-img create does.</summary>
-    public static ValueTask CreateAsync(IBlockNode file, Qcow2CreateOptions options, CancellationToken cancellationToken = default)
-        => throw new NotImplementedException();
+            if (header.NbSnapshots > 0)
+            {
+                throw BlockException.NotSupported($"qcow2: the image has {header.NbSnapshots} internal snapshot(s); it can only be opened read-only");
+            }
+        }
+
+        var l1 = await ReadTableAsync(file, header.L1TableOffset, header.L1Size, cancellationToken);
+        int refcountEntries = header.RefcountTableClusters * header.ClusterSize / 8;
+        var refcountTable = await ReadTableAsync(file, header.RefcountTableOffset, refcountEntries, cancellationToken);
+        var node = new Qcow2Node(file, header, readOnly, l1, refcountTable);
+        if (!readOnly)
+        {
+            try
+            {
+                await node.PrepareForWritingAsync(cancellationToken);
+            }
+            catch
+            {
+                node._openFailed = true;
+                await node.DisposeAsync();
+                throw;
+            }
+        }
+
+        return node;
+    }
 
     /// <summary>Sets the node unallocated clusters read from; it becomes owned by this node.</summary>
-    public void AttachBacking(IBlockNode? backing) => throw new NotImplementedException();
-
-    /// <summary>Rewrites the backing file name and format in the header (rebase -u); data is untouched.</summary>
-    public ValueTask ChangeBackingFileAsync(string? backingFile, string? backingFormat, CancellationToken cancellationToken = default)
-        => throw new NotImplementedException();
-
-    /// <summary>Deallocates every cluster so the image reads entirely from its backing (after a commit).</summary>
-    public ValueTask MakeEmptyAsync(CancellationToken cancellationToken = default) => throw new NotImplementedException();
-
-    /// <summary>Walks all metadata, compares refcounts with references, optionally repairs (qemu-img check).</summary>
-    public ValueTask<Qcow2CheckResult> CheckAsync(Qcow2RepairMode repair, CancellationToken cancellationToken = default)
-        => throw new NotImplementedException();
-
-    public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default) => throw new NotImplementedException();
-
-    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
-        => throw new NotImplementedException();
-
-    public ValueTask WriteZeroesAsync(long offset, long length, ZeroFlags flags = ZeroFlags.None, CancellationToken cancellationToken = default)
-        => throw new NotImplementedException();
-
-    public ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default) => throw new NotImplementedException();
-
-    public ValueTask FlushAsync(CancellationToken cancellationToken = default) => throw new NotImplementedException();
-
-    public ValueTask<BlockExtent> GetBlockStatusAsync(long offset, long length, CancellationToken cancellationToken = default)
-        => throw new NotImplementedException();
-
-    /// <summary>Grows the image (growing the L1 table when needed); shrinking is refused with NotSupported.</summary>
-    public ValueTask ResizeAsync(long newSize, CancellationToken cancellationToken = default) => throw new NotImplementedException();
+    public void AttachBacking(IBlockNode? backing) => _backing = backing;
 
     /// <summary>Flushes, clears the dirty bit if this node set it, and disposes the file and backing nodes.</summary>
-    public ValueTask DisposeAsync() => throw new NotImplementedException();
+    public async ValueTask DisposeAsync()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        try
+        {
+            if (!_readOnly && !_openFailed)
+            {
+                await _metadataLock.WaitAsync();
+                try
+                {
+                    await FlushAllLockedAsync(CancellationToken.None);
+                    if (_dirtyBitSetByUs)
+                    {
+                        await WriteIncompatibleFeaturesAsync(_header.IncompatibleFeatures & ~Qcow2Features.IncompatibleDirty, CancellationToken.None);
+                        _dirtyBitSetByUs = false;
+                    }
+                }
+                finally
+                {
+                    _metadataLock.Release();
+                }
+            }
+        }
+        finally
+        {
+            await _file.DisposeAsync();
+            if (_backing is not null)
+            {
+                await _backing.DisposeAsync();
+            }
+
+            _metadataLock.Dispose();
+        }
+    }
+
+    private static async ValueTask<ulong[]> ReadTableAsync(IBlockNode file, long offset, int entries, CancellationToken cancellationToken)
+    {
+        var table = new ulong[entries];
+        if (entries > 0)
+        {
+            var bytes = new byte[entries * 8];
+            await file.ReadAsync(offset, bytes, cancellationToken);
+            for (int i = 0; i < entries; i++)
+            {
+                table[i] = BinaryPrimitives.ReadUInt64BigEndian(bytes.AsSpan(i * 8));
+            }
+        }
+
+        return table;
+    }
+
+    private static byte[] SerializeTable(ReadOnlySpan<ulong> table, int length)
+    {
+        var bytes = new byte[length];
+        for (int i = 0; i < table.Length; i++)
+        {
+            BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan(i * 8), table[i]);
+        }
+
+        return bytes;
+    }
+
+    /// <summary>Read-write open: rebuild refcounts of a dirty image, clear autoclear bits, set the dirty bit for lazy refcounts.</summary>
+    private async ValueTask PrepareForWritingAsync(CancellationToken cancellationToken)
+    {
+        await _metadataLock.WaitAsync(cancellationToken);
+        try
+        {
+            if ((_header.IncompatibleFeatures & Qcow2Features.IncompatibleDirty) != 0)
+            {
+                // qcow2.txt, "dirty bit": refcounts may be stale; rebuild them before any write.
+                await CheckLockedAsync(Qcow2RepairMode.All, cancellationToken);
+                await FlushAllLockedAsync(cancellationToken);
+                await WriteIncompatibleFeaturesAsync(_header.IncompatibleFeatures & ~Qcow2Features.IncompatibleDirty, cancellationToken);
+            }
+
+            if (IsV3 && _header.AutoclearFeatures != 0)
+            {
+                // Autoclear bits describe extensions this driver does not keep up to date.
+                _header.AutoclearFeatures = 0;
+                var bytes = new byte[8];
+                await _file.WriteAsync(88, bytes, WriteFlags.None, cancellationToken);
+                await _file.FlushAsync(cancellationToken);
+            }
+
+            if (IsV3 && (_header.CompatibleFeatures & Qcow2Features.CompatibleLazyRefcounts) != 0)
+            {
+                await WriteIncompatibleFeaturesAsync(_header.IncompatibleFeatures | Qcow2Features.IncompatibleDirty, cancellationToken);
+                _dirtyBitSetByUs = true;
+            }
+        }
+        finally
+        {
+            _metadataLock.Release();
+        }
+    }
+
+    private async ValueTask WriteIncompatibleFeaturesAsync(ulong value, CancellationToken cancellationToken)
+    {
+        var bytes = new byte[8];
+        BinaryPrimitives.WriteUInt64BigEndian(bytes, value);
+        await _file.WriteAsync(Qcow2Header.OffsetIncompatible, bytes, WriteFlags.None, cancellationToken);
+        await _file.FlushAsync(cancellationToken);
+        _header.IncompatibleFeatures = value;
+    }
+
+    private void CheckWritable()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_readOnly)
+        {
+            throw BlockException.ReadOnly($"qcow2 image '{FileName}' is open read-only");
+        }
+    }
 }

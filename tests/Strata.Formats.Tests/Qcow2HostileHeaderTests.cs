@@ -1,0 +1,147 @@
+using System.Buffers.Binary;
+using Strata.Block;
+using Strata.Formats.Qcow2;
+
+namespace Strata.Formats.Tests;
+
+public sealed class Qcow2HostileHeaderTests
+{
+    private static async Task<byte[]> ValidImageAsync(int clusterSize = 65536, long size = 1 << 30)
+    {
+        var file = new MemoryNode(0);
+        await Qcow2Node.CreateAsync(file, new Qcow2CreateOptions { Size = size, ClusterSize = clusterSize });
+        return file.ToArray();
+    }
+
+    private static async Task<MemoryNode> NodeOfAsync(byte[] image)
+    {
+        var file = new MemoryNode(image.Length);
+        await file.WriteAsync(0, image);
+        return file;
+    }
+
+    private static async Task<BlockException> OpenFailsAsync(byte[] image, bool readOnly = true)
+        => await Assert.ThrowsAsync<BlockException>(async () => await Qcow2Node.OpenAsync(await NodeOfAsync(image), readOnly));
+
+    [Theory]
+    [InlineData(0, 0x12345678u, "magic")]
+    [InlineData(4, 4u, "version 4")]
+    [InlineData(20, 8u, "cluster_bits 8")]
+    [InlineData(20, 22u, "cluster_bits 22")]
+    [InlineData(32, 1u, "encrypted")]
+    [InlineData(36, 0x00ffffffu, "l1_size")]
+    [InlineData(36, 1u, "l1_size 1 is too small")]
+    [InlineData(56, 0u, "refcount_table_clusters 0")]
+    [InlineData(56, 100_000u, "refcount_table_clusters 100000")]
+    [InlineData(60, 1_000_000u, "nb_snapshots")]
+    [InlineData(96, 7u, "refcount_order 7")]
+    [InlineData(100, 100u, "header_length 100")]
+    [InlineData(100, 0x20000u, "header_length 131072")]
+    [InlineData(16, 2000u, "backing_file_size")]
+    public async Task HeaderFieldOutOfRangeIsRefusedNamingTheField(int offset, uint value, string expected)
+    {
+        var image = await ValidImageAsync();
+        BinaryPrimitives.WriteUInt32BigEndian(image.AsSpan(offset), value);
+        if (offset == 16)
+        {
+            BinaryPrimitives.WriteUInt64BigEndian(image.AsSpan(8), 0x1000);
+        }
+
+        var e = await OpenFailsAsync(image);
+        Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(40, 0x30100UL, "L1 table offset 0x30100 is not cluster-aligned")]
+    [InlineData(40, 0x7000000000UL, "L1 table offset 0x7000000000")]
+    [InlineData(48, 0x10200UL, "refcount table offset 0x10200 is not cluster-aligned")]
+    [InlineData(48, 0x1000000000UL, "refcount table offset 0x1000000000")]
+    [InlineData(24, 1UL << 62, "size")]
+    [InlineData(8, 0xff00UL, "backing_file_offset")]
+    public async Task HeaderOffsetOutOfRangeIsRefusedNamingTheField(int offset, ulong value, string expected)
+    {
+        var image = await ValidImageAsync();
+        BinaryPrimitives.WriteUInt64BigEndian(image.AsSpan(offset), value);
+        if (offset == 8)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(image.AsSpan(16), 0x200);
+        }
+
+        var e = await OpenFailsAsync(image);
+        Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+        Assert.Equal(BlockError.Corrupt, e.Error);
+    }
+
+    [Fact]
+    public async Task OverlongHeaderExtensionIsRefused()
+    {
+        var image = await ValidImageAsync();
+        BinaryPrimitives.WriteUInt32BigEndian(image.AsSpan(116), 0x7fffffff);
+        var e = await OpenFailsAsync(image);
+        Assert.Contains("header extension 0x6803f857 length", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(10, "unknown feature bit 10")]
+    [InlineData(2, "external data file")]
+    [InlineData(4, "extended L2")]
+    public async Task IncompatibleFeatureIsRefusedByName(int bit, string expected)
+    {
+        var image = await ValidImageAsync();
+        BinaryPrimitives.WriteUInt64BigEndian(image.AsSpan(72), 1UL << bit);
+        var e = await OpenFailsAsync(image);
+        Assert.Contains(expected, e.Message, StringComparison.Ordinal);
+        Assert.Equal(BlockError.NotSupported, e.Error);
+    }
+
+    [Fact]
+    public async Task UnknownIncompatibleFeatureIsNamedFromTheImagesFeatureTable()
+    {
+        var image = await ValidImageAsync();
+        BinaryPrimitives.WriteUInt64BigEndian(image.AsSpan(72), 1UL << 9);
+        // Rename the table's first entry (incompatible bit 0) to describe bit 9.
+        image[0x78 + 1] = 9;
+        System.Text.Encoding.ASCII.GetBytes("time travel\0").CopyTo(image, 0x78 + 2);
+        var e = await OpenFailsAsync(image);
+        Assert.Contains("time travel", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task CorruptImageOpensReadOnlyButNotReadWrite()
+    {
+        var image = await ValidImageAsync();
+        BinaryPrimitives.WriteUInt64BigEndian(image.AsSpan(72), 2);
+        var e = await OpenFailsAsync(image, readOnly: false);
+        Assert.Contains("marked corrupt", e.Message, StringComparison.Ordinal);
+        await using var node = await Qcow2Node.OpenAsync(await NodeOfAsync(image), readOnly: true);
+        Assert.True(node.Info.Corrupt);
+    }
+
+    [Fact]
+    public async Task L2EntryPointingPastTheFileFailsTheReadAsCorrupt()
+    {
+        var file = new MemoryNode(0);
+        await Qcow2Node.CreateAsync(file, new Qcow2CreateOptions { Size = 1 << 20, ClusterSize = 4096 });
+        await using (var node = await Qcow2Node.OpenAsync(file, readOnly: false))
+        {
+            await node.WriteAsync(0, new byte[4096]);
+        }
+
+        var image = file.ToArray();
+        long l1 = BinaryPrimitives.ReadInt64BigEndian(image.AsSpan(40));
+        long l2 = BinaryPrimitives.ReadInt64BigEndian(image.AsSpan((int)l1)) & 0x00ff_ffff_ffff_fe00L;
+        BinaryPrimitives.WriteUInt64BigEndian(image.AsSpan((int)l2), (1UL << 63) | 0x100000000UL);
+        await using var hostile = await Qcow2Node.OpenAsync(await NodeOfAsync(image), readOnly: true);
+        var e = await Assert.ThrowsAsync<BlockException>(async () => await hostile.ReadAsync(0, new byte[512]));
+        Assert.Equal(BlockError.Corrupt, e.Error);
+        Assert.Contains("0x100000000", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TruncatedFileIsRefused()
+    {
+        var image = await ValidImageAsync();
+        var e = await OpenFailsAsync(image[..50]);
+        Assert.Contains("too short", e.Message, StringComparison.Ordinal);
+    }
+}
