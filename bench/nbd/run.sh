@@ -52,7 +52,7 @@ start_server() { # name format -> sets uri, pid
         qsd) qemu-storage-daemon --blockdev "driver=file,node-name=f,filename=$image,aio=threads,cache.direct=off" \
                 --blockdev "driver=$format,node-name=fmt,file=f" --nbd-server "addr.type=unix,addr.path=$sock" \
                 --export "type=nbd,id=e,node-name=fmt,name=disk,writable=on" >/dev/null 2>&1 & ;;
-        qemu-nbd) qemu-nbd -f "$format" -x disk --cache=writeback --aio=threads -k "$sock" --shared=8 "$image" >/dev/null 2>&1 & ;;
+        qemu-nbd) qemu-nbd -f "$format" -x disk --cache=writeback --aio=threads -t -k "$sock" --shared=8 "$image" >/dev/null 2>&1 & ;;
         nbdkit) nbdkit -f --unix "$sock" --exportname=disk file "$image" >/dev/null 2>&1 & ;;
     esac
     pid=$!
