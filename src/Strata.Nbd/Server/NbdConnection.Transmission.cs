@@ -8,11 +8,8 @@ namespace Strata.Nbd.Server;
 /// <summary>The transmission phase (proto.md, "Transmission"): many requests in flight, replies in any order.</summary>
 public sealed partial class NbdConnection
 {
-    /// <summary>
-    /// Reads at least this long look for holes first and send them as NBD_REPLY_TYPE_OFFSET_HOLE; shorter
-    /// ones are sent as data, as two lseek calls would cost more than the zeroes they save.
-    /// </summary>
-    private const int SparseReadThreshold = 64 * 1024;
+    /// <summary>Zero runs are looked for in steps of this many bytes (aligned on the export); shorter ones travel as data.</summary>
+    private const int HoleGranule = 4096;
 
     /// <summary>Most extents one reply describes (a client asks again from where the reply ends).</summary>
     private const int MaxStatusExtents = 1024;
@@ -323,17 +320,17 @@ public sealed partial class NbdConnection
             return;
         }
 
-        if (_structuredReplies && length >= SparseReadThreshold && (request.Flags & NbdCommandFlags.DontFragment) == 0
-            && await TrySendSparseReadAsync(gate, request))
-        {
-            return;
-        }
-
         int headerSize = _structuredReplies ? DataChunkHeaderSize : NbdWire.SimpleReplyHeaderSize;
         byte[] buffer = Rent(headerSize + length);
         try
         {
             await gate.ReadAsync((long)request.Offset, buffer.AsMemory(headerSize, length));
+            if (_structuredReplies && length >= 2 * HoleGranule && (request.Flags & NbdCommandFlags.DontFragment) == 0
+                && TrySendSparse(request, buffer.AsSpan(headerSize, length)))
+            {
+                return;
+            }
+
             if (_structuredReplies)
             {
                 NbdReplyHeaders.WriteChunk(buffer, NbdReplyFlags.Done, NbdReplyType.OffsetData, request.Cookie, 8 + length);
@@ -353,84 +350,89 @@ public sealed partial class NbdConnection
     }
 
     /// <summary>
-    /// A read whose range holds holes: the holes go as OFFSET_HOLE chunks, the rest as OFFSET_DATA, all
-    /// in one message. False (nothing sent) when the range is all data.
+    /// Sends a read whose data holds zero runs of whole granules as OFFSET_HOLE and OFFSET_DATA chunks in
+    /// one message; false (nothing sent) when there is no such run.
     /// </summary>
-    private async ValueTask<bool> TrySendSparseReadAsync(RequestGate gate, NbdRequest request)
+    /// <remarks>
+    /// Holes are found in the bytes read, not by asking block status first: SEEK_HOLE on tmpfs scans to
+    /// the end of the file, which made every large read cost a walk of the whole image. A granule of
+    /// random data is rejected at its first byte, so data costs almost nothing to check; a zero run
+    /// also covers unallocated and zero clusters, which is what OFFSET_HOLE promises (reads as zeroes).
+    /// </remarks>
+    private bool TrySendSparse(NbdRequest request, ReadOnlySpan<byte> data)
     {
         long start = (long)request.Offset;
-        long end = start + request.Length;
-        var runs = new List<(long Offset, long Length, bool Hole)>();
-        long position = start;
-        while (position < end && runs.Count < MaxReadChunks)
+        Span<(int At, int Length, bool Hole)> runs = stackalloc (int, int, bool)[MaxReadChunks];
+        int count = 0;
+        int at = 0;
+        while (at < data.Length)
         {
-            var extent = await gate.GetBlockStatusAsync(position, end - position);
-            bool hole = extent.IsZero;
-            if (runs.Count > 0 && runs[^1].Hole == hole)
+            // Granules are aligned on the export, so the first and last may be short.
+            int granule = (int)Math.Min(HoleGranule - ((start + at) % HoleGranule), data.Length - at);
+            bool hole = granule == HoleGranule && !data.Slice(at, granule).ContainsAnyExcept((byte)0);
+            if (count > 0 && runs[count - 1].Hole == hole)
             {
-                runs[^1] = runs[^1] with { Length = runs[^1].Length + extent.Length };
+                runs[count - 1].Length += granule;
+            }
+            else if (count == MaxReadChunks)
+            {
+                // Too fragmented: the rest travels as data in the last chunk.
+                if (runs[count - 1].Hole)
+                {
+                    runs[count - 1].Hole = false;
+                }
+
+                runs[count - 1].Length = data.Length - runs[count - 1].At;
+                break;
             }
             else
             {
-                runs.Add((position, extent.Length, hole));
+                runs[count++] = (at, granule, hole);
             }
 
-            position = extent.End;
+            at += granule;
         }
 
-        if (position < end)
-        {
-            // Too fragmented to describe in full: the rest is sent as data.
-            if (runs[^1].Hole)
-            {
-                runs.Add((position, end - position, false));
-            }
-            else
-            {
-                runs[^1] = runs[^1] with { Length = end - runs[^1].Offset };
-            }
-        }
-
-        if (runs.Count == 1 && !runs[0].Hole)
+        if (count == 1 && !runs[0].Hole)
         {
             return false;
         }
 
         int total = 0;
-        foreach (var run in runs)
+        for (int i = 0; i < count; i++)
         {
-            total += run.Hole ? NbdWire.ChunkHeaderSize + 12 : DataChunkHeaderSize + (int)run.Length;
+            total += runs[i].Hole ? NbdWire.ChunkHeaderSize + 12 : DataChunkHeaderSize + runs[i].Length;
         }
 
-        byte[] buffer = Rent(total);
+        byte[] message = Rent(total);
         try
         {
-            int at = 0;
-            for (int i = 0; i < runs.Count; i++)
+            int put = 0;
+            for (int i = 0; i < count; i++)
             {
-                var run = runs[i];
-                var flags = i == runs.Count - 1 ? NbdReplyFlags.Done : NbdReplyFlags.None;
-                if (run.Hole)
+                var (runAt, runLength, hole) = runs[i];
+                var flags = i == count - 1 ? NbdReplyFlags.Done : NbdReplyFlags.None;
+                if (hole)
                 {
-                    NbdReplyHeaders.WriteChunk(buffer.AsSpan(at), flags, NbdReplyType.OffsetHole, request.Cookie, 12);
-                    BinaryPrimitives.WriteInt64BigEndian(buffer.AsSpan(at + NbdWire.ChunkHeaderSize), run.Offset);
-                    BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(at + NbdWire.ChunkHeaderSize + 8), (uint)run.Length);
-                    at += NbdWire.ChunkHeaderSize + 12;
+                    NbdReplyHeaders.WriteChunk(message.AsSpan(put), flags, NbdReplyType.OffsetHole, request.Cookie, 12);
+                    BinaryPrimitives.WriteInt64BigEndian(message.AsSpan(put + NbdWire.ChunkHeaderSize), start + runAt);
+                    BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(put + NbdWire.ChunkHeaderSize + 8), runLength);
+                    put += NbdWire.ChunkHeaderSize + 12;
                 }
                 else
                 {
-                    NbdReplyHeaders.WriteChunk(buffer.AsSpan(at), flags, NbdReplyType.OffsetData, request.Cookie, 8 + (int)run.Length);
-                    BinaryPrimitives.WriteInt64BigEndian(buffer.AsSpan(at + NbdWire.ChunkHeaderSize), run.Offset);
-                    await gate.ReadAsync(run.Offset, buffer.AsMemory(at + DataChunkHeaderSize, (int)run.Length));
-                    at += DataChunkHeaderSize + (int)run.Length;
+                    NbdReplyHeaders.WriteChunk(message.AsSpan(put), flags, NbdReplyType.OffsetData, request.Cookie, 8 + runLength);
+                    BinaryPrimitives.WriteInt64BigEndian(message.AsSpan(put + NbdWire.ChunkHeaderSize), start + runAt);
+                    data.Slice(runAt, runLength).CopyTo(message.AsSpan(put + DataChunkHeaderSize));
+                    put += DataChunkHeaderSize + runLength;
                 }
             }
 
-            _writer.Send(buffer.AsSpan(0, total));
+            _writer.Send(message.AsSpan(0, total));
         }
         finally
         {
-            Return(buffer);
+            Return(message);
         }
 
         return true;
