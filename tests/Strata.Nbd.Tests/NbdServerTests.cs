@@ -101,6 +101,35 @@ public sealed class NbdServerTests
     }
 
     [Fact]
+    public async Task StructuredReadSendsZeroRunsAsHoleChunks()
+    {
+        await using var disk = await ServedDisk.StartAsync(Size);
+        await using (var client = await disk.ConnectAsync())
+        {
+            await client.WriteAsync(8192, Pattern(4096, 2));
+        }
+
+        using var raw = await RawConnection.ConnectAsync(disk.SocketPath);
+        await raw.GoAsync("disk");
+        await raw.SendRequestAsync(NbdCommand.Read, NbdCommandFlags.None, 9, 0, 65536);
+        var chunks = new List<(NbdReplyType Type, long Offset, long Length)>();
+        while (true)
+        {
+            var (flags, type, cookie, payload) = await raw.ReadChunkAsync();
+            Assert.Equal(9ul, cookie);
+            long offset = System.Buffers.Binary.BinaryPrimitives.ReadInt64BigEndian(payload);
+            long length = type == NbdReplyType.OffsetHole ? System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(payload.AsSpan(8)) : payload.Length - 8;
+            chunks.Add((type, offset, length));
+            if (flags.HasFlag(NbdReplyFlags.Done))
+            {
+                break;
+            }
+        }
+
+        Assert.Equal([(NbdReplyType.OffsetHole, 0L, 8192L), (NbdReplyType.OffsetData, 8192L, 4096L), (NbdReplyType.OffsetHole, 12288L, 53248L)], chunks);
+    }
+
+    [Fact]
     public async Task BlockStatusDescribesHolesAndDataInBothContexts()
     {
         await using var disk = await ServedDisk.StartAsync(Size);

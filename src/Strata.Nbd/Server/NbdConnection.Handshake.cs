@@ -25,16 +25,16 @@ public sealed partial class NbdConnection
     private bool _allocationDepth;
 
     /// <summary>Negotiates; true when the client chose an export and transmission begins.</summary>
-    private async Task<bool> HandshakeAsync(CancellationToken cancellationToken)
+    private bool Handshake()
     {
         var greeting = new byte[18];
         BinaryPrimitives.WriteUInt64BigEndian(greeting, NbdWire.InitialMagic);
         BinaryPrimitives.WriteUInt64BigEndian(greeting.AsSpan(8), NbdWire.OptionMagic);
         BinaryPrimitives.WriteUInt16BigEndian(greeting.AsSpan(16), NbdWire.FlagFixedNewstyle | NbdWire.FlagNoZeroes);
-        await _writer.SendAsync(greeting, cancellationToken);
+        _writer.Send(greeting);
 
         var word = new byte[16];
-        await _reader.ReadExactlyAsync(word.AsMemory(0, 4), cancellationToken);
+        _reader.ReadExactly(word.AsSpan(0, 4));
         uint clientFlags = BinaryPrimitives.ReadUInt32BigEndian(word);
         if ((clientFlags & ~(NbdWire.ClientFlagFixedNewstyle | NbdWire.ClientFlagNoZeroes)) != 0)
         {
@@ -46,7 +46,7 @@ public sealed partial class NbdConnection
         _noZeroes = (clientFlags & NbdWire.ClientFlagNoZeroes) != 0;
         while (true)
         {
-            await _reader.ReadExactlyAsync(word, cancellationToken);
+            _reader.ReadExactly(word);
             if (BinaryPrimitives.ReadUInt64BigEndian(word) != NbdWire.OptionMagic)
             {
                 Log("bad option magic: disconnecting");
@@ -59,36 +59,36 @@ public sealed partial class NbdConnection
             {
                 if (length > MaxDrainedOptionLength)
                 {
-                    await ReplyOptionErrorAsync(option, NbdOptionReply.ErrorTooBig, $"option of {length} bytes is too large", cancellationToken);
+                    ReplyOptionError(option, NbdOptionReply.ErrorTooBig, $"option of {length} bytes is too large");
                     Log($"option {option} of {length} bytes: disconnecting");
                     return false;
                 }
 
-                await _reader.SkipAsync(length, cancellationToken);
-                await ReplyOptionErrorAsync(option, NbdOptionReply.ErrorTooBig, $"option of {length} bytes is too large", cancellationToken);
+                _reader.Skip(length);
+                ReplyOptionError(option, NbdOptionReply.ErrorTooBig, $"option of {length} bytes is too large");
                 continue;
             }
 
             var data = new byte[length];
-            await _reader.ReadExactlyAsync(data, cancellationToken);
+            _reader.ReadExactly(data);
             Log($"option {option} ({length} bytes)");
             switch (option)
             {
                 case NbdOption.ExportName:
-                    return await ExportNameAsync(data, cancellationToken);
+                    return ExportName(data);
                 case NbdOption.Abort:
                     // "the server SHOULD reply with NBD_REP_ACK" and then close.
-                    await ReplyOptionAsync(option, NbdOptionReply.Ack, [], cancellationToken);
+                    ReplyOption(option, NbdOptionReply.Ack, []);
                     return false;
                 case NbdOption.List:
-                    await ListAsync(data, cancellationToken);
+                    List(data);
                     break;
                 case NbdOption.StartTls:
-                    await ReplyOptionErrorAsync(option, NbdOptionReply.ErrorPolicy, "TLS is not configured on this server", cancellationToken);
+                    ReplyOptionError(option, NbdOptionReply.ErrorPolicy, "TLS is not configured on this server");
                     break;
                 case NbdOption.Info:
                 case NbdOption.Go:
-                    if (await InfoAsync(option, data, cancellationToken))
+                    if (Info(option, data))
                     {
                         return true;
                     }
@@ -97,26 +97,26 @@ public sealed partial class NbdConnection
                 case NbdOption.StructuredReply:
                     if (length != 0)
                     {
-                        await ReplyOptionErrorAsync(option, NbdOptionReply.ErrorInvalid, "NBD_OPT_STRUCTURED_REPLY takes no data", cancellationToken);
+                        ReplyOptionError(option, NbdOptionReply.ErrorInvalid, "NBD_OPT_STRUCTURED_REPLY takes no data");
                         break;
                     }
 
                     _structuredReplies = true;
-                    await ReplyOptionAsync(option, NbdOptionReply.Ack, [], cancellationToken);
+                    ReplyOption(option, NbdOptionReply.Ack, []);
                     break;
                 case NbdOption.ListMetaContext:
                 case NbdOption.SetMetaContext:
-                    await MetaContextAsync(option, data, cancellationToken);
+                    MetaContext(option, data);
                     break;
                 default:
-                    await ReplyOptionErrorAsync(option, NbdOptionReply.ErrorUnsupported, $"option {(uint)option} is not supported", cancellationToken);
+                    ReplyOptionError(option, NbdOptionReply.ErrorUnsupported, $"option {(uint)option} is not supported");
                     break;
             }
         }
     }
 
     /// <summary>NBD_OPT_EXPORT_NAME: no option reply; an unknown name ends the connection (the only way to refuse it).</summary>
-    private async Task<bool> ExportNameAsync(byte[] data, CancellationToken cancellationToken)
+    private bool ExportName(byte[] data)
     {
         if (data.Length > NbdWire.MaxStringLength || FindExport(data) is not { } export)
         {
@@ -127,16 +127,16 @@ public sealed partial class NbdConnection
         var reply = new byte[_noZeroes ? 10 : 134];
         BinaryPrimitives.WriteInt64BigEndian(reply, export.Gate.Size);
         BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), (ushort)TransmissionFlags(export));
-        await _writer.SendAsync(reply, cancellationToken);
+        _writer.Send(reply);
         Select(export);
         return true;
     }
 
-    private async Task ListAsync(byte[] data, CancellationToken cancellationToken)
+    private void List(byte[] data)
     {
         if (data.Length != 0)
         {
-            await ReplyOptionErrorAsync(NbdOption.List, NbdOptionReply.ErrorInvalid, "NBD_OPT_LIST takes no data", cancellationToken);
+            ReplyOptionError(NbdOption.List, NbdOptionReply.ErrorInvalid, "NBD_OPT_LIST takes no data");
             return;
         }
 
@@ -148,41 +148,40 @@ public sealed partial class NbdConnection
             BinaryPrimitives.WriteInt32BigEndian(reply, name.Length);
             name.CopyTo(reply, 4);
             description.CopyTo(reply, 4 + name.Length);
-            await ReplyOptionAsync(NbdOption.List, NbdOptionReply.Server, reply, cancellationToken);
+            ReplyOption(NbdOption.List, NbdOptionReply.Server, reply);
         }
 
-        await ReplyOptionAsync(NbdOption.List, NbdOptionReply.Ack, [], cancellationToken);
+        ReplyOption(NbdOption.List, NbdOptionReply.Ack, []);
     }
 
     /// <summary>NBD_OPT_INFO and NBD_OPT_GO (proto.md): true when GO succeeded and transmission begins.</summary>
-    private async Task<bool> InfoAsync(NbdOption option, byte[] data, CancellationToken cancellationToken)
+    private bool Info(NbdOption option, byte[] data)
     {
         // Layout: u32 name length, name, u16 number of requests, u16 per request.
         if (data.Length < 6)
         {
-            await ReplyOptionErrorAsync(option, NbdOptionReply.ErrorInvalid, "option too short", cancellationToken);
+            ReplyOptionError(option, NbdOptionReply.ErrorInvalid, "option too short");
             return false;
         }
 
         uint nameLength = BinaryPrimitives.ReadUInt32BigEndian(data);
         if (nameLength > NbdWire.MaxStringLength)
         {
-            await ReplyOptionErrorAsync(option, NbdOptionReply.ErrorInvalid, $"export name longer than {NbdWire.MaxStringLength} bytes", cancellationToken);
+            ReplyOptionError(option, NbdOptionReply.ErrorInvalid, $"export name longer than {NbdWire.MaxStringLength} bytes");
             return false;
         }
 
         if (data.Length < 6 + nameLength
             || data.Length != 6 + nameLength + (2 * BinaryPrimitives.ReadUInt16BigEndian(data.AsSpan(4 + (int)nameLength))))
         {
-            await ReplyOptionErrorAsync(option, NbdOptionReply.ErrorInvalid, "option length does not match its content", cancellationToken);
+            ReplyOptionError(option, NbdOptionReply.ErrorInvalid, "option length does not match its content");
             return false;
         }
 
         var nameBytes = data.AsSpan(4, (int)nameLength);
         if (FindExport(nameBytes) is not { } export)
         {
-            await ReplyOptionErrorAsync(option, NbdOptionReply.ErrorUnknown,
-                $"no export named '{Encoding.UTF8.GetString(nameBytes)}'", cancellationToken);
+            ReplyOptionError(option, NbdOptionReply.ErrorUnknown, $"no export named '{Encoding.UTF8.GetString(nameBytes)}'");
             return false;
         }
 
@@ -199,16 +198,16 @@ public sealed partial class NbdConnection
         BinaryPrimitives.WriteUInt16BigEndian(info, (ushort)NbdInfoType.Export);
         BinaryPrimitives.WriteInt64BigEndian(info.AsSpan(2), export.Gate.Size);
         BinaryPrimitives.WriteUInt16BigEndian(info.AsSpan(10), (ushort)TransmissionFlags(export));
-        await ReplyOptionAsync(option, NbdOptionReply.Info, info, cancellationToken);
+        ReplyOption(option, NbdOptionReply.Info, info);
 
         if (wantName)
         {
-            await ReplyInfoStringAsync(option, NbdInfoType.Name, export.Name, cancellationToken);
+            ReplyInfoString(option, NbdInfoType.Name, export.Name);
         }
 
         if (wantDescription && export.Description is { } description)
         {
-            await ReplyInfoStringAsync(option, NbdInfoType.Description, description, cancellationToken);
+            ReplyInfoString(option, NbdInfoType.Description, description);
         }
 
         // Sent whether asked or not: our minimum is the node's alignment (1 for a cached raw file).
@@ -218,9 +217,9 @@ public sealed partial class NbdConnection
         BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(2), (uint)Math.Max(1, limits.RequestAlignment));
         BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(6), (uint)Math.Max(4096, Math.Max(limits.RequestAlignment, limits.PreferredAlignment)));
         BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(10), (uint)_options.MaxPayload);
-        await ReplyOptionAsync(option, NbdOptionReply.Info, blockSize, cancellationToken);
+        ReplyOption(option, NbdOptionReply.Info, blockSize);
 
-        await ReplyOptionAsync(option, NbdOptionReply.Ack, [], cancellationToken);
+        ReplyOption(option, NbdOptionReply.Ack, []);
         if (option != NbdOption.Go)
         {
             return false;
@@ -231,13 +230,13 @@ public sealed partial class NbdConnection
     }
 
     /// <summary>NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT (proto.md, "Metadata querying").</summary>
-    private async Task MetaContextAsync(NbdOption option, byte[] data, CancellationToken cancellationToken)
+    private void MetaContext(NbdOption option, byte[] data)
     {
         bool set = option == NbdOption.SetMetaContext;
         if (set && !_structuredReplies)
         {
             // Block status replies are structured: the contexts are useless without them.
-            await ReplyOptionErrorAsync(option, NbdOptionReply.ErrorInvalid, "negotiate structured replies first", cancellationToken);
+            ReplyOptionError(option, NbdOptionReply.ErrorInvalid, "negotiate structured replies first");
             return;
         }
 
@@ -296,13 +295,13 @@ public sealed partial class NbdConnection
 
         if (problem is not null)
         {
-            await ReplyOptionErrorAsync(option, NbdOptionReply.ErrorInvalid, problem, cancellationToken);
+            ReplyOptionError(option, NbdOptionReply.ErrorInvalid, problem);
             return;
         }
 
         if (export is null)
         {
-            await ReplyOptionErrorAsync(option, NbdOptionReply.ErrorUnknown, "no such export", cancellationToken);
+            ReplyOptionError(option, NbdOptionReply.ErrorUnknown, "no such export");
             return;
         }
 
@@ -321,12 +320,12 @@ public sealed partial class NbdConnection
 
         if (baseAllocation)
         {
-            await ReplyMetaContextAsync(option, BaseAllocationId, NbdWire.BaseAllocation, cancellationToken);
+            ReplyMetaContext(option, BaseAllocationId, NbdWire.BaseAllocation);
         }
 
         if (allocationDepth)
         {
-            await ReplyMetaContextAsync(option, AllocationDepthId, NbdWire.QemuAllocationDepth, cancellationToken);
+            ReplyMetaContext(option, AllocationDepthId, NbdWire.QemuAllocationDepth);
         }
 
         if (set)
@@ -336,7 +335,7 @@ public sealed partial class NbdConnection
             _metaContextExport = export.Name;
         }
 
-        await ReplyOptionAsync(option, NbdOptionReply.Ack, [], cancellationToken);
+        ReplyOption(option, NbdOptionReply.Ack, []);
     }
 
     private void Select(NbdExport export)
@@ -400,35 +399,35 @@ public sealed partial class NbdConnection
         return flags;
     }
 
-    private async Task ReplyInfoStringAsync(NbdOption option, NbdInfoType type, string text, CancellationToken cancellationToken)
+    private void ReplyInfoString(NbdOption option, NbdInfoType type, string text)
     {
         byte[] bytes = Encoding.UTF8.GetBytes(text);
         var reply = new byte[2 + bytes.Length];
         BinaryPrimitives.WriteUInt16BigEndian(reply, (ushort)type);
         bytes.CopyTo(reply, 2);
-        await ReplyOptionAsync(option, NbdOptionReply.Info, reply, cancellationToken);
+        ReplyOption(option, NbdOptionReply.Info, reply);
     }
 
-    private async Task ReplyMetaContextAsync(NbdOption option, uint id, string name, CancellationToken cancellationToken)
+    private void ReplyMetaContext(NbdOption option, uint id, string name)
     {
         byte[] bytes = Encoding.UTF8.GetBytes(name);
         var reply = new byte[4 + bytes.Length];
         BinaryPrimitives.WriteUInt32BigEndian(reply, id);
         bytes.CopyTo(reply, 4);
-        await ReplyOptionAsync(option, NbdOptionReply.MetaContext, reply, cancellationToken);
+        ReplyOption(option, NbdOptionReply.MetaContext, reply);
     }
 
-    private Task ReplyOptionErrorAsync(NbdOption option, NbdOptionReply error, string message, CancellationToken cancellationToken)
+    private void ReplyOptionError(NbdOption option, NbdOptionReply error, string message)
     {
         Log($"option {option}: {message}");
-        return ReplyOptionAsync(option, error, Encoding.UTF8.GetBytes(message), cancellationToken);
+        ReplyOption(option, error, Encoding.UTF8.GetBytes(message));
     }
 
-    private async Task ReplyOptionAsync(NbdOption option, NbdOptionReply type, byte[] data, CancellationToken cancellationToken)
+    private void ReplyOption(NbdOption option, NbdOptionReply type, byte[] data)
     {
         var message = new byte[NbdWire.OptionReplyHeaderSize + data.Length];
         NbdReplyHeaders.WriteOptionReply(message, option, type, data.Length);
         data.CopyTo(message, NbdWire.OptionReplyHeaderSize);
-        await _writer.SendAsync(message, cancellationToken);
+        _writer.Send(message);
     }
 }

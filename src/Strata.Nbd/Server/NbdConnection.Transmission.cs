@@ -8,11 +8,8 @@ namespace Strata.Nbd.Server;
 /// <summary>The transmission phase (proto.md, "Transmission"): many requests in flight, replies in any order.</summary>
 public sealed partial class NbdConnection
 {
-    /// <summary>
-    /// Reads at least this long look for holes first and send them as NBD_REPLY_TYPE_OFFSET_HOLE; shorter
-    /// ones are sent as data, as two lseek calls would cost more than the zeroes they save.
-    /// </summary>
-    private const int SparseReadThreshold = 64 * 1024;
+    /// <summary>Zero runs are looked for in steps of this many bytes (aligned on the export); shorter ones travel as data.</summary>
+    private const int HoleGranule = 4096;
 
     /// <summary>Most extents one reply describes (a client asks again from where the reply ends).</summary>
     private const int MaxStatusExtents = 1024;
@@ -22,19 +19,34 @@ public sealed partial class NbdConnection
 
     private const int DataChunkHeaderSize = NbdWire.ChunkHeaderSize + 8;
 
-    private async Task TransmitAsync()
+    private void Transmit()
     {
         var export = _export!;
         var header = new byte[NbdWire.RequestHeaderSize];
-        var cancellationToken = _receiveStop.Token;
         bool holdingSlot = false;
         try
         {
-            while (true)
+            while (!_stopping)
             {
-                await _slots.WaitAsync(cancellationToken);
+                // Replies of requests run inline are gathered while more requests are already here,
+                // and sent before the loop could block (on the socket or on a free slot).
+                if (_reader.Buffered >= NbdWire.RequestHeaderSize)
+                {
+                    _writer.Cork();
+                }
+                else
+                {
+                    _writer.Uncork();
+                }
+
+                if (!_slots.Wait(0))
+                {
+                    _writer.Uncork();
+                    _slots.Wait();
+                }
+
                 holdingSlot = true;
-                await _reader.ReadExactlyAsync(header, cancellationToken);
+                _reader.ReadExactly(header);
                 if (!NbdRequest.TryRead(header, out var request))
                 {
                     // Without a valid header the stream cannot be resynchronized (proto.md: bad magic is fatal).
@@ -55,16 +67,22 @@ public sealed partial class NbdConnection
                     if (request.Length > (uint)_options.MaxPayload)
                     {
                         // The payload is drained so the stream stays in step; the request fails.
-                        await _reader.SkipAsync(request.Length, cancellationToken);
+                        _writer.Uncork();
+                        _reader.Skip(request.Length);
                         holdingSlot = false;
-                        _ = FailAsync(request, NbdErrno.Overflow, $"write of {request.Length} bytes exceeds the maximum of {_options.MaxPayload}");
+                        Fail(request, NbdErrno.Overflow, $"write of {request.Length} bytes exceeds the maximum of {_options.MaxPayload}");
                         continue;
+                    }
+
+                    if (_reader.Buffered < request.Length)
+                    {
+                        _writer.Uncork();
                     }
 
                     payload = Rent((int)request.Length);
                     try
                     {
-                        await _reader.ReadExactlyAsync(payload.AsMemory(0, (int)request.Length), cancellationToken);
+                        _reader.ReadExactly(payload.AsSpan(0, (int)request.Length));
                     }
                     catch
                     {
@@ -79,7 +97,7 @@ public sealed partial class NbdConnection
         }
         catch (Exception e) when (IsDisconnect(e))
         {
-            Log(_receiveStop.IsCancellationRequested ? "server stopping: no more requests read" : $"connection ended: {e.Message}");
+            Log(_stopping ? "server stopping: no more requests read" : $"connection ended: {e.Message}");
         }
         finally
         {
@@ -88,19 +106,28 @@ public sealed partial class NbdConnection
                 _slots.Release();
             }
 
+            try
+            {
+                _writer.Uncork();
+            }
+            catch (Exception e) when (IsDisconnect(e))
+            {
+                Abort();
+            }
+
             // Wait until every request in flight has answered (each gives its slot back).
             for (int i = 0; i < _options.MaxRequestsInFlight; i++)
             {
-                await _slots.WaitAsync();
+                _slots.Wait();
             }
         }
     }
 
-    private async Task FailAsync(NbdRequest request, NbdErrno error, string message)
+    private void Fail(NbdRequest request, NbdErrno error, string message)
     {
         try
         {
-            await SendErrorAsync(request, error, message);
+            SendError(request, error, message);
         }
         catch (Exception e) when (IsDisconnect(e))
         {
@@ -120,7 +147,7 @@ public sealed partial class NbdConnection
             var (error, message) = Check(export, request);
             if (error != NbdErrno.None)
             {
-                await SendErrorAsync(request, error, message!);
+                SendError(request, error, message!);
                 return;
             }
 
@@ -130,7 +157,7 @@ public sealed partial class NbdConnection
             }
             catch (BlockException e)
             {
-                await SendErrorAsync(request, NbdErrors.FromBlockError(e.Error), e.Message);
+                SendError(request, NbdErrors.FromBlockError(e.Error), e.Message);
             }
         }
         catch (Exception e) when (IsDisconnect(e))
@@ -143,7 +170,7 @@ public sealed partial class NbdConnection
             Log($"{request.Command} at {request.Offset} failed unexpectedly: {e}");
             try
             {
-                await SendErrorAsync(request, NbdErrno.IoError, "internal error");
+                SendError(request, NbdErrno.IoError, "internal error");
             }
             catch (Exception e2) when (IsDisconnect(e2))
             {
@@ -281,7 +308,7 @@ public sealed partial class NbdConnection
                 return;
         }
 
-        await SendSimpleAsync(request.Cookie);
+        SendSimple(request.Cookie);
     }
 
     private async ValueTask ReadAsync(RequestGate gate, NbdRequest request)
@@ -289,13 +316,7 @@ public sealed partial class NbdConnection
         int length = (int)request.Length;
         if (length == 0)
         {
-            await SendDoneNoneAsync(request.Cookie);
-            return;
-        }
-
-        if (_structuredReplies && length >= SparseReadThreshold && (request.Flags & NbdCommandFlags.DontFragment) == 0
-            && await TrySendSparseReadAsync(gate, request))
-        {
+            SendDoneNone(request.Cookie);
             return;
         }
 
@@ -304,6 +325,12 @@ public sealed partial class NbdConnection
         try
         {
             await gate.ReadAsync((long)request.Offset, buffer.AsMemory(headerSize, length));
+            if (_structuredReplies && length >= 2 * HoleGranule && (request.Flags & NbdCommandFlags.DontFragment) == 0
+                && TrySendSparse(request, buffer.AsSpan(headerSize, length)))
+            {
+                return;
+            }
+
             if (_structuredReplies)
             {
                 NbdReplyHeaders.WriteChunk(buffer, NbdReplyFlags.Done, NbdReplyType.OffsetData, request.Cookie, 8 + length);
@@ -314,7 +341,7 @@ public sealed partial class NbdConnection
                 NbdReplyHeaders.WriteSimple(buffer, NbdErrno.None, request.Cookie);
             }
 
-            await _writer.SendAsync(buffer.AsMemory(0, headerSize + length));
+            _writer.Send(buffer.AsSpan(0, headerSize + length));
         }
         finally
         {
@@ -323,84 +350,89 @@ public sealed partial class NbdConnection
     }
 
     /// <summary>
-    /// A read whose range holds holes: the holes go as OFFSET_HOLE chunks, the rest as OFFSET_DATA, all
-    /// in one message. False (nothing sent) when the range is all data.
+    /// Sends a read whose data holds zero runs of whole granules as OFFSET_HOLE and OFFSET_DATA chunks in
+    /// one message; false (nothing sent) when there is no such run.
     /// </summary>
-    private async ValueTask<bool> TrySendSparseReadAsync(RequestGate gate, NbdRequest request)
+    /// <remarks>
+    /// Holes are found in the bytes read, not by asking block status first: SEEK_HOLE on tmpfs scans to
+    /// the end of the file, which made every large read cost a walk of the whole image. A granule of
+    /// random data is rejected at its first byte, so data costs almost nothing to check; a zero run
+    /// also covers unallocated and zero clusters, which is what OFFSET_HOLE promises (reads as zeroes).
+    /// </remarks>
+    private bool TrySendSparse(NbdRequest request, ReadOnlySpan<byte> data)
     {
         long start = (long)request.Offset;
-        long end = start + request.Length;
-        var runs = new List<(long Offset, long Length, bool Hole)>();
-        long position = start;
-        while (position < end && runs.Count < MaxReadChunks)
+        Span<(int At, int Length, bool Hole)> runs = stackalloc (int, int, bool)[MaxReadChunks];
+        int count = 0;
+        int at = 0;
+        while (at < data.Length)
         {
-            var extent = await gate.GetBlockStatusAsync(position, end - position);
-            bool hole = extent.IsZero;
-            if (runs.Count > 0 && runs[^1].Hole == hole)
+            // Granules are aligned on the export, so the first and last may be short.
+            int granule = (int)Math.Min(HoleGranule - ((start + at) % HoleGranule), data.Length - at);
+            bool hole = granule == HoleGranule && !data.Slice(at, granule).ContainsAnyExcept((byte)0);
+            if (count > 0 && runs[count - 1].Hole == hole)
             {
-                runs[^1] = runs[^1] with { Length = runs[^1].Length + extent.Length };
+                runs[count - 1].Length += granule;
+            }
+            else if (count == MaxReadChunks)
+            {
+                // Too fragmented: the rest travels as data in the last chunk.
+                if (runs[count - 1].Hole)
+                {
+                    runs[count - 1].Hole = false;
+                }
+
+                runs[count - 1].Length = data.Length - runs[count - 1].At;
+                break;
             }
             else
             {
-                runs.Add((position, extent.Length, hole));
+                runs[count++] = (at, granule, hole);
             }
 
-            position = extent.End;
+            at += granule;
         }
 
-        if (position < end)
-        {
-            // Too fragmented to describe in full: the rest is sent as data.
-            if (runs[^1].Hole)
-            {
-                runs.Add((position, end - position, false));
-            }
-            else
-            {
-                runs[^1] = runs[^1] with { Length = end - runs[^1].Offset };
-            }
-        }
-
-        if (runs.Count == 1 && !runs[0].Hole)
+        if (count == 1 && !runs[0].Hole)
         {
             return false;
         }
 
         int total = 0;
-        foreach (var run in runs)
+        for (int i = 0; i < count; i++)
         {
-            total += run.Hole ? NbdWire.ChunkHeaderSize + 12 : DataChunkHeaderSize + (int)run.Length;
+            total += runs[i].Hole ? NbdWire.ChunkHeaderSize + 12 : DataChunkHeaderSize + runs[i].Length;
         }
 
-        byte[] buffer = Rent(total);
+        byte[] message = Rent(total);
         try
         {
-            int at = 0;
-            for (int i = 0; i < runs.Count; i++)
+            int put = 0;
+            for (int i = 0; i < count; i++)
             {
-                var run = runs[i];
-                var flags = i == runs.Count - 1 ? NbdReplyFlags.Done : NbdReplyFlags.None;
-                if (run.Hole)
+                var (runAt, runLength, hole) = runs[i];
+                var flags = i == count - 1 ? NbdReplyFlags.Done : NbdReplyFlags.None;
+                if (hole)
                 {
-                    NbdReplyHeaders.WriteChunk(buffer.AsSpan(at), flags, NbdReplyType.OffsetHole, request.Cookie, 12);
-                    BinaryPrimitives.WriteInt64BigEndian(buffer.AsSpan(at + NbdWire.ChunkHeaderSize), run.Offset);
-                    BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(at + NbdWire.ChunkHeaderSize + 8), (uint)run.Length);
-                    at += NbdWire.ChunkHeaderSize + 12;
+                    NbdReplyHeaders.WriteChunk(message.AsSpan(put), flags, NbdReplyType.OffsetHole, request.Cookie, 12);
+                    BinaryPrimitives.WriteInt64BigEndian(message.AsSpan(put + NbdWire.ChunkHeaderSize), start + runAt);
+                    BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(put + NbdWire.ChunkHeaderSize + 8), runLength);
+                    put += NbdWire.ChunkHeaderSize + 12;
                 }
                 else
                 {
-                    NbdReplyHeaders.WriteChunk(buffer.AsSpan(at), flags, NbdReplyType.OffsetData, request.Cookie, 8 + (int)run.Length);
-                    BinaryPrimitives.WriteInt64BigEndian(buffer.AsSpan(at + NbdWire.ChunkHeaderSize), run.Offset);
-                    await gate.ReadAsync(run.Offset, buffer.AsMemory(at + DataChunkHeaderSize, (int)run.Length));
-                    at += DataChunkHeaderSize + (int)run.Length;
+                    NbdReplyHeaders.WriteChunk(message.AsSpan(put), flags, NbdReplyType.OffsetData, request.Cookie, 8 + runLength);
+                    BinaryPrimitives.WriteInt64BigEndian(message.AsSpan(put + NbdWire.ChunkHeaderSize), start + runAt);
+                    data.Slice(runAt, runLength).CopyTo(message.AsSpan(put + DataChunkHeaderSize));
+                    put += DataChunkHeaderSize + runLength;
                 }
             }
 
-            await _writer.SendAsync(buffer.AsMemory(0, total));
+            _writer.Send(message.AsSpan(0, total));
         }
         finally
         {
-            Return(buffer);
+            Return(message);
         }
 
         return true;
@@ -458,7 +490,7 @@ public sealed partial class NbdConnection
                 }
             }
 
-            await _writer.SendAsync(buffer.AsMemory(0, total));
+            _writer.Send(buffer.AsSpan(0, total));
         }
         finally
         {
@@ -491,25 +523,25 @@ public sealed partial class NbdConnection
         return descriptors;
     }
 
-    private ValueTask SendSimpleAsync(ulong cookie)
+    private void SendSimple(ulong cookie)
     {
-        var reply = new byte[NbdWire.SimpleReplyHeaderSize];
+        Span<byte> reply = stackalloc byte[NbdWire.SimpleReplyHeaderSize];
         NbdReplyHeaders.WriteSimple(reply, NbdErrno.None, cookie);
-        return _writer.SendAsync(reply);
+        _writer.Send(reply);
     }
 
-    private ValueTask SendDoneNoneAsync(ulong cookie)
+    private void SendDoneNone(ulong cookie)
     {
-        var reply = new byte[NbdWire.ChunkHeaderSize];
+        Span<byte> reply = stackalloc byte[NbdWire.ChunkHeaderSize];
         NbdReplyHeaders.WriteChunk(reply, NbdReplyFlags.Done, NbdReplyType.None, cookie, 0);
-        return _writer.SendAsync(reply);
+        _writer.Send(reply);
     }
 
     /// <summary>
     /// An error reply: a structured NBD_REPLY_TYPE_ERROR (with its message) for the commands whose
     /// replies are structured, a simple reply otherwise.
     /// </summary>
-    private ValueTask SendErrorAsync(NbdRequest request, NbdErrno error, string message)
+    private void SendError(NbdRequest request, NbdErrno error, string message)
     {
         Log($"{request.Command} offset {request.Offset} length {request.Length}: {error} ({message})");
         if (_structuredReplies && request.Command is NbdCommand.Read or NbdCommand.BlockStatus)
@@ -520,11 +552,12 @@ public sealed partial class NbdConnection
             BinaryPrimitives.WriteUInt32BigEndian(chunk.AsSpan(NbdWire.ChunkHeaderSize), (uint)error);
             BinaryPrimitives.WriteUInt16BigEndian(chunk.AsSpan(NbdWire.ChunkHeaderSize + 4), (ushort)text.Length);
             text.CopyTo(chunk, NbdWire.ChunkHeaderSize + 6);
-            return _writer.SendAsync(chunk);
+            _writer.Send(chunk);
+            return;
         }
 
         var reply = new byte[NbdWire.SimpleReplyHeaderSize];
         NbdReplyHeaders.WriteSimple(reply, error, request.Cookie);
-        return _writer.SendAsync(reply);
+        _writer.Send(reply);
     }
 }

@@ -10,6 +10,13 @@ namespace Strata.Nbd.Server;
 /// parses requests and starts each one, and replies that go out, whole, in whatever order the requests
 /// finish (NbdConnection.Transmission.cs).
 /// </summary>
+/// <remarks>
+/// The receive loop owns a dedicated thread and blocking socket calls, as nbdkit's threads do. A
+/// request against the page cache completes inline on that thread (pread, then one send of header and
+/// data), so a request costs no thread hop; a request that really waits (a flush, qcow2 metadata I/O)
+/// continues on the thread pool while the loop reads the next ones, and replies when it is done.
+/// Measured on two cores, this beats the event-loop socket path by the cost of its wake-ups.
+/// </remarks>
 public sealed partial class NbdConnection : IDisposable
 {
     private readonly Socket _socket;
@@ -18,13 +25,16 @@ public sealed partial class NbdConnection : IDisposable
     private readonly INbdExportCatalog _catalog;
     private readonly NbdServerOptions _options;
 
-    // Cancelled to stop reading requests (server shutdown); requests already read still complete.
-    private readonly CancellationTokenSource _receiveStop = new();
+    private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     // One slot per request in flight: the receive loop takes one before reading a request, the request
     // gives it back once its reply is sent. Bounds memory per connection (backpressure).
     private readonly SemaphoreSlim _slots;
     private int _disposed;
+
+    // Set to stop reading requests (server shutdown, handshake timeout); requests already read still complete.
+    private volatile bool _stopping;
+    private volatile bool _handshakeDone;
 
     internal NbdConnection(Socket socket, INbdExportCatalog catalog, NbdServerOptions options)
     {
@@ -36,51 +46,62 @@ public sealed partial class NbdConnection : IDisposable
         _slots = new SemaphoreSlim(options.MaxRequestsInFlight, options.MaxRequestsInFlight);
     }
 
-    /// <summary>Runs the connection until the client leaves, breaks the protocol, or the server stops.</summary>
-    public async Task RunAsync()
+    /// <summary>Runs the connection on its own thread; the task completes when the connection is over.</summary>
+    public Task StartAsync()
     {
-        try
-        {
-            bool transmit;
-            using (var handshake = CancellationTokenSource.CreateLinkedTokenSource(_receiveStop.Token))
-            {
-                handshake.CancelAfter(_options.HandshakeTimeout);
-                try
-                {
-                    transmit = await HandshakeAsync(handshake.Token);
-                }
-                catch (OperationCanceledException) when (!_receiveStop.IsCancellationRequested)
-                {
-                    Log($"handshake not finished within {_options.HandshakeTimeout.TotalSeconds:0.#} s: disconnecting");
-                    return;
-                }
-            }
-
-            if (transmit)
-            {
-                await TransmitAsync();
-            }
-        }
-        catch (Exception e) when (IsDisconnect(e))
-        {
-            Log($"connection closed: {e.Message}");
-        }
-        finally
-        {
-            Abort();
-        }
+        var thread = new Thread(Run) { IsBackground = true, Name = "nbd connection" };
+        thread.Start();
+        return _finished.Task;
     }
 
     /// <summary>Stops reading new requests; the connection closes once those in flight are answered.</summary>
     public void Stop()
     {
+        _stopping = true;
         try
         {
-            _receiveStop.Cancel();
+            // Wakes the blocked receive with end of stream; sends still work for the replies in flight.
+            _socket.Shutdown(_handshakeDone ? SocketShutdown.Receive : SocketShutdown.Both);
         }
-        catch (ObjectDisposedException)
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
             // Already closed.
+        }
+    }
+
+    private void Run()
+    {
+        try
+        {
+            bool transmit;
+            using (new Timer(_ => HandshakeExpired(), null, _options.HandshakeTimeout, Timeout.InfiniteTimeSpan))
+            {
+                transmit = Handshake();
+                _handshakeDone = true;
+            }
+
+            if (transmit && !_stopping)
+            {
+                Transmit();
+            }
+        }
+        catch (Exception e) when (IsDisconnect(e))
+        {
+            Log(_handshakeDone || !_stopping ? $"connection closed: {e.Message}"
+                : $"handshake not finished within {_options.HandshakeTimeout.TotalSeconds:0.#} s: disconnected");
+        }
+        finally
+        {
+            Abort();
+            _finished.TrySetResult();
+        }
+    }
+
+    private void HandshakeExpired()
+    {
+        if (!_handshakeDone)
+        {
+            Stop();
         }
     }
 
@@ -109,7 +130,6 @@ public sealed partial class NbdConnection : IDisposable
         Abort();
         _reader.Dispose();
         _writer.Dispose();
-        _receiveStop.Dispose();
         _slots.Dispose();
     }
 

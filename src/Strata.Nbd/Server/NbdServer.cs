@@ -11,6 +11,9 @@ namespace Strata.Nbd.Server;
 /// </summary>
 public sealed class NbdServer : IAsyncDisposable
 {
+    /// <summary>How long stopping waits for connections to answer what they have in flight.</summary>
+    private static readonly TimeSpan StopGracePeriod = TimeSpan.FromSeconds(10);
+
     private readonly INbdExportCatalog _catalog;
     private readonly NbdServerOptions _options;
     private readonly List<(Socket Socket, NbdEndpoint Endpoint, Task AcceptLoop)> _listeners = [];
@@ -114,7 +117,21 @@ public sealed class NbdServer : IAsyncDisposable
             connection.Stop();
         }
 
-        await Task.WhenAll(tasks);
+        try
+        {
+            await Task.WhenAll(tasks).WaitAsync(StopGracePeriod);
+        }
+        catch (TimeoutException)
+        {
+            // A peer that stopped reading its replies cannot hold the shutdown forever.
+            _options.Log?.Invoke("nbd: connections did not finish in time: closing them");
+            foreach (var connection in connections)
+            {
+                connection.Abort();
+            }
+
+            await Task.WhenAll(tasks);
+        }
     }
 
     public async ValueTask DisposeAsync()
@@ -171,7 +188,7 @@ public sealed class NbdServer : IAsyncDisposable
     {
         try
         {
-            await connection.RunAsync();
+            await connection.StartAsync();
         }
         finally
         {

@@ -8,6 +8,11 @@ namespace Strata.Nbd.Transport;
 /// by as few receive calls as possible (a pipelining client sends many headers per segment); large
 /// payloads bypass the buffer and land straight in their destination.
 /// </summary>
+/// <remarks>
+/// Synchronous methods are for a socket owned by one dedicated thread (the server's connections);
+/// asynchronous ones for the client. One socket uses one kind only: on Linux, .NET emulates blocking
+/// calls once a socket has seen an asynchronous one, through its event loop, which costs a thread hop.
+/// </remarks>
 internal sealed class SocketReader : IDisposable
 {
     private const int BufferSize = 64 * 1024;
@@ -43,6 +48,62 @@ internal sealed class SocketReader : IDisposable
             if (_start == _end)
             {
                 await FillAsync(cancellationToken);
+            }
+
+            int n = (int)Math.Min(count, _end - _start);
+            _start += n;
+            count -= n;
+        }
+    }
+
+    /// <summary>Fills <paramref name="destination"/> completely, blocking; throws <see cref="EndOfStreamException"/> if the peer closes first.</summary>
+    public void ReadExactly(Span<byte> destination)
+    {
+        int buffered = _end - _start;
+        if (buffered >= destination.Length)
+        {
+            _buffer.AsSpan(_start, destination.Length).CopyTo(destination);
+            _start += destination.Length;
+            return;
+        }
+
+        _buffer.AsSpan(_start, buffered).CopyTo(destination);
+        _start = _end = 0;
+        int done = buffered;
+        if (destination.Length - done >= BufferSize / 2)
+        {
+            while (done < destination.Length)
+            {
+                int n = _socket.Receive(destination[done..], SocketFlags.None);
+                if (n == 0)
+                {
+                    throw new EndOfStreamException("the peer closed the connection");
+                }
+
+                done += n;
+            }
+
+            return;
+        }
+
+        while (done < destination.Length)
+        {
+            Fill();
+            int n = Math.Min(_end - _start, destination.Length - done);
+            _buffer.AsSpan(_start, n).CopyTo(destination[done..]);
+            _start += n;
+            done += n;
+        }
+    }
+
+    /// <summary>Reads and throws away <paramref name="count"/> bytes, blocking.</summary>
+    public void Skip(long count)
+    {
+        while (count > 0)
+        {
+            if (_start == _end)
+            {
+                Fill();
             }
 
             int n = (int)Math.Min(count, _end - _start);
@@ -91,6 +152,22 @@ internal sealed class SocketReader : IDisposable
             _start += n;
             done += n;
         }
+    }
+
+    private void Fill()
+    {
+        if (_start == _end)
+        {
+            _start = _end = 0;
+        }
+
+        int n = _socket.Receive(_buffer.AsSpan(_end), SocketFlags.None);
+        if (n == 0)
+        {
+            throw new EndOfStreamException("the peer closed the connection");
+        }
+
+        _end += n;
     }
 
     private async ValueTask FillAsync(CancellationToken cancellationToken)

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Side-by-side NBD benchmark (issue 3, item 6): strata serve against qemu-storage-daemon, qemu-nbd and
+# nbdkit's file plugin, exporting the same image over a unix socket, driven by fio --ioengine=nbd.
+# Servers run alternately in one session (run 1: every server, run 2: every server, ...); the table
+# gives medians per row and strata's ratio to each peer. The direct-file limit (fio io_uring on the
+# same file) is the ceiling.
+#
+# usage: bench/nbd/run.sh [--dir DIR] [--runs N] [--runtime SECONDS] [--size SIZE] [--quick] [--out FILE]
+#   --dir      where the images live; default a tmpfs folder (/dev/shm), as disk-backed runs swing by ±40%
+#   --quick    1 run of 2 s per case on a 256M image (a smoke run, not a measurement)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+dir=/dev/shm/strata-nbd-bench; runs=3; runtime=5; size=1G; out=""
+while (( $# )); do
+    case "$1" in
+        --dir) dir="$2"; shift 2 ;;
+        --runs) runs="$2"; shift 2 ;;
+        --runtime) runtime="$2"; shift 2 ;;
+        --size) size="$2"; shift 2 ;;
+        --quick) runs=1; runtime=2; size=256M; shift ;;
+        --out) out="$2"; shift 2 ;;
+        *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+for tool in fio qemu-img qemu-storage-daemon qemu-nbd nbdkit nbdcopy; do
+    command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing (apt-get install fio qemu-utils qemu-system-common nbdkit libnbd-bin)" >&2; exit 1; }
+done
+
+mkdir -p "$dir"
+work="$(mktemp -d "$dir/run.XXXXXX")"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+echo "building strata..." >&2
+dotnet build "$root/src/Strata.Cli/Strata.Cli.csproj" -c Release -o "$work/cli" -nologo -v quiet >/dev/null
+strata="$work/cli/strata"
+
+# Fully written images, so every server reads data (no hole shortcuts).
+fio --name=fill --filename="$work/disk.raw" --size="$size" --rw=write --bs=1M --ioengine=psync --refill_buffers >/dev/null
+qemu-img convert -f raw -O qcow2 "$work/disk.raw" "$work/disk.qcow2"
+
+cases=("randread 4k 1" "randread 4k 32" "randwrite 4k 1" "randwrite 4k 32" "read 1M 1" "read 1M 32" "write 1M 1" "write 1M 32")
+results="$work/results.tsv"
+: > "$results"
+
+start_server() { # name format -> sets uri, pid
+    local name="$1" format="$2" image="$work/disk.$2" sock="$work/$1.sock"
+    rm -f "$sock"
+    case "$name" in
+        strata) "$strata" serve --drive "id=disk,file=$image,format=$format" --nbd "unix:$sock" --qmp "unix:$work/qmp.sock" >/dev/null 2>&1 & ;;
+        qsd) qemu-storage-daemon --blockdev "driver=file,node-name=f,filename=$image,aio=threads,cache.direct=off" \
+                --blockdev "driver=$format,node-name=fmt,file=f" --nbd-server "addr.type=unix,addr.path=$sock" \
+                --export "type=nbd,id=e,node-name=fmt,name=disk,writable=on" >/dev/null 2>&1 & ;;
+        qemu-nbd) qemu-nbd -f "$format" -x disk --cache=writeback --aio=threads -t -k "$sock" --shared=8 "$image" >/dev/null 2>&1 & ;;
+        nbdkit) nbdkit -f --unix "$sock" --exportname=disk file "$image" >/dev/null 2>&1 & ;;
+    esac
+    pid=$!
+    pids+=("$pid")
+    uri="nbd+unix:///disk?socket=$sock"
+    for _ in $(seq 200); do [[ -S "$sock" ]] && return; sleep 0.05; done
+    echo "run.sh: $name did not start" >&2; exit 1
+}
+
+fio_case() { # rw bs qd target... -> prints MiB/s and IOPS
+    local rw="$1" bs="$2" qd="$3"; shift 3
+    fio --name=b --rw="$rw" --bs="$bs" --iodepth="$qd" --size="$size" --runtime="$runtime" --time_based --group_reporting \
+        --output-format=json "$@" 2>/dev/null | sed -n '/^{/,$p' | /usr/bin/python3 -c '
+import json, sys
+j = json.load(sys.stdin)["jobs"][0]
+d = j["read"] if j["read"]["io_bytes"] > 0 else j["write"]
+print("%.1f\t%.0f" % (d["bw_bytes"] / 1048576, d["iops"]))'
+}
+
+for run in $(seq "$runs"); do
+    for format in raw qcow2; do
+        for server in strata qsd qemu-nbd nbdkit; do
+            [[ "$server" == nbdkit && "$format" == qcow2 ]] && continue  # the file plugin serves raw only
+            echo "run $run/$runs: $server $format" >&2
+            start_server "$server" "$format"
+            for c in "${cases[@]}"; do
+                read -r rw bs qd <<<"$c"
+                printf '%s\t%s\t%s\t%s\t%s\n' "$format" "$rw $bs QD$qd" "$server" "$run" "$(fio_case "$rw" "$bs" "$qd" --ioengine=nbd --uri="$uri")" >> "$results"
+            done
+            t0=$(date +%s.%N)
+            nbdcopy "$uri" null: 
+            t1=$(date +%s.%N)
+            printf '%s\t%s\t%s\t%s\t%s\t0\n' "$format" "nbdcopy whole disk" "$server" "$run" \
+                "$(/usr/bin/python3 -c "import sys; print('%.1f' % ($(stat -c %s "$work/disk.raw") / 1048576 / ($t1 - $t0)))")" >> "$results"
+            rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+            printf '%s\t%s\t%s\t%s\t%s\t0\n' "$format" "peak RSS (MiB)" "$server" "$run" "$(( rss / 1024 ))" >> "$results"
+            kill "$pid"; wait "$pid" 2>/dev/null || true
+        done
+        if [[ "$format" == raw ]]; then
+            echo "run $run/$runs: direct file (io_uring)" >&2
+            for c in "${cases[@]}"; do
+                read -r rw bs qd <<<"$c"
+                printf '%s\t%s\t%s\t%s\t%s\n' raw "$rw $bs QD$qd" "file io_uring" "$run" "$(fio_case "$rw" "$bs" "$qd" --ioengine=io_uring --filename="$work/disk.raw")" >> "$results"
+            done
+        fi
+    done
+done
+
+table="$(/usr/bin/python3 - "$results" "$runs" "$runtime" "$size" <<'PY'
+import sys, statistics, collections, platform, os
+path, runs, runtime, size = sys.argv[1:5]
+rows = collections.OrderedDict()
+for line in open(path):
+    fmt, case, server, run, mib, iops = line.rstrip("\n").split("\t")
+    rows.setdefault((fmt, case), collections.defaultdict(list))[server].append(float(mib))
+servers = ["strata", "qsd", "qemu-nbd", "nbdkit", "file io_uring"]
+print(f"runs: {runs} x {runtime} s per case, image {size}, {os.cpu_count()} CPUs; MiB/s (peak RSS in MiB), medians")
+print()
+print("| image | case | " + " | ".join(servers) + " | strata/nbdkit | strata/qsd |")
+print("|---|---|" + "---|" * (len(servers) + 2))
+for (fmt, case), by in rows.items():
+    med = {s: statistics.median(v) for s, v in by.items()}
+    def ratio(peer):
+        if peer not in med or med[peer] == 0: return "n/a"
+        r = med["strata"] / med[peer]
+        if case.startswith("peak RSS"): return f"{r:.2f}x (lower is better)"
+        return f"{r:.2f}x"
+    cells = [f"{med[s]:.0f}" if s in med else "n/a" for s in servers]
+    print(f"| {fmt} | {case} | " + " | ".join(cells) + f" | {ratio('nbdkit')} | {ratio('qsd')} |")
+PY
+)"
+echo "$table"
+if [[ -n "$out" ]]; then echo "$table" > "$out"; fi

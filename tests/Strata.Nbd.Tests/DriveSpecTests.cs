@@ -1,0 +1,54 @@
+using Strata.Daemon;
+using Strata.Nbd.Transport;
+
+namespace Strata.Nbd.Tests;
+
+public sealed class DriveSpecTests
+{
+    [Fact]
+    public void EveryKeyIsRead()
+    {
+        var spec = DriveSpec.Parse("id=disk0,file=/images/a,,b.img,format=qcow2,readonly=on,cache=none");
+        Assert.Equal(new DriveSpec("disk0", "/images/a,b.img", "qcow2", ReadOnly: true, Direct: true), spec);
+    }
+
+    [Theory]
+    [InlineData("file=a.img", "id=NAME")]
+    [InlineData("id=x", "file=PATH")]
+    [InlineData("id=x,file=a,format=vmdk", "unknown format")]
+    [InlineData("id=x,file=a,colour=blue", "unknown key")]
+    [InlineData("id=x,file=a,readonly=maybe", "on or off")]
+    [InlineData("id=x,file=a,cache=directsync", "writeback or none")]
+    [InlineData("id=x,file", "key=value")]
+    public void BadDrivesAreRefusedWithOneLine(string text, string expected)
+    {
+        var e = Assert.Throws<FormatException>(() => DriveSpec.Parse(text));
+        Assert.Contains(expected, e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+    }
+
+    [Theory]
+    [InlineData("unix:/run/x.sock", true)]
+    [InlineData("tcp:127.0.0.1:10809", false)]
+    [InlineData("tcp:[::1]:10809", false)]
+    public void EndpointsParse(string text, bool unix)
+    {
+        var endpoint = NbdEndpoint.Parse(text);
+        Assert.Equal(unix, endpoint.IsUnix);
+        Assert.Equal(text, endpoint.ToString());
+    }
+
+    [Theory]
+    [InlineData("tcp::10809")]
+    [InlineData("tcp:10809")]
+    [InlineData("unix:")]
+    [InlineData("vsock:3:10809")]
+    public void BadEndpointsAreRefused(string text) => Assert.Throws<FormatException>(() => NbdEndpoint.Parse(text));
+
+    [Fact]
+    public void SocketsGoUnderTheRuntimeFolderOrTheCurrentOne()
+    {
+        Assert.Equal(Path.Combine("/run/user/1000", "strata"), SocketDefaults.Directory(_ => "/run/user/1000"));
+        Assert.Equal(Path.Combine(Environment.CurrentDirectory, ".strata"), SocketDefaults.Directory(_ => null));
+    }
+}

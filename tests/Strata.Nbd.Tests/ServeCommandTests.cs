@@ -1,0 +1,158 @@
+using System.Text.Json;
+using Strata.Daemon;
+using Strata.Nbd.Client;
+using Strata.Nbd.Transport;
+
+namespace Strata.Nbd.Tests;
+
+/// <summary>`strata serve` end to end: defaults, signals, the control socket, -S.</summary>
+public sealed class ServeCommandTests
+{
+    private const long Size = 4 * 1024 * 1024;
+
+    [Fact]
+    public async Task HdaServesUnderTheRuntimeFolderAndSigtermCleansUp()
+    {
+        using var folder = new TempFolder();
+        string image = folder.File("foo.img");
+        await Tool.CheckAsync("truncate", "-s", $"{Size}", image);
+        string runtime = folder.File("run");
+        string pidFile = folder.File("serve.pid");
+        using var serve = ServeProcess.Start(folder.Path, new Dictionary<string, string?> { ["XDG_RUNTIME_DIR"] = runtime }, "-hda", image, "--pidfile", pidFile);
+        string socket = Path.Combine(runtime, "strata", "nbd.sock");
+        await serve.WaitForFileAsync(pidFile);
+        Assert.Equal($"{serve.Id}", (await File.ReadAllTextAsync(pidFile)).Trim());
+        await serve.WaitForOutputAsync(socket);
+
+        await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "write -P 0x77 64k 64k", $"nbd+unix:///ide0-hd0?socket={socket}");
+        Assert.Equal($"{Size}", (await Tool.CheckAsync("nbdinfo", "--size", $"nbd+unix:///?socket={socket}")).Trim());
+
+        // A client still connected when the signal comes: its requests finish, then it is closed.
+        await using var client = await NbdClient.ConnectAsync(NbdEndpoint.Unix(socket), "ide0-hd0");
+        await client.WriteAsync(0, NbdServerTests.Pattern(4096, 3));
+        await serve.SignalAsync("TERM");
+        Assert.Equal(0, await serve.WaitForExitAsync());
+        Assert.False(File.Exists(socket), "the NBD socket was left behind");
+        Assert.False(File.Exists(Path.Combine(runtime, "strata", "qmp.sock")), "the control socket was left behind");
+        Assert.False(File.Exists(pidFile), "the pid file was left behind");
+        var data = await File.ReadAllBytesAsync(image);
+        Assert.Equal(NbdServerTests.Pattern(4096, 3), data.AsSpan(0, 4096).ToArray());
+        Assert.True(data.AsSpan(65536, 65536).IndexOfAnyExcept((byte)0x77) < 0);
+    }
+
+    [Fact]
+    public async Task SigintAlsoStopsCleanly()
+    {
+        using var folder = new TempFolder();
+        string image = folder.File("foo.img");
+        await Tool.CheckAsync("truncate", "-s", $"{Size}", image);
+        string socket = folder.File("n.sock");
+        using var serve = ServeProcess.Start(folder.Path, null, "--drive", $"id=d,file={image}", "--nbd", $"unix:{socket}", "--qmp", $"unix:{folder.File("q.sock")}");
+        await serve.WaitForFileAsync(socket);
+        await serve.SignalAsync("INT");
+        Assert.Equal(0, await serve.WaitForExitAsync());
+        Assert.False(File.Exists(socket));
+    }
+
+    [Fact]
+    public async Task BadArgumentsGiveOneLineAndExitCodeOne()
+    {
+        using var folder = new TempFolder();
+        using var noDrive = ServeProcess.Start(folder.Path, null);
+        Assert.Equal(1, await noDrive.WaitForExitAsync());
+        Assert.Contains("no drive", noDrive.Error);
+        using var missing = ServeProcess.Start(folder.Path, null, "-hda", folder.File("nope.img"), "--nbd", $"unix:{folder.File("n.sock")}");
+        Assert.Equal(1, await missing.WaitForExitAsync());
+        Assert.Single(missing.Error.Trim().Split('\n'));
+        Assert.DoesNotContain("   at ", missing.Error);
+    }
+
+    [Fact]
+    public async Task QmpGreetsNegotiatesListsDrivesAndQuits()
+    {
+        using var folder = new TempFolder();
+        string image = folder.File("foo.img");
+        await Tool.CheckAsync("truncate", "-s", $"{Size}", image);
+        string qmp = folder.File("q.sock");
+        string socket = folder.File("n.sock");
+        using var serve = ServeProcess.Start(folder.Path, null, "--drive", $"id=disk0,file={image},readonly=on", "--nbd", $"unix:{socket}", "--qmp", $"unix:{qmp}");
+        await serve.WaitForFileAsync(qmp);
+        var (client, greeting) = await QmpTestClient.ConnectAsync(qmp);
+        using (client)
+        {
+            Assert.True(greeting.GetProperty("QMP").TryGetProperty("capabilities", out _));
+            var early = await client.ExecuteAsync("""{"execute": "query-block", "id": 1}""");
+            Assert.Equal("CommandNotFound", early.GetProperty("error").GetProperty("class").GetString());
+            var caps = await client.ExecuteAsync("""{"execute": "qmp_capabilities", "id": "a"}""");
+            Assert.Equal("a", caps.GetProperty("id").GetString());
+            Assert.Equal(JsonValueKind.Object, caps.GetProperty("return").ValueKind);
+
+            var blocks = (await client.ExecuteAsync("""{"execute": "query-block"}""")).GetProperty("return");
+            var drive = Assert.Single(blocks.EnumerateArray());
+            Assert.Equal("disk0", drive.GetProperty("device").GetString());
+            Assert.True(drive.GetProperty("inserted").GetProperty("ro").GetBoolean());
+            Assert.Equal("raw", drive.GetProperty("inserted").GetProperty("drv").GetString());
+            Assert.Equal(Size, drive.GetProperty("inserted").GetProperty("image").GetProperty("virtual-size").GetInt64());
+
+            var unknown = await client.ExecuteAsync("""{"execute": "no-such-command"}""");
+            Assert.Equal("CommandNotFound", unknown.GetProperty("error").GetProperty("class").GetString());
+            var garbage = await client.ExecuteAsync("""{"execute": 3}""");
+            Assert.Equal("GenericError", garbage.GetProperty("error").GetProperty("class").GetString());
+
+            Assert.Equal(JsonValueKind.Object, (await client.ExecuteAsync("""{"execute": "quit"}""")).GetProperty("return").ValueKind);
+        }
+
+        Assert.Equal(0, await serve.WaitForExitAsync());
+        Assert.False(File.Exists(qmp));
+        Assert.False(File.Exists(socket));
+    }
+
+    [Fact]
+    public async Task StartPausedHoldsGuestIoUntilCont()
+    {
+        using var folder = new TempFolder();
+        string image = folder.File("foo.img");
+        await Tool.CheckAsync("truncate", "-s", $"{Size}", image);
+        string qmp = folder.File("q.sock");
+        string socket = folder.File("n.sock");
+        await using var daemon = new StorageDaemon(new DaemonOptions
+        {
+            Drives = [new DriveSpec("d", image)],
+            NbdEndpoints = [NbdEndpoint.Unix(socket)],
+            QmpEndpoints = [NbdEndpoint.Unix(qmp)],
+            StartPaused = true,
+        });
+        await daemon.StartAsync();
+        await using var nbd = await NbdClient.ConnectAsync(NbdEndpoint.Unix(socket), "d");
+        var write = nbd.WriteAsync(0, NbdServerTests.Pattern(4096, 1));
+        var (client, _) = await QmpTestClient.ConnectAsync(qmp);
+        using (client)
+        {
+            await client.ExecuteAsync("""{"execute": "qmp_capabilities"}""");
+            var status = (await client.ExecuteAsync("""{"execute": "query-status"}""")).GetProperty("return");
+            Assert.False(status.GetProperty("running").GetBoolean());
+            Assert.False(write.IsCompleted, "a write ran while guest I/O was held");
+            await client.ExecuteAsync("""{"execute": "cont"}""");
+        }
+
+        await write;
+        Assert.False(daemon.IsPaused);
+    }
+
+    [Fact]
+    public async Task ASecondDaemonDoesNotStealALiveSocket()
+    {
+        using var folder = new TempFolder();
+        string image = folder.File("foo.img");
+        await Tool.CheckAsync("truncate", "-s", $"{Size}", image);
+        string socket = folder.File("n.sock");
+        var options = new DaemonOptions { Drives = [new DriveSpec("d", image)], NbdEndpoints = [NbdEndpoint.Unix(socket)] };
+        await using var first = new StorageDaemon(options);
+        await first.StartAsync();
+        await using var second = new StorageDaemon(options);
+        var e = await Assert.ThrowsAsync<IOException>(() => second.StartAsync());
+        Assert.Contains("in use", e.Message);
+        await using var client = await NbdClient.ConnectAsync(NbdEndpoint.Unix(socket), "d");
+        Assert.Equal(Size, client.Size);
+    }
+}

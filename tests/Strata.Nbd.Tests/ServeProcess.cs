@@ -1,0 +1,133 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Strata.Nbd.Tests;
+
+/// <summary>`strata serve …` as a real process (built beside the tests); killed by its PID if still running at the end.</summary>
+public sealed class ServeProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _output = new();
+    private readonly StringBuilder _error = new();
+
+    private ServeProcess(Process process)
+    {
+        _process = process;
+        process.OutputDataReceived += (_, e) => Append(_output, e.Data);
+        process.ErrorDataReceived += (_, e) => Append(_error, e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+    }
+
+    public int Id => _process.Id;
+
+    public string Output
+    {
+        get
+        {
+            lock (_output)
+            {
+                return _output.ToString();
+            }
+        }
+    }
+
+    public string Error
+    {
+        get
+        {
+            lock (_error)
+            {
+                return _error.ToString();
+            }
+        }
+    }
+
+    public static ServeProcess Start(string workingDirectory, IReadOnlyDictionary<string, string?>? environment, params string[] arguments)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            WorkingDirectory = workingDirectory,
+        };
+        start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "strata.dll"));
+        start.ArgumentList.Add("serve");
+        foreach (string argument in arguments)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        foreach (var (name, value) in environment ?? new Dictionary<string, string?>())
+        {
+            start.Environment[name] = value;
+        }
+
+        return new ServeProcess(Process.Start(start) ?? throw new InvalidOperationException("could not start strata serve"));
+    }
+
+    /// <summary>Waits (bounded) until <paramref name="path"/> exists; fails with the daemon's output if it exits first.</summary>
+    public async Task WaitForFileAsync(string path)
+    {
+        for (int i = 0; i < 600; i++)
+        {
+            if (File.Exists(path))
+            {
+                return;
+            }
+
+            Assert.False(_process.HasExited, $"strata serve exited early ({ExitText()})");
+            await Task.Delay(50);
+        }
+
+        Assert.Fail($"{path} never appeared ({ExitText()})");
+    }
+
+    /// <summary>Waits (bounded) until the daemon has printed <paramref name="text"/>.</summary>
+    public async Task WaitForOutputAsync(string text)
+    {
+        for (int i = 0; i < 600 && !Output.Contains(text, StringComparison.Ordinal); i++)
+        {
+            Assert.False(_process.HasExited, $"strata serve exited early ({ExitText()})");
+            await Task.Delay(50);
+        }
+
+        Assert.Contains(text, Output);
+    }
+
+    public async Task<int> WaitForExitAsync()
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        await _process.WaitForExitAsync(timeout.Token);
+        return _process.ExitCode;
+    }
+
+    public Task SignalAsync(string signal) => Tool.CheckAsync("kill", $"-{signal}", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+    public void Dispose()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill();
+            _process.WaitForExit();
+        }
+
+        _process.Dispose();
+    }
+
+    private string ExitText() => $"stdout: {Output} stderr: {Error}";
+
+    private static void Append(StringBuilder builder, string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (builder)
+        {
+            builder.AppendLine(line);
+        }
+    }
+}
