@@ -14,7 +14,6 @@ public sealed class CreateCommandTests : IDisposable
     [InlineData("512k", 512L << 10)]
     [InlineData("64K", 64L << 10)]
     [InlineData("1T", 1L << 40)]
-    [InlineData("2P", 2L << 50)]
     [InlineData("12345", 12345L)]
     [InlineData("4096b", 4096L)]
     public void SizesTakeQemuSuffixes(string size, long bytes)
@@ -25,7 +24,17 @@ public sealed class CreateCommandTests : IDisposable
     }
 
     [Theory]
+    [InlineData("2P", 2L << 50)]
+    [InlineData("1.5E", 3L << 59)]
+    public void HugeSizesParseWithoutCreatingAFile(string size, long bytes)
+    {
+        Assert.True(Formats.ImageCreator.TryParseSize(size, out long parsed));
+        Assert.Equal(bytes, parsed);
+    }
+
+    [Theory]
     [InlineData("12Q")]
+    [InlineData("8E")]
     [InlineData("abc")]
     [InlineData("1.5")]
     [InlineData("")]
