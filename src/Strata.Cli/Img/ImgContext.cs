@@ -78,7 +78,8 @@ public sealed class ImgContext(TextWriter output, TextWriter error)
         int unit = 0;
         if (scaled >= 1)
         {
-            unit = Math.Min((Math.ILogB(scaled) + 1 - 1) / 10, units.Length - 1);
+            // frexp(scaled) has exponent ILogB + 1; qemu takes (exponent - 1) / 10 as the unit.
+            unit = Math.Min(Math.ILogB(scaled) / 10, units.Length - 1);
         }
 
         double value = bytes / Math.Pow(1024, unit);
