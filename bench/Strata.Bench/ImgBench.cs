@@ -92,15 +92,15 @@ internal static partial class ImgBench
                 double s = Median(strataRates);
                 double q = Median(qemuRates);
                 string unit = c.ReportsIops ? "IOPS" : "MB/s";
-                string Shown(double rate) => double.IsNaN(rate) ? "failed" : $"{rate:N0} {unit}";
+                string Shown(double rate, List<double> all) => double.IsNaN(rate) ? "failed" : $"{rate:N0} {unit} ±{Spread(all, rate):0}%";
                 string ratio = double.IsNaN(s) || double.IsNaN(q) || q == 0 ? "n/a" : $"{(s / q).ToString("0.00", CultureInfo.InvariantCulture)}×";
-                string row = $"| {c.Format} | {c.Pattern} | {c.Depth} | {c.Count} | {Shown(s)} | {Shown(q)} | {ratio} |";
+                string row = $"| {c.Format} | {c.Pattern} | {c.Depth} | {c.Count} | {Shown(s, strataRates)} | {Shown(q, qemuRates)} | {ratio} |";
                 Console.Error.WriteLine(row);
                 rows.Add(row);
             }
 
             var table = new StringBuilder();
-            table.AppendLine($"Runs per row: {runs} of each tool, alternated; median shown. Images in {dir}, {size >> 20} MiB; about {seconds} s per run.");
+            table.AppendLine($"Runs per row: {runs} of each tool, alternated; median shown with ± half the range of the runs. Images in {dir}, {size >> 20} MiB; about {seconds} s per run.");
             table.AppendLine();
             table.AppendLine("| format | workload | depth | requests | strata img bench | qemu-img bench | strata/qemu |");
             table.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
@@ -172,6 +172,13 @@ internal static partial class ImgBench
         }
 
         return c.Rate(double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>Half the range of the runs, in percent of the median: how much to trust the row.</summary>
+    private static double Spread(List<double> values, double median)
+    {
+        var valid = values.Where(v => !double.IsNaN(v)).ToList();
+        return valid.Count == 0 || median == 0 ? 0 : (valid.Max() - valid.Min()) / 2 / median * 100;
     }
 
     private static double Median(List<double> values)
