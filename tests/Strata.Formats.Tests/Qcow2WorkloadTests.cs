@@ -110,4 +110,83 @@ public sealed class Qcow2WorkloadTests
 
         QemuTool.AssertClean(path);
     }
+
+    [Theory]
+    [InlineData(7, false)]
+    [InlineData(8, true)]
+    public async Task ConcurrentMixedRequestsOnDisjointClustersMatchAModel(int seed, bool withBacking)
+    {
+        using var dir = new TempFolder();
+        string path = dir.File("a.qcow2");
+        string basePath = dir.File("base.raw");
+        const int clusterSize = 4096;
+        const int tasks = 4;
+        long size = 4L << 20;
+        var model = new byte[size];
+        if (withBacking)
+        {
+            var baseData = Qcow2TestImage.Pattern((int)size, seed);
+            File.WriteAllBytes(basePath, baseData);
+            baseData.CopyTo(model, 0);
+        }
+
+        await Qcow2TestImage.CreateAsync(path, new Qcow2CreateOptions
+        {
+            Size = size, ClusterSize = clusterSize, BackingFile = withBacking ? "base.raw" : null, BackingFormat = withBacking ? "raw" : null,
+        });
+        await using (var node = await Qcow2TestImage.OpenAsync(path, backing: withBacking ? Raw.RawFileNode.Open(basePath, readOnly: true) : null))
+        {
+            // Task t owns the groups of 3 clusters whose index modulo the task count is t.
+            async Task Run(int t)
+            {
+                var random = new Random(seed * 100 + t);
+                long groups = size / (3 * clusterSize);
+                for (int i = 0; i < 300; i++)
+                {
+                    long group = (random.NextInt64(groups / tasks) * tasks) + t;
+                    long offset = (group * 3 * clusterSize) + random.Next(3 * clusterSize);
+                    int length = (int)Math.Min((group + 1) * 3 * clusterSize - offset, random.Next(1, 3 * clusterSize));
+                    length = (int)Math.Min(length, size - offset);
+                    switch (random.Next(8))
+                    {
+                        case < 4:
+                            var data = Qcow2TestImage.Pattern(length, random.Next());
+                            await node.WriteAsync(offset, data);
+                            data.CopyTo(model, offset);
+                            break;
+                        case < 6:
+                            await node.WriteZeroesAsync(offset, length, ZeroFlags.MayUnmap);
+                            Array.Clear(model, (int)offset, length);
+                            break;
+                        case 6:
+                            await node.DiscardAsync(offset, length);
+                            var now = new byte[length];
+                            await node.ReadAsync(offset, now);
+                            now.CopyTo(model, offset);
+                            break;
+                        default:
+                            var back = new byte[length];
+                            await node.ReadAsync(offset, back);
+                            Assert.True(model.AsSpan((int)offset, length).SequenceEqual(back), $"read differs from the model (seed {seed}, task {t}, step {i})");
+                            break;
+                    }
+
+                    if (random.Next(50) == 0)
+                    {
+                        await node.FlushAsync();
+                    }
+                }
+            }
+
+            await Task.WhenAll(Enumerable.Range(0, tasks).Select(t => Task.Run(() => Run(t))));
+            var all = new byte[size];
+            await node.ReadAsync(0, all);
+            Assert.True(model.AsSpan().SequenceEqual(all), $"content differs from the model (seed {seed})");
+        }
+
+        QemuTool.AssertClean(path, $"(seed {seed})");
+        string raw = dir.File("model.raw");
+        File.WriteAllBytes(raw, model);
+        QemuTool.Ok("qemu-img", "compare", "-F", "raw", path, raw);
+    }
 }

@@ -32,7 +32,7 @@ internal static class Qcow2Compression
                 done += n;
             }
         }
-        catch (Exception e) when (e is InvalidDataException or ZstdException or IOException)
+        catch (Exception e) when (e is InvalidDataException or ZstdException or IOException or ArgumentException or InvalidOperationException)
         {
             throw BlockException.Corrupt($"qcow2: compressed cluster at guest offset 0x{guestOffset:x} cannot be decompressed: {e.Message}");
         }

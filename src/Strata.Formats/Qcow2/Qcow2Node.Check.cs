@@ -60,7 +60,7 @@ public sealed partial class Qcow2Node
     {
         long fileSize = _file.Size;
         long nbClusters = (fileSize + _clusterSize - 1) >> _clusterBits;
-        var scan = new Scan(new uint[nbClusters], _clusterSize);
+        var scan = new Qcow2CheckScan(new uint[nbClusters], _clusterSize);
 
         scan.Count(0, _clusterSize);
         await CountL1Async(scan, _header.L1TableOffset, _l1, active: true, cancellationToken);
@@ -143,6 +143,7 @@ public sealed partial class Qcow2Node
             _repairReferences = null;
         }
 
+        corruptionsFixed += await CheckCopiedFlagsLocked(scan, repair == Qcow2RepairMode.All, cancellationToken);
         return new Qcow2CheckResult
         {
             Corruptions = scan.Corruptions,
@@ -159,6 +160,69 @@ public sealed partial class Qcow2Node
         };
     }
 
+    /// <summary>
+    /// Bit 63 of L1 and L2 entries must be set exactly when the refcount is 1 (qcow2.txt, "Cluster
+    /// mapping"); QEMU's check_oflag_copied. Returns how many entries were repaired.
+    /// </summary>
+    private async ValueTask<long> CheckCopiedFlagsLocked(Qcow2CheckScan scan, bool repair, CancellationToken cancellationToken)
+    {
+        long fixedCount = 0;
+        long fileSize = _file.Size;
+        for (int i = 0; i < _l1.Length; i++)
+        {
+            ulong l1Entry = _l1[i];
+            long l2Offset = Qcow2L2Entry.HostOffset(l1Entry);
+            if (l2Offset == 0 || (l2Offset & (_clusterSize - 1)) != 0 || l2Offset >= fileSize)
+            {
+                continue;
+            }
+
+            ulong refcount = await SafeRefcountAsync(l2Offset >> _clusterBits, cancellationToken);
+            if ((refcount == 1) != ((l1Entry & Qcow2L2Entry.Copied) != 0))
+            {
+                scan.Messages.Add($"{(repair ? "Repairing" : "ERROR")} OFLAG_COPIED L2 cluster: l1_index={i} l1_entry={l1Entry:x} refcount={refcount}");
+                if (repair)
+                {
+                    SetL1Entry(i, refcount == 1 ? l1Entry | Qcow2L2Entry.Copied : l1Entry & ~Qcow2L2Entry.Copied);
+                    fixedCount++;
+                }
+                else
+                {
+                    scan.Corruptions++;
+                }
+            }
+
+            var table = await GetL2TableLocked(l2Offset, cancellationToken);
+            for (int j = 0; j < table.Length; j++)
+            {
+                ulong entry = table[j];
+                long host = Qcow2L2Entry.HostOffset(entry);
+                if (Qcow2L2Entry.IsCompressed(entry) || host == 0 || (host & (_clusterSize - 1)) != 0 || host >= fileSize)
+                {
+                    continue;
+                }
+
+                refcount = await SafeRefcountAsync(host >> _clusterBits, cancellationToken);
+                if ((refcount == 1) != ((entry & Qcow2L2Entry.Copied) != 0))
+                {
+                    scan.Messages.Add($"{(repair ? "Repairing" : "ERROR")} OFLAG_COPIED data cluster: l2_entry={entry:x} refcount={refcount}");
+                    if (repair)
+                    {
+                        table[j] = refcount == 1 ? entry | Qcow2L2Entry.Copied : entry & ~Qcow2L2Entry.Copied;
+                        _l2Cache.MarkDirty(l2Offset);
+                        fixedCount++;
+                    }
+                    else
+                    {
+                        scan.Corruptions++;
+                    }
+                }
+            }
+        }
+
+        return fixedCount;
+    }
+
     private async ValueTask<ulong> SafeRefcountAsync(long cluster, CancellationToken cancellationToken)
     {
         try
@@ -172,7 +236,7 @@ public sealed partial class Qcow2Node
         }
     }
 
-    private async ValueTask CountL1Async(Scan scan, long l1Offset, ulong[] l1, bool active, CancellationToken cancellationToken)
+    private async ValueTask CountL1Async(Qcow2CheckScan scan, long l1Offset, ulong[] l1, bool active, CancellationToken cancellationToken)
     {
         long fileSize = _file.Size;
         if (l1.Length > 0)
@@ -253,7 +317,7 @@ public sealed partial class Qcow2Node
     }
 
     /// <summary>Counts the snapshot table and each snapshot's L1 and L2 tables (qcow2.txt, "Snapshots").</summary>
-    private async ValueTask CountSnapshotsAsync(Scan scan, CancellationToken cancellationToken)
+    private async ValueTask CountSnapshotsAsync(Qcow2CheckScan scan, CancellationToken cancellationToken)
     {
         long fileSize = _file.Size;
         long offset = _header.SnapshotsOffset;
@@ -287,52 +351,5 @@ public sealed partial class Qcow2Node
         }
 
         scan.Count(start, offset - start);
-    }
-
-    private sealed class Scan(uint[] references, int clusterSize)
-    {
-        public uint[] References { get; } = references;
-
-        public List<string> Messages { get; } = [];
-
-        public long Corruptions { get; set; }
-
-        public long Leaks { get; set; }
-
-        public long CheckErrors { get; set; }
-
-        public long Allocated { get; set; }
-
-        public long Fragmented { get; set; }
-
-        public long Compressed { get; set; }
-
-        public void Error(string message)
-        {
-            Messages.Add(message);
-            Corruptions++;
-        }
-
-        /// <summary>Counts one reference to every cluster the byte range touches.</summary>
-        public void Count(long offset, long length)
-        {
-            if (length <= 0)
-            {
-                return;
-            }
-
-            long first = offset / clusterSize;
-            long last = (offset + length - 1) / clusterSize;
-            if (last >= References.LongLength)
-            {
-                Error($"ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x{offset:x} size 0x{length:x}");
-                return;
-            }
-
-            for (long c = first; c <= last; c++)
-            {
-                References[c]++;
-            }
-        }
     }
 }

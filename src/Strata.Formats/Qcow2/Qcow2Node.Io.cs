@@ -16,6 +16,7 @@ public sealed partial class Qcow2Node
             try
             {
                 run = await MapRunLocked(offset, buffer.Length, cancellationToken);
+                Interlocked.Increment(ref _dataIoInFlight);
             }
             finally
             {
@@ -24,34 +25,48 @@ public sealed partial class Qcow2Node
 
             int n = (int)run.Length;
             var part = buffer[..n];
-            switch (run.Kind)
+            try
             {
-                case Qcow2ClusterKind.Normal:
-                    await _file.ReadAsync(run.Host, part, cancellationToken);
-                    break;
-                case Qcow2ClusterKind.Zero:
-                    part.Span.Clear();
-                    break;
-                case Qcow2ClusterKind.Unallocated:
-                    await BackingReader.ReadAsync(_backing, offset, part, cancellationToken);
-                    break;
-                default:
-                    var cluster = ArrayPool<byte>.Shared.Rent(_clusterSize);
-                    try
-                    {
-                        await ReadCompressedAsync(offset >> _clusterBits, run.Entry, cluster.AsMemory(0, _clusterSize), cancellationToken);
-                        cluster.AsSpan((int)(offset & (_clusterSize - 1)), n).CopyTo(part.Span);
-                    }
-                    finally
-                    {
-                        ArrayPool<byte>.Shared.Return(cluster);
-                    }
-
-                    break;
+                await ReadRunAsync(offset, part, run, cancellationToken);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _dataIoInFlight);
             }
 
             offset += n;
             buffer = buffer[n..];
+        }
+    }
+
+    /// <summary>Reads one mapped run: from its host clusters, as zeroes, from the backing node, or decompressed.</summary>
+    private async ValueTask ReadRunAsync(long offset, Memory<byte> part, Qcow2MappedRun run, CancellationToken cancellationToken)
+    {
+        int n = part.Length;
+        switch (run.Kind)
+        {
+            case Qcow2ClusterKind.Normal:
+                await _file.ReadAsync(run.Host, part, cancellationToken);
+                break;
+            case Qcow2ClusterKind.Zero:
+                part.Span.Clear();
+                break;
+            case Qcow2ClusterKind.Unallocated:
+                await BackingReader.ReadAsync(_backing, offset, part, cancellationToken);
+                break;
+            default:
+                var cluster = ArrayPool<byte>.Shared.Rent(_clusterSize);
+                try
+                {
+                    await ReadCompressedAsync(offset >> _clusterBits, run.Entry, cluster.AsMemory(0, _clusterSize), cancellationToken);
+                    cluster.AsSpan((int)(offset & (_clusterSize - 1)), n).CopyTo(part.Span);
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(cluster);
+                }
+
+                break;
         }
     }
 
@@ -193,6 +208,7 @@ public sealed partial class Qcow2Node
             {
                 normalHost = run.Host;
                 normalLength = (int)run.Length;
+                Interlocked.Increment(ref _dataIoInFlight);
             }
             else if (_inflight.TryGetValue(first, out var other))
             {
@@ -235,7 +251,15 @@ public sealed partial class Qcow2Node
 
         if (normalHost >= 0)
         {
-            await _file.WriteAsync(normalHost, data[..normalLength], WriteFlags.None, cancellationToken);
+            try
+            {
+                await _file.WriteAsync(normalHost, data[..normalLength], WriteFlags.None, cancellationToken);
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _dataIoInFlight);
+            }
+
             return normalLength;
         }
 

@@ -138,7 +138,7 @@ public sealed partial class Qcow2Node
             await _file.FlushAsync(cancellationToken);
         }
 
-        if (_pendingFrees.Count > 0)
+        if (_pendingFrees.Count > 0 && Volatile.Read(ref _dataIoInFlight) == 0)
         {
             var frees = _pendingFrees.ToArray();
             _pendingFrees.Clear();

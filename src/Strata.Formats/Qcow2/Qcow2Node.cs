@@ -35,6 +35,10 @@ public sealed partial class Qcow2Node : IBlockNode
     private readonly Qcow2MetadataCache<byte[]> _refcountCache;
     private readonly Dictionary<long, TaskCompletionSource> _inflight = [];
     private readonly List<(long Offset, long Length)> _pendingFrees = [];
+    // Guest reads and in-place writes that looked up a host offset and have not finished their file
+    // I/O. Clusters are freed only when none is in flight, so such an I/O never lands in a cluster
+    // that was freed and handed to another guest cluster meanwhile.
+    private int _dataIoInFlight;
     private ulong[] _l1;
     private int _l1DirtyFirst = int.MaxValue;
     private int _l1DirtyLast = -1;

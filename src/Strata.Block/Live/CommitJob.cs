@@ -1,0 +1,186 @@
+using System.Buffers;
+using System.Diagnostics;
+using Strata.Block.Jobs;
+
+namespace Strata.Block.Live;
+
+/// <summary>
+/// Merges the layers from <c>top</c> down to (not including) <c>base</c> into <c>base</c> while the
+/// drive stays live, then makes the drive read from <c>base</c> (QEMU's block-commit).
+/// </summary>
+/// <remarks>
+/// When <c>top</c> is the drive's root (an active merge) guest writes keep landing in it, so a
+/// <see cref="MirrorNode"/> is installed first, under a drain: from then on every guest write also
+/// reaches the base. The copy then only has to cover what the upper layers held when the mirror went
+/// in — a fixed amount, so the merge converges however fast the guest writes. Progress counts those
+/// bytes truthfully. A failure or a cancel removes the mirror and leaves the drive on the top: the
+/// chain above the base still reads exactly as before (the base only received data that the upper
+/// layers shadow), so nothing is lost.
+/// </remarks>
+public sealed class CommitJob : Job
+{
+    private readonly RequestGate _gate;
+    private readonly IBlockNode _top;
+    private readonly IBlockNode _base;
+    private readonly CommitJobOptions _options;
+    private readonly RangeLock _locks = new();
+    private MirrorNode? _mirror;
+
+    public CommitJob(string id, RequestGate gate, IBlockNode top, IBlockNode baseNode, CommitJobOptions? options = null)
+        : base(id, "commit")
+    {
+        ArgumentNullException.ThrowIfNull(gate);
+        ArgumentNullException.ThrowIfNull(top);
+        ArgumentNullException.ThrowIfNull(baseNode);
+        _gate = gate;
+        _top = top;
+        _base = baseNode;
+        _options = options ?? new CommitJobOptions();
+        if (DepthOf(top, baseNode) <= 0)
+        {
+            throw BlockException.Invalid("the base is not below the top in the backing chain");
+        }
+
+        if ((baseNode.Capabilities & NodeCapabilities.ReadOnly) != 0)
+        {
+            throw BlockException.ReadOnly($"the base '{baseNode.FileName}' is open read-only");
+        }
+    }
+
+    /// <summary>True when the top is the drive's root and guest writes must be mirrored.</summary>
+    public bool IsActive => ReferenceEquals(_gate.Root, _top) || ReferenceEquals(_mirror?.Overlay, _top);
+
+    protected override async Task RunAsync(CancellationToken cancellationToken)
+    {
+        if (_base.Size < _top.Size)
+        {
+            await _base.ResizeAsync(_top.Size, cancellationToken);
+        }
+
+        if (ReferenceEquals(_gate.Root, _top))
+        {
+            using var drain = await _gate.DrainAsync(cancellationToken);
+            _mirror = new MirrorNode(_top, _base, _locks);
+            _gate.ReplaceRoot(_mirror, drain);
+        }
+
+        int baseDepth = DepthOf(_top, _base);
+        var work = new List<ChainExtent>();
+        await foreach (var e in ChainStatus.EnumerateAsync(_top, 0, _top.Size, cancellationToken))
+        {
+            if (e.IsPresent && e.Depth < baseDepth)
+            {
+                work.Add(e);
+                AddTotal(e.Length);
+            }
+        }
+
+        var clock = Stopwatch.StartNew();
+        long copied = 0;
+        var buffer = ArrayPool<byte>.Shared.Rent(_options.ChunkSize);
+        try
+        {
+            foreach (var extent in work)
+            {
+                for (long offset = extent.Offset; offset < extent.End;)
+                {
+                    await PausePointAsync(cancellationToken);
+                    int n = (int)Math.Min(_options.ChunkSize, extent.End - offset);
+                    await CopyChunkAsync(offset, n, buffer.AsMemory(0, n), cancellationToken);
+                    offset += n;
+                    copied += n;
+                    AddProgress(n);
+                    await ThrottleAsync(copied, clock, cancellationToken);
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        await _base.FlushAsync(cancellationToken);
+        if (IsActive && !_options.AutoComplete)
+        {
+            await ReadyAndWaitForCompleteAsync(cancellationToken);
+        }
+    }
+
+    protected override async Task CommitAsync()
+    {
+        using var drain = await _gate.DrainAsync();
+        await _base.FlushAsync();
+        if (_mirror is not null)
+        {
+            _gate.ReplaceRoot(_base, drain);
+            _mirror = null;
+        }
+
+        if (_options.OnCommit is { } onCommit)
+        {
+            await onCommit(drain);
+        }
+    }
+
+    protected override async Task AbortAsync()
+    {
+        using var drain = await _gate.DrainAsync();
+        if (_mirror is not null)
+        {
+            _gate.ReplaceRoot(_top, drain);
+            _mirror = null;
+        }
+
+        if (_options.OnAbort is { } onAbort)
+        {
+            await onAbort(drain);
+        }
+    }
+
+    /// <summary>How many backing links lead from <paramref name="top"/> to <paramref name="target"/> (-1: not below).</summary>
+    public static int DepthOf(IBlockNode top, IBlockNode target)
+    {
+        int depth = 0;
+        for (var node = top; node is not null; node = node.Backing, depth++)
+        {
+            if (ReferenceEquals(node, target))
+            {
+                return depth;
+            }
+        }
+
+        return -1;
+    }
+
+    private async ValueTask CopyChunkAsync(long offset, int length, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        using var held = await _locks.AcquireExclusiveAsync(offset, length, cancellationToken);
+
+        // Look again under the lock: the guest may have written here since the list was made, and
+        // what the layers above the base show now is what the base must hold.
+        var status = await ChainStatus.GetAsync(_top, offset, length, cancellationToken);
+        int baseDepth = DepthOf(_top, _base);
+        if (status.Length == length && status.IsPresent && status.Depth < baseDepth && status.IsZero && !status.IsData)
+        {
+            await _base.WriteZeroesAsync(offset, length, ZeroFlags.MayUnmap, cancellationToken);
+            return;
+        }
+
+        await _top.ReadAsync(offset, buffer, cancellationToken);
+        await _base.WriteAsync(offset, buffer, WriteFlags.None, cancellationToken);
+    }
+
+    private async ValueTask ThrottleAsync(long copied, Stopwatch clock, CancellationToken cancellationToken)
+    {
+        if (_options.Speed <= 0)
+        {
+            return;
+        }
+
+        var due = TimeSpan.FromSeconds((double)copied / _options.Speed);
+        if (due > clock.Elapsed)
+        {
+            await Task.Delay(due - clock.Elapsed, cancellationToken);
+        }
+    }
+}
