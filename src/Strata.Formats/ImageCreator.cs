@@ -124,7 +124,7 @@ public static class ImageCreator
 
         try
         {
-            decimal bytes = decimal.Truncate(value * (decimal)Math.Pow(2, shift));
+            decimal bytes = decimal.Truncate(value * (1L << shift));
             if (bytes >= (decimal)long.MaxValue)
             {
                 return false;

@@ -36,7 +36,7 @@ public static class ProgressDisplay
         {
             // qemu-img redraws when the value moves by at least a hundredth of a percent; whole
             // percents keep a redirected log short.
-            if (percent >= 100 || percent - shown >= 1)
+            if (shown < 100 && (percent >= 100 || percent - shown >= 1))
             {
                 shown = percent;
                 context.Out.Write(string.Create(CultureInfo.InvariantCulture, $"    ({Math.Min(percent, 100):F2}/100%)\r"));

@@ -1,0 +1,50 @@
+namespace Strata.Cli.Tests;
+
+public sealed class CommitCommandTests : IDisposable
+{
+    private readonly TempFolder _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public void CommitCopiesTheOverlayIntoTheBaseAndEmptiesIt()
+    {
+        Run.ImgOk("create", "-q", "-f", "raw", _dir["base.raw"], "4M");
+        Run.QemuIo(_dir["base.raw"], "raw", "write -P 1 0 1M");
+        Run.ImgOk("create", "-q", "-f", "qcow2", "-b", "base.raw", _dir["ov.qcow2"]);
+        Run.QemuIo(_dir["ov.qcow2"], "qcow2", "write -P 2 512k 1M", "write -z 3M 64k", "write -P 3 4095k 1k");
+        Run.QemuImgOk("convert", "-O", "raw", _dir["ov.qcow2"], _dir["expected.raw"]);
+
+        var result = Run.ImgOk("commit", _dir["ov.qcow2"]);
+        Assert.Equal("Image committed.\n", result.Output);
+        Assert.Equal(0, Run.QemuImg("compare", "-f", "raw", "-F", "raw", _dir["base.raw"], _dir["expected.raw"]).ExitCode);
+        Assert.Equal(0, Run.QemuImg("check", _dir["ov.qcow2"]).ExitCode);
+        Assert.DoesNotContain("\"depth\": 0", Run.QemuImgOk("map", "--output=json", _dir["ov.qcow2"]).Output);
+        Assert.Equal(0, Run.QemuImg("compare", _dir["ov.qcow2"], _dir["expected.raw"]).ExitCode);
+    }
+
+    [Fact]
+    public void CommitIntoAQcowBaseThroughAMiddleLayerWithDashB()
+    {
+        Run.ImgOk("create", "-q", "-f", "qcow2", _dir["base.qcow2"], "2M");
+        Run.QemuIo(_dir["base.qcow2"], "qcow2", "write -P 1 0 2M");
+        Run.ImgOk("create", "-q", "-f", "qcow2", "-b", "base.qcow2", _dir["mid.qcow2"]);
+        Run.QemuIo(_dir["mid.qcow2"], "qcow2", "write -P 2 0 64k");
+        Run.ImgOk("create", "-q", "-f", "qcow2", "-b", "mid.qcow2", _dir["top.qcow2"]);
+        Run.QemuIo(_dir["top.qcow2"], "qcow2", "write -P 3 1M 64k");
+        Run.QemuImgOk("convert", "-O", "raw", _dir["top.qcow2"], _dir["expected.raw"]);
+
+        Run.ImgOk("commit", "-q", "-b", _dir["base.qcow2"], _dir["top.qcow2"]);
+        Assert.Equal(0, Run.QemuImg("compare", _dir["base.qcow2"], _dir["expected.raw"]).ExitCode);
+        Assert.Equal(0, Run.QemuImg("check", _dir["base.qcow2"]).ExitCode);
+    }
+
+    [Fact]
+    public void AnImageWithoutBackingCannotBeCommitted()
+    {
+        Run.ImgOk("create", "-q", _dir["a.raw"], "1M");
+        var result = Run.Img("commit", _dir["a.raw"]);
+        Assert.Equal(1, result.ExitCode);
+        Assert.Equal("strata img: Image does not have a backing file\n", result.Error);
+    }
+}

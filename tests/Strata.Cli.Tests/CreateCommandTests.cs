@@ -1,0 +1,138 @@
+using System.Text.Json;
+
+namespace Strata.Cli.Tests;
+
+public sealed class CreateCommandTests : IDisposable
+{
+    private readonly TempFolder _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    [Theory]
+    [InlineData("10G", 10L << 30)]
+    [InlineData("1.5M", 3L << 19)]
+    [InlineData("512k", 512L << 10)]
+    [InlineData("64K", 64L << 10)]
+    [InlineData("1T", 1L << 40)]
+    [InlineData("12345", 12345L)]
+    [InlineData("4096b", 4096L)]
+    public void SizesTakeQemuSuffixes(string size, long bytes)
+    {
+        var result = Run.ImgOk("create", "-f", "raw", _dir["a.img"], size);
+        Assert.Equal($"Formatting '{_dir["a.img"]}', fmt=raw size={bytes}\n", result.Output);
+        Assert.Equal(bytes, new FileInfo(_dir["a.img"]).Length);
+    }
+
+    [Theory]
+    [InlineData("2P", 2L << 50)]
+    [InlineData("1.5E", 3L << 59)]
+    public void HugeSizesParseWithoutCreatingAFile(string size, long bytes)
+    {
+        Assert.True(Formats.ImageCreator.TryParseSize(size, out long parsed));
+        Assert.Equal(bytes, parsed);
+    }
+
+    [Theory]
+    [InlineData("12Q")]
+    [InlineData("8E")]
+    [InlineData("abc")]
+    [InlineData("1.5")]
+    [InlineData("")]
+    public void BadSizesAreOneLineErrors(string size)
+    {
+        var result = Run.Img("create", _dir["a.img"], size);
+        Assert.Equal(1, result.ExitCode);
+        Assert.StartsWith("strata img: Invalid image size specified", result.Error);
+        Assert.Single(result.Error.TrimEnd('\n').Split('\n'));
+        Assert.False(File.Exists(_dir["a.img"]));
+    }
+
+    [Fact]
+    public void TheSeedSpellingOfAnOverlayWorksAndRecordsTheProbedFormat()
+    {
+        Run.ImgOk("create", "-f", "raw", _dir["foo.img"], "10G");
+        var result = Run.ImgOk("create", "-f", "qcow2", "-b", _dir["foo.img"], _dir["tmp_disk.img"], "10G");
+        Assert.Contains("fmt=qcow2 cluster_size=65536 extended_l2=off compression_type=zlib size=10737418240", result.Output);
+        Assert.Contains("backing_fmt=raw", result.Output);
+
+        var info = JsonDocument.Parse(Run.QemuImgOk("info", "--output=json", _dir["tmp_disk.img"]).Output).RootElement;
+        Assert.Equal("raw", info.GetProperty("backing-filename-format").GetString());
+        Assert.Equal(10L << 30, info.GetProperty("virtual-size").GetInt64());
+        Assert.Equal(0, Run.QemuImg("check", _dir["tmp_disk.img"]).ExitCode);
+    }
+
+    [Fact]
+    public void RelativeBackingResolvesAgainstTheOverlaysFolderAndSizeComesFromIt()
+    {
+        Directory.CreateDirectory(_dir["sub"]);
+        Run.ImgOk("create", "-q", "-f", "qcow2", _dir["base.qcow2"], "3M");
+        var result = Run.ImgOk("create", "-f", "qcow2", "-b", "../base.qcow2", _dir["sub/top.qcow2"]);
+        Assert.Contains("size=3145728 backing_file=../base.qcow2 backing_fmt=qcow2", result.Output);
+
+        var info = JsonDocument.Parse(Run.QemuImgOk("info", "--output=json", "--backing-chain", _dir["sub/top.qcow2"]).Output).RootElement;
+        Assert.Equal(2, info.GetArrayLength());
+        Assert.Equal("qcow2", info[0].GetProperty("backing-filename-format").GetString());
+        Assert.Equal("../base.qcow2", info[0].GetProperty("backing-filename").GetString());
+    }
+
+    [Fact]
+    public void QcowOptionsReachTheHeader()
+    {
+        var result = Run.ImgOk("create", "-f", "qcow2", "-o", "cluster_size=4k,refcount_bits=8", "-o", "lazy_refcounts=on,compression_type=zstd",
+            _dir["o.qcow2"], "1G");
+        Assert.Equal($"Formatting '{_dir["o.qcow2"]}', fmt=qcow2 cluster_size=4096 extended_l2=off compression_type=zstd size=1073741824 lazy_refcounts=on refcount_bits=8\n",
+            result.Output);
+        var data = JsonDocument.Parse(Run.QemuImgOk("info", "--output=json", _dir["o.qcow2"]).Output).RootElement
+            .GetProperty("format-specific").GetProperty("data");
+        Assert.Equal("zstd", data.GetProperty("compression-type").GetString());
+        Assert.True(data.GetProperty("lazy-refcounts").GetBoolean());
+        Assert.Equal(8, data.GetProperty("refcount-bits").GetInt32());
+        Assert.Equal(4096, JsonDocument.Parse(Run.QemuImgOk("info", "--output=json", _dir["o.qcow2"]).Output).RootElement.GetProperty("cluster-size").GetInt32());
+    }
+
+    [Fact]
+    public void CompatZeroTenMakesAVersionTwoImage()
+    {
+        Run.ImgOk("create", "-q", "-f", "qcow2", "-o", "compat=0.10", _dir["v2.qcow2"], "1M");
+        Assert.Contains("compat: 0.10", Run.QemuImgOk("info", _dir["v2.qcow2"]).Output);
+        Assert.Equal(0, Run.QemuImg("check", _dir["v2.qcow2"]).ExitCode);
+    }
+
+    [Fact]
+    public void OptionHelpListsTheQcowOptions()
+    {
+        var result = Run.ImgOk("create", "-f", "qcow2", "-o", "help");
+        Assert.StartsWith("Supported options:\n", result.Output);
+        Assert.Contains("  cluster_size=<size>    - qcow2 cluster size\n", result.Output);
+        Assert.Contains("refcount_bits=<num>", result.Output);
+    }
+
+    [Theory]
+    [InlineData("cluster_size=3k", "Cluster size must be a power of two between 512 and 2048k")]
+    [InlineData("foo=bar", "Invalid parameter 'foo'")]
+    [InlineData("refcount_bits=3", "Refcount width must be a power of two and may not exceed 64 bits")]
+    public void BadOptionsAreRefusedWithoutCreatingAFile(string options, string message)
+    {
+        var result = Run.Img("create", "-f", "qcow2", "-o", options, _dir["x.qcow2"], "1M");
+        Assert.Equal(1, result.ExitCode);
+        Assert.Equal($"strata img: {_dir["x.qcow2"]}: {message}\n", result.Error);
+        Assert.False(File.Exists(_dir["x.qcow2"]));
+    }
+
+    [Fact]
+    public void RawImagesHaveNoBackingFile()
+    {
+        var result = Run.Img("create", "-f", "raw", "-b", "x", _dir["x.raw"], "1M");
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("Backing file not supported for file format 'raw'", result.Error);
+    }
+
+    [Fact]
+    public void RawImagesMapLikeQemuImgCreatedOnes()
+    {
+        Run.ImgOk("create", "-q", _dir["s.raw"], "1M");
+        Run.QemuImgOk("create", "-q", "-f", "raw", _dir["q.raw"], "1M");
+        Assert.Equal(Run.QemuImgOk("map", "--output=json", "-f", "raw", _dir["q.raw"]).Output,
+            Run.QemuImgOk("map", "--output=json", "-f", "raw", _dir["s.raw"]).Output);
+    }
+}

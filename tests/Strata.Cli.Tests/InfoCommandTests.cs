@@ -1,0 +1,64 @@
+namespace Strata.Cli.Tests;
+
+public sealed class InfoCommandTests : IDisposable
+{
+    private readonly TempFolder _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public void RawJsonAgreesWithQemuImg()
+    {
+        Run.QemuImgOk("create", "-q", "-f", "raw", _dir["a.raw"], "10G");
+        JsonAssert.Equivalent(Run.QemuImgOk("info", "--output=json", _dir["a.raw"]).Output,
+            Run.ImgOk("info", "--output=json", _dir["a.raw"]).Output);
+    }
+
+    [Fact]
+    public void QcowJsonAndTextAgreeWithQemuImgIncludingTheBackingChain()
+    {
+        Run.QemuImgOk("create", "-q", "-f", "raw", _dir["base.raw"], "64M");
+        Run.QemuImgOk("create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", _dir["top.qcow2"]);
+        Run.QemuIo(_dir["top.qcow2"], "qcow2", "write -P 9 1M 200k");
+        foreach (string[] args in new[]
+        {
+            new[] { "info", _dir["top.qcow2"] },
+            ["info", "--backing-chain", _dir["top.qcow2"]],
+        })
+        {
+            Assert.Equal(Run.QemuImgOk(args).Output, Run.ImgOk(args).Output);
+        }
+
+        JsonAssert.Equivalent(Run.QemuImgOk("info", "--output=json", _dir["top.qcow2"]).Output,
+            Run.ImgOk("info", "--output=json", _dir["top.qcow2"]).Output);
+        JsonAssert.Equivalent(Run.QemuImgOk("info", "--output=json", "--backing-chain", _dir["top.qcow2"]).Output,
+            Run.ImgOk("info", "--output=json", "--backing-chain", _dir["top.qcow2"]).Output);
+    }
+
+    [Fact]
+    public void VersionTwoImagesShowOnlyTheirFields()
+    {
+        Run.QemuImgOk("create", "-q", "-f", "qcow2", "-o", "compat=0.10,cluster_size=4k", _dir["v2.qcow2"], "1G");
+        Assert.Equal(Run.QemuImgOk("info", _dir["v2.qcow2"]).Output, Run.ImgOk("info", _dir["v2.qcow2"]).Output);
+        JsonAssert.Equivalent(Run.QemuImgOk("info", "--output=json", _dir["v2.qcow2"]).Output,
+            Run.ImgOk("info", "--output=json", _dir["v2.qcow2"]).Output);
+    }
+
+    [Fact]
+    public void AMissingFileIsOneLineOnStderr()
+    {
+        var result = Run.Img("info", _dir["nope"]);
+        Assert.Equal(1, result.ExitCode);
+        Assert.Equal($"strata img: Could not open '{_dir["nope"]}': No such file or directory\n", result.Error);
+        Assert.Empty(result.Output);
+    }
+
+    [Fact]
+    public void ABadOutputFormatIsRefused()
+    {
+        Run.ImgOk("create", "-q", _dir["a.raw"], "1M");
+        var result = Run.Img("info", "--output=xml", _dir["a.raw"]);
+        Assert.Equal(1, result.ExitCode);
+        Assert.StartsWith("strata img: --output must be used with human or json", result.Error);
+    }
+}
