@@ -144,4 +144,65 @@ public sealed class Qcow2HostileHeaderTests
         var e = await OpenFailsAsync(image[..50]);
         Assert.Contains("too short", e.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task RandomlyDamagedImagesFailOnlyWithBlockExceptions()
+    {
+        int seed = int.Parse(Environment.GetEnvironmentVariable("STRATA_FUZZ_SEED") ?? "1234");
+        var file = new MemoryNode(0);
+        await Qcow2Node.CreateAsync(file, new Qcow2CreateOptions { Size = 1 << 20, ClusterSize = 4096, BackingFile = "b.img" });
+        await using (var node = await Qcow2Node.OpenAsync(file, readOnly: false))
+        {
+            await node.WriteAsync(0, Qcow2TestImage.Pattern(300_000, 1));
+            await node.WriteZeroesAsync(400_000, 50_000);
+        }
+
+        var pristine = file.ToArray();
+        var random = new Random(seed);
+        for (int i = 0; i < 200; i++)
+        {
+            var image = (byte[])pristine.Clone();
+            int damage = random.Next(1, 6);
+            for (int d = 0; d < damage; d++)
+            {
+                // Mostly metadata: the header cluster and the tables after it.
+                int at = random.Next(2) == 0 ? random.Next(512) : random.Next(Math.Min(image.Length, 6 * 4096));
+                image[at] = (byte)random.Next(256);
+            }
+
+            try
+            {
+                await using var node = await Qcow2Node.OpenAsync(await NodeOfAsync(image), readOnly: true);
+                node.AttachBacking(new MemoryNode(1 << 20));
+                var buffer = new byte[node.Size];
+                await node.ReadAsync(0, buffer);
+                await node.CheckAsync(Qcow2RepairMode.None);
+            }
+            catch (BlockException)
+            {
+            }
+            catch (Exception e)
+            {
+                Assert.Fail($"iteration {i} (seed {seed}) failed read-only with {e}");
+            }
+
+            try
+            {
+                // Read-write: writes, zeroes and a repair may fail, but only with a BlockException.
+                await using var node = await Qcow2Node.OpenAsync(await NodeOfAsync(image), readOnly: false);
+                await node.WriteAsync(random.Next(1 << 19), Qcow2TestImage.Pattern(10_000, i));
+                await node.WriteZeroesAsync(random.Next(1 << 19), 20_000);
+                await node.DiscardAsync(random.Next(1 << 19), 20_000);
+                await node.FlushAsync();
+                await node.CheckAsync(Qcow2RepairMode.All);
+            }
+            catch (BlockException)
+            {
+            }
+            catch (Exception e)
+            {
+                Assert.Fail($"iteration {i} (seed {seed}) failed with {e}");
+            }
+        }
+    }
 }

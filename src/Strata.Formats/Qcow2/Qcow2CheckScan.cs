@@ -35,7 +35,7 @@ internal sealed class Qcow2CheckScan(uint[] references, int clusterSize)
 
         long first = offset / clusterSize;
         long last = (offset + length - 1) / clusterSize;
-        if (last >= References.LongLength)
+        if (offset < 0 || last >= References.LongLength)
         {
             Error($"ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x{offset:x} size 0x{length:x}");
             return;

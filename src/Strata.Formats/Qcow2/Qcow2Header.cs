@@ -208,7 +208,7 @@ internal sealed class Qcow2Header
                 throw BlockException.Corrupt($"qcow2: backing_file_size {h.BackingFileSize} is too large (at most {MaxBackingFileSize})");
             }
 
-            if (h.BackingFileOffset < h.HeaderLength || h.BackingFileOffset + h.BackingFileSize > Math.Min(clusterSize, buffer.Length))
+            if (h.BackingFileOffset < h.HeaderLength || h.BackingFileOffset > Math.Min(clusterSize, buffer.Length) - h.BackingFileSize)
             {
                 throw BlockException.Corrupt($"qcow2: backing_file_offset 0x{h.BackingFileOffset:x} (size {h.BackingFileSize}) is outside the header cluster");
             }

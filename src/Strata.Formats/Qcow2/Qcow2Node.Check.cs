@@ -82,7 +82,7 @@ public sealed partial class Qcow2Node
             {
                 scan.Error($"ERROR refcount block {i} is not cluster aligned; refcount table entry corrupted");
             }
-            else if (offset >= fileSize)
+            else if (offset < 0 || offset >= fileSize)
             {
                 scan.Error($"ERROR refcount block {i} is outside image");
             }

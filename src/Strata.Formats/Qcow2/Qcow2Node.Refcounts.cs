@@ -17,7 +17,7 @@ public sealed partial class Qcow2Node
     private long RefcountBlockOffset(long blockIndex)
     {
         long offset = (long)(_refcountTable[blockIndex] & RefcountTableOffsetMask);
-        if (offset != 0 && ((offset & (_clusterSize - 1)) != 0 || offset >= _file.Size))
+        if (offset != 0 && ((offset & (_clusterSize - 1)) != 0 || offset < 0 || offset >= _file.Size))
         {
             throw BlockException.Corrupt($"qcow2: refcount table entry {blockIndex} points to an invalid refcount block offset 0x{offset:x}");
         }
