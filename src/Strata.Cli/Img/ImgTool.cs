@@ -77,6 +77,12 @@ public static class ImgTool
             error.WriteLine(Prefix + OneLine(e is NotImplementedException ? "This operation is not implemented yet" : e.Message));
             return 1;
         }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A bug, not a user error: still one line, never a stack trace.
+            error.WriteLine(Prefix + $"internal error ({e.GetType().Name}): " + OneLine(e.Message));
+            return 1;
+        }
         finally
         {
             await output.FlushAsync();

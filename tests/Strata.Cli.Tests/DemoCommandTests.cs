@@ -1,0 +1,28 @@
+namespace Strata.Cli.Tests;
+
+public sealed class DemoCommandTests : IDisposable
+{
+    private readonly TempFolder _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public void TheDemoPassesEveryStepAndKeepsItsImagesInDir()
+    {
+        var result = Run.Strata("demo", "--dir", _dir.Path);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains("all steps passed", result.Output);
+        Assert.DoesNotContain("FAILED", result.Output);
+        Assert.True(File.Exists(_dir["foo.img"]));
+        Assert.Equal(0, Run.QemuImg("check", _dir["tmp_disk.img"]).ExitCode);
+    }
+
+    [Fact]
+    public void TheRootCommandListsImgAndDemo()
+    {
+        var result = Run.Strata("--help");
+        Assert.Equal(0, result.ExitCode);
+        Assert.Contains("img", result.Output);
+        Assert.Contains("demo", result.Output);
+    }
+}
