@@ -7,6 +7,12 @@ public sealed record ImageOpenOptions
 
     public bool ReadOnly { get; init; }
 
+    /// <summary>
+    /// Open read-write for <c>check -r</c>: a qcow2 image marked corrupt is accepted (a repair that
+    /// leaves no corruption clears the mark).
+    /// </summary>
+    public bool Repair { get; init; }
+
     /// <summary>Open the backing chain (read-only) below a qcow2 image.</summary>
     public bool OpenBacking { get; init; } = true;
 

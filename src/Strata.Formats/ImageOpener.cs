@@ -85,7 +85,9 @@ public static class ImageOpener
                 return file;
             }
 
-            var image = await Qcow2Node.OpenAsync(file, options.ReadOnly, cancellationToken);
+            var image = options.Repair && !options.ReadOnly
+                ? await Qcow2Node.OpenForRepairAsync(file, cancellationToken)
+                : await Qcow2Node.OpenAsync(file, options.ReadOnly, cancellationToken);
             file = null;
             try
             {

@@ -138,6 +138,60 @@ public sealed class Qcow2HostileHeaderTests
     }
 
     [Fact]
+    public async Task WriteMeetingABadL2EntryMarksTheImageCorrupt()
+    {
+        var file = new MemoryNode(0);
+        await Qcow2Node.CreateAsync(file, new Qcow2CreateOptions { Size = 1 << 20, ClusterSize = 4096 });
+        await using (var node = await Qcow2Node.OpenAsync(file, readOnly: false))
+        {
+            await node.WriteAsync(0, new byte[4096]);
+        }
+
+        var image = file.ToArray();
+        long l1 = BinaryPrimitives.ReadInt64BigEndian(image.AsSpan(40));
+        long l2 = BinaryPrimitives.ReadInt64BigEndian(image.AsSpan((int)l1)) & 0x00ff_ffff_ffff_fe00L;
+        BinaryPrimitives.WriteUInt64BigEndian(image.AsSpan((int)l2), (1UL << 63) | 0x1234000UL);
+        var damaged = await NodeOfAsync(image);
+        await using (var node = await Qcow2Node.OpenAsync(damaged, readOnly: false))
+        {
+            var e = await Assert.ThrowsAsync<BlockException>(async () => await node.WriteAsync(0, new byte[10]));
+            Assert.Equal(BlockError.Corrupt, e.Error);
+            var again = await Assert.ThrowsAsync<BlockException>(async () => await node.WriteAsync(8192, new byte[10]));
+            Assert.Contains("marked corrupt", again.Message, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(2UL, BinaryPrimitives.ReadUInt64BigEndian(damaged.ToArray().AsSpan(72)) & 2UL);
+        await Assert.ThrowsAsync<BlockException>(async () => await Qcow2Node.OpenAsync(damaged, readOnly: false));
+
+        // check -r all: the bad entry stays (its cluster is outside the file), so the mark stays too.
+        await using (var repairing = await Qcow2Node.OpenForRepairAsync(damaged))
+        {
+            var result = await repairing.CheckAsync(Qcow2RepairMode.All);
+            Assert.True(result.Corruptions > 0);
+            Assert.True(repairing.Info.Corrupt);
+        }
+    }
+
+    [Fact]
+    public async Task RepairOfAnImageMarkedCorruptButConsistentClearsTheMark()
+    {
+        var image = await ValidImageAsync();
+        BinaryPrimitives.WriteUInt64BigEndian(image.AsSpan(72), 2);
+        var file = await NodeOfAsync(image);
+        await using (var node = await Qcow2Node.OpenForRepairAsync(file))
+        {
+            await Assert.ThrowsAsync<BlockException>(async () => await node.WriteAsync(0, new byte[1]));
+            var result = await node.CheckAsync(Qcow2RepairMode.All);
+            Assert.Equal(0, result.Corruptions);
+            Assert.False(node.Info.Corrupt);
+            await node.WriteAsync(0, new byte[1]);
+        }
+
+        await using var reopened = await Qcow2Node.OpenAsync(file, readOnly: false);
+        Assert.False(reopened.Info.Corrupt);
+    }
+
+    [Fact]
     public async Task TruncatedFileIsRefused()
     {
         var image = await ValidImageAsync();

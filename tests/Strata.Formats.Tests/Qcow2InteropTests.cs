@@ -178,4 +178,31 @@ public sealed class Qcow2InteropTests
         var map = QemuTool.Ok("qemu-img", "map", "--output=json", top);
         Assert.DoesNotContain("\"depth\": 0", map, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task WriteIntoAZeroClusterThatKeepsItsAllocationReplacesIt()
+    {
+        using var dir = new TempFolder();
+        string path = dir.File("z.qcow2");
+        QemuTool.Ok("qemu-img", "create", "-q", "-f", "qcow2", path, "1M");
+        QemuTool.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 7 0 128k", "-c", "write -z 0 128k", path);
+        var map = QemuTool.Ok("qemu-img", "map", "--output=json", path);
+        Assert.Contains("\"zero\": true", map, StringComparison.Ordinal);
+        var expected = new byte[1 << 20];
+        await using (var node = await Qcow2TestImage.OpenAsync(path))
+        {
+            Assert.Equal(BlockState.Allocated | BlockState.Zero, (await node.GetBlockStatusAsync(0, 1 << 20)).State);
+            var data = Qcow2TestImage.Pattern(1000, 8);
+            await node.WriteAsync(70_000, data);
+            data.CopyTo(expected, 70_000);
+            var back = new byte[1 << 20];
+            await node.ReadAsync(0, back);
+            Assert.Equal(expected, back);
+        }
+
+        QemuTool.AssertClean(path);
+        string raw = dir.File("z.raw");
+        File.WriteAllBytes(raw, expected);
+        QemuTool.Ok("qemu-img", "compare", "-F", "raw", path, raw);
+    }
 }

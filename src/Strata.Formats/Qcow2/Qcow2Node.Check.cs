@@ -17,9 +17,9 @@ public sealed partial class Qcow2Node
     public async ValueTask<Qcow2CheckResult> CheckAsync(Qcow2RepairMode repair, CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (repair != Qcow2RepairMode.None)
+        if (repair != Qcow2RepairMode.None && _readOnly)
         {
-            CheckWritable();
+            throw BlockException.ReadOnly($"qcow2 image '{FileName}' is open read-only; a repair needs it read-write");
         }
 
         await _metadataLock.WaitAsync(cancellationToken);
@@ -43,16 +43,31 @@ public sealed partial class Qcow2Node
         var first = await ScanLockedAsync(repair, cancellationToken);
         if (repair == Qcow2RepairMode.None || (first.LeaksFixed == 0 && first.CorruptionsFixed == 0))
         {
+            if (_markedCorrupt && repair == Qcow2RepairMode.All && first.Corruptions == 0)
+            {
+                await WriteIncompatibleFeaturesAsync(_header.IncompatibleFeatures & ~Qcow2Features.IncompatibleCorrupt, cancellationToken);
+                _markedCorrupt = false;
+            }
+
             return first;
         }
 
         await FlushAllLockedAsync(cancellationToken);
         var second = await ScanLockedAsync(Qcow2RepairMode.None, cancellationToken);
+        if (_markedCorrupt && second.Corruptions == 0 && repair == Qcow2RepairMode.All)
+        {
+            // Repaired: the image may take writes again (QEMU clears the bit after a successful repair).
+            await WriteIncompatibleFeaturesAsync(_header.IncompatibleFeatures & ~Qcow2Features.IncompatibleCorrupt, cancellationToken);
+            _markedCorrupt = false;
+        }
+
+        // The counts are those left after the repair; the messages are the repair's (a caller that
+        // double-checks, as qemu-img does, prints the second pass itself).
         return second with
         {
             LeaksFixed = first.LeaksFixed,
             CorruptionsFixed = first.CorruptionsFixed,
-            Messages = [.. first.Messages, .. second.Messages],
+            Messages = first.Messages,
         };
     }
 

@@ -73,70 +73,93 @@ public sealed partial class Qcow2Node
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
     {
         CheckWritable();
-        while (data.Length > 0)
+        try
         {
-            int n = await WriteRunAsync(offset, data, cancellationToken);
-            offset += n;
-            data = data[n..];
-        }
+            while (data.Length > 0)
+            {
+                int n = await WriteRunAsync(offset, data, cancellationToken);
+                offset += n;
+                data = data[n..];
+            }
 
-        if ((flags & WriteFlags.Fua) != 0)
+            if ((flags & WriteFlags.Fua) != 0)
+            {
+                await FlushAsync(cancellationToken);
+            }
+        }
+        catch (BlockException e) when (e.Error == BlockError.Corrupt)
         {
-            await FlushAsync(cancellationToken);
+            await MarkCorruptAsync();
+            throw;
         }
     }
 
     public async ValueTask WriteZeroesAsync(long offset, long length, ZeroFlags flags = ZeroFlags.None, CancellationToken cancellationToken = default)
     {
         CheckWritable();
-        long end = offset + length;
-        long alignedStart = Math.Min(end, (offset + _clusterSize - 1) & ~(long)(_clusterSize - 1));
-        long alignedEnd = Math.Max(alignedStart, end & ~(long)(_clusterSize - 1));
-        if (offset < alignedStart)
+        try
         {
-            await ZeroBytesAsync(offset, alignedStart - offset, flags, cancellationToken);
-        }
-
-        if (alignedStart < alignedEnd)
-        {
-            if (IsV3 || _backing is null)
+            long end = offset + length;
+            long alignedStart = Math.Min(end, (offset + _clusterSize - 1) & ~(long)(_clusterSize - 1));
+            long alignedEnd = Math.Max(alignedStart, end & ~(long)(_clusterSize - 1));
+            if (offset < alignedStart)
             {
-                await UpdateClustersAsync(alignedStart >> _clusterBits, (alignedEnd - alignedStart) >> _clusterBits,
-                    IsV3 ? Qcow2ClusterUpdate.Zero : Qcow2ClusterUpdate.Deallocate, cancellationToken);
+                await ZeroBytesAsync(offset, alignedStart - offset, flags, cancellationToken);
             }
-            else
+
+            if (alignedStart < alignedEnd)
             {
-                // Version 2 has no zero flag, and deallocating would show the backing file.
-                if ((flags & ZeroFlags.NoFallback) != 0)
+                if (IsV3 || _backing is null)
                 {
-                    throw BlockException.NotSupported("qcow2: fast zeroing needs a version 3 image (or no backing file)");
+                    await UpdateClustersAsync(alignedStart >> _clusterBits, (alignedEnd - alignedStart) >> _clusterBits,
+                        IsV3 ? Qcow2ClusterUpdate.Zero : Qcow2ClusterUpdate.Deallocate, cancellationToken);
                 }
+                else
+                {
+                    // Version 2 has no zero flag, and deallocating would show the backing file.
+                    if ((flags & ZeroFlags.NoFallback) != 0)
+                    {
+                        throw BlockException.NotSupported("qcow2: fast zeroing needs a version 3 image (or no backing file)");
+                    }
 
-                await ZeroBytesAsync(alignedStart, alignedEnd - alignedStart, ZeroFlags.None, cancellationToken);
+                    await ZeroBytesAsync(alignedStart, alignedEnd - alignedStart, ZeroFlags.None, cancellationToken);
+                }
+            }
+
+            if (alignedEnd < end)
+            {
+                await ZeroBytesAsync(alignedEnd, end - alignedEnd, flags, cancellationToken);
+            }
+
+            if ((flags & ZeroFlags.Fua) != 0)
+            {
+                await FlushAsync(cancellationToken);
             }
         }
-
-        if (alignedEnd < end)
+        catch (BlockException e) when (e.Error == BlockError.Corrupt)
         {
-            await ZeroBytesAsync(alignedEnd, end - alignedEnd, flags, cancellationToken);
-        }
-
-        if ((flags & ZeroFlags.Fua) != 0)
-        {
-            await FlushAsync(cancellationToken);
+            await MarkCorruptAsync();
+            throw;
         }
     }
 
     public async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
         CheckWritable();
-
-        // Only whole clusters can be discarded; the partial head and tail keep their data (discard is a hint).
-        long first = (offset + _clusterSize - 1) >> _clusterBits;
-        long end = (offset + length) >> _clusterBits;
-        if (end > first && (IsV3 || _backing is null))
+        try
         {
-            await UpdateClustersAsync(first, end - first, Qcow2ClusterUpdate.Discard, cancellationToken);
+            // Only whole clusters can be discarded; the partial head and tail keep their data (discard is a hint).
+            long first = (offset + _clusterSize - 1) >> _clusterBits;
+            long end = (offset + length) >> _clusterBits;
+            if (end > first && (IsV3 || _backing is null))
+            {
+                await UpdateClustersAsync(first, end - first, Qcow2ClusterUpdate.Discard, cancellationToken);
+            }
+        }
+        catch (BlockException e) when (e.Error == BlockError.Corrupt)
+        {
+            await MarkCorruptAsync();
+            throw;
         }
     }
 
@@ -148,14 +171,27 @@ public sealed partial class Qcow2Node
             return;
         }
 
+        bool clean;
         await _metadataLock.WaitAsync(cancellationToken);
         try
         {
-            await FlushMetadataLocked(cancellationToken);
+            clean = _l2Cache.DirtyCount == 0 && _refcountCache.DirtyCount == 0 && !_refcountTableDirty
+                && _l1DirtyLast < 0 && _pendingFrees.Count == 0;
+            if (!clean)
+            {
+                await FlushMetadataLocked(cancellationToken);
+            }
         }
         finally
         {
             _metadataLock.Release();
+        }
+
+        if (clean)
+        {
+            // Nothing to order: metadata written earlier (evictions included) and every completed data
+            // write become durable with one file flush, which need not block other requests.
+            await _file.FlushAsync(cancellationToken);
         }
     }
 

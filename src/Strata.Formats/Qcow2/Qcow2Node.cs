@@ -50,6 +50,7 @@ public sealed partial class Qcow2Node : IBlockNode
     private IBlockNode? _backing;
     private bool _disposed;
     private bool _openFailed;
+    private bool _markedCorrupt;
 
     private Qcow2Node(IBlockNode file, Qcow2Header header, bool readOnly, ulong[] l1, ulong[] refcountTable)
     {
@@ -112,7 +113,18 @@ public sealed partial class Qcow2Node : IBlockNode
     /// <see cref="AttachBacking"/>. Read-write opening sets the dirty bit when lazy refcounts are on and
     /// clears unknown autoclear bits; an image marked corrupt opens read-only only.
     /// </summary>
-    public static async ValueTask<Qcow2Node> OpenAsync(IBlockNode file, bool readOnly, CancellationToken cancellationToken = default)
+    public static ValueTask<Qcow2Node> OpenAsync(IBlockNode file, bool readOnly, CancellationToken cancellationToken = default)
+        => OpenCoreAsync(file, readOnly, forRepair: false, cancellationToken);
+
+    /// <summary>
+    /// Opens the image read-write for <c>check -r</c>: unlike <see cref="OpenAsync"/>, an image marked
+    /// corrupt is accepted (guest writes stay refused); a repair that leaves no corruption clears the
+    /// corrupt bit.
+    /// </summary>
+    public static ValueTask<Qcow2Node> OpenForRepairAsync(IBlockNode file, CancellationToken cancellationToken = default)
+        => OpenCoreAsync(file, readOnly: false, forRepair: true, cancellationToken);
+
+    private static async ValueTask<Qcow2Node> OpenCoreAsync(IBlockNode file, bool readOnly, bool forRepair, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(file);
         long fileSize = file.Size;
@@ -121,7 +133,7 @@ public sealed partial class Qcow2Node : IBlockNode
         var header = Qcow2Header.Parse(first, fileSize);
         if (!readOnly)
         {
-            if ((header.IncompatibleFeatures & Qcow2Features.IncompatibleCorrupt) != 0)
+            if ((header.IncompatibleFeatures & Qcow2Features.IncompatibleCorrupt) != 0 && !forRepair)
             {
                 throw BlockException.Corrupt("qcow2: the image is marked corrupt; it can only be opened read-only (repair it with 'check -r all')");
             }
@@ -135,7 +147,10 @@ public sealed partial class Qcow2Node : IBlockNode
         var l1 = await ReadTableAsync(file, header.L1TableOffset, header.L1Size, cancellationToken);
         int refcountEntries = header.RefcountTableClusters * header.ClusterSize / 8;
         var refcountTable = await ReadTableAsync(file, header.RefcountTableOffset, refcountEntries, cancellationToken);
-        var node = new Qcow2Node(file, header, readOnly, l1, refcountTable);
+        var node = new Qcow2Node(file, header, readOnly, l1, refcountTable)
+        {
+            _markedCorrupt = !readOnly && (header.IncompatibleFeatures & Qcow2Features.IncompatibleCorrupt) != 0,
+        };
         if (!readOnly)
         {
             try
@@ -167,7 +182,7 @@ public sealed partial class Qcow2Node : IBlockNode
         _disposed = true;
         try
         {
-            if (!_readOnly && !_openFailed)
+            if (!_readOnly && !_openFailed && !_markedCorrupt)
             {
                 await _metadataLock.WaitAsync();
                 try
@@ -274,6 +289,38 @@ public sealed partial class Qcow2Node : IBlockNode
         if (_readOnly)
         {
             throw BlockException.ReadOnly($"qcow2 image '{FileName}' is open read-only");
+        }
+
+        if (_markedCorrupt)
+        {
+            throw BlockException.Corrupt($"qcow2 image '{FileName}' was marked corrupt; it takes no more writes (repair it with 'check -r all')");
+        }
+    }
+
+    /// <summary>
+    /// Sets the corrupt bit (qcow2.txt, incompatible bit 1) after a write met inconsistent metadata, as
+    /// QEMU does, so no further write can make it worse; the cached metadata is not written back.
+    /// </summary>
+    private async ValueTask MarkCorruptAsync()
+    {
+        if (_readOnly || _markedCorrupt)
+        {
+            return;
+        }
+
+        _markedCorrupt = true;
+        await _metadataLock.WaitAsync();
+        try
+        {
+            await WriteIncompatibleFeaturesAsync(_header.IncompatibleFeatures | Qcow2Features.IncompatibleCorrupt, CancellationToken.None);
+        }
+        catch (BlockException)
+        {
+            // The file itself fails: the in-memory flag still stops further writes.
+        }
+        finally
+        {
+            _metadataLock.Release();
         }
     }
 }
