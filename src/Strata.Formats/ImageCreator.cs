@@ -311,14 +311,14 @@ public static class ImageCreator
 
         // The order qemu-img 7.2 prints them in.
         var text = new StringBuilder(Invariant($"fmt=qcow2 cluster_size={q.ClusterSize} extended_l2=off compression_type={q.CompressionType} size={virtualSize}"));
-        if (backingFile is not null)
-        {
-            text.Append(" backing_file=").Append(backingFile).Append(" backing_fmt=").Append(backingFormat);
-        }
-
         if (compatGiven)
         {
             text.Append(" compat=").Append(q.Compat);
+        }
+
+        if (backingFile is not null)
+        {
+            text.Append(" backing_file=").Append(backingFile).Append(" backing_fmt=").Append(backingFormat);
         }
 
         text.Append(" lazy_refcounts=").Append(q.LazyRefcounts ? "on" : "off").Append(Invariant($" refcount_bits={q.RefcountBits}"));

@@ -90,6 +90,23 @@ public sealed class CreateCommandTests : IDisposable
         Assert.Equal(4096, JsonDocument.Parse(Run.QemuImgOk("info", "--output=json", _dir["o.qcow2"]).Output).RootElement.GetProperty("cluster-size").GetInt32());
     }
 
+    [Theory]
+    [InlineData("-f", "qcow2", "-F", "raw", "-b", "base.raw", "-o", "compat=1.1,cluster_size=128k")]
+    [InlineData("-f", "qcow2", "-o", "size=2M,lazy_refcounts=on")]
+    [InlineData("-f", "qcow2", "-o", "compat=0.10,cluster_size=4k", "2G")]
+    [InlineData("-f", "qcow2", "-o", "refcount_bits=64,compression_type=zstd", "-F", "raw", "-b", "base.raw", "5M")]
+    [InlineData("-f", "raw", "3M")]
+    public void CreateWritesWhatQemuImgWritesByteForByteAndSaysTheSame(params string[] options)
+    {
+        Run.QemuImgOk("create", "-q", "-f", "raw", _dir["base.raw"], "1M");
+        int file = Array.FindIndex(options, o => o is "2G" or "5M" or "3M");
+        string[] Args(string name) => file < 0 ? ["create", .. options, _dir[name]] : ["create", .. options[..file], _dir[name], .. options[file..]];
+        var qemu = Run.QemuImgOk(Args("q.img"));
+        var strata = Run.ImgOk(Args("s.img"));
+        Assert.Equal(qemu.Output.Replace("q.img", "s.img", StringComparison.Ordinal), strata.Output);
+        Assert.Equal(File.ReadAllBytes(_dir["q.img"]), File.ReadAllBytes(_dir["s.img"]));
+    }
+
     [Fact]
     public void CompatZeroTenMakesAVersionTwoImage()
     {

@@ -45,6 +45,28 @@ public sealed class InfoCommandTests : IDisposable
     }
 
     [Fact]
+    public void RelativeNamesPrintLikeQemuImgFromAnyFolder()
+    {
+        Directory.CreateDirectory(_dir["sub"]);
+        Run.QemuImgOk("create", "-q", "-f", "raw", _dir["foo.img"], "1M");
+        var create = Run.StrataIn(_dir.Path, "img", "create", "-q", "-f", "qcow2", "-b", "../foo.img", "sub/ov.qcow2");
+        Assert.True(create.ExitCode == 0, create.ToString());
+        foreach (var (folder, file) in new[] { (_dir.Path, "sub/ov.qcow2"), (_dir["sub"], "ov.qcow2") })
+        {
+            foreach (string[] args in new[]
+            {
+                new[] { "info", "--backing-chain", file },
+                ["info", "--output=json", "--backing-chain", file],
+                ["map", file],
+                ["map", "--output=json", file],
+            })
+            {
+                Assert.Equal(Run.ToolIn(folder, "qemu-img", args).Output, Run.StrataIn(folder, ["img", .. args]).Output);
+            }
+        }
+    }
+
+    [Fact]
     public void AMissingFileIsOneLineOnStderr()
     {
         var result = Run.Img("info", _dir["nope"]);

@@ -25,13 +25,20 @@ public static class Run
         return result;
     }
 
-    public static CommandResult Tool(string tool, params string[] args)
+    /// <summary>`strata ARGS` as a process in <paramref name="folder"/>, for relative file names.</summary>
+    public static CommandResult StrataIn(string folder, params string[] args) =>
+        ToolIn(folder, "dotnet", [Path.Combine(AppContext.BaseDirectory, "strata.dll"), .. args]);
+
+    public static CommandResult Tool(string tool, params string[] args) => ToolIn(null, tool, args);
+
+    public static CommandResult ToolIn(string? folder, string tool, params string[] args)
     {
         var start = new ProcessStartInfo(tool)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
+            WorkingDirectory = folder ?? "",
         };
         foreach (string arg in args)
         {

@@ -27,6 +27,7 @@ public static class ImageCopy
         ArgumentNullException.ThrowIfNull(progress);
         int chunk = Math.Min(ChunkSize, Math.Min(source.Limits.MaxTransfer, target.Limits.MaxTransfer));
         byte[] buffer = ArrayPool<byte>.Shared.Rent(chunk);
+        byte[] spare = ArrayPool<byte>.Shared.Rent(chunk);
         try
         {
             long offset = 0;
@@ -44,7 +45,7 @@ public static class ImageCopy
                     }
                     else
                     {
-                        await CopyDataAsync(source, target, extent.Offset, extent.Length, buffer.AsMemory(0, chunk), targetIsZero, cancellationToken);
+                        await CopyDataAsync(source, target, extent.Offset, extent.Length, buffer.AsMemory(0, chunk), spare.AsMemory(0, chunk), targetIsZero, cancellationToken);
                     }
                 }
 
@@ -55,31 +56,61 @@ public static class ImageCopy
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
+            ArrayPool<byte>.Shared.Return(spare);
         }
     }
 
+    /// <summary>
+    /// Copies one data run with two buffers: the next chunk is read on the thread pool while the
+    /// current one is written, so reading and writing overlap (nodes accept concurrent requests).
+    /// </summary>
     private static async Task CopyDataAsync(IBlockNode source, IBlockNode target, long offset, long length, Memory<byte> buffer,
-        bool targetIsZero, CancellationToken cancellationToken)
+        Memory<byte> spare, bool targetIsZero, CancellationToken cancellationToken)
     {
         long end = offset + length;
-        while (offset < end)
+        int n = (int)Math.Min(buffer.Length, end - offset);
+        await source.ReadAsync(offset, buffer[..n], cancellationToken);
+        while (true)
         {
-            int n = (int)Math.Min(buffer.Length, end - offset);
-            var data = buffer[..n];
-            await source.ReadAsync(offset, data, cancellationToken);
-            if (!data.Span.ContainsAnyExcept((byte)0))
+            long nextOffset = offset + n;
+            int nextLength = (int)Math.Min(spare.Length, end - nextOffset);
+            var nextBuffer = spare;
+            Task? readAhead = nextLength > 0
+                ? Task.Run(() => source.ReadAsync(nextOffset, nextBuffer[..nextLength], cancellationToken).AsTask(), cancellationToken)
+                : null;
+            try
             {
-                if (!targetIsZero)
+                var data = buffer[..n];
+                if (!data.Span.ContainsAnyExcept((byte)0))
                 {
-                    await target.WriteZeroesAsync(offset, n, ZeroFlags.None, cancellationToken);
+                    if (!targetIsZero)
+                    {
+                        await target.WriteZeroesAsync(offset, n, ZeroFlags.None, cancellationToken);
+                    }
+                }
+                else
+                {
+                    await target.WriteAsync(offset, data, WriteFlags.None, cancellationToken);
                 }
             }
-            else
+            finally
             {
-                await target.WriteAsync(offset, data, WriteFlags.None, cancellationToken);
+                // Never leave a read running into a buffer that is about to be returned to the pool.
+                if (readAhead is not null)
+                {
+                    await readAhead.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                }
             }
 
-            offset += n;
+            if (readAhead is null)
+            {
+                return;
+            }
+
+            await readAhead;
+            (buffer, spare) = (spare, buffer);
+            offset = nextOffset;
+            n = nextLength;
         }
     }
 }
