@@ -75,13 +75,22 @@ public static class ImageOpener
             throw BlockException.Invalid($"Backing chain of '{path}' is deeper than {options.MaxChainDepth} images");
         }
 
-        var file = RawFileNode.Open(path, options.ReadOnly, options.Direct);
+        // Probing reads 4 bytes and qcow2 metadata I/O is not sector-aligned, so the file is opened
+        // through the page cache first; only a raw image is reopened with O_DIRECT (cache=none).
+        var file = RawFileNode.Open(path, options.ReadOnly, direct: options.Direct && options.Format == Raw);
         try
         {
             string format = options.Format ?? await ProbeFormatAsync(file, cancellationToken);
             CheckFormatName(format);
             if (format == Raw)
             {
+                if (options.Direct && options.Format != Raw)
+                {
+                    await file.DisposeAsync();
+                    file = null;
+                    file = RawFileNode.Open(path, options.ReadOnly, direct: true);
+                }
+
                 return file;
             }
 

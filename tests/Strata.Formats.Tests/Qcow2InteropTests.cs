@@ -205,4 +205,17 @@ public sealed class Qcow2InteropTests
         File.WriteAllBytes(raw, expected);
         QemuTool.Ok("qemu-img", "compare", "-F", "raw", path, raw);
     }
+
+    [Fact]
+    public async Task OpeningWithCacheNoneStillReadsQcow2ThroughThePageCache()
+    {
+        using var dir = new TempFolder();
+        string path = dir.File("d.qcow2");
+        QemuTool.Ok("qemu-img", "create", "-q", "-f", "qcow2", path, "1M");
+        QemuTool.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 5 0 3", path);
+        await using var node = await ImageOpener.OpenAsync(path, new ImageOpenOptions { Direct = true });
+        var back = new byte[4];
+        await node.ReadAsync(0, back);
+        Assert.Equal(new byte[] { 5, 5, 5, 0 }, back);
+    }
 }
