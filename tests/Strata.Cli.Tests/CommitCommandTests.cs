@@ -40,6 +40,28 @@ public sealed class CommitCommandTests : IDisposable
     }
 
     [Fact]
+    public void RandomOverlayWritesAllLandInTheBase()
+    {
+        int seed = Environment.TickCount;
+        var random = new Random(seed);
+        Run.ImgOk("create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", _dir["base.qcow2"], "6M");
+        Run.QemuIo(_dir["base.qcow2"], "qcow2", "write -P 17 0 6M");
+        Run.ImgOk("create", "-q", "-f", "qcow2", "-b", "base.qcow2", _dir["top.qcow2"], "8M");
+        var commands = Enumerable.Range(0, 20).Select(_ => random.Next(4) == 0
+            ? $"write -z {random.Next(0, 8 * 1024 - 128) * 1024} {random.Next(1, 128) * 1024}"
+            : $"write -P {random.Next(1, 255)} {random.Next(0, 8 * 1024 * 1024 - 70000)} {random.Next(1, 70000)}").ToArray();
+        Run.QemuIo(_dir["top.qcow2"], "qcow2", commands);
+        Run.QemuImgOk("convert", "-O", "raw", _dir["top.qcow2"], _dir["expected.raw"]);
+
+        var result = Run.Img("commit", _dir["top.qcow2"]);
+        Assert.True(result.ExitCode == 0, $"seed {seed}: {result}");
+        Assert.True(Run.QemuImg("compare", _dir["base.qcow2"], _dir["expected.raw"]).ExitCode == 0,
+            $"seed {seed}: base differs after commit of {string.Join("; ", commands)}");
+        Assert.True(Run.QemuImg("check", _dir["base.qcow2"]).ExitCode == 0, $"seed {seed}");
+        Assert.True(Run.QemuImg("compare", _dir["top.qcow2"], _dir["expected.raw"]).ExitCode == 0, $"seed {seed}");
+    }
+
+    [Fact]
     public void AnImageWithoutBackingCannotBeCommitted()
     {
         Run.ImgOk("create", "-q", _dir["a.raw"], "1M");
