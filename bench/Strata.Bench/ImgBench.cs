@@ -25,7 +25,7 @@ internal static partial class ImgBench
         string dir = "/dev/shm";
         int runs = 5;
         long size = 1L << 30;
-        int scale = 1;
+        double seconds = 1.0;
         string? output = null;
         string? strata = null;
         for (int i = 0; i < args.Length; i++)
@@ -42,7 +42,11 @@ internal static partial class ImgBench
                     size = long.Parse(args[++i], CultureInfo.InvariantCulture);
                     break;
                 case "--quick":
-                    scale = 10;
+                    seconds = 0.25;
+                    runs = 3;
+                    break;
+                case "--seconds":
+                    seconds = double.Parse(args[++i], CultureInfo.InvariantCulture);
                     break;
                 case "--out":
                     output = args[++i];
@@ -73,9 +77,10 @@ internal static partial class ImgBench
             }
 
             var rows = new List<string>();
-            foreach (var c in Cases(scale))
+            foreach (var shape in Cases())
             {
-                string image = c.Format == "raw" ? raw : qcow2;
+                string image = shape.Format == "raw" ? raw : qcow2;
+                var c = await CalibrateAsync(shape, image, seconds);
                 var strataRates = new List<double>();
                 var qemuRates = new List<double>();
                 for (int run = 0; run < runs; run++)
@@ -87,18 +92,18 @@ internal static partial class ImgBench
                 double s = Median(strataRates);
                 double q = Median(qemuRates);
                 string unit = c.ReportsIops ? "IOPS" : "MB/s";
-                string Shown(double rate) => double.IsNaN(rate) ? "failed" : $"{rate:N0} {unit}";
+                string Shown(double rate, List<double> all) => double.IsNaN(rate) ? "failed" : $"{rate:N0} {unit} ±{Spread(all, rate):0}%";
                 string ratio = double.IsNaN(s) || double.IsNaN(q) || q == 0 ? "n/a" : $"{(s / q).ToString("0.00", CultureInfo.InvariantCulture)}×";
-                string row = $"| {c.Format} | {c.Pattern} | {c.Depth} | {Shown(s)} | {Shown(q)} | {ratio} |";
+                string row = $"| {c.Format} | {c.Pattern} | {c.Depth} | {c.Count} | {Shown(s, strataRates)} | {Shown(q, qemuRates)} | {ratio} |";
                 Console.Error.WriteLine(row);
                 rows.Add(row);
             }
 
             var table = new StringBuilder();
-            table.AppendLine($"Runs per row: {runs} of each tool, alternated; median shown. Images in {dir}, {size >> 20} MiB.");
+            table.AppendLine($"Runs per row: {runs} of each tool, alternated; median shown with ± half the range of the runs. Images in {dir}, {size >> 20} MiB; about {seconds} s per run.");
             table.AppendLine();
-            table.AppendLine("| format | workload | depth | strata img bench | qemu-img bench | strata/qemu |");
-            table.AppendLine("| --- | --- | ---: | ---: | ---: | ---: |");
+            table.AppendLine("| format | workload | depth | requests | strata img bench | qemu-img bench | strata/qemu |");
+            table.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
             foreach (string row in rows)
             {
                 table.AppendLine(row);
@@ -118,18 +123,35 @@ internal static partial class ImgBench
         }
     }
 
-    private static IEnumerable<ImgBenchCase> Cases(int scale)
+    private static IEnumerable<ImgBenchCase> Cases()
     {
         foreach (string format in new[] { "raw", "qcow2" })
         {
             foreach (int depth in new[] { 1, 32 })
             {
-                yield return new ImgBenchCase(format, "4 KiB random read", 4096, RandomStep, false, depth, 100_000 / scale);
-                yield return new ImgBenchCase(format, "4 KiB random write", 4096, RandomStep, true, depth, 100_000 / scale);
-                yield return new ImgBenchCase(format, "64 KiB sequential read", 65536, 65536, false, depth, 20_000 / scale);
-                yield return new ImgBenchCase(format, "64 KiB sequential write", 65536, 65536, true, depth, 20_000 / scale);
+                yield return new ImgBenchCase(format, "4 KiB random read", 4096, RandomStep, false, depth, 2000);
+                yield return new ImgBenchCase(format, "4 KiB random write", 4096, RandomStep, true, depth, 2000);
+                yield return new ImgBenchCase(format, "64 KiB sequential read", 65536, 65536, false, depth, 1000);
+                yield return new ImgBenchCase(format, "64 KiB sequential write", 65536, 65536, true, depth, 1000);
             }
         }
+    }
+
+    /// <summary>
+    /// Sizes a row so that one qemu-img run takes about <paramref name="seconds"/>: a probe run of the
+    /// case's starting count, scaled. Both tools then get the same count.
+    /// </summary>
+    private static async Task<ImgBenchCase> CalibrateAsync(ImgBenchCase probe, string image, double seconds)
+    {
+        double rate = await MeasureAsync("qemu-img", probe.Arguments(image), probe);
+        if (double.IsNaN(rate))
+        {
+            return probe;
+        }
+
+        double requestsPerSecond = probe.ReportsIops ? rate : rate * 1e6 / probe.BufferSize;
+        int count = (int)Math.Clamp(requestsPerSecond * seconds, 1000, 2_000_000);
+        return probe with { Count = count };
     }
 
     /// <summary>One run: the rate from the tool's own "Run completed in N seconds" (start-up excluded).</summary>
@@ -150,6 +172,13 @@ internal static partial class ImgBench
         }
 
         return c.Rate(double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>Half the range of the runs, in percent of the median: how much to trust the row.</summary>
+    private static double Spread(List<double> values, double median)
+    {
+        var valid = values.Where(v => !double.IsNaN(v)).ToList();
+        return valid.Count == 0 || median == 0 ? 0 : (valid.Max() - valid.Min()) / 2 / median * 100;
     }
 
     private static double Median(List<double> values)

@@ -35,6 +35,22 @@ public sealed class BackingFormatAttackTests
         Assert.Equal(2, System.Text.Json.JsonDocument.Parse(chain.Stdout).RootElement.GetArrayLength());
     }
 
+    [Fact]
+    public void StrataImgConvertAndInfoOfTheOverlayNeverReachTheSecret()
+    {
+        using var dir = new TempFolder("attack");
+        var (evil, secret) = Plant(dir);
+        string overlay = dir.File("overlay.qcow2");
+        Images.QemuImg("create", "-f", "qcow2", "-b", "evil.raw", "-F", "raw", overlay).EnsureSuccess();
+        string flat = dir.File("flat.raw");
+        Peer.Strata("img", "convert", "-O", "raw", overlay, flat).EnsureSuccess();
+        byte[] seen = File.ReadAllBytes(flat);
+        Assert.True(seen.AsSpan().IndexOf(secret) < 0, "strata img convert copied the secret host file");
+        Images.AssertSameBytes(File.ReadAllBytes(evil), seen, "converted overlay");
+        var chain = Peer.Strata("img", "info", "--backing-chain", "--output=json", overlay).EnsureSuccess();
+        Assert.Equal(2, System.Text.Json.JsonDocument.Parse(chain.Stdout).RootElement.GetArrayLength());
+    }
+
     private static (string Evil, byte[] Secret) Plant(TempFolder dir)
     {
         byte[] secret = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("TOP-SECRET-HOST-DATA ", 4000)));

@@ -15,6 +15,9 @@ internal sealed class CrashRecorder
     /// <summary>How many of <see cref="Completed"/> were followed by a completed flush.</summary>
     public int Durable { get; private set; }
 
+    /// <summary>Unflushed file writes a simulated power loss dropped after the crash.</summary>
+    public int LostWrites { get; set; }
+
     /// <summary>The virtual size the scenario had reached at the last completed flush.</summary>
     public long DurableSize { get; private set; }
 
