@@ -122,7 +122,10 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
 
             if (_options.PidFile is { } pidFile)
             {
-                await File.WriteAllTextAsync(pidFile, $"{Environment.ProcessId}\n", cancellationToken);
+                // Written aside and renamed, so a reader never sees an empty pid file.
+                string temporary = pidFile + ".tmp";
+                await File.WriteAllTextAsync(temporary, $"{Environment.ProcessId}\n", cancellationToken);
+                File.Move(temporary, pidFile, overwrite: true);
             }
         }
         catch
