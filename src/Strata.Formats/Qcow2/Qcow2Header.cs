@@ -149,6 +149,12 @@ internal sealed class Qcow2Header
                 throw BlockException.Corrupt($"qcow2: header_length {headerLength} is out of range ({V3MinLength}..{clusterSize})");
             }
 
+            if (headerLength % 8 != 0)
+            {
+                // qcow2.txt "Header": the header length must be a multiple of 8.
+                throw BlockException.Corrupt($"qcow2: header_length {headerLength} is not a multiple of 8");
+            }
+
             h.RefcountOrder = (int)refcountOrder;
             h.HeaderLength = (int)headerLength;
             if (headerLength > V3MinLength)
@@ -191,6 +197,14 @@ internal sealed class Qcow2Header
 
         h.RefcountTableClusters = (int)refcountTableClusters;
         h.RefcountTableOffset = CheckTableOffset("refcount table", refcountTableOffset, (long)refcountTableClusters * clusterSize, clusterSize, fileSize, true);
+
+        // The two tables every write relies on must not share bytes: writing one would corrupt the other.
+        long l1End = h.L1TableOffset + ((long)h.L1Size * 8);
+        long refcountEnd = h.RefcountTableOffset + ((long)h.RefcountTableClusters * clusterSize);
+        if (h.L1Size > 0 && h.L1TableOffset < refcountEnd && h.RefcountTableOffset < l1End)
+        {
+            throw BlockException.Corrupt($"qcow2: the L1 table (0x{h.L1TableOffset:x}) overlaps the refcount table (0x{h.RefcountTableOffset:x})");
+        }
 
         if (nbSnapshots > MaxSnapshots)
         {
