@@ -17,7 +17,7 @@ public sealed record DriveSpec(string Id, string File, string? Format = null, bo
         ArgumentNullException.ThrowIfNull(text);
         string? id = null, file = null, format = null;
         bool readOnly = false, direct = false;
-        foreach (string pair in SplitOptions(text))
+        foreach (string pair in Formats.QemuOptionList.Split(text))
         {
             int eq = pair.IndexOf('=', StringComparison.Ordinal);
             if (eq <= 0)
@@ -82,31 +82,4 @@ public sealed record DriveSpec(string Id, string File, string? Format = null, bo
         "off" or "false" or "no" => false,
         _ => throw new FormatException($"--drive '{text}': {key} must be on or off"),
     };
-
-    private static List<string> SplitOptions(string text)
-    {
-        var parts = new List<string>();
-        var current = new StringBuilder();
-        for (int i = 0; i < text.Length; i++)
-        {
-            if (text[i] == ',')
-            {
-                if (i + 1 < text.Length && text[i + 1] == ',')
-                {
-                    current.Append(',');
-                    i++;
-                    continue;
-                }
-
-                parts.Add(current.ToString());
-                current.Clear();
-                continue;
-            }
-
-            current.Append(text[i]);
-        }
-
-        parts.Add(current.ToString());
-        return parts;
-    }
 }

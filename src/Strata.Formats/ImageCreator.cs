@@ -46,28 +46,7 @@ public static class ImageCreator
     {
         ArgumentNullException.ThrowIfNull(list);
         var result = new List<KeyValuePair<string, string>>();
-        var current = new StringBuilder();
-        var parts = new List<string>();
-        for (int i = 0; i < list.Length; i++)
-        {
-            if (list[i] == ',')
-            {
-                if (i + 1 < list.Length && list[i + 1] == ',')
-                {
-                    current.Append(',');
-                    i++;
-                    continue;
-                }
-
-                parts.Add(current.ToString());
-                current.Clear();
-                continue;
-            }
-
-            current.Append(list[i]);
-        }
-
-        parts.Add(current.ToString());
+        var parts = QemuOptionList.Split(list);
         foreach (string part in parts)
         {
             if (part.Length == 0)
