@@ -10,7 +10,13 @@ public static class Program
             return await ImgBench.RunAsync(args[1..]);
         }
 
+        if (args.Length > 0 && args[0] == "snapshot-pause")
+        {
+            return await SnapshotPauseBench.RunAsync(args[1..]);
+        }
+
         Console.Error.WriteLine("usage: dotnet run --project bench/Strata.Bench -c Release -- img [--dir DIR] [--runs N] [--size BYTES] [--quick] [--out FILE]");
+        Console.Error.WriteLine("       dotnet run --project bench/Strata.Bench -c Release -- snapshot-pause [--dir DIR]");
         return args.Length == 0 ? 2 : 1;
     }
 }
