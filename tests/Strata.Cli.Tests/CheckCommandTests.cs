@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Strata.TestKit;
 
 namespace Strata.Cli.Tests;
 
@@ -8,8 +9,8 @@ public sealed class CheckCommandTests : IDisposable
 
     public CheckCommandTests()
     {
-        Run.QemuImgOk("create", "-q", "-f", "qcow2", _dir["c.qcow2"], "1M");
-        Run.QemuIo(_dir["c.qcow2"], "qcow2", "write -P 0x55 0 128k");
+        Run.QemuImgOk("create", "-q", "-f", "qcow2", _dir.File("c.qcow2"), "1M");
+        Run.QemuIo(_dir.File("c.qcow2"), "qcow2", "write -P 0x55 0 128k");
     }
 
     public void Dispose() => _dir.Dispose();
@@ -17,57 +18,57 @@ public sealed class CheckCommandTests : IDisposable
     [Fact]
     public void ACleanImageExitsZeroLikeQemuImg()
     {
-        var result = Run.Img("check", _dir["c.qcow2"]);
+        var result = Run.Img("check", _dir.File("c.qcow2"));
         Assert.Equal(0, result.ExitCode);
-        Assert.Equal(Run.QemuImg("check", _dir["c.qcow2"]).Output, result.Output);
-        JsonAssert.Equivalent(Run.QemuImg("check", "--output=json", _dir["c.qcow2"]).Output, Run.ImgOk("check", "--output=json", _dir["c.qcow2"]).Output);
+        Assert.Equal(Run.QemuImg("check", _dir.File("c.qcow2")).Output, result.Output);
+        JsonAssert.Equivalent(Run.QemuImg("check", "--output=json", _dir.File("c.qcow2")).Output, Run.ImgOk("check", "--output=json", _dir.File("c.qcow2")).Output);
     }
 
     [Fact]
     public void LeaksExitThreeAndRepairLeaksFixesThem()
     {
         // One cluster past the image's end, counted but unused: a leak.
-        using (var file = new FileStream(_dir["c.qcow2"], FileMode.Open))
+        using (var file = new FileStream(_dir.File("c.qcow2"), FileMode.Open))
         {
             file.SetLength(file.Length + 65536);
         }
 
-        Qcow2Tamper.SetRefcount(_dir["c.qcow2"], (int)(new FileInfo(_dir["c.qcow2"]).Length / 65536) - 1, 1);
-        Assert.Equal(3, Run.QemuImg("check", _dir["c.qcow2"]).ExitCode);
+        Qcow2Tamper.SetRefcount(_dir.File("c.qcow2"), (int)(new FileInfo(_dir.File("c.qcow2")).Length / 65536) - 1, 1);
+        Assert.Equal(3, Run.QemuImg("check", _dir.File("c.qcow2")).ExitCode);
 
-        var result = Run.Img("check", _dir["c.qcow2"]);
+        var result = Run.Img("check", _dir.File("c.qcow2"));
         Assert.Equal(3, result.ExitCode);
         Assert.Contains("1 leaked clusters were found on the image.", result.Output);
-        var json = Run.Img("check", "--output=json", _dir["c.qcow2"]);
+        var json = Run.Img("check", "--output=json", _dir.File("c.qcow2"));
         Assert.Equal(3, json.ExitCode);
         Assert.Equal(1, JsonDocument.Parse(json.Output).RootElement.GetProperty("leaks").GetInt64());
 
-        var repair = Run.Img("check", "-r", "leaks", _dir["c.qcow2"]);
+        var repair = Run.Img("check", "-r", "leaks", _dir.File("c.qcow2"));
         Assert.Equal(0, repair.ExitCode);
         Assert.Contains("Double checking the fixed image now...", repair.Output);
-        Assert.Equal(0, Run.QemuImg("check", _dir["c.qcow2"]).ExitCode);
+        Assert.Equal(0, Run.QemuImg("check", _dir.File("c.qcow2")).ExitCode);
     }
 
     [Fact]
     public void CorruptionsExitTwo()
     {
         // Cluster 5 holds guest data but its refcount says free: a corruption.
-        Qcow2Tamper.SetRefcount(_dir["c.qcow2"], 5, 0);
-        Assert.Equal(2, Run.QemuImg("check", _dir["c.qcow2"]).ExitCode);
-        var result = Run.Img("check", _dir["c.qcow2"]);
+        Qcow2Tamper.SetRefcount(_dir.File("c.qcow2"), 5, 0);
+        Assert.Equal(2, Run.QemuImg("check", _dir.File("c.qcow2")).ExitCode);
+        var result = Run.Img("check", _dir.File("c.qcow2"));
         Assert.Equal(2, result.ExitCode);
         Assert.Contains("errors were found on the image.", result.Output);
-        Assert.Equal(2, Run.Img("check", "--output=json", _dir["c.qcow2"]).ExitCode);
-        Assert.Equal(0, Run.Img("check", "-q", "-r", "all", _dir["c.qcow2"]).ExitCode);
-        Assert.Equal(0, Run.QemuImg("check", _dir["c.qcow2"]).ExitCode);
+        Assert.Equal(2, Run.Img("check", "--output=json", _dir.File("c.qcow2")).ExitCode);
+        Assert.Equal(0, Run.Img("check", "-q", "-r", "all", _dir.File("c.qcow2")).ExitCode);
+        Assert.Equal(0, Run.QemuImg("check", _dir.File("c.qcow2")).ExitCode);
     }
 
     [Fact]
     public void RawImagesDoNotSupportChecksLikeQemuImg()
     {
-        Run.ImgOk("create", "-q", _dir["a.raw"], "1M");
-        var qemu = Run.QemuImg("check", _dir["a.raw"]);
-        var result = Run.Img("check", _dir["a.raw"]);
+        Run.ImgOk("create", "-q", _dir.File("a.raw"), "1M");
+        var qemu = Run.QemuImg("check", _dir.File("a.raw"));
+        var result = Run.Img("check", _dir.File("a.raw"));
         Assert.Equal(qemu.ExitCode, result.ExitCode);
         Assert.Equal(63, result.ExitCode);
         Assert.Equal("strata img: This image format does not support checks\n", result.Error);

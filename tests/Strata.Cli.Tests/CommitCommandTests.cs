@@ -1,3 +1,5 @@
+using Strata.TestKit;
+
 namespace Strata.Cli.Tests;
 
 public sealed class CommitCommandTests : IDisposable
@@ -9,34 +11,34 @@ public sealed class CommitCommandTests : IDisposable
     [Fact]
     public void CommitCopiesTheOverlayIntoTheBaseAndEmptiesIt()
     {
-        Run.ImgOk("create", "-q", "-f", "raw", _dir["base.raw"], "4M");
-        Run.QemuIo(_dir["base.raw"], "raw", "write -P 1 0 1M");
-        Run.ImgOk("create", "-q", "-f", "qcow2", "-b", "base.raw", _dir["ov.qcow2"]);
-        Run.QemuIo(_dir["ov.qcow2"], "qcow2", "write -P 2 512k 1M", "write -z 3M 64k", "write -P 3 4095k 1k");
-        Run.QemuImgOk("convert", "-O", "raw", _dir["ov.qcow2"], _dir["expected.raw"]);
+        Run.ImgOk("create", "-q", "-f", "raw", _dir.File("base.raw"), "4M");
+        Run.QemuIo(_dir.File("base.raw"), "raw", "write -P 1 0 1M");
+        Run.ImgOk("create", "-q", "-f", "qcow2", "-b", "base.raw", _dir.File("ov.qcow2"));
+        Run.QemuIo(_dir.File("ov.qcow2"), "qcow2", "write -P 2 512k 1M", "write -z 3M 64k", "write -P 3 4095k 1k");
+        Run.QemuImgOk("convert", "-O", "raw", _dir.File("ov.qcow2"), _dir.File("expected.raw"));
 
-        var result = Run.ImgOk("commit", _dir["ov.qcow2"]);
+        var result = Run.ImgOk("commit", _dir.File("ov.qcow2"));
         Assert.Equal("Image committed.\n", result.Output);
-        Assert.Equal(0, Run.QemuImg("compare", "-f", "raw", "-F", "raw", _dir["base.raw"], _dir["expected.raw"]).ExitCode);
-        Assert.Equal(0, Run.QemuImg("check", _dir["ov.qcow2"]).ExitCode);
-        Assert.DoesNotContain("\"depth\": 0", Run.QemuImgOk("map", "--output=json", _dir["ov.qcow2"]).Output);
-        Assert.Equal(0, Run.QemuImg("compare", _dir["ov.qcow2"], _dir["expected.raw"]).ExitCode);
+        Assert.Equal(0, Run.QemuImg("compare", "-f", "raw", "-F", "raw", _dir.File("base.raw"), _dir.File("expected.raw")).ExitCode);
+        Assert.Equal(0, Run.QemuImg("check", _dir.File("ov.qcow2")).ExitCode);
+        Assert.DoesNotContain("\"depth\": 0", Run.QemuImgOk("map", "--output=json", _dir.File("ov.qcow2")).Output);
+        Assert.Equal(0, Run.QemuImg("compare", _dir.File("ov.qcow2"), _dir.File("expected.raw")).ExitCode);
     }
 
     [Fact]
     public void CommitIntoAQcowBaseThroughAMiddleLayerWithDashB()
     {
-        Run.ImgOk("create", "-q", "-f", "qcow2", _dir["base.qcow2"], "2M");
-        Run.QemuIo(_dir["base.qcow2"], "qcow2", "write -P 1 0 2M");
-        Run.ImgOk("create", "-q", "-f", "qcow2", "-b", "base.qcow2", _dir["mid.qcow2"]);
-        Run.QemuIo(_dir["mid.qcow2"], "qcow2", "write -P 2 0 64k");
-        Run.ImgOk("create", "-q", "-f", "qcow2", "-b", "mid.qcow2", _dir["top.qcow2"]);
-        Run.QemuIo(_dir["top.qcow2"], "qcow2", "write -P 3 1M 64k");
-        Run.QemuImgOk("convert", "-O", "raw", _dir["top.qcow2"], _dir["expected.raw"]);
+        Run.ImgOk("create", "-q", "-f", "qcow2", _dir.File("base.qcow2"), "2M");
+        Run.QemuIo(_dir.File("base.qcow2"), "qcow2", "write -P 1 0 2M");
+        Run.ImgOk("create", "-q", "-f", "qcow2", "-b", "base.qcow2", _dir.File("mid.qcow2"));
+        Run.QemuIo(_dir.File("mid.qcow2"), "qcow2", "write -P 2 0 64k");
+        Run.ImgOk("create", "-q", "-f", "qcow2", "-b", "mid.qcow2", _dir.File("top.qcow2"));
+        Run.QemuIo(_dir.File("top.qcow2"), "qcow2", "write -P 3 1M 64k");
+        Run.QemuImgOk("convert", "-O", "raw", _dir.File("top.qcow2"), _dir.File("expected.raw"));
 
-        Run.ImgOk("commit", "-q", "-b", _dir["base.qcow2"], _dir["top.qcow2"]);
-        Assert.Equal(0, Run.QemuImg("compare", _dir["base.qcow2"], _dir["expected.raw"]).ExitCode);
-        Assert.Equal(0, Run.QemuImg("check", _dir["base.qcow2"]).ExitCode);
+        Run.ImgOk("commit", "-q", "-b", _dir.File("base.qcow2"), _dir.File("top.qcow2"));
+        Assert.Equal(0, Run.QemuImg("compare", _dir.File("base.qcow2"), _dir.File("expected.raw")).ExitCode);
+        Assert.Equal(0, Run.QemuImg("check", _dir.File("base.qcow2")).ExitCode);
     }
 
     [Fact]
@@ -44,28 +46,28 @@ public sealed class CommitCommandTests : IDisposable
     {
         int seed = Environment.TickCount;
         var random = new Random(seed);
-        Run.ImgOk("create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", _dir["base.qcow2"], "6M");
-        Run.QemuIo(_dir["base.qcow2"], "qcow2", "write -P 17 0 6M");
-        Run.ImgOk("create", "-q", "-f", "qcow2", "-b", "base.qcow2", _dir["top.qcow2"], "8M");
+        Run.ImgOk("create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", _dir.File("base.qcow2"), "6M");
+        Run.QemuIo(_dir.File("base.qcow2"), "qcow2", "write -P 17 0 6M");
+        Run.ImgOk("create", "-q", "-f", "qcow2", "-b", "base.qcow2", _dir.File("top.qcow2"), "8M");
         var commands = Enumerable.Range(0, 20).Select(_ => random.Next(4) == 0
             ? $"write -z {random.Next(0, 8 * 1024 - 128) * 1024} {random.Next(1, 128) * 1024}"
             : $"write -P {random.Next(1, 255)} {random.Next(0, 8 * 1024 * 1024 - 70000)} {random.Next(1, 70000)}").ToArray();
-        Run.QemuIo(_dir["top.qcow2"], "qcow2", commands);
-        Run.QemuImgOk("convert", "-O", "raw", _dir["top.qcow2"], _dir["expected.raw"]);
+        Run.QemuIo(_dir.File("top.qcow2"), "qcow2", commands);
+        Run.QemuImgOk("convert", "-O", "raw", _dir.File("top.qcow2"), _dir.File("expected.raw"));
 
-        var result = Run.Img("commit", _dir["top.qcow2"]);
+        var result = Run.Img("commit", _dir.File("top.qcow2"));
         Assert.True(result.ExitCode == 0, $"seed {seed}: {result}");
-        Assert.True(Run.QemuImg("compare", _dir["base.qcow2"], _dir["expected.raw"]).ExitCode == 0,
+        Assert.True(Run.QemuImg("compare", _dir.File("base.qcow2"), _dir.File("expected.raw")).ExitCode == 0,
             $"seed {seed}: base differs after commit of {string.Join("; ", commands)}");
-        Assert.True(Run.QemuImg("check", _dir["base.qcow2"]).ExitCode == 0, $"seed {seed}");
-        Assert.True(Run.QemuImg("compare", _dir["top.qcow2"], _dir["expected.raw"]).ExitCode == 0, $"seed {seed}");
+        Assert.True(Run.QemuImg("check", _dir.File("base.qcow2")).ExitCode == 0, $"seed {seed}");
+        Assert.True(Run.QemuImg("compare", _dir.File("top.qcow2"), _dir.File("expected.raw")).ExitCode == 0, $"seed {seed}");
     }
 
     [Fact]
     public void AnImageWithoutBackingCannotBeCommitted()
     {
-        Run.ImgOk("create", "-q", _dir["a.raw"], "1M");
-        var result = Run.Img("commit", _dir["a.raw"]);
+        Run.ImgOk("create", "-q", _dir.File("a.raw"), "1M");
+        var result = Run.Img("commit", _dir.File("a.raw"));
         Assert.Equal(1, result.ExitCode);
         Assert.Equal("strata img: Image does not have a backing file\n", result.Error);
     }

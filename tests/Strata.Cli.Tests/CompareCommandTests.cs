@@ -1,3 +1,5 @@
+using Strata.TestKit;
+
 namespace Strata.Cli.Tests;
 
 public sealed class CompareCommandTests : IDisposable
@@ -6,9 +8,9 @@ public sealed class CompareCommandTests : IDisposable
 
     public CompareCommandTests()
     {
-        Run.QemuImgOk("create", "-q", "-f", "raw", _dir["a.raw"], "1M");
-        Run.QemuIo(_dir["a.raw"], "raw", "write -P 1 64k 64k", "write -P 2 512k 4k");
-        File.Copy(_dir["a.raw"], _dir["b.raw"]);
+        Run.QemuImgOk("create", "-q", "-f", "raw", _dir.File("a.raw"), "1M");
+        Run.QemuIo(_dir.File("a.raw"), "raw", "write -P 1 64k 64k", "write -P 2 512k 4k");
+        File.Copy(_dir.File("a.raw"), _dir.File("b.raw"));
     }
 
     public void Dispose() => _dir.Dispose();
@@ -16,7 +18,7 @@ public sealed class CompareCommandTests : IDisposable
     [Fact]
     public void IdenticalImagesExitZero()
     {
-        var result = Run.Img("compare", _dir["a.raw"], _dir["b.raw"]);
+        var result = Run.Img("compare", _dir.File("a.raw"), _dir.File("b.raw"));
         Assert.Equal(0, result.ExitCode);
         Assert.Equal("Images are identical.\n", result.Output);
     }
@@ -24,23 +26,23 @@ public sealed class CompareCommandTests : IDisposable
     [Fact]
     public void AMismatchReportsTheSectorLikeQemuImg()
     {
-        Run.QemuIo(_dir["b.raw"], "raw", "write -P 3 600003 1");
-        var qemu = Run.QemuImg("compare", _dir["a.raw"], _dir["b.raw"]);
-        var result = Run.Img("compare", _dir["a.raw"], _dir["b.raw"]);
+        Run.QemuIo(_dir.File("b.raw"), "raw", "write -P 3 600003 1");
+        var qemu = Run.QemuImg("compare", _dir.File("a.raw"), _dir.File("b.raw"));
+        var result = Run.Img("compare", _dir.File("a.raw"), _dir.File("b.raw"));
         Assert.Equal(1, result.ExitCode);
         Assert.Equal(qemu.Output, result.Output);
-        Assert.Equal(1, Run.Img("compare", "-q", _dir["a.raw"], _dir["b.raw"]).ExitCode);
+        Assert.Equal(1, Run.Img("compare", "-q", _dir.File("a.raw"), _dir.File("b.raw")).ExitCode);
     }
 
     [Fact]
     public void SizeMismatchFollowsQemuImgWithAndWithoutStrict()
     {
-        Run.QemuImgOk("create", "-q", "-f", "raw", _dir["big.raw"], "2M");
-        Run.QemuIo(_dir["big.raw"], "raw", "write -P 1 64k 64k", "write -P 2 512k 4k");
+        Run.QemuImgOk("create", "-q", "-f", "raw", _dir.File("big.raw"), "2M");
+        Run.QemuIo(_dir.File("big.raw"), "raw", "write -P 1 64k 64k", "write -P 2 512k 4k");
         foreach (string[] args in new[]
         {
-            new[] { "compare", _dir["a.raw"], _dir["big.raw"] },
-            ["compare", "-s", _dir["a.raw"], _dir["big.raw"]],
+            new[] { "compare", _dir.File("a.raw"), _dir.File("big.raw") },
+            ["compare", "-s", _dir.File("a.raw"), _dir.File("big.raw")],
         })
         {
             var qemu = Run.QemuImg(args);
@@ -49,26 +51,26 @@ public sealed class CompareCommandTests : IDisposable
             Assert.Equal(qemu.Output, result.Output);
         }
 
-        Run.QemuIo(_dir["big.raw"], "raw", "write -P 9 1536k 4k");
-        var after = Run.Img("compare", _dir["big.raw"], _dir["a.raw"]);
+        Run.QemuIo(_dir.File("big.raw"), "raw", "write -P 9 1536k 4k");
+        var after = Run.Img("compare", _dir.File("big.raw"), _dir.File("a.raw"));
         Assert.Equal(1, after.ExitCode);
-        Assert.Equal(Run.QemuImg("compare", _dir["big.raw"], _dir["a.raw"]).Output, after.Output);
+        Assert.Equal(Run.QemuImg("compare", _dir.File("big.raw"), _dir.File("a.raw")).Output, after.Output);
     }
 
     [Fact]
     public void AnOverlayComparesThroughItsBackingChain()
     {
-        Run.ImgOk("create", "-q", "-f", "qcow2", "-b", "a.raw", _dir["o.qcow2"]);
-        Assert.Equal(0, Run.Img("compare", _dir["o.qcow2"], _dir["b.raw"]).ExitCode);
-        Run.QemuIo(_dir["o.qcow2"], "qcow2", "write -P 7 900k 4k");
-        Assert.Equal(1, Run.Img("compare", "-f", "qcow2", "-F", "raw", _dir["o.qcow2"], _dir["b.raw"]).ExitCode);
+        Run.ImgOk("create", "-q", "-f", "qcow2", "-b", "a.raw", _dir.File("o.qcow2"));
+        Assert.Equal(0, Run.Img("compare", _dir.File("o.qcow2"), _dir.File("b.raw")).ExitCode);
+        Run.QemuIo(_dir.File("o.qcow2"), "qcow2", "write -P 7 900k 4k");
+        Assert.Equal(1, Run.Img("compare", "-f", "qcow2", "-F", "raw", _dir.File("o.qcow2"), _dir.File("b.raw")).ExitCode);
     }
 
     [Fact]
     public void AnErrorExitsTwo()
     {
-        var result = Run.Img("compare", _dir["a.raw"], _dir["missing.raw"]);
+        var result = Run.Img("compare", _dir.File("a.raw"), _dir.File("missing.raw"));
         Assert.Equal(2, result.ExitCode);
-        Assert.Equal($"strata img: Could not open '{_dir["missing.raw"]}': No such file or directory\n", result.Error);
+        Assert.Equal($"strata img: Could not open '{_dir.File("missing.raw")}': No such file or directory\n", result.Error);
     }
 }

@@ -1,3 +1,5 @@
+using Strata.TestKit;
+
 namespace Strata.Cli.Tests;
 
 public sealed class DemoCommandTests : IDisposable
@@ -13,8 +15,8 @@ public sealed class DemoCommandTests : IDisposable
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Contains("all steps passed", result.Output);
         Assert.DoesNotContain("FAILED", result.Output);
-        Assert.True(File.Exists(_dir["foo.img"]));
-        Assert.Equal(0, Run.QemuImg("check", _dir["tmp_disk.img"]).ExitCode);
+        Assert.True(File.Exists(_dir.File("foo.img")));
+        Assert.Equal(0, Run.QemuImg("check", _dir.File("tmp_disk.img")).ExitCode);
     }
 
     [Fact]

@@ -1,3 +1,5 @@
+using Strata.TestKit;
+
 namespace Strata.Cli.Tests;
 
 public sealed class ImgToolTests : IDisposable
@@ -43,10 +45,10 @@ public sealed class ImgToolTests : IDisposable
         bytes[1] = 0x46;
         bytes[2] = 0x49;
         bytes[3] = 0xfb;
-        File.WriteAllBytes(_dir["bad.qcow2"], bytes);
+        File.WriteAllBytes(_dir.File("bad.qcow2"), bytes);
         foreach (string command in new[] { "info", "map", "check" })
         {
-            var result = Run.Img(command, _dir["bad.qcow2"]);
+            var result = Run.Img(command, _dir.File("bad.qcow2"));
             Assert.NotEqual(0, result.ExitCode);
             Assert.Single(result.Error.TrimEnd('\n').Split('\n'));
             Assert.DoesNotContain("   at ", result.Error);

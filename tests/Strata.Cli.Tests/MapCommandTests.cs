@@ -1,3 +1,5 @@
+using Strata.TestKit;
+
 namespace Strata.Cli.Tests;
 
 public sealed class MapCommandTests : IDisposable
@@ -9,30 +11,30 @@ public sealed class MapCommandTests : IDisposable
     [Fact]
     public void RawMapEqualsQemuImgs()
     {
-        Run.QemuImgOk("create", "-q", "-f", "raw", _dir["a.raw"], "4M");
-        Run.QemuIo(_dir["a.raw"], "raw", "write -P 1 64k 64k", "write -P 2 1M 4k", "write -P 3 3M 1M");
+        Run.QemuImgOk("create", "-q", "-f", "raw", _dir.File("a.raw"), "4M");
+        Run.QemuIo(_dir.File("a.raw"), "raw", "write -P 1 64k 64k", "write -P 2 1M 4k", "write -P 3 3M 1M");
         foreach (string output in new[] { "json", "human" })
         {
-            Assert.Equal(Run.QemuImgOk("map", "-f", "raw", "--output=" + output, _dir["a.raw"]).Output,
-                Run.ImgOk("map", "-f", "raw", "--output=" + output, _dir["a.raw"]).Output);
+            Assert.Equal(Run.QemuImgOk("map", "-f", "raw", "--output=" + output, _dir.File("a.raw")).Output,
+                Run.ImgOk("map", "-f", "raw", "--output=" + output, _dir.File("a.raw")).Output);
         }
     }
 
     [Fact]
     public void QcowChainMapEqualsQemuImgs()
     {
-        Run.QemuImgOk("create", "-q", "-f", "raw", _dir["base.raw"], "2M");
-        Run.QemuIo(_dir["base.raw"], "raw", "write -P 1 64k 64k", "write -P 2 512k 4k");
-        Run.QemuImgOk("create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", _dir["mid.qcow2"]);
-        Run.QemuIo(_dir["mid.qcow2"], "qcow2", "write -P 4 1M 128k");
-        Run.QemuImgOk("create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", _dir["top.qcow2"]);
-        Run.QemuIo(_dir["top.qcow2"], "qcow2", "write -P 5 0 4k", "write -z 128k 64k", "write -P 6 1000k 24k");
+        Run.QemuImgOk("create", "-q", "-f", "raw", _dir.File("base.raw"), "2M");
+        Run.QemuIo(_dir.File("base.raw"), "raw", "write -P 1 64k 64k", "write -P 2 512k 4k");
+        Run.QemuImgOk("create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", _dir.File("mid.qcow2"));
+        Run.QemuIo(_dir.File("mid.qcow2"), "qcow2", "write -P 4 1M 128k");
+        Run.QemuImgOk("create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", _dir.File("top.qcow2"));
+        Run.QemuIo(_dir.File("top.qcow2"), "qcow2", "write -P 5 0 4k", "write -z 128k 64k", "write -P 6 1000k 24k");
         foreach (string file in new[] { "top.qcow2", "mid.qcow2" })
         {
             foreach (string output in new[] { "json", "human" })
             {
-                Assert.Equal(Run.QemuImgOk("map", "--output=" + output, _dir[file]).Output,
-                    Run.ImgOk("map", "--output=" + output, _dir[file]).Output);
+                Assert.Equal(Run.QemuImgOk("map", "--output=" + output, _dir.File(file)).Output,
+                    Run.ImgOk("map", "--output=" + output, _dir.File(file)).Output);
             }
         }
     }
@@ -40,8 +42,8 @@ public sealed class MapCommandTests : IDisposable
     [Fact]
     public void QcowWithoutBackingMapEqualsQemuImgs()
     {
-        Run.QemuImgOk("create", "-q", "-f", "qcow2", _dir["n.qcow2"], "1M");
-        Run.QemuIo(_dir["n.qcow2"], "qcow2", "write -P 5 64k 4k");
-        Assert.Equal(Run.QemuImgOk("map", "--output=json", _dir["n.qcow2"]).Output, Run.ImgOk("map", "--output=json", _dir["n.qcow2"]).Output);
+        Run.QemuImgOk("create", "-q", "-f", "qcow2", _dir.File("n.qcow2"), "1M");
+        Run.QemuIo(_dir.File("n.qcow2"), "qcow2", "write -P 5 64k 4k");
+        Assert.Equal(Run.QemuImgOk("map", "--output=json", _dir.File("n.qcow2")).Output, Run.ImgOk("map", "--output=json", _dir.File("n.qcow2")).Output);
     }
 }

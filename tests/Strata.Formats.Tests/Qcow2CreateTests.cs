@@ -1,4 +1,5 @@
 using Strata.Formats.Qcow2;
+using Strata.TestKit;
 
 namespace Strata.Formats.Tests;
 

@@ -1,5 +1,6 @@
 using Strata.Block;
 using Strata.Formats.Qcow2;
+using Strata.TestKit;
 
 namespace Strata.Formats.Tests;
 

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Strata.Daemon;
 using Strata.Nbd.Transport;
+using Strata.TestKit;
 
 namespace Strata.Nbd.Tests;
 

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Strata.Daemon;
 using Strata.Nbd.Transport;
+using Strata.TestKit;
 
 namespace Strata.Nbd.Tests;
 

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Strata.Daemon;
 using Strata.Nbd.Client;
 using Strata.Nbd.Transport;
+using Strata.TestKit;
 
 namespace Strata.Nbd.Tests;
 

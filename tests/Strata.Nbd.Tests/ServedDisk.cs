@@ -2,6 +2,7 @@ using Strata.Daemon;
 using Strata.Nbd.Client;
 using Strata.Nbd.Server;
 using Strata.Nbd.Transport;
+using Strata.TestKit;
 
 namespace Strata.Nbd.Tests;
 

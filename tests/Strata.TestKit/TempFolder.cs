@@ -2,13 +2,14 @@ namespace Strata.TestKit;
 
 /// <summary>
 /// A fresh folder under <see cref="Path.GetTempPath"/> for one test, deleted with everything in it on
-/// dispose. Use with <c>using var dir = new TempFolder();</c>.
+/// dispose. Use with <c>using var dir = new TempFolder();</c>. The name is short so that unix socket
+/// paths inside it fit in sun_path (108 bytes).
 /// </summary>
 public sealed class TempFolder : IDisposable
 {
     public TempFolder(string? prefix = null)
     {
-        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"strata-{prefix ?? "test"}-{Guid.NewGuid():N}");
+        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"strata-{prefix ?? "test"}-{Guid.NewGuid().ToString("N")[..12]}");
         Directory.CreateDirectory(Path);
     }
 
@@ -23,8 +24,9 @@ public sealed class TempFolder : IDisposable
         {
             Directory.Delete(Path, recursive: true);
         }
-        catch (DirectoryNotFoundException)
+        catch (IOException)
         {
+            // Gone already, or a process a test started still holds a file for a moment: it is in temp.
         }
     }
 }
