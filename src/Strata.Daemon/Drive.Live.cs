@@ -94,11 +94,14 @@ public sealed partial class Drive
         }
     }
 
+    /// <summary>The drive's top image, looking through the mirror filter a live merge puts above it.</summary>
+    public IBlockNode Top => Root is MirrorNode mirror ? mirror.Overlay : Root;
+
     /// <summary>The full paths of every image in the drive's chain, top first.</summary>
     public IReadOnlyList<string> ChainFiles()
     {
         var files = new List<string>();
-        for (var node = Root is MirrorNode m ? m.Overlay : Root; node is not null; node = node.Backing)
+        for (var node = Top; node is not null; node = node.Backing)
         {
             if (node.FileName is { } name)
             {
@@ -113,7 +116,7 @@ public sealed partial class Drive
     public IBlockNode? FindNode(string path)
     {
         string full = Path.GetFullPath(path);
-        for (var node = Root is MirrorNode m ? m.Overlay : Root; node is not null; node = node.Backing)
+        for (var node = Top; node is not null; node = node.Backing)
         {
             if (node.FileName is { } name && Path.GetFullPath(name) == full)
             {
@@ -127,7 +130,7 @@ public sealed partial class Drive
     /// <summary>The image directly above <paramref name="node"/> in the chain (null: it is the top).</summary>
     public IBlockNode? ParentOf(IBlockNode node)
     {
-        for (var n = Root is MirrorNode m ? m.Overlay : Root; n is not null; n = n.Backing)
+        for (var n = Top; n is not null; n = n.Backing)
         {
             if (ReferenceEquals(n.Backing, node))
             {

@@ -24,6 +24,9 @@ public sealed class CommitJob : Job
     private readonly IBlockNode _base;
     private readonly CommitJobOptions _options;
     private readonly RangeLock _locks = new();
+
+    // How many backing links lead from the top to the base; the chain between them does not change while the job runs.
+    private readonly int _baseDepth;
     private MirrorNode? _mirror;
 
     public CommitJob(string id, RequestGate gate, IBlockNode top, IBlockNode baseNode, CommitJobOptions? options = null)
@@ -36,7 +39,8 @@ public sealed class CommitJob : Job
         _top = top;
         _base = baseNode;
         _options = options ?? new CommitJobOptions();
-        if (DepthOf(top, baseNode) <= 0)
+        _baseDepth = DepthOf(top, baseNode);
+        if (_baseDepth <= 0)
         {
             throw BlockException.Invalid("the base is not below the top in the backing chain");
         }
@@ -64,11 +68,10 @@ public sealed class CommitJob : Job
             _gate.ReplaceRoot(_mirror, drain);
         }
 
-        int baseDepth = DepthOf(_top, _base);
         var work = new List<ChainExtent>();
         await foreach (var e in ChainStatus.EnumerateAsync(_top, 0, _top.Size, cancellationToken))
         {
-            if (e.IsPresent && e.Depth < baseDepth)
+            if (e.IsPresent && e.Depth < _baseDepth)
             {
                 work.Add(e);
                 AddTotal(e.Length);
@@ -159,8 +162,7 @@ public sealed class CommitJob : Job
         // Look again under the lock: the guest may have written here since the list was made, and
         // what the layers above the base show now is what the base must hold.
         var status = await ChainStatus.GetAsync(_top, offset, length, cancellationToken);
-        int baseDepth = DepthOf(_top, _base);
-        if (status.Length == length && status.IsPresent && status.Depth < baseDepth && status.IsZero && !status.IsData)
+        if (status.Length == length && status.IsPresent && status.Depth < _baseDepth && status.IsZero && !status.IsData)
         {
             await _base.WriteZeroesAsync(offset, length, ZeroFlags.MayUnmap, cancellationToken);
             return;

@@ -111,7 +111,7 @@ public sealed partial class QmpCommands
             w.WriteStartArray();
             foreach (var drive in drives)
             {
-                var root = drive.Root is Strata.Block.Live.MirrorNode mirror ? mirror.Overlay : drive.Root;
+                var root = drive.Top;
                 int depth = 0;
                 for (var node = root.Backing; node is not null; node = node.Backing)
                 {
