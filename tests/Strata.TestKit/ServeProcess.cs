@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Text;
 
-namespace Strata.Nbd.Tests;
+namespace Strata.TestKit;
 
 /// <summary>`strata serve …` as a real process (built beside the tests); killed by its PID if still running at the end.</summary>
 public sealed class ServeProcess : IDisposable
@@ -45,7 +45,7 @@ public sealed class ServeProcess : IDisposable
 
     public static ServeProcess Start(string workingDirectory, IReadOnlyDictionary<string, string?>? environment, params string[] arguments)
     {
-        var start = new ProcessStartInfo("dotnet")
+        var start = new ProcessStartInfo(Peer.DotnetHost())
         {
             UseShellExecute = false,
             RedirectStandardOutput = true,
@@ -77,11 +77,11 @@ public sealed class ServeProcess : IDisposable
                 return;
             }
 
-            Assert.False(_process.HasExited, $"strata serve exited early ({ExitText()})");
+            ThrowIfExited();
             await Task.Delay(50);
         }
 
-        Assert.Fail($"{path} never appeared ({ExitText()})");
+        throw new TimeoutException($"{path} never appeared ({ExitText()})");
     }
 
     /// <summary>Waits (bounded) until the daemon has printed <paramref name="text"/>.</summary>
@@ -89,11 +89,14 @@ public sealed class ServeProcess : IDisposable
     {
         for (int i = 0; i < 600 && !Output.Contains(text, StringComparison.Ordinal); i++)
         {
-            Assert.False(_process.HasExited, $"strata serve exited early ({ExitText()})");
+            ThrowIfExited();
             await Task.Delay(50);
         }
 
-        Assert.Contains(text, Output);
+        if (!Output.Contains(text, StringComparison.Ordinal))
+        {
+            throw new TimeoutException($"strata serve never printed '{text}' ({ExitText()})");
+        }
     }
 
     public async Task<int> WaitForExitAsync()
@@ -103,7 +106,19 @@ public sealed class ServeProcess : IDisposable
         return _process.ExitCode;
     }
 
-    public Task SignalAsync(string signal) => Tool.CheckAsync("kill", $"-{signal}", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    public async Task SignalAsync(string signal) =>
+        (await Peer.RunAsync("kill", $"-{signal}", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture))).EnsureSuccess();
+
+    /// <summary>SIGKILL: no flush, no clean close — a crash.</summary>
+    public async Task KillAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill();
+        }
+
+        await _process.WaitForExitAsync();
+    }
 
     public void Dispose()
     {
@@ -114,6 +129,14 @@ public sealed class ServeProcess : IDisposable
         }
 
         _process.Dispose();
+    }
+
+    private void ThrowIfExited()
+    {
+        if (_process.HasExited)
+        {
+            throw new InvalidOperationException($"strata serve exited early ({ExitText()})");
+        }
     }
 
     private string ExitText() => $"stdout: {Output} stderr: {Error}";
