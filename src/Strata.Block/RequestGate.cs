@@ -1,3 +1,5 @@
+using System.Diagnostics;
+
 namespace Strata.Block;
 
 /// <summary>
@@ -16,6 +18,10 @@ public sealed class RequestGate
     private int _holds;
     private TaskCompletionSource? _drained;
     private TaskCompletionSource _resumed = NewSignal(completed: true);
+    private IBlockNode[] _flushAlso = [];
+    private int _waiting;
+    private int _heldCount;
+    private long _longestWait;
 
     public RequestGate(IBlockNode root)
     {
@@ -38,6 +44,12 @@ public sealed class RequestGate
     }
 
     public long Size => _root.Size;
+
+    /// <summary>
+    /// Raised when the last request held by a drain (or a pause) has been let in: how many requests
+    /// waited at the gate, and the longest any of them waited. This is the pause the guest saw.
+    /// </summary>
+    public event Action<int, TimeSpan>? HoldEnded;
 
     public bool IsReadOnly => (_root.Capabilities & NodeCapabilities.ReadOnly) != 0;
 
@@ -68,6 +80,35 @@ public sealed class RequestGate
         }
 
         _root = newRoot;
+    }
+
+    /// <summary>
+    /// Makes every flush through the gate also flush <paramref name="node"/> (a former root that is
+    /// no longer in the path of writes but may still hold data the guest wrote) until
+    /// <see cref="Flushed"/> says it has reached stable storage. The caller holds a drain.
+    /// </summary>
+    public void FlushAlso(IBlockNode node, Drain proofOfDrain)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        ArgumentNullException.ThrowIfNull(proofOfDrain);
+        if (!proofOfDrain.IsHeldOn(this))
+        {
+            throw new InvalidOperationException("a former root may only be registered while the gate is drained");
+        }
+
+        lock (_lock)
+        {
+            _flushAlso = [.. _flushAlso, node];
+        }
+    }
+
+    /// <summary>Ends <see cref="FlushAlso"/> for <paramref name="node"/>: it was flushed after its last write.</summary>
+    public void Flushed(IBlockNode node)
+    {
+        lock (_lock)
+        {
+            _flushAlso = [.. _flushAlso.Where(n => !ReferenceEquals(n, node))];
+        }
     }
 
     /// <summary>
@@ -180,7 +221,12 @@ public sealed class RequestGate
         await EnterAsync(0, 0, write: false, cancellationToken);
         try
         {
+            var also = Volatile.Read(ref _flushAlso);
             await _root.FlushAsync(cancellationToken);
+            foreach (var node in also)
+            {
+                await node.FlushAsync(cancellationToken);
+            }
         }
         finally
         {
@@ -225,32 +271,104 @@ public sealed class RequestGate
 
     private async ValueTask EnterAsync(long offset, long length, bool write, CancellationToken cancellationToken)
     {
+        long waitStart = 0;
         while (true)
         {
             Task resumed;
+            bool admitted = false;
+            BlockException? invalid = null;
+            (int Count, long Longest)? holdEnded = null;
             lock (_lock)
             {
                 if (_holds == 0)
                 {
-                    Validate(_root, offset, length, write);
-                    _inFlight++;
-                    if (write && length > 0)
+                    admitted = true;
+                    if (waitStart != 0)
                     {
-                        foreach (var observer in _observers)
-                        {
-                            observer.OnWrite(offset, length);
-                        }
+                        holdEnded = EndWaitLocked(waitStart);
                     }
 
-                    return;
+                    try
+                    {
+                        Validate(_root, offset, length, write);
+                        _inFlight++;
+                        if (write && length > 0)
+                        {
+                            foreach (var observer in _observers)
+                            {
+                                observer.OnWrite(offset, length);
+                            }
+                        }
+                    }
+                    catch (BlockException e)
+                    {
+                        invalid = e;
+                    }
+                }
+                else if (waitStart == 0)
+                {
+                    waitStart = Stopwatch.GetTimestamp();
+                    _waiting++;
                 }
 
                 resumed = _resumed.Task;
             }
 
-            await resumed.WaitAsync(cancellationToken);
+            if (holdEnded is not null)
+            {
+                RaiseHoldEnded(holdEnded.Value);
+            }
+
+            if (admitted)
+            {
+                if (invalid is not null)
+                {
+                    throw invalid;
+                }
+
+                return;
+            }
+
+            try
+            {
+                await resumed.WaitAsync(cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                lock (_lock)
+                {
+                    holdEnded = EndWaitLocked(waitStart);
+                }
+
+                if (holdEnded is not null)
+                {
+                    RaiseHoldEnded(holdEnded.Value);
+                }
+
+                throw;
+            }
         }
     }
+
+    // A held request stops waiting (admitted or cancelled); the last one out reports the hold.
+    private (int Count, long Longest)? EndWaitLocked(long waitStart)
+    {
+        long waited = Stopwatch.GetTimestamp() - waitStart;
+        _longestWait = Math.Max(_longestWait, waited);
+        _heldCount++;
+        if (--_waiting > 0 || _holds > 0)
+        {
+            return null;
+        }
+
+        var ended = (_heldCount, _longestWait);
+        _heldCount = 0;
+        _longestWait = 0;
+        return ended;
+    }
+
+    private void RaiseHoldEnded((int Count, long Longest) hold) =>
+        HoldEnded?.Invoke(hold.Count, Stopwatch.GetElapsedTime(0, hold.Longest));
 
     private void Leave()
     {

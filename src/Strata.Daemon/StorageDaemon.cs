@@ -82,6 +82,12 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
                 _drives.Add(drive);
                 _exports.Add(new NbdExport(drive.Id, drive.Gate, drive.ReadOnly, $"{drive.Root.DriverName} image {spec.File}"));
                 Log($"drive {drive.Id}: {drive.Root.DriverName} {spec.File}, {drive.Root.Size} bytes{(drive.ReadOnly ? ", read-only" : "")}");
+                if (_options.Log is not null)
+                {
+                    string id = drive.Id;
+                    drive.Gate.HoldEnded += (count, longest) =>
+                        Log($"drive {id}: {count} guest request{(count == 1 ? "" : "s")} held, the longest for {longest.TotalMilliseconds:0.000} ms");
+                }
             }
 
             if (_options.StartPaused)
@@ -258,7 +264,7 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
 
     public async ValueTask DisposeAsync() => await StopAsync();
 
-    private void Log(string message) => _options.Log?.Invoke(message);
+    internal void Log(string message) => _options.Log?.Invoke(message);
 
     private static void CreateParent(NbdEndpoint endpoint)
     {

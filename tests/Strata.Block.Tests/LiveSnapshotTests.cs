@@ -85,7 +85,65 @@ public sealed class LiveSnapshotTests
         await Assert.ThrowsAsync<BlockException>(() => LiveSnapshot.SwitchAsync([Overlay(gate), Overlay(gate)]));
     }
 
+    [Fact]
+    public async Task TheOldRootIsFlushedBeforeTheSnapshotReturns()
+    {
+        var old = new FlushCountingNode(new MemoryNode(4096));
+        var gate = new RequestGate(old);
+        await gate.WriteAsync(0, new byte[] { 7 });
+        await Snapshot(gate);
+        Assert.Equal(1, old.Flushes);
+
+        // Once flushed, the old root is no longer part of the guest's flushes.
+        await gate.FlushAsync();
+        Assert.Equal(1, old.Flushes);
+    }
+
+    [Fact]
+    public async Task AGuestFlushRightAfterTheSwitchAlsoFlushesTheOldRoot()
+    {
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var old = new FlushCountingNode(new MemoryNode(4096), release.Task);
+        var gate = new RequestGate(old);
+        await gate.WriteAsync(0, new byte[] { 7 });
+        var snapshot = Snapshot(gate);
+        while (old.Flushes == 0)
+        {
+            await Task.Delay(1);
+        }
+
+        // The switch is done and the snapshot's own flush of the old root has not finished: a guest
+        // flush now must not return before the old root is flushed.
+        Assert.IsType<MemoryOverlayNode>(gate.Root);
+        var guestFlush = gate.FlushAsync().AsTask();
+        await Task.Delay(20);
+        Assert.False(guestFlush.IsCompleted, "a guest flush returned before the write it covers reached stable storage");
+        release.SetResult();
+        await guestFlush;
+        await snapshot;
+        Assert.Equal(2, old.Flushes);
+    }
+
     private static Task Snapshot(RequestGate gate) => LiveSnapshot.SwitchAsync([Overlay(gate)]);
 
     private static SnapshotSwitch Overlay(RequestGate gate) => new(gate, old => new MemoryOverlayNode(old, old.Size));
+
+    /// <summary>Counts flushes; each one waits for <paramref name="gate"/> (if given) before it completes.</summary>
+    private sealed class FlushCountingNode(IBlockNode inner, Task? gate = null) : DelegatingNode(inner)
+    {
+        private int _flushes;
+
+        public int Flushes => Volatile.Read(ref _flushes);
+
+        public override async ValueTask FlushAsync(CancellationToken cancellationToken = default)
+        {
+            Interlocked.Increment(ref _flushes);
+            if (gate is not null)
+            {
+                await gate;
+            }
+
+            await Inner.FlushAsync(cancellationToken);
+        }
+    }
 }

@@ -55,6 +55,33 @@ public sealed class RequestGateTests
     }
 
     [Fact]
+    public async Task TheEndOfAHoldReportsHowManyRequestsWaitedAndTheLongestWait()
+    {
+        var gate = new RequestGate(new MemoryNode(1 << 20));
+        var reports = new List<(int Count, TimeSpan Longest)>();
+        gate.HoldEnded += (count, longest) =>
+        {
+            lock (reports)
+            {
+                reports.Add((count, longest));
+            }
+        };
+        var drain = await gate.DrainAsync();
+        var held = new[] { gate.WriteAsync(0, new byte[512]).AsTask(), gate.ReadAsync(512, new byte[512]).AsTask() };
+        await Task.Delay(30);
+        drain.Dispose();
+        await Task.WhenAll(held);
+
+        // A drain no request waited for reports nothing.
+        (await gate.DrainAsync()).Dispose();
+        await gate.WriteAsync(0, new byte[512]);
+
+        var report = Assert.Single(reports);
+        Assert.Equal(2, report.Count);
+        Assert.True(report.Longest > TimeSpan.Zero);
+    }
+
+    [Fact]
     public async Task DrainWaitsForRequestsInFlight()
     {
         var slow = new SlowNode(new MemoryNode(1 << 20));

@@ -1,19 +1,23 @@
+using System.Diagnostics;
+
 namespace Strata.Block.Live;
 
 /// <summary>
 /// Switches drives to new overlays at one point in time (QEMU's blockdev-snapshot-sync and
 /// transaction): from the moment it returns every write goes to the overlay and the old root is a
-/// frozen, consistent point-in-time image.
+/// frozen, consistent point-in-time image, flushed to stable storage.
 /// </summary>
 /// <remarks>
-/// The guest is held only for the switch itself: overlays are created and opened beforehand, the
-/// old roots are flushed once before the drain (the bulk of dirty data) and once inside it (what
-/// arrived meanwhile). All drives are drained together, in a fixed order, so a multi-drive snapshot
-/// is one point in time; if anything fails before the roots change, nothing changes.
+/// The guest is held only for the switch itself: overlays are created and opened beforehand, and
+/// all drives are drained together, in a fixed order, so a multi-drive snapshot is one point in
+/// time; if anything fails before the roots change, nothing changes. The old roots are flushed after
+/// the guest is released: nothing writes them any more, and until that flush has succeeded every
+/// guest flush of the drive flushes them too (<see cref="RequestGate.FlushAlso"/>), so a flush the
+/// guest sends just after the switch still covers the writes it made just before.
 /// </remarks>
 public static class LiveSnapshot
 {
-    public static async Task SwitchAsync(IReadOnlyList<SnapshotSwitch> switches, CancellationToken cancellationToken = default)
+    public static async Task<SnapshotTimings> SwitchAsync(IReadOnlyList<SnapshotSwitch> switches, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(switches);
         if (switches.Select(s => s.Gate).Distinct().Count() != switches.Count)
@@ -21,12 +25,10 @@ public static class LiveSnapshot
             throw BlockException.Invalid("a drive appears twice in one snapshot");
         }
 
-        foreach (var s in switches)
-        {
-            await s.Gate.Root.FlushAsync(cancellationToken);
-        }
-
+        long start = Stopwatch.GetTimestamp();
         var drains = new List<RequestGate.Drain>(switches.Count);
+        var oldRoots = new IBlockNode[switches.Count];
+        long switchStart;
         try
         {
             foreach (var s in switches)
@@ -34,22 +36,18 @@ public static class LiveSnapshot
                 drains.Add(await s.Gate.DrainAsync(cancellationToken));
             }
 
-            var oldRoots = new IBlockNode[switches.Count];
-            for (int i = 0; i < switches.Count; i++)
-            {
-                oldRoots[i] = switches[i].Gate.Root;
-                await oldRoots[i].FlushAsync(cancellationToken);
-            }
-
             // Past this point nothing may fail half-way: attach every overlay, then swap every root.
+            switchStart = Stopwatch.GetTimestamp();
             var newRoots = new IBlockNode[switches.Count];
             for (int i = 0; i < switches.Count; i++)
             {
+                oldRoots[i] = switches[i].Gate.Root;
                 newRoots[i] = switches[i].Attach(oldRoots[i]);
             }
 
             for (int i = 0; i < switches.Count; i++)
             {
+                switches[i].Gate.FlushAlso(oldRoots[i], drains[i]);
                 switches[i].Gate.ReplaceRoot(newRoots[i], drains[i]);
             }
         }
@@ -60,5 +58,16 @@ public static class LiveSnapshot
                 d.Dispose();
             }
         }
+
+        long released = Stopwatch.GetTimestamp();
+        for (int i = 0; i < switches.Count; i++)
+        {
+            // Not cancellable: the switch has happened, and the snapshot must reach the disk.
+            await oldRoots[i].FlushAsync(CancellationToken.None);
+            switches[i].Gate.Flushed(oldRoots[i]);
+        }
+
+        return new SnapshotTimings(Stopwatch.GetElapsedTime(start, switchStart), Stopwatch.GetElapsedTime(switchStart, released),
+            Stopwatch.GetElapsedTime(released));
     }
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json;
 using Strata.Block;
 using Strata.Block.Jobs;
@@ -17,6 +18,7 @@ public sealed partial class QmpCommands
     private async Task<QmpResult> SnapshotAsync(IReadOnlyList<QmpArguments> actions, CancellationToken cancellationToken)
     {
         await _daemon.GraphLock.WaitAsync(cancellationToken);
+        long start = Stopwatch.GetTimestamp();
         var prepared = new List<PreparedSnapshot>();
         try
         {
@@ -51,7 +53,9 @@ public sealed partial class QmpCommands
                 prepared.Add(await drive.PrepareSnapshotAsync(file, mode, cancellationToken));
             }
 
-            await LiveSnapshot.SwitchAsync([.. prepared.Select(p => p.ToSwitch())], cancellationToken);
+            var prepareTime = Stopwatch.GetElapsedTime(start);
+            var timings = await LiveSnapshot.SwitchAsync([.. prepared.Select(p => p.ToSwitch())], cancellationToken);
+            _daemon.Log($"snapshot of {string.Join(", ", prepared.Select(p => p.Drive.Id))}: overlays ready in {prepareTime.TotalMilliseconds:0.000} ms, {timings}");
             prepared.Clear();
             return QmpResult.Empty;
         }
