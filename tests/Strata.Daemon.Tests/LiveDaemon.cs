@@ -61,15 +61,20 @@ public sealed class LiveDaemon : IAsyncDisposable
 
     public Task<QmpClient> ConnectQmpAsync() => QmpClient.ConnectAsync(QmpSocket);
 
-    /// <summary>Seeded random writes through <paramref name="client"/>, mirrored into the model; stops at <paramref name="maxOps"/> or when told.</summary>
-    public async Task<int> WriteRandomlyAsync(NbdClient client, int seed, int maxOps, int maxLength = 64 << 10, CancellationToken stop = default)
+    /// <summary>
+    /// Seeded random writes through <paramref name="client"/>, mirrored into the model; stops at
+    /// <paramref name="maxOps"/> or when told. They stay below <paramref name="end"/> (default: the whole disk).
+    /// </summary>
+    public async Task<int> WriteRandomlyAsync(NbdClient client, int seed, int maxOps, int maxLength = 64 << 10, long end = 0,
+        CancellationToken stop = default)
     {
+        long limit = end > 0 ? end : Model.Length;
         var random = new Random(seed);
         int done = 0;
         for (; done < maxOps && !stop.IsCancellationRequested; done++)
         {
             int length = random.Next(1, maxLength / 512 + 1) * 512;
-            long offset = random.NextInt64(0, (Model.Length - length) / 512 + 1) * 512;
+            long offset = random.NextInt64(0, (limit - length) / 512 + 1) * 512;
             var data = new byte[length];
             random.NextBytes(data);
             await client.WriteAsync(offset, data, cancellationToken: CancellationToken.None);
