@@ -224,7 +224,8 @@ public sealed class MonitorConsole(QmpClient qmp, TextWriter output, TextWriter 
 
     private async Task InfoJobsAsync()
     {
-        var jobs = (await qmp.ExecuteAsync("query-jobs"))?.AsArray() ?? [];
+        // QEMU's "info block-jobs" wording, with the job's state and a percentage added.
+        var jobs = (await qmp.ExecuteAsync("query-block-jobs"))?.AsArray() ?? [];
         if (jobs.Count == 0)
         {
             output.WriteLine("No active jobs");
@@ -232,7 +233,11 @@ public sealed class MonitorConsole(QmpClient qmp, TextWriter output, TextWriter 
 
         foreach (var job in jobs)
         {
-            output.WriteLine($"Type {job?["type"]}, job {job?["id"]}: {job?["status"]}, completed {job?["current-progress"]} of {job?["total-progress"]} bytes");
+            long done = job?["offset"]?.GetValue<long>() ?? 0;
+            long total = job?["len"]?.GetValue<long>() ?? 0;
+            string percent = total > 0 ? $" ({done * 100 / total}%)" : "";
+            output.WriteLine($"Type {job?["type"]}, device {job?["device"]}: Completed {done} of {total} bytes{percent}, " +
+                $"speed limit {job?["speed"]} bytes/s, {job?["status"]}");
         }
     }
 
