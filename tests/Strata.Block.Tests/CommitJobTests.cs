@@ -119,9 +119,73 @@ public sealed class CommitJobTests
         Assert.Equal(BlockError.InvalidArgument, e.Error);
     }
 
+    [Fact]
+    public async Task AFailedWriteToTheBaseFailsTheMergeWithAnErrorEventAndLosesNothing()
+    {
+        const int seed = 17;
+        var memory = new MemoryNode(DiskSize);
+        var failing = new FaultInjectingNode(memory, ownsInner: false);
+        var (overlay, gate, model) = await SnapshotOver(failing, seed);
+        failing.CrashAfter(3);
+        using var job = new CommitJob("merge0", gate, overlay, failing, new CommitJobOptions { AutoComplete = true, ChunkSize = 64 << 10 });
+        var errors = new List<JobIoErrorEventArgs>();
+        job.IoError += (_, e) => errors.Add(e);
+        job.Start();
+        await job.Completion.WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.NotNull(job.Error);
+        var error = Assert.Single(errors);
+        Assert.True(error.Write);
+        Assert.False(error.Stopped);
+        Assert.Same(overlay, gate.Root);
+        var seen = new byte[DiskSize];
+        await gate.ReadAsync(0, seen);
+        Assert.True(model.AsSpan().SequenceEqual(seen), $"the drive does not read as the model (seed {seed})");
+    }
+
+    [Fact]
+    public async Task WithPolicyStopAFailedWritePausesTheMergeAndResumeRetriesIt()
+    {
+        const int seed = 18;
+        var memory = new MemoryNode(DiskSize);
+        var failing = new FaultInjectingNode(memory, ownsInner: false);
+        var (overlay, gate, model) = await SnapshotOver(failing, seed);
+        failing.CrashAfter(3);
+        using var job = new CommitJob("merge0", gate, overlay, failing,
+            new CommitJobOptions { AutoComplete = true, ChunkSize = 64 << 10, OnError = JobErrorPolicy.Stop });
+        var stopped = new TaskCompletionSource<JobIoErrorEventArgs>(TaskCreationOptions.RunContinuationsAsynchronously);
+        job.IoError += (_, e) => stopped.TrySetResult(e);
+        job.Start();
+        var error = await stopped.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(error.Stopped);
+        while (job.Status != JobStatus.Paused)
+        {
+            await Task.Delay(1);
+        }
+
+        Assert.True(job.IoFailed);
+        Assert.False(job.Completion.IsCompleted);
+
+        // The disk is repaired; resuming retries the failed chunk and the merge finishes.
+        failing.CrashAfter(long.MaxValue);
+        job.Resume();
+        await job.Completion.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Null(job.Error);
+        Assert.False(job.IoFailed);
+        Assert.Same(failing, gate.Root);
+        Assert.True(model.AsSpan().SequenceEqual(memory.ToArray()), $"the base differs from the model (seed {seed})");
+    }
+
     private static async Task<(MemoryNode Base, MemoryOverlayNode Overlay, RequestGate Gate, byte[] Model)> SnapshotWithWrites(int seed)
     {
         var baseNode = new MemoryNode(DiskSize);
+        var (overlay, gate, model) = await SnapshotOver(baseNode, seed);
+        return (baseNode, overlay, gate, model);
+    }
+
+    /// <summary>Seeded writes to <paramref name="baseNode"/>, a live switch to an overlay over it, then more writes.</summary>
+    private static async Task<(MemoryOverlayNode Overlay, RequestGate Gate, byte[] Model)> SnapshotOver(IBlockNode baseNode, int seed)
+    {
         var model = new byte[DiskSize];
         var gate = new RequestGate(baseNode);
         await WriteRandomly(gate, model, seed, maxOps: 200, CancellationToken.None);
@@ -132,7 +196,7 @@ public sealed class CommitJobTests
         }
 
         await WriteRandomly(gate, model, seed * 31, maxOps: 200, CancellationToken.None);
-        return (baseNode, overlay, gate, model);
+        return (overlay, gate, model);
     }
 
     private static async Task WriteThrough(IBlockNode node, byte[] model, int offset, int length, byte value)

@@ -1,4 +1,6 @@
 using System.Text.Json.Nodes;
+using Strata.Daemon.Control;
+using Strata.Nbd.Transport;
 using Strata.TestKit;
 
 namespace Strata.Daemon.Tests;
@@ -92,6 +94,71 @@ public sealed class LiveMergeTests
         var info = Peer.Run("qemu-img", "info", "-U", "--output=json", top).EnsureSuccess();
         Assert.Contains("foo.img", info.Stdout);
         Peer.Run("qemu-img", "check", "-U", top).EnsureSuccess();
+    }
+
+    [Theory]
+    [InlineData("report")]
+    [InlineData("stop")]
+    public async Task AMergeThatCannotReadItsTopRaisesBlockJobErrorAndKeepsTheDriveOnTheOverlay(string onError)
+    {
+        // An overlay whose second data cluster was cut off its file: reading it fails.
+        using var folder = new TempFolder();
+        string baseImage = folder.File("base.raw");
+        string overlay = folder.File("top.qcow2");
+        Peer.Run("qemu-img", "create", "-q", "-f", "raw", baseImage, "4M").EnsureSuccess();
+        Peer.Run("qemu-img", "create", "-q", "-f", "qcow2", "-b", baseImage, "-F", "raw", overlay).EnsureSuccess();
+        Peer.Run("qemu-io", "-f", "qcow2", overlay, "-c", "write -P 5 1M 64k", "-c", "write -P 6 2M 64k").EnsureSuccess();
+        using (var file = new FileStream(overlay, FileMode.Open))
+        {
+            file.SetLength(file.Length - (64 << 10));
+        }
+
+        await using var daemon = new StorageDaemon(new DaemonOptions
+        {
+            Drives = [new DriveSpec(LiveDaemon.DriveId, overlay, "qcow2")],
+            NbdEndpoints = [NbdEndpoint.Unix(folder.File("nbd.sock"))],
+            QmpEndpoints = [NbdEndpoint.Unix(folder.File("qmp.sock"))],
+        });
+        await daemon.StartAsync();
+        await using var qmp = await QmpClient.ConnectAsync(folder.File("qmp.sock"));
+        await qmp.ExecuteAsync("block-commit", new JsonObject { ["device"] = LiveDaemon.DriveId, ["job-id"] = "merge0", ["on-error"] = onError });
+
+        var error = await qmp.WaitForEventAsync("BLOCK_JOB_ERROR", EventTimeout);
+        Assert.Equal("merge0", error["data"]!["device"]!.GetValue<string>());
+        Assert.Equal("read", error["data"]!["operation"]!.GetValue<string>());
+        Assert.Equal(onError, error["data"]!["action"]!.GetValue<string>());
+        if (onError == "stop")
+        {
+            await qmp.WaitForEventAsync("JOB_STATUS_CHANGE", EventTimeout, e => e["data"]!["status"]!.GetValue<string>() == "paused");
+            var job = Assert.Single((await qmp.ExecuteAsync("query-block-jobs"))!.AsArray());
+            Assert.Equal("failed", job!["io-status"]!.GetValue<string>());
+            Assert.True(job["paused"]!.GetValue<bool>());
+            await qmp.ExecuteAsync("job-cancel", new JsonObject { ["id"] = "merge0" });
+            await qmp.WaitForEventAsync("BLOCK_JOB_CANCELLED", EventTimeout);
+        }
+        else
+        {
+            var completed = await qmp.WaitForEventAsync("BLOCK_JOB_COMPLETED", EventTimeout);
+            Assert.NotNull(completed["data"]!["error"]);
+        }
+
+        var block = (await qmp.ExecuteAsync("query-block"))!.AsArray();
+        Assert.Equal(overlay, block[0]!["inserted"]!["file"]!.GetValue<string>());
+        Assert.Empty((await qmp.ExecuteAsync("query-jobs"))!.AsArray());
+    }
+
+    [Theory]
+    [InlineData("ignore", "loses data")]
+    [InlineData("sometimes", "Invalid parameter 'on-error'")]
+    public async Task UnsupportedOnErrorPoliciesAreRefused(string onError, string message)
+    {
+        await using var d = await LiveDaemon.StartAsync();
+        await using var qmp = await d.ConnectQmpAsync();
+        await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject { ["device"] = LiveDaemon.DriveId, ["snapshot-file"] = d.Folder.File("top.qcow2") });
+        var e = await Assert.ThrowsAsync<Control.QmpException>(() => qmp.ExecuteAsync("block-commit",
+            new JsonObject { ["device"] = LiveDaemon.DriveId, ["on-error"] = onError }));
+        Assert.Contains(message, e.Message, StringComparison.Ordinal);
+        Assert.Empty((await qmp.ExecuteAsync("query-jobs"))!.AsArray());
     }
 
     [Fact]

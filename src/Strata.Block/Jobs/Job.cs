@@ -24,6 +24,7 @@ public abstract class Job : IDisposable
     private long _current;
     private long _total;
     private bool _wasReady;
+    private bool _ioFailed;
 
     protected Job(string id, string type)
     {
@@ -63,6 +64,12 @@ public abstract class Job : IDisposable
     public Task Completion => _concluded.Task;
 
     public event EventHandler<JobStatusChangedEventArgs>? StatusChanged;
+
+    /// <summary>Raised when the job's own I/O fails, before it stops or fails (see <see cref="JobErrorPolicy"/>).</summary>
+    public event EventHandler<JobIoErrorEventArgs>? IoError;
+
+    /// <summary>True while the job is paused because its I/O failed (policy stop), until it is resumed.</summary>
+    public bool IoFailed => Volatile.Read(ref _ioFailed);
 
     public void Start()
     {
@@ -214,6 +221,35 @@ public abstract class Job : IDisposable
         }
 
         await _completeRequested.Task.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>
+    /// Applies <paramref name="policy"/> to a failed step: raises <see cref="IoError"/>, then either
+    /// returns false (the caller rethrows: the job fails) or pauses the job and returns true once it is
+    /// resumed (the caller retries the step).
+    /// </summary>
+    protected async ValueTask<bool> StopOnErrorAsync(BlockException error, bool write, JobErrorPolicy policy, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(error);
+        bool stop = policy == JobErrorPolicy.Stop || (policy == JobErrorPolicy.StopOnNoSpace && error.Error == BlockError.NoSpace);
+        IoError?.Invoke(this, new JobIoErrorEventArgs(write, stop, error.Message));
+        if (!stop)
+        {
+            return false;
+        }
+
+        Volatile.Write(ref _ioFailed, true);
+        try
+        {
+            Pause();
+            await PausePointAsync(cancellationToken);
+        }
+        finally
+        {
+            Volatile.Write(ref _ioFailed, false);
+        }
+
+        return true;
     }
 
     /// <summary>True once <see cref="Complete"/> was called.</summary>

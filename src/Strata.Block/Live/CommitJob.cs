@@ -68,15 +68,7 @@ public sealed class CommitJob : Job
             _gate.ReplaceRoot(_mirror, drain);
         }
 
-        var work = new List<ChainExtent>();
-        await foreach (var e in ChainStatus.EnumerateAsync(_top, 0, _top.Size, cancellationToken))
-        {
-            if (e.IsPresent && e.Depth < _baseDepth)
-            {
-                work.Add(e);
-                AddTotal(e.Length);
-            }
-        }
+        var work = await FindWorkAsync(cancellationToken);
 
         var clock = Stopwatch.StartNew();
         long copied = 0;
@@ -89,7 +81,7 @@ public sealed class CommitJob : Job
                 {
                     await PausePointAsync(cancellationToken);
                     int n = (int)Math.Min(_options.ChunkSize, extent.End - offset);
-                    await CopyChunkAsync(offset, n, buffer.AsMemory(0, n), cancellationToken);
+                    await CopyChunkRetryingAsync(offset, n, buffer.AsMemory(0, n), cancellationToken);
                     offset += n;
                     copied += n;
                     AddProgress(n);
@@ -155,21 +147,70 @@ public sealed class CommitJob : Job
         return -1;
     }
 
-    private async ValueTask CopyChunkAsync(long offset, int length, Memory<byte> buffer, CancellationToken cancellationToken)
+    /// <summary>What the layers above the base hold, under the job's error policy (a failed scan starts again once resumed).</summary>
+    private async ValueTask<List<ChainExtent>> FindWorkAsync(CancellationToken cancellationToken)
     {
-        using var held = await _locks.AcquireExclusiveAsync(offset, length, cancellationToken);
-
-        // Look again under the lock: the guest may have written here since the list was made, and
-        // what the layers above the base show now is what the base must hold.
-        var status = await ChainStatus.GetAsync(_top, offset, length, cancellationToken);
-        if (status.Length == length && status.IsPresent && status.Depth < _baseDepth && status.IsZero && !status.IsData)
+        while (true)
         {
-            await _base.WriteZeroesAsync(offset, length, ZeroFlags.MayUnmap, cancellationToken);
-            return;
-        }
+            var work = new List<ChainExtent>();
+            try
+            {
+                await foreach (var e in ChainStatus.EnumerateAsync(_top, 0, _top.Size, cancellationToken))
+                {
+                    if (e.IsPresent && e.Depth < _baseDepth)
+                    {
+                        work.Add(e);
+                    }
+                }
+            }
+            catch (BlockException e) when (!cancellationToken.IsCancellationRequested)
+            {
+                if (!await StopOnErrorAsync(e, write: false, _options.OnError, cancellationToken))
+                {
+                    throw;
+                }
 
-        await _top.ReadAsync(offset, buffer, cancellationToken);
-        await _base.WriteAsync(offset, buffer, WriteFlags.None, cancellationToken);
+                continue;
+            }
+
+            AddTotal(work.Sum(e => e.Length));
+            return work;
+        }
+    }
+
+    /// <summary>One chunk, under the job's error policy: a failed read or write fails the job or stops it until resumed.</summary>
+    private async ValueTask CopyChunkRetryingAsync(long offset, int length, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            bool writing = false;
+            try
+            {
+                using var held = await _locks.AcquireExclusiveAsync(offset, length, cancellationToken);
+
+                // Look again under the lock: the guest may have written here since the list was made, and
+                // what the layers above the base show now is what the base must hold.
+                var status = await ChainStatus.GetAsync(_top, offset, length, cancellationToken);
+                if (status.Length == length && status.IsPresent && status.Depth < _baseDepth && status.IsZero && !status.IsData)
+                {
+                    writing = true;
+                    await _base.WriteZeroesAsync(offset, length, ZeroFlags.MayUnmap, cancellationToken);
+                    return;
+                }
+
+                await _top.ReadAsync(offset, buffer, cancellationToken);
+                writing = true;
+                await _base.WriteAsync(offset, buffer, WriteFlags.None, cancellationToken);
+                return;
+            }
+            catch (BlockException e) when (!cancellationToken.IsCancellationRequested)
+            {
+                if (!await StopOnErrorAsync(e, writing, _options.OnError, cancellationToken))
+                {
+                    throw;
+                }
+            }
+        }
     }
 
     private async ValueTask ThrottleAsync(long copied, Stopwatch clock, CancellationToken cancellationToken)

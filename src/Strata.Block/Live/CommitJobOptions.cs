@@ -1,3 +1,5 @@
+using Strata.Block.Jobs;
+
 namespace Strata.Block.Live;
 
 public sealed record CommitJobOptions
@@ -7,6 +9,9 @@ public sealed record CommitJobOptions
 
     /// <summary>Copy rate limit in bytes per second; 0 means unlimited (QMP "speed").</summary>
     public long Speed { get; init; }
+
+    /// <summary>What a failed read or write of the copy does (QMP "on-error"; default: fail the job).</summary>
+    public JobErrorPolicy OnError { get; init; }
 
     /// <summary>Bytes copied per step; a step holds the range lock of its chunk.</summary>
     public int ChunkSize { get; init; } = 1 << 20;

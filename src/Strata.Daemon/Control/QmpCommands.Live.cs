@@ -153,7 +153,20 @@ public sealed partial class QmpCommands
 
             bool autoDismiss = args.OptionalBool("auto-dismiss", true);
             bool active = ReferenceEquals(top, root);
-            var options = new CommitJobOptions { Speed = speed, AutoComplete = !active || args.OptionalBool("auto-complete", false) };
+            var onError = args.OptionalString("on-error") switch
+            {
+                null or "report" => JobErrorPolicy.Report,
+                "stop" => JobErrorPolicy.Stop,
+                "enospc" => JobErrorPolicy.StopOnNoSpace,
+                "ignore" => throw new QmpException("on-error 'ignore' is not supported: a merge that skips what it could not copy loses data"),
+                var other => throw new QmpException($"Invalid parameter 'on-error': '{other}' (report, stop, enospc)"),
+            };
+            var options = new CommitJobOptions
+            {
+                Speed = speed,
+                AutoComplete = !active || args.OptionalBool("auto-complete", false),
+                OnError = onError,
+            };
             var job = await drive.PrepareCommitAsync(id, top, baseNode, options, cancellationToken);
             _daemon.Jobs.Add(new BlockJobEntry(job, drive, speed, autoDismiss));
             job.Start();
@@ -206,7 +219,7 @@ public sealed partial class QmpCommands
                 BlockJobs.WriteBlockJobFields(w, entry);
                 w.WriteBoolean("busy", status == JobStatus.Running);
                 w.WriteBoolean("paused", status == JobStatus.Paused);
-                w.WriteString("io-status", "ok");
+                w.WriteString("io-status", job.IoFailed ? "failed" : "ok");
                 w.WriteBoolean("ready", status == JobStatus.Ready);
                 w.WriteString("status", BlockJobs.StatusName(status));
                 w.WriteBoolean("auto-finalize", true);

@@ -7,7 +7,7 @@ namespace Strata.Daemon.Live;
 
 /// <summary>
 /// The daemon's jobs by id, and the events they raise (qapi/job.json JOB_STATUS_CHANGE,
-/// qapi/block-core.json BLOCK_JOB_READY, BLOCK_JOB_COMPLETED, BLOCK_JOB_CANCELLED).
+/// qapi/block-core.json BLOCK_JOB_READY, BLOCK_JOB_COMPLETED, BLOCK_JOB_CANCELLED, BLOCK_JOB_ERROR).
 /// </summary>
 public sealed class BlockJobs(Action<QmpEvent> emit)
 {
@@ -57,6 +57,14 @@ public sealed class BlockJobs(Action<QmpEvent> emit)
         }
 
         entry.Job.StatusChanged += (_, e) => OnStatusChanged(entry, e.Status);
+        entry.Job.IoError += (_, e) => emit(new QmpEvent("BLOCK_JOB_ERROR", w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("device", entry.Job.Id);
+            w.WriteString("operation", e.Write ? "write" : "read");
+            w.WriteString("action", e.Stopped ? "stop" : "report");
+            w.WriteEndObject();
+        }));
     }
 
     /// <summary>Removes a concluded job (job-dismiss).</summary>
