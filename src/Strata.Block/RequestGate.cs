@@ -85,7 +85,7 @@ public sealed class RequestGate
     /// <summary>
     /// Makes every flush through the gate also flush <paramref name="node"/> (a former root that is
     /// no longer in the path of writes but may still hold data the guest wrote) until
-    /// <see cref="Flushed"/> says it has reached stable storage. The caller holds a drain.
+    /// <see cref="StopFlushing"/> says it has reached stable storage. The caller holds a drain.
     /// </summary>
     public void FlushAlso(IBlockNode node, Drain proofOfDrain)
     {
@@ -102,8 +102,8 @@ public sealed class RequestGate
         }
     }
 
-    /// <summary>Ends <see cref="FlushAlso"/> for <paramref name="node"/>: it was flushed after its last write.</summary>
-    public void Flushed(IBlockNode node)
+    /// <summary>Ends <see cref="FlushAlso"/> for <paramref name="node"/>: it was flushed after its last write, or closed.</summary>
+    public void StopFlushing(IBlockNode node)
     {
         lock (_lock)
         {

@@ -51,6 +51,11 @@ public sealed partial class Drive
                     lowest.AttachBacking(null);
                 }
 
+                for (var node = top; node is not null && !ReferenceEquals(node, writableBase); node = node.Backing)
+                {
+                    Gate.StopFlushing(node);
+                }
+
                 await top.DisposeAsync();
                 if (options.OnCommit is { } more)
                 {

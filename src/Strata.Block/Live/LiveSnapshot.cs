@@ -64,7 +64,7 @@ public static class LiveSnapshot
         {
             // Not cancellable: the switch has happened, and the snapshot must reach the disk.
             await oldRoots[i].FlushAsync(CancellationToken.None);
-            switches[i].Gate.Flushed(oldRoots[i]);
+            switches[i].Gate.StopFlushing(oldRoots[i]);
         }
 
         return new SnapshotTimings(Stopwatch.GetElapsedTime(start, switchStart), Stopwatch.GetElapsedTime(switchStart, released),
