@@ -16,6 +16,8 @@ public sealed class NbdServer : IAsyncDisposable
 
     private readonly INbdExportCatalog _catalog;
     private readonly NbdServerOptions _options;
+    private const int SendBufferSize = 4 << 20;
+
     private readonly List<(Socket Socket, NbdEndpoint Endpoint, Task AcceptLoop)> _listeners = [];
     private readonly CancellationTokenSource _stopping = new();
 
@@ -165,6 +167,11 @@ public sealed class NbdServer : IAsyncDisposable
             {
                 client.NoDelay = true;
             }
+
+            // Room for a few large read replies: the connection's thread hands a 1 MiB reply to the
+            // kernel and reads the next request while the client drains it, instead of waiting in
+            // send (measured: +25% for 1 MiB reads at depth 32). The kernel caps this at net.core.wmem_max.
+            client.SendBufferSize = SendBufferSize;
 
             var connection = new NbdConnection(client, _catalog, _options);
             lock (_lock)
