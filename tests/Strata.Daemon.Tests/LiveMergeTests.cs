@@ -162,6 +162,70 @@ public sealed class LiveMergeTests
     }
 
     [Fact]
+    public async Task AChainOfFourIsTakenApartOneMergeAtATimeWhileTheGuestReadsTheModel()
+    {
+        const int seed = 505;
+        await using var d = await LiveDaemon.StartAsync();
+        await using var guest = await d.ConnectNbdAsync();
+        await using var qmp = await d.ConnectQmpAsync();
+        var layers = new[] { d.Folder.File("s1.qcow2"), d.Folder.File("s2.qcow2"), d.Folder.File("s3.qcow2") };
+        await d.WriteRandomlyAsync(guest, seed, 50);
+        for (int i = 0; i < layers.Length; i++)
+        {
+            await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject { ["device"] = LiveDaemon.DriveId, ["snapshot-file"] = layers[i] });
+            await d.WriteRandomlyAsync(guest, seed + i + 1, 80);
+        }
+
+        await guest.FlushAsync();
+        Assert.Equal([layers[2], layers[1], layers[0], d.BaseImage], Chain(await qmp.ExecuteAsync("query-block")));
+
+        // The top into the layer below it (an active merge whose base is not the bottom).
+        await MergeAsync(qmp, new JsonObject { ["device"] = LiveDaemon.DriveId, ["job-id"] = "m1", ["base"] = layers[1] }, active: true);
+        Assert.Equal([layers[1], layers[0], d.BaseImage], Chain(await qmp.ExecuteAsync("query-block")));
+        Assert.True(LiveDaemon.SameBytes(d.Model, await d.ReadAllAsync(guest)), $"after merging the top (seed {seed})");
+
+        // A middle layer into the bottom.
+        await MergeAsync(qmp, new JsonObject { ["device"] = LiveDaemon.DriveId, ["job-id"] = "m2", ["top"] = layers[0], ["base"] = d.BaseImage }, active: false);
+        Assert.Equal([layers[1], d.BaseImage], Chain(await qmp.ExecuteAsync("query-block")));
+        Assert.True(LiveDaemon.SameBytes(d.Model, await d.ReadAllAsync(guest)), $"after merging the middle (seed {seed})");
+        await guest.FlushAsync();
+        Peer.Run("qemu-img", "check", "-U", layers[1]).EnsureSuccess();
+        await d.WriteRandomlyAsync(guest, seed + 10, 50);
+
+        // The rest, back to the raw disk alone.
+        await MergeAsync(qmp, new JsonObject { ["device"] = LiveDaemon.DriveId, ["job-id"] = "m3" }, active: true);
+        Assert.Equal([d.BaseImage], Chain(await qmp.ExecuteAsync("query-block")));
+        await guest.FlushAsync();
+        Assert.True(LiveDaemon.SameBytes(d.Model, await File.ReadAllBytesAsync(d.BaseImage)), $"the base differs from the model (seed {seed})");
+    }
+
+    private static async Task MergeAsync(QmpClient qmp, JsonObject arguments, bool active)
+    {
+        string id = arguments["job-id"]!.GetValue<string>();
+        await qmp.ExecuteAsync("block-commit", arguments);
+        if (active)
+        {
+            await qmp.WaitForEventAsync("BLOCK_JOB_READY", EventTimeout, e => e["data"]!["device"]!.GetValue<string>() == id);
+            await qmp.ExecuteAsync("job-complete", new JsonObject { ["id"] = id });
+        }
+
+        var completed = await qmp.WaitForEventAsync("BLOCK_JOB_COMPLETED", EventTimeout, e => e["data"]!["device"]!.GetValue<string>() == id);
+        Assert.Null(completed["data"]!["error"]);
+    }
+
+    /// <summary>The drive's images, top first, as query-block describes them.</summary>
+    private static List<string> Chain(JsonNode? queryBlock)
+    {
+        var files = new List<string>();
+        for (var image = queryBlock![0]!["inserted"]!["image"]; image is not null; image = image["backing-image"])
+        {
+            files.Add(image["filename"]!.GetValue<string>());
+        }
+
+        return files;
+    }
+
+    [Fact]
     public async Task CommitOfADriveWithoutBackingIsRefused()
     {
         await using var d = await LiveDaemon.StartAsync();
