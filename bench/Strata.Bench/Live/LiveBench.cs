@@ -12,6 +12,8 @@ internal static class LiveBench
     private static readonly (string Name, Func<LiveWork, CancellationToken, Task<string>> Measure)[] Benches =
     [
         ("snapshot-pause", SnapshotPauseBench.MeasureAsync),
+        ("merge-speed", MergeSpeedBench.MeasureAsync),
+        ("merge-load", MergeLoadBench.MeasureAsync),
     ];
 
     public static string Commands => "live|" + string.Join('|', Benches.Select(b => b.Name));
