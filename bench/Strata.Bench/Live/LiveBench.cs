@@ -14,6 +14,7 @@ internal static class LiveBench
         ("snapshot-pause", SnapshotPauseBench.MeasureAsync),
         ("merge-speed", MergeSpeedBench.MeasureAsync),
         ("merge-load", MergeLoadBench.MeasureAsync),
+        ("snapshot-cost", SnapshotCostBench.MeasureAsync),
     ];
 
     public static string Commands => "live|" + string.Join('|', Benches.Select(b => b.Name));
