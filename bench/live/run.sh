@@ -4,7 +4,7 @@
 # Builds in Release, then runs every benchmark, or only the one named first:
 #   bench/live/run.sh [snapshot-pause|merge-speed|merge-load|snapshot-cost] [options]
 # Options pass through: --dir DIR (default /dev/shm), --runs N (default 3), --quick (a smoke run,
-# not a measurement), --out FILE, --seed N, --merge-timeout S (default 120), --phase S (default 5),
+# not a measurement), --out FILE, --seed N, --merge-timeout S (default 120), --phase S (default 3),
 # --strata PATH (another strata binary).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

@@ -25,7 +25,7 @@ internal sealed class LiveOptions
     public TimeSpan MergeTimeout { get; private set; } = TimeSpan.FromSeconds(120);
 
     /// <summary>The length of each fio phase of the snapshot-cost benchmark.</summary>
-    public TimeSpan Phase { get; private set; } = TimeSpan.FromSeconds(5);
+    public TimeSpan Phase { get; private set; } = TimeSpan.FromSeconds(3);
 
     /// <summary>The raw image of the snapshot benchmarks.</summary>
     public long DiskSize { get; private set; } = 1L << 30;
