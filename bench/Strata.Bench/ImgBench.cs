@@ -60,7 +60,7 @@ internal static partial class ImgBench
             }
         }
 
-        var (strataProgram, strataPrefix) = LocateStrata(strata);
+        var (strataProgram, strataPrefix) = StrataBinary.Locate(strata);
         string work = Path.Combine(dir, $"strata-img-bench-{Environment.ProcessId}");
         Directory.CreateDirectory(work);
         try
@@ -68,7 +68,7 @@ internal static partial class ImgBench
             string raw = Path.Combine(work, "disk.raw");
             string qcow2 = Path.Combine(work, "disk.qcow2");
             Console.Error.WriteLine($"img bench: preparing {size >> 20} MiB raw and fully allocated qcow2 (64 KiB clusters) in {work}");
-            FillWithData(raw, size);
+            DataFile.Fill(raw, size);
             var convert = await BenchProcess.RunAsync("qemu-img", ["convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=65536", raw, qcow2]);
             if (convert.ExitCode != 0)
             {
@@ -89,10 +89,10 @@ internal static partial class ImgBench
                     qemuRates.Add(await MeasureAsync("qemu-img", c.Arguments(image), c));
                 }
 
-                double s = Median(strataRates);
-                double q = Median(qemuRates);
+                double s = BenchStats.Median(strataRates);
+                double q = BenchStats.Median(qemuRates);
                 string unit = c.ReportsIops ? "IOPS" : "MB/s";
-                string Shown(double rate, List<double> all) => double.IsNaN(rate) ? "failed" : $"{rate:N0} {unit} ±{Spread(all, rate):0}%";
+                string Shown(double rate, List<double> all) => double.IsNaN(rate) ? "failed" : $"{rate:N0} {unit} ±{BenchStats.Spread(all, rate):0}%";
                 string ratio = double.IsNaN(s) || double.IsNaN(q) || q == 0 ? "n/a" : $"{(s / q).ToString("0.00", CultureInfo.InvariantCulture)}×";
                 string row = $"| {c.Format} | {c.Pattern} | {c.Depth} | {c.Count} | {Shown(s, strataRates)} | {Shown(q, qemuRates)} | {ratio} |";
                 Console.Error.WriteLine(row);
@@ -172,53 +172,6 @@ internal static partial class ImgBench
         }
 
         return c.Rate(double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture));
-    }
-
-    /// <summary>Half the range of the runs, in percent of the median: how much to trust the row.</summary>
-    private static double Spread(List<double> values, double median)
-    {
-        var valid = values.Where(v => !double.IsNaN(v)).ToList();
-        return valid.Count == 0 || median == 0 ? 0 : (valid.Max() - valid.Min()) / 2 / median * 100;
-    }
-
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Where(v => !double.IsNaN(v)).Order().ToList();
-        if (sorted.Count == 0)
-        {
-            return double.NaN;
-        }
-
-        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[(sorted.Count / 2) - 1] + sorted[sorted.Count / 2]) / 2;
-    }
-
-    /// <summary>Non-zero data everywhere, so qemu-img convert allocates every qcow2 cluster.</summary>
-    private static void FillWithData(string path, long size)
-    {
-        var chunk = new byte[1 << 20];
-        new Random(1).NextBytes(chunk);
-        using var file = File.OpenHandle(path, FileMode.Create, FileAccess.Write);
-        for (long offset = 0; offset < size; offset += chunk.Length)
-        {
-            RandomAccess.Write(file, chunk.AsSpan(0, (int)Math.Min(chunk.Length, size - offset)), offset);
-        }
-    }
-
-    /// <summary>The strata CLI: an explicit path, else the apphost built next to this program, else its dll through dotnet.</summary>
-    private static (string Program, string[] Prefix) LocateStrata(string? explicitPath)
-    {
-        if (explicitPath is not null)
-        {
-            return (explicitPath, []);
-        }
-
-        string apphost = Path.Combine(AppContext.BaseDirectory, "strata");
-        if (File.Exists(apphost))
-        {
-            return (apphost, []);
-        }
-
-        return ("dotnet", [Path.Combine(AppContext.BaseDirectory, "strata.dll")]);
     }
 
     [GeneratedRegex(@"completed in ([0-9]+(?:\.[0-9]+)?) seconds")]

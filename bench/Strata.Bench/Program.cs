@@ -1,3 +1,5 @@
+using Strata.Bench.Live;
+
 namespace Strata.Bench;
 
 /// <summary>Entry point of the side-by-side benchmarks; each benchmark is a subcommand.</summary>
@@ -10,13 +12,13 @@ public static class Program
             return await ImgBench.RunAsync(args[1..]);
         }
 
-        if (args.Length > 0 && args[0] == "snapshot-pause")
+        if (args.Length > 0 && LiveBench.IsCommand(args[0]))
         {
-            return await SnapshotPauseBench.RunAsync(args[1..]);
+            return await LiveBench.RunAsync(args[0], args[1..]);
         }
 
         Console.Error.WriteLine("usage: dotnet run --project bench/Strata.Bench -c Release -- img [--dir DIR] [--runs N] [--size BYTES] [--quick] [--out FILE]");
-        Console.Error.WriteLine("       dotnet run --project bench/Strata.Bench -c Release -- snapshot-pause [--dir DIR]");
+        Console.Error.WriteLine($"       dotnet run --project bench/Strata.Bench -c Release -- {LiveBench.Commands} {LiveOptions.Usage}");
         return args.Length == 0 ? 2 : 1;
     }
 }

@@ -1,0 +1,19 @@
+using System.Text.Json.Nodes;
+
+namespace Strata.Bench.Live;
+
+/// <summary><c>strata serve</c>: the drive is addressed by its id, "disk", whatever image is on top.</summary>
+internal sealed class StrataServer(string program, string[] prefix, string folder) : LiveServer("strata", folder)
+{
+    protected override (string Program, IEnumerable<string> Args) CommandLine(DiskImage disk) => (program,
+    [
+        .. prefix, "serve", "--drive", $"id=disk,file={disk.Path},format={disk.Format}",
+        "--nbd", $"unix:{NbdSocket}", "--qmp", $"unix:{QmpSocket}",
+    ]);
+
+    protected override JsonObject SnapshotArguments(string overlay) =>
+        new() { ["device"] = "disk", ["snapshot-file"] = overlay, ["format"] = "qcow2" };
+
+    protected override JsonObject CommitArguments(string jobId) =>
+        new() { ["device"] = "disk", ["job-id"] = jobId };
+}
