@@ -129,14 +129,20 @@ public sealed class CommitJobTests
         failing.CrashAfter(3);
         using var job = new CommitJob("merge0", gate, overlay, failing, new CommitJobOptions { AutoComplete = true, ChunkSize = 64 << 10 });
         var errors = new List<JobIoErrorEventArgs>();
-        job.IoError += (_, e) => errors.Add(e);
+        job.IoError += (_, e) =>
+        {
+            lock (errors)
+            {
+                errors.Add(e);
+            }
+        };
         job.Start();
         await job.Completion.WaitAsync(TimeSpan.FromSeconds(30));
 
         Assert.NotNull(job.Error);
-        var error = Assert.Single(errors);
-        Assert.True(error.Write);
-        Assert.False(error.Stopped);
+        // Copiers that fail at the same moment each report their error.
+        Assert.NotEmpty(errors);
+        Assert.All(errors, e => Assert.True(e.Write && !e.Stopped));
         Assert.Same(overlay, gate.Root);
         var seen = new byte[DiskSize];
         await gate.ReadAsync(0, seen);

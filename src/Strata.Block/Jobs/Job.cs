@@ -238,10 +238,14 @@ public abstract class Job : IDisposable
             return false;
         }
 
-        Volatile.Write(ref _ioFailed, true);
-        try
+        // Several steps of one job may fail together: the job pauses once, and one resume retries them all.
+        if (!Interlocked.Exchange(ref _ioFailed, true))
         {
             Pause();
+        }
+
+        try
+        {
             await PausePointAsync(cancellationToken);
         }
         finally

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Diagnostics;
+using System.Runtime.ExceptionServices;
 using Strata.Block.Jobs;
 
 namespace Strata.Block.Live;
@@ -70,28 +71,54 @@ public sealed class CommitJob : Job
 
         var work = await FindWorkAsync(cancellationToken);
 
-        var clock = Stopwatch.StartNew();
-        long copied = 0;
-        var buffer = ArrayPool<byte>.Shared.Rent(_options.ChunkSize);
-        try
+        // The chunks, in disk order, shared by a few copiers: while one waits for a read another
+        // writes, and both cores work on a merge of many small extents.
+        var chunks = new List<(long Offset, int Length)>();
+        foreach (var extent in work)
         {
-            foreach (var extent in work)
+            for (long offset = extent.Offset; offset < extent.End; offset += _options.ChunkSize)
             {
-                for (long offset = extent.Offset; offset < extent.End;)
-                {
-                    await PausePointAsync(cancellationToken);
-                    int n = (int)Math.Min(_options.ChunkSize, extent.End - offset);
-                    await CopyChunkRetryingAsync(offset, n, buffer.AsMemory(0, n), cancellationToken);
-                    offset += n;
-                    copied += n;
-                    AddProgress(n);
-                    await ThrottleAsync(copied, clock, cancellationToken);
-                }
+                chunks.Add((offset, (int)Math.Min(_options.ChunkSize, extent.End - offset)));
             }
         }
-        finally
+
+        var clock = Stopwatch.StartNew();
+        int next = -1;
+        long copied = 0;
+        Exception? failure = null;
+        using var stopAll = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        async Task CopierAsync()
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            var buffer = ArrayPool<byte>.Shared.Rent(_options.ChunkSize);
+            try
+            {
+                for (int i = Interlocked.Increment(ref next); i < chunks.Count; i = Interlocked.Increment(ref next))
+                {
+                    await PausePointAsync(stopAll.Token);
+                    var (offset, length) = chunks[i];
+                    await CopyChunkRetryingAsync(offset, length, buffer.AsMemory(0, length), stopAll.Token);
+                    AddProgress(length);
+                    await ThrottleAsync(Interlocked.Add(ref copied, length), clock, stopAll.Token);
+                }
+            }
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
+            {
+                // The first failure ends the merge; the other copiers stop at their next step.
+                Interlocked.CompareExchange(ref failure, e, null);
+                await stopAll.CancelAsync();
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+        }
+
+        int copiers = _options.Speed > 0 ? 1 : Math.Max(1, _options.Copiers);
+        await Task.WhenAll(Enumerable.Range(0, copiers).Select(_ => Task.Run(CopierAsync, CancellationToken.None)));
+        cancellationToken.ThrowIfCancellationRequested();
+        if (failure is not null)
+        {
+            ExceptionDispatchInfo.Throw(failure);
         }
 
         await _base.FlushAsync(cancellationToken);

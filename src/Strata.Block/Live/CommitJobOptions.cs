@@ -13,6 +13,9 @@ public sealed record CommitJobOptions
     /// <summary>What a failed read or write of the copy does (QMP "on-error"; default: fail the job).</summary>
     public JobErrorPolicy OnError { get; init; }
 
+    /// <summary>How many chunks are copied at once when no speed limit is set.</summary>
+    public int Copiers { get; init; } = 4;
+
     /// <summary>Bytes copied per step; a step holds the range lock of its chunk.</summary>
     public int ChunkSize { get; init; } = 1 << 20;
 
