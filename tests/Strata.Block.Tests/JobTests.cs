@@ -15,7 +15,7 @@ public sealed class JobTests
         Assert.False(job.Aborted);
         Assert.Null(job.Error);
         Assert.Equal(3, job.CurrentProgress);
-        Assert.Equal([JobStatus.Running, JobStatus.Pending, JobStatus.Concluded], seen);
+        Assert.Equal([JobStatus.Running, JobStatus.Waiting, JobStatus.Pending, JobStatus.Concluded], seen);
     }
 
     [Fact]

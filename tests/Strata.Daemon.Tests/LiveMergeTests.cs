@@ -226,6 +226,33 @@ public sealed class LiveMergeTests
     }
 
     [Fact]
+    public async Task AnActiveMergeWalksQemusJobStatesInOrder()
+    {
+        await using var d = await LiveDaemon.StartAsync();
+        await using var guest = await d.ConnectNbdAsync();
+        await using var qmp = await d.ConnectQmpAsync();
+        await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject { ["device"] = LiveDaemon.DriveId, ["snapshot-file"] = d.Folder.File("top.qcow2") });
+        await d.WriteRandomlyAsync(guest, 507, 20);
+        await qmp.ExecuteAsync("block-commit", new JsonObject { ["device"] = LiveDaemon.DriveId, ["job-id"] = "m" });
+
+        var statuses = new List<string>();
+        async Task UntilAsync(string status)
+        {
+            var e = await qmp.WaitForEventAsync("JOB_STATUS_CHANGE", EventTimeout);
+            statuses.Add(e["data"]!["status"]!.GetValue<string>());
+            if (statuses[^1] != status)
+            {
+                await UntilAsync(status);
+            }
+        }
+
+        await UntilAsync("ready");
+        await qmp.ExecuteAsync("job-complete", new JsonObject { ["id"] = "m" });
+        await UntilAsync("null");
+        Assert.Equal(["created", "running", "ready", "waiting", "pending", "concluded", "null"], statuses);
+    }
+
+    [Fact]
     public async Task CommitOfADriveWithoutBackingIsRefused()
     {
         await using var d = await LiveDaemon.StartAsync();

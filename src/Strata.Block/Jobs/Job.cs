@@ -278,6 +278,7 @@ public abstract class Job : IDisposable
 
         if (failure is null)
         {
+            SetStatus(JobStatus.Waiting, from: null);
             SetStatus(JobStatus.Pending, from: null);
             try
             {

@@ -15,6 +15,9 @@ public enum JobStatus
     /// <summary>Caught up: it stays in step with the guest and waits for <see cref="Job.Complete"/>.</summary>
     Ready,
 
+    /// <summary>Finished its work; in QEMU it waits here for the other jobs of its transaction (a job here has none).</summary>
+    Waiting,
+
     /// <summary>Finished its work, about to commit its result (the graph change).</summary>
     Pending,
 

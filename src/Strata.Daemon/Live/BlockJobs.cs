@@ -56,6 +56,8 @@ public sealed class BlockJobs(Action<QmpEvent> emit)
             _jobs.Add(entry.Job.Id, entry);
         }
 
+        // As in QEMU, a job's events begin with "created" (the job has not started yet).
+        emit(StatusEvent(entry.Job.Id, StatusName(entry.Job.Status)));
         entry.Job.StatusChanged += (_, e) => OnStatusChanged(entry, e.Status);
         entry.Job.IoError += (_, e) => emit(new QmpEvent("BLOCK_JOB_ERROR", w =>
         {
