@@ -112,8 +112,26 @@ internal abstract class LiveServer : IAsyncDisposable
         return new MergeResult(ready, completed, null);
     }
 
+    /// <summary>Stops the server (as <see cref="DisposeAsync"/> does) and returns what it wrote to standard error.</summary>
+    public async Task<string> StopAndReadLogAsync()
+    {
+        await StopAsync();
+        return _process is null ? "" : (await _process.OutputAsync()).Stderr;
+    }
+
     /// <summary>Asks the server to quit (QMP quit), then stops it by signal, then by force.</summary>
     public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        if (_process is not null)
+        {
+            await _process.DisposeAsync();
+        }
+
+        GC.SuppressFinalize(this);
+    }
+
+    private async Task StopAsync()
     {
         if (_qmp is not null)
         {
@@ -128,19 +146,13 @@ internal abstract class LiveServer : IAsyncDisposable
             }
 
             await _qmp.DisposeAsync();
+            _qmp = null;
         }
 
-        if (_process is not null)
+        if (_process is not null && !await _process.WaitForExitAsync(TimeSpan.FromSeconds(10)))
         {
-            if (!await _process.WaitForExitAsync(TimeSpan.FromSeconds(10)))
-            {
-                await _process.StopAsync(TimeSpan.FromSeconds(5));
-            }
-
-            await _process.DisposeAsync();
+            await _process.StopAsync(TimeSpan.FromSeconds(5));
         }
-
-        GC.SuppressFinalize(this);
     }
 
     /// <summary>The server's command line for one drive, "disk", on <see cref="NbdSocket"/> and <see cref="QmpSocket"/>.</summary>

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text;
 
 namespace Strata.Bench.Live;
@@ -42,6 +43,12 @@ internal static class SnapshotPauseBench
         table.AppendLine();
         table.AppendLine("| measure (ms) | strata p50 / p99 / max | qsd p50 / p99 / max | qsd/strata p50 | qsd/strata max |");
         table.AppendLine("| --- | ---: | ---: | ---: | ---: |");
+        var strataHeld = strata.Select(r => r.Held).OfType<Summary>().ToList();
+        if (strataHeld.Count > 0)
+        {
+            table.AppendLine($"| time a guest request waited at the drive's gate (Strata's -v log; every snapshot) | {Summary.Median(strataHeld)} | n/a | | |");
+        }
+
         table.AppendLine(Row("longest guest request overlapping a snapshot", Worst(strata), Worst(qsd)));
         table.AppendLine(Row("blockdev-snapshot-sync, QMP round trip", Command(strata), Command(qsd)));
         table.AppendLine(Row("guest request latency outside snapshot windows", Outside(strata), Outside(qsd)));
@@ -84,18 +91,43 @@ internal static class SnapshotPauseBench
             iops = await Fio.StopAsync(fio);
         }
 
+        var held = HeldTimes(await server.StopAndReadLogAsync(), options.Snapshots);
+
         // A request completed in [t, t + slack) and started latency earlier.
         var requests = Fio.ReadLog(log, "lat").Select(s => (Start: s.TimeMs - (s.Value / 1e6), End: s.TimeMs + FioClockSlackMs, Ms: s.Value / 1e6)).ToList();
         bool Overlaps((double Start, double End, double Ms) r, (double Start, double End) w) => r.Start < w.End && r.End > w.Start;
         var worst = windows.Select(w => requests.Where(r => Overlaps(r, w)).Select(r => r.Ms).DefaultIfEmpty(double.NaN).Max()).ToList();
         double settled = requests.Count == 0 ? 0 : requests[0].End + 500;
         var outside = requests.Where(r => r.End > settled && !windows.Any(w => Overlaps(r, w))).Select(r => r.Ms);
-        return new PauseRun(Summary.Of(worst.Skip(1)), Summary.Of(commands.Skip(1)), Summary.Of(outside), worst[0], commands[0], iops);
+        return new PauseRun(Summary.Of(worst.Skip(1)), Summary.Of(commands.Skip(1)), Summary.Of(outside), worst[0], commands[0], iops, held);
+    }
+
+    /// <summary>
+    /// Strata's own measure, from its -v log: for each hold of the guest, the longest time a request
+    /// waited at the drive's gate. A snapshot that found no request to hold logs nothing and counts as 0.
+    /// Null for a server that does not log it.
+    /// </summary>
+    private static Summary? HeldTimes(string log, int snapshots)
+    {
+        const string Marker = "held, the longest for ";
+        var holds = log.Split('\n')
+            .Select(line => line.IndexOf(Marker, StringComparison.Ordinal) is var at and >= 0
+                ? double.Parse(line[(at + Marker.Length)..].Split(' ')[0], CultureInfo.InvariantCulture)
+                : (double?)null)
+            .OfType<double>()
+            .ToList();
+        if (holds.Count == 0 && !log.Contains("snapshot of", StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        holds.AddRange(Enumerable.Repeat(0.0, Math.Max(0, snapshots - holds.Count)));
+        return Summary.Of(holds);
     }
 
     /// <summary>
     /// One run's results: the worst request per snapshot and the command's round trip (from the
     /// second snapshot on), the latency outside snapshots, and the first snapshot's two values.
     /// </summary>
-    private sealed record PauseRun(Summary Worst, Summary Command, Summary Outside, double FirstWorst, double FirstCommand, double Iops);
+    private sealed record PauseRun(Summary Worst, Summary Command, Summary Outside, double FirstWorst, double FirstCommand, double Iops, Summary? Held);
 }

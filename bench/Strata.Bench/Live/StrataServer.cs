@@ -2,12 +2,15 @@ using System.Text.Json.Nodes;
 
 namespace Strata.Bench.Live;
 
-/// <summary><c>strata serve</c>: the drive is addressed by its id, "disk", whatever image is on top.</summary>
+/// <summary>
+/// <c>strata serve -v</c>: the drive is addressed by its id, "disk", whatever image is on top; the
+/// log says how long each snapshot held guest requests.
+/// </summary>
 internal sealed class StrataServer(string program, string[] prefix, string folder) : LiveServer("strata", folder)
 {
     protected override (string Program, IEnumerable<string> Args) CommandLine(DiskImage disk) => (program,
     [
-        .. prefix, "serve", "--drive", $"id=disk,file={disk.Path},format={disk.Format}",
+        .. prefix, "serve", "-v", "--drive", $"id=disk,file={disk.Path},format={disk.Format}",
         "--nbd", $"unix:{NbdSocket}", "--qmp", $"unix:{QmpSocket}",
     ]);
 
