@@ -1,5 +1,7 @@
+using System.Text.Json.Nodes;
 using Strata.Cli.Monitor;
 using Strata.Daemon;
+using Strata.Daemon.Control;
 using Strata.Nbd.Client;
 using Strata.Nbd.Transport;
 using Strata.TestKit;
@@ -41,9 +43,18 @@ public sealed class MonitorTests
             await guest.WriteAsync(0, new byte[4 << 20]);
         }
 
-        // 64 KiB/s: the 4 MiB merge is still running when the console looks at it.
+        // 64 KiB/s: the 4 MiB merge is still running when the console looks at it, once the job has
+        // found what it has to copy.
+        await using (var qmp = await QmpClient.ConnectAsync(served.Socket))
+        {
+            await qmp.ExecuteAsync("block-commit", new JsonObject { ["device"] = DriveSpec.HdaId, ["job-id"] = "merge0", ["speed"] = 65536 });
+            for (int i = 0; i < 1000 && (await qmp.ExecuteAsync("query-block-jobs"))![0]!["len"]!.GetValue<long>() == 0; i++)
+            {
+                await Task.Delay(10);
+            }
+        }
+
         var (code, stdout, stderr) = await RunAsync(served, """
-            {"execute": "block-commit", "arguments": {"device": "ide0-hd0", "job-id": "merge0", "speed": 65536}}
             info jobs
             {"execute": "job-cancel", "arguments": {"id": "merge0"}}
             """);
