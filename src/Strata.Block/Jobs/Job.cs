@@ -224,36 +224,47 @@ public abstract class Job : IDisposable
     }
 
     /// <summary>
-    /// Applies <paramref name="policy"/> to a failed step: raises <see cref="IoError"/>, then either
-    /// returns false (the caller rethrows: the job fails) or pauses the job and returns true once it is
-    /// resumed (the caller retries the step).
+    /// Runs one step of the job under <paramref name="policy"/>: when its I/O fails, raises
+    /// <see cref="IoError"/>, then either rethrows (the job fails) or pauses the job and runs the step
+    /// again once it is resumed. <paramref name="failedWriting"/> says, after a failure, whether the
+    /// step was writing.
     /// </summary>
-    protected async ValueTask<bool> StopOnErrorAsync(BlockException error, bool write, JobErrorPolicy policy, CancellationToken cancellationToken)
+    protected async ValueTask<T> RunStepAsync<T>(Func<ValueTask<T>> step, Func<bool> failedWriting, JobErrorPolicy policy,
+        CancellationToken cancellationToken)
     {
-        ArgumentNullException.ThrowIfNull(error);
-        bool stop = policy == JobErrorPolicy.Stop || (policy == JobErrorPolicy.StopOnNoSpace && error.Error == BlockError.NoSpace);
-        IoError?.Invoke(this, new JobIoErrorEventArgs(write, stop, error.Message));
-        if (!stop)
+        ArgumentNullException.ThrowIfNull(step);
+        ArgumentNullException.ThrowIfNull(failedWriting);
+        while (true)
         {
-            return false;
-        }
+            try
+            {
+                return await step();
+            }
+            catch (BlockException e) when (!cancellationToken.IsCancellationRequested)
+            {
+                bool stop = policy == JobErrorPolicy.Stop || (policy == JobErrorPolicy.StopOnNoSpace && e.Error == BlockError.NoSpace);
+                IoError?.Invoke(this, new JobIoErrorEventArgs(failedWriting(), stop, e.Message));
+                if (!stop)
+                {
+                    throw;
+                }
+            }
 
-        // Several steps of one job may fail together: the job pauses once, and one resume retries them all.
-        if (!Interlocked.Exchange(ref _ioFailed, true))
-        {
-            Pause();
-        }
+            // Several steps of one job may fail together: the job pauses once, and one resume retries them all.
+            if (!Interlocked.Exchange(ref _ioFailed, true))
+            {
+                Pause();
+            }
 
-        try
-        {
-            await PausePointAsync(cancellationToken);
+            try
+            {
+                await PausePointAsync(cancellationToken);
+            }
+            finally
+            {
+                Volatile.Write(ref _ioFailed, false);
+            }
         }
-        finally
-        {
-            Volatile.Write(ref _ioFailed, false);
-        }
-
-        return true;
     }
 
     /// <summary>True once <see cref="Complete"/> was called.</summary>

@@ -175,69 +175,45 @@ public sealed class CommitJob : Job
     }
 
     /// <summary>What the layers above the base hold, under the job's error policy (a failed scan starts again once resumed).</summary>
-    private async ValueTask<List<ChainExtent>> FindWorkAsync(CancellationToken cancellationToken)
+    private ValueTask<List<ChainExtent>> FindWorkAsync(CancellationToken cancellationToken) => RunStepAsync(async () =>
     {
-        while (true)
+        var work = new List<ChainExtent>();
+        await foreach (var e in ChainStatus.EnumerateAsync(_top, 0, _top.Size, cancellationToken))
         {
-            var work = new List<ChainExtent>();
-            try
+            if (e.IsPresent && e.Depth < _baseDepth)
             {
-                await foreach (var e in ChainStatus.EnumerateAsync(_top, 0, _top.Size, cancellationToken))
-                {
-                    if (e.IsPresent && e.Depth < _baseDepth)
-                    {
-                        work.Add(e);
-                    }
-                }
+                work.Add(e);
             }
-            catch (BlockException e) when (!cancellationToken.IsCancellationRequested)
-            {
-                if (!await StopOnErrorAsync(e, write: false, _options.OnError, cancellationToken))
-                {
-                    throw;
-                }
-
-                continue;
-            }
-
-            AddTotal(work.Sum(e => e.Length));
-            return work;
         }
-    }
+
+        AddTotal(work.Sum(e => e.Length));
+        return work;
+    }, failedWriting: () => false, _options.OnError, cancellationToken);
 
     /// <summary>One chunk, under the job's error policy: a failed read or write fails the job or stops it until resumed.</summary>
     private async ValueTask CopyChunkRetryingAsync(long offset, int length, Memory<byte> buffer, CancellationToken cancellationToken)
     {
-        while (true)
+        bool writing = false;
+        await RunStepAsync(async () =>
         {
-            bool writing = false;
-            try
+            writing = false;
+            using var held = await _locks.AcquireExclusiveAsync(offset, length, cancellationToken);
+
+            // Look again under the lock: the guest may have written here since the list was made, and
+            // what the layers above the base show now is what the base must hold.
+            var status = await ChainStatus.GetAsync(_top, offset, length, cancellationToken);
+            if (status.Length == length && status.IsPresent && status.Depth < _baseDepth && status.IsZero && !status.IsData)
             {
-                using var held = await _locks.AcquireExclusiveAsync(offset, length, cancellationToken);
-
-                // Look again under the lock: the guest may have written here since the list was made, and
-                // what the layers above the base show now is what the base must hold.
-                var status = await ChainStatus.GetAsync(_top, offset, length, cancellationToken);
-                if (status.Length == length && status.IsPresent && status.Depth < _baseDepth && status.IsZero && !status.IsData)
-                {
-                    writing = true;
-                    await _base.WriteZeroesAsync(offset, length, ZeroFlags.MayUnmap, cancellationToken);
-                    return;
-                }
-
-                await _top.ReadAsync(offset, buffer, cancellationToken);
                 writing = true;
-                await _base.WriteAsync(offset, buffer, WriteFlags.None, cancellationToken);
-                return;
+                await _base.WriteZeroesAsync(offset, length, ZeroFlags.MayUnmap, cancellationToken);
+                return true;
             }
-            catch (BlockException e) when (!cancellationToken.IsCancellationRequested)
-            {
-                if (!await StopOnErrorAsync(e, writing, _options.OnError, cancellationToken))
-                {
-                    throw;
-                }
-            }
-        }
+
+            await _top.ReadAsync(offset, buffer, cancellationToken);
+            writing = true;
+            await _base.WriteAsync(offset, buffer, WriteFlags.None, cancellationToken);
+            return true;
+        }, () => writing, _options.OnError, cancellationToken);
     }
 
     private async ValueTask ThrottleAsync(long copied, Stopwatch clock, CancellationToken cancellationToken)

@@ -11,13 +11,14 @@ namespace Strata.Nbd.Server;
 /// </summary>
 public sealed class NbdServer : IAsyncDisposable
 {
+    /// <summary>Each connection's socket send buffer (see where it is set).</summary>
+    private const int SendBufferSize = 4 << 20;
+
     /// <summary>How long stopping waits for connections to answer what they have in flight.</summary>
     private static readonly TimeSpan StopGracePeriod = TimeSpan.FromSeconds(10);
 
     private readonly INbdExportCatalog _catalog;
     private readonly NbdServerOptions _options;
-    private const int SendBufferSize = 4 << 20;
-
     private readonly List<(Socket Socket, NbdEndpoint Endpoint, Task AcceptLoop)> _listeners = [];
     private readonly CancellationTokenSource _stopping = new();
 
