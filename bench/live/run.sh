@@ -5,7 +5,7 @@
 #   bench/live/run.sh [snapshot-pause|merge-speed|merge-load|snapshot-cost] [options]
 # Options pass through: --dir DIR (default /dev/shm), --runs N (default 3), --quick (a smoke run,
 # not a measurement), --out FILE, --seed N, --merge-timeout S (default 120), --phase S (default 3),
-# --strata PATH (another strata binary).
+# --strata PATH (another strata binary; by default the one ./strata builds, as users run it).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 for tool in fio qemu-img qemu-io qemu-storage-daemon; do
@@ -17,5 +17,6 @@ case "${1:-}" in
     snapshot-pause|merge-speed|merge-load|snapshot-cost|live) bench="$1"; shift ;;
 esac
 echo "building strata and the benchmark (Release)..." >&2
+"$root/strata" --version >/dev/null
 dotnet build "$root/bench/Strata.Bench/Strata.Bench.csproj" -c Release -nologo -v quiet >/dev/null
-exec dotnet "$root/bench/Strata.Bench/bin/Release/net10.0/Strata.Bench.dll" "$bench" "$@"
+exec dotnet "$root/bench/Strata.Bench/bin/Release/net10.0/Strata.Bench.dll" "$bench" --strata "$root/artifacts/cli/strata" "$@"

@@ -33,8 +33,8 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 echo "building strata..." >&2
-dotnet build "$root/src/Strata.Cli/Strata.Cli.csproj" -c Release -o "$work/cli" -nologo -v quiet >/dev/null
-strata="$work/cli/strata"
+"$root/strata" --version >/dev/null
+strata="$root/artifacts/cli/strata"
 
 # Fully written images, so every server reads data (no hole shortcuts).
 fio --name=fill --filename="$work/disk.raw" --size="$size" --rw=write --bs=1M --ioengine=psync --refill_buffers >/dev/null
