@@ -112,6 +112,58 @@ public sealed class Qcow2WorkloadTests
         QemuTool.AssertClean(path);
     }
 
+    [Fact]
+    public async Task AWriteIntoAClusterBeingAllocatedWaitsForThatAllocationAndBothLand()
+    {
+        const int clusterSize = 4096;
+        var file = new HoldingNode(new MemoryNode(0), clusterSize);
+        await Qcow2Node.CreateAsync(file, new Qcow2CreateOptions { Size = 1 << 20, ClusterSize = clusterSize });
+        await using var node = await Qcow2Node.OpenAsync(file, readOnly: false);
+        file.Arm();
+        var first = Qcow2TestImage.Pattern(512, 1);
+        var second = Qcow2TestImage.Pattern(512, 2);
+
+        // The first write allocates cluster 0 and is held while its data goes to the file.
+        var firstWrite = node.WriteAsync(0, first).AsTask();
+        await file.Held.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        var secondWrite = node.WriteAsync(1024, second).AsTask();
+        await Task.Delay(50);
+        Assert.False(secondWrite.IsCompleted, "a write into a cluster being allocated did not wait for the allocation");
+
+        file.Release.SetResult();
+        await firstWrite.WaitAsync(TimeSpan.FromSeconds(10));
+        await secondWrite.WaitAsync(TimeSpan.FromSeconds(10));
+        var back = new byte[clusterSize];
+        await node.ReadAsync(0, back);
+        var expected = new byte[clusterSize];
+        first.CopyTo(expected, 0);
+        second.CopyTo(expected, 1024);
+        Assert.True(expected.AsSpan().SequenceEqual(back), "one of the two writes into the cluster was lost");
+    }
+
+    /// <summary>Once armed, holds the first write of exactly <paramref name="length"/> bytes (a cluster's data) until released.</summary>
+    private sealed class HoldingNode(IBlockNode inner, int length) : DelegatingNode(inner)
+    {
+        private int _holding = 1;
+
+        public TaskCompletionSource Held { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource Release { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void Arm() => Volatile.Write(ref _holding, 0);
+
+        public override async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
+        {
+            if (data.Length == length && Interlocked.Exchange(ref _holding, 1) == 0)
+            {
+                Held.SetResult();
+                await Release.Task;
+            }
+
+            await base.WriteAsync(offset, data, flags, cancellationToken);
+        }
+    }
+
     [Theory]
     [InlineData(7, false)]
     [InlineData(8, true)]

@@ -234,8 +234,7 @@ public sealed partial class Qcow2Node
         int normalLength = 0;
         long host = 0;
         int count = 0;
-        ulong[] oldEntries = [];
-        TaskCompletionSource? allocation = null;
+        ulong[]? oldEntries = null;
         await _metadataLock.WaitAsync(cancellationToken);
         try
         {
@@ -246,31 +245,42 @@ public sealed partial class Qcow2Node
                 normalLength = (int)run.Length;
                 Interlocked.Increment(ref _dataIoInFlight);
             }
-            else if (_inflight.TryGetValue(first, out var other))
+            else if (_inflight.ContainsKey(first))
             {
-                wait = other.Task;
+                wait = AllocationEndLocked(first);
             }
             else
             {
-                long limit = Math.Min(lastCluster - first + 1, Math.Max(1, NodeLimits.DefaultMaxTransfer >> _clusterBits));
-                var entries = new List<ulong> { run.Entry };
-                for (long c = first + 1; c < first + limit; c++)
+                int limit = (int)Math.Min(lastCluster - first + 1, Math.Max(1, NodeLimits.DefaultMaxTransfer >> _clusterBits));
+                var entries = ArrayPool<ulong>.Shared.Rent(limit);
+                try
                 {
-                    ulong entry = await GetL2EntryLocked(c, cancellationToken);
-                    if (_inflight.ContainsKey(c) || Classify(entry, c) == Qcow2ClusterKind.Normal)
+                    entries[0] = run.Entry;
+                    int found = 1;
+                    for (; found < limit; found++)
                     {
-                        break;
+                        long c = first + found;
+                        ulong entry = await GetL2EntryLocked(c, cancellationToken);
+                        if (_inflight.ContainsKey(c) || Classify(entry, c) == Qcow2ClusterKind.Normal)
+                        {
+                            break;
+                        }
+
+                        entries[found] = entry;
                     }
 
-                    entries.Add(entry);
+                    (host, count) = await AllocateClustersLocked(found, cancellationToken);
+                }
+                catch
+                {
+                    ArrayPool<ulong>.Shared.Return(entries);
+                    throw;
                 }
 
-                (host, count) = await AllocateClustersLocked(entries.Count, cancellationToken);
-                oldEntries = [.. entries.Take(count)];
-                allocation = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                oldEntries = entries;
                 for (int i = 0; i < count; i++)
                 {
-                    _inflight[first + i] = allocation;
+                    _inflight[first + i] = null;
                 }
             }
         }
@@ -299,6 +309,8 @@ public sealed partial class Qcow2Node
             return normalLength;
         }
 
+        // Past the two returns above, this write allocated: the entries it replaces were kept.
+        var replaced = oldEntries!;
         long runStart = first << _clusterBits;
         long runEnd = (first + count) << _clusterBits;
         int written = (int)(Math.Min(offset + data.Length, runEnd) - offset);
@@ -319,12 +331,12 @@ public sealed partial class Qcow2Node
                     bool head = offset > runStart;
                     if (head)
                     {
-                        await ReadClusterContentAsync(first, oldEntries[0], run[.._clusterSize], cancellationToken);
+                        await ReadClusterContentAsync(first, replaced[0], run[.._clusterSize], cancellationToken);
                     }
 
                     if (offset + written < runEnd && (count > 1 || !head))
                     {
-                        await ReadClusterContentAsync(first + count - 1, oldEntries[count - 1], run[((count - 1) << _clusterBits)..], cancellationToken);
+                        await ReadClusterContentAsync(first + count - 1, replaced[count - 1], run[((count - 1) << _clusterBits)..], cancellationToken);
                     }
 
                     data.Span[..written].CopyTo(run.Span[(int)(offset - runStart)..]);
@@ -359,16 +371,27 @@ public sealed partial class Qcow2Node
             {
                 for (int i = 0; i < count; i++)
                 {
-                    _inflight.Remove(first + i);
+                    if (_inflight.Remove(first + i, out var waiters))
+                    {
+                        waiters?.SetResult();
+                    }
                 }
 
                 _metadataLock.Release();
-                allocation!.SetResult();
+                ArrayPool<ulong>.Shared.Return(replaced);
             }
         }
 
         return written;
     }
+
+    /// <summary>
+    /// A task that completes when the allocating write in progress on <paramref name="cluster"/>
+    /// ends. The caller holds the metadata lock and found the cluster in <see cref="_inflight"/>; the
+    /// signal is made only now, so a write nobody waits for allocates none.
+    /// </summary>
+    private Task AllocationEndLocked(long cluster) =>
+        (_inflight[cluster] ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
 
     /// <summary>Points the L2 entries of freshly written clusters at them and frees what the old entries owned.</summary>
     private async ValueTask LinkClustersLocked(long first, long host, int count, CancellationToken cancellationToken)
@@ -440,9 +463,9 @@ public sealed partial class Qcow2Node
                 long tableEnd = Math.Min(end, ((c >> _l2Bits) + 1) << _l2Bits);
                 for (; c < tableEnd; c++)
                 {
-                    if (_inflight.TryGetValue(c, out var other))
+                    if (_inflight.ContainsKey(c))
                     {
-                        wait = other.Task;
+                        wait = AllocationEndLocked(c);
                         break;
                     }
 

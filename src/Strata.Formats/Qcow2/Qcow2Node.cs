@@ -33,7 +33,9 @@ public sealed partial class Qcow2Node : IBlockNode
     private readonly SemaphoreSlim _metadataLock = new(1, 1);
     private readonly Qcow2MetadataCache<ulong[]> _l2Cache;
     private readonly Qcow2MetadataCache<byte[]> _refcountCache;
-    private readonly Dictionary<long, TaskCompletionSource> _inflight = [];
+    // Clusters an allocating write is filling, each with the signal its end gives to requests that
+    // wait for it (made by the first of them: see AllocationEndLocked).
+    private readonly Dictionary<long, TaskCompletionSource?> _inflight = [];
     private readonly List<(long Offset, long Length)> _pendingFrees = [];
     // Guest reads and in-place writes that looked up a host offset and have not finished their file
     // I/O. Clusters are freed only when none is in flight, so such an I/O never lands in a cluster
