@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using Strata.Block;
 
@@ -130,8 +131,17 @@ public sealed partial class Qcow2Node : IBlockNode
     {
         ArgumentNullException.ThrowIfNull(file);
         long fileSize = file.Size;
-        var first = new byte[(int)Math.Min(fileSize, 1 << 21)];
+
+        // The header, its extensions and the backing file name lie in the first cluster (qcow2.txt,
+        // "Header"). Read the common 64 KiB first, and more only if the image's clusters are larger.
+        var first = new byte[(int)Math.Min(fileSize, 1 << 16)];
         await file.ReadAsync(0, first, cancellationToken);
+        if (first.Length >= 24 && BinaryPrimitives.ReadUInt32BigEndian(first.AsSpan(20)) is var bits and > 16 and <= 21 && fileSize > first.Length)
+        {
+            first = new byte[(int)Math.Min(fileSize, 1L << (int)bits)];
+            await file.ReadAsync(0, first, cancellationToken);
+        }
+
         var header = Qcow2Header.Parse(first, fileSize);
         if (!readOnly)
         {
@@ -219,11 +229,18 @@ public sealed partial class Qcow2Node : IBlockNode
         var table = new ulong[entries];
         if (entries > 0)
         {
-            var bytes = new byte[entries * 8];
-            await file.ReadAsync(offset, bytes, cancellationToken);
-            for (int i = 0; i < entries; i++)
+            var bytes = ArrayPool<byte>.Shared.Rent(entries * 8);
+            try
             {
-                table[i] = BinaryPrimitives.ReadUInt64BigEndian(bytes.AsSpan(i * 8));
+                await file.ReadAsync(offset, bytes.AsMemory(0, entries * 8), cancellationToken);
+                for (int i = 0; i < entries; i++)
+                {
+                    table[i] = BinaryPrimitives.ReadUInt64BigEndian(bytes.AsSpan(i * 8));
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(bytes);
             }
         }
 
