@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using Strata.Block;
 
@@ -48,25 +49,39 @@ public sealed partial class Qcow2Node
         header.RefcountTableClusters = (int)tableClusters;
         byte[] headerCluster = header.Serialize();
 
-        var table = new byte[tableClusters * clusterSize];
-        var blockBytes = new byte[blocks * clusterSize];
-        for (long j = 0; j < blocks; j++)
+        // The tables are written once and dropped: pooled buffers, cleared first.
+        int tableLength = (int)(tableClusters * clusterSize);
+        int blocksLength = (int)(blocks * clusterSize);
+        var table = ArrayPool<byte>.Shared.Rent(tableLength);
+        var blockBytes = ArrayPool<byte>.Shared.Rent(blocksLength);
+        try
         {
-            BinaryPrimitives.WriteInt64BigEndian(table.AsSpan((int)(j * 8)), (1 + tableClusters + j) * clusterSize);
+            table.AsSpan(0, tableLength).Clear();
+            blockBytes.AsSpan(0, blocksLength).Clear();
+            for (long j = 0; j < blocks; j++)
+            {
+                BinaryPrimitives.WriteInt64BigEndian(table.AsSpan((int)(j * 8)), (1 + tableClusters + j) * clusterSize);
+            }
+
+            for (long c = 0; c < usedClusters; c++)
+            {
+                long j = c / perBlock;
+                Qcow2RefcountArray.Set(blockBytes.AsSpan((int)(j * clusterSize), clusterSize), header.RefcountOrder, (int)(c % perBlock), 1);
+            }
+
+            long fileEnd = l1Entries > 0 ? l1Offset + (l1Entries * 8) : l1Offset;
+            await file.ResizeAsync(0, cancellationToken);
+            await file.ResizeAsync(fileEnd, cancellationToken);
+            await file.WriteAsync(0, headerCluster, WriteFlags.None, cancellationToken);
+            await file.WriteAsync(clusterSize, table.AsMemory(0, tableLength), WriteFlags.None, cancellationToken);
+            await file.WriteAsync((1 + tableClusters) * clusterSize, blockBytes.AsMemory(0, blocksLength), WriteFlags.None, cancellationToken);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(table);
+            ArrayPool<byte>.Shared.Return(blockBytes);
         }
 
-        for (long c = 0; c < usedClusters; c++)
-        {
-            long j = c / perBlock;
-            Qcow2RefcountArray.Set(blockBytes.AsSpan((int)(j * clusterSize), clusterSize), header.RefcountOrder, (int)(c % perBlock), 1);
-        }
-
-        long fileEnd = l1Entries > 0 ? l1Offset + (l1Entries * 8) : l1Offset;
-        await file.ResizeAsync(0, cancellationToken);
-        await file.ResizeAsync(fileEnd, cancellationToken);
-        await file.WriteAsync(0, headerCluster, WriteFlags.None, cancellationToken);
-        await file.WriteAsync(clusterSize, table, WriteFlags.None, cancellationToken);
-        await file.WriteAsync((1 + tableClusters) * clusterSize, blockBytes, WriteFlags.None, cancellationToken);
         await file.FlushAsync(cancellationToken);
     }
 
