@@ -48,7 +48,7 @@ public sealed class ServeCommandTests
         string image = folder.File("foo.img");
         await Tool.CheckAsync("truncate", "-s", $"{Size}", image);
         string socket = folder.File("n.sock");
-        using var serve = ServeProcess.Start(folder.Path, null, "--drive", $"id=d,file={image}", "--nbd", $"unix:{socket}", "--qmp", $"unix:{folder.File("q.sock")}");
+        using var serve = ServeProcess.Start(folder.Path, null, "--drive", $"id=d,file={image}", "--nbd", $"unix:{socket}", "--qmp", $"unix:{folder.File("q.sock")}", "-v");
         await serve.WaitForFileAsync(socket);
         await serve.SignalAsync("INT");
         Assert.Equal(0, await serve.WaitForExitAsync());

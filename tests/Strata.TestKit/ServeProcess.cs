@@ -99,10 +99,19 @@ public sealed class ServeProcess : IDisposable
         }
     }
 
+    /// <summary>Waits (bounded) for the daemon to exit; if it does not, says what it printed so far.</summary>
     public async Task<int> WaitForExitAsync()
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        await _process.WaitForExitAsync(timeout.Token);
+        try
+        {
+            await _process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"strata serve (pid {_process.Id}) did not exit within 60 s ({ExitText()})");
+        }
+
         return _process.ExitCode;
     }
 
