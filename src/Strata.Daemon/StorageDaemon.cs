@@ -25,6 +25,7 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
     private List<RequestGate.Drain>? _pauses;
     private bool _stopped;
     private NbdServer? _nbd;
+    private Task? _warmUp;
 
     public StorageDaemon(DaemonOptions options)
     {
@@ -133,6 +134,11 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
                 await File.WriteAllTextAsync(temporary, $"{Environment.ProcessId}\n", cancellationToken);
                 File.Move(temporary, pidFile, overwrite: true);
             }
+
+            if (_drives.Any(d => !d.ReadOnly))
+            {
+                _warmUp = SnapshotWarmUp.RunAsync(_options.Log);
+            }
         }
         catch
         {
@@ -231,6 +237,11 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
 
         // Held requests must be let through, or they could never finish.
         Resume();
+        if (_warmUp is not null)
+        {
+            await _warmUp;
+        }
+
         if (_nbd is not null)
         {
             await _nbd.DisposeAsync();

@@ -56,6 +56,25 @@ public sealed class ServeCommandTests
     }
 
     [Fact]
+    public async Task TheSnapshotWarmUpRunsAtStartAndLeavesNothingBehind()
+    {
+        using var folder = new TempFolder();
+        string image = folder.File("foo.img");
+        await Tool.CheckAsync("truncate", "-s", $"{Size}", image);
+        string temporary = folder.File("tmp");
+        Directory.CreateDirectory(temporary);
+        string socket = folder.File("n.sock");
+        using var serve = ServeProcess.Start(folder.Path, new Dictionary<string, string?> { ["TMPDIR"] = temporary },
+            "--drive", $"id=d,file={image}", "--nbd", $"unix:{socket}", "--qmp", $"unix:{folder.File("q.sock")}", "-v");
+        await serve.WaitForOutputAsync("snapshot path warmed up");
+        await serve.SignalAsync("TERM");
+        Assert.Equal(0, await serve.WaitForExitAsync());
+        Assert.Empty(Directory.EnumerateFileSystemEntries(temporary));
+        Assert.Equal(Size, new FileInfo(image).Length);
+        Assert.Equal(new[] { "foo.img", "tmp" }, Directory.EnumerateFileSystemEntries(folder.Path).Select(Path.GetFileName).Order());
+    }
+
+    [Fact]
     public async Task BadArgumentsGiveOneLineAndExitCodeOne()
     {
         using var folder = new TempFolder();

@@ -84,16 +84,16 @@ public sealed class ServeProcess : IDisposable
         throw new TimeoutException($"{path} never appeared ({ExitText()})");
     }
 
-    /// <summary>Waits (bounded) until the daemon has printed <paramref name="text"/>.</summary>
+    /// <summary>Waits (bounded) until the daemon has printed <paramref name="text"/> on stdout or stderr.</summary>
     public async Task WaitForOutputAsync(string text)
     {
-        for (int i = 0; i < 600 && !Output.Contains(text, StringComparison.Ordinal); i++)
+        for (int i = 0; i < 600 && !Printed(text); i++)
         {
             ThrowIfExited();
             await Task.Delay(50);
         }
 
-        if (!Output.Contains(text, StringComparison.Ordinal))
+        if (!Printed(text))
         {
             throw new TimeoutException($"strata serve never printed '{text}' ({ExitText()})");
         }
@@ -147,6 +147,8 @@ public sealed class ServeProcess : IDisposable
             throw new InvalidOperationException($"strata serve exited early ({ExitText()})");
         }
     }
+
+    private bool Printed(string text) => Output.Contains(text, StringComparison.Ordinal) || Error.Contains(text, StringComparison.Ordinal);
 
     private string ExitText() => $"stdout: {Output} stderr: {Error}";
 
