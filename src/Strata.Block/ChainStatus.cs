@@ -4,12 +4,20 @@ namespace Strata.Block;
 public static class ChainStatus
 {
     /// <summary>The first extent at <paramref name="offset"/>, at most <paramref name="length"/> bytes.</summary>
-    public static async ValueTask<ChainExtent> GetAsync(IBlockNode top, long offset, long length, CancellationToken cancellationToken = default)
+    public static ValueTask<ChainExtent> GetAsync(IBlockNode top, long offset, long length, CancellationToken cancellationToken = default)
+        => GetAboveAsync(top, int.MaxValue, offset, length, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="GetAsync"/>, looking only at the layers above depth <paramref name="stopDepth"/>
+    /// (a merge asks what lies above its base, and need not ask the base): what none of them
+    /// allocates comes back with no node and that depth.
+    /// </summary>
+    public static async ValueTask<ChainExtent> GetAboveAsync(IBlockNode top, int stopDepth, long offset, long length, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(top);
         var node = top;
         int depth = 0;
-        while (node is not null)
+        while (node is not null && depth < stopDepth)
         {
             if (offset >= node.Size)
             {
@@ -32,7 +40,11 @@ public static class ChainStatus
     }
 
     /// <summary>All extents of [offset, offset+length), adjacent ones of the same kind merged.</summary>
-    public static async IAsyncEnumerable<ChainExtent> EnumerateAsync(IBlockNode top, long offset, long length,
+    public static IAsyncEnumerable<ChainExtent> EnumerateAsync(IBlockNode top, long offset, long length, CancellationToken cancellationToken = default)
+        => EnumerateAboveAsync(top, int.MaxValue, offset, length, cancellationToken);
+
+    /// <summary>As <see cref="EnumerateAsync"/>, looking only at the layers above depth <paramref name="stopDepth"/>.</summary>
+    public static async IAsyncEnumerable<ChainExtent> EnumerateAboveAsync(IBlockNode top, int stopDepth, long offset, long length,
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(top);
@@ -40,7 +52,7 @@ public static class ChainStatus
         ChainExtent? pending = null;
         while (offset < end)
         {
-            var e = await GetAsync(top, offset, end - offset, cancellationToken);
+            var e = await GetAboveAsync(top, stopDepth, offset, end - offset, cancellationToken);
             if (pending is { } p && p.State == e.State && p.Depth == e.Depth && ReferenceEquals(p.Node, e.Node)
                 && (p.HostOffset < 0 ? e.HostOffset < 0 : e.HostOffset == p.HostOffset + p.Length))
             {

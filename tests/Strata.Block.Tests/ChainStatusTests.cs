@@ -53,6 +53,28 @@ public sealed class ChainStatusTests
         Assert.Equal(node.Size, extents[^1].End);
     }
 
+    [Fact]
+    public async Task AboveADepthTheLayersBelowAreNotAsked()
+    {
+        var baseNode = new MemoryNode(1 << 20);
+        await baseNode.WriteAsync(0, new byte[65536]);
+        var top = new OverlayStub(baseNode, allocatedFrom: 65536);
+
+        var below = await ChainStatus.GetAboveAsync(top, 1, 0, 1 << 20);
+        Assert.False(below.IsPresent);
+        Assert.Equal(1, below.Depth);
+        Assert.Equal(65536, below.Length);
+        Assert.Equal(0, (await ChainStatus.GetAboveAsync(top, 1, 65536, 4096)).Depth);
+
+        var extents = new List<ChainExtent>();
+        await foreach (var e in ChainStatus.EnumerateAboveAsync(top, 1, 0, top.Size))
+        {
+            extents.Add(e);
+        }
+
+        Assert.Equal([(0L, 65536L, false), (65536L, (1L << 20) - 65536, true)], extents.Select(e => (e.Offset, e.Length, e.IsPresent)));
+    }
+
     /// <summary>A top layer that allocates everything from <c>allocatedFrom</c> on and passes the rest down.</summary>
     private sealed class OverlayStub(IBlockNode backing, long allocatedFrom, long? size = null) : DelegatingNode(new MemoryNode(size ?? backing.Size))
     {

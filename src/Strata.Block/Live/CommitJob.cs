@@ -178,7 +178,7 @@ public sealed class CommitJob : Job
     private ValueTask<List<ChainExtent>> FindWorkAsync(CancellationToken cancellationToken) => RunStepAsync(async () =>
     {
         var work = new List<ChainExtent>();
-        await foreach (var e in ChainStatus.EnumerateAsync(_top, 0, _top.Size, cancellationToken))
+        await foreach (var e in ChainStatus.EnumerateAboveAsync(_top, _baseDepth, 0, _top.Size, cancellationToken))
         {
             if (e.IsPresent && e.Depth < _baseDepth)
             {
@@ -201,7 +201,7 @@ public sealed class CommitJob : Job
 
             // Look again under the lock: the guest may have written here since the list was made, and
             // what the layers above the base show now is what the base must hold.
-            var status = await ChainStatus.GetAsync(_top, offset, length, cancellationToken);
+            var status = await ChainStatus.GetAboveAsync(_top, _baseDepth, offset, length, cancellationToken);
             if (status.Length == length && status.IsPresent && status.Depth < _baseDepth && status.IsZero && !status.IsData)
             {
                 writing = true;

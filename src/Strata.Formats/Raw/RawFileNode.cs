@@ -20,6 +20,17 @@ public sealed class RawFileNode : IBlockNode
     private long _size;
     private bool _holesSupported = true;
 
+    // The last run of data SEEK_DATA/SEEK_HOLE found, [start, end) (empty when equal): block status
+    // inside it needs no lseek. On tmpfs SEEK_HOLE walks every page up to the next hole, so without
+    // this a merge or an NBD client asking about a fully written file chunk by chunk does quadratic
+    // work (QEMU's file-posix keeps the same kind of cache). Writes only turn holes into data, so
+    // they leave the run true; our own punching and zeroing forget it. "Data" is always a correct
+    // answer, so a run another process punched since is reported conservatively, never wrongly.
+    private readonly Lock _dataRunLock = new();
+    private long _dataRunStart;
+    private long _dataRunEnd;
+    private long _dataRunGeneration;
+
     private RawFileNode(string path, SafeFileHandle handle, bool readOnly, bool direct)
     {
         FileName = path;
@@ -162,6 +173,7 @@ public sealed class RawFileNode : IBlockNode
             errno = Posix.Fallocate(_handle, Posix.FallocPunchHole | Posix.FallocKeepSize, offset, length);
         }
 
+        ForgetDataRun();
         if (errno != 0)
         {
             if ((flags & ZeroFlags.NoFallback) != 0)
@@ -191,6 +203,7 @@ public sealed class RawFileNode : IBlockNode
 
         // Discard is advisory: a filesystem without hole punching simply keeps the data.
         int errno = Posix.Fallocate(_handle, Posix.FallocPunchHole | Posix.FallocKeepSize, offset, length);
+        ForgetDataRun();
         if (errno == Posix.EOPNOTSUPP)
         {
             _holesSupported = false;
@@ -212,6 +225,17 @@ public sealed class RawFileNode : IBlockNode
     public ValueTask<BlockExtent> GetBlockStatusAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
         long end = offset + length;
+        long generation;
+        lock (_dataRunLock)
+        {
+            if (offset >= _dataRunStart && offset < _dataRunEnd)
+            {
+                return ValueTask.FromResult(new BlockExtent(offset, Math.Min(_dataRunEnd, end) - offset, BlockState.Allocated | BlockState.Data, offset));
+            }
+
+            generation = _dataRunGeneration;
+        }
+
         long data = Posix.Seek(_handle, offset, Posix.SeekData, out int errno);
         if (data < 0)
         {
@@ -235,6 +259,17 @@ public sealed class RawFileNode : IBlockNode
         {
             hole = end;
         }
+        else
+        {
+            lock (_dataRunLock)
+            {
+                // Not if a punch or zeroing ended meanwhile: the run may predate it.
+                if (generation == _dataRunGeneration)
+                {
+                    (_dataRunStart, _dataRunEnd) = (offset, hole);
+                }
+            }
+        }
 
         return ValueTask.FromResult(new BlockExtent(offset, Math.Min(hole, end) - offset, BlockState.Allocated | BlockState.Data, offset));
     }
@@ -247,6 +282,7 @@ public sealed class RawFileNode : IBlockNode
         }
 
         RandomAccess.SetLength(_handle, newSize);
+        ForgetDataRun();
         Volatile.Write(ref _size, newSize);
         return ValueTask.CompletedTask;
     }
@@ -271,6 +307,16 @@ public sealed class RawFileNode : IBlockNode
         {
             int n = (int)Math.Min(zeroes.Length, length - done);
             await WriteAsync(offset + done, zeroes.AsMemory(0, n), WriteFlags.None, cancellationToken);
+        }
+    }
+
+    /// <summary>After anything that may have turned data into a hole (called once it is done).</summary>
+    private void ForgetDataRun()
+    {
+        lock (_dataRunLock)
+        {
+            _dataRunGeneration++;
+            (_dataRunStart, _dataRunEnd) = (0, 0);
         }
     }
 
