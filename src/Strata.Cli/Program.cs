@@ -8,7 +8,16 @@ namespace Strata.Cli;
 
 public static class Program
 {
-    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+    public static int Main(string[] args)
+    {
+        if (args.Length > 0 && args[0] == "serve")
+        {
+            // Before anything touches Console: the runtime reads SIGINT's disposition then.
+            Serve.InterruptSignal.StopIgnoring();
+        }
+
+        return Run(args, Console.Out, Console.Error);
+    }
 
     /// <summary>Runs one command line in-process, writing to the given writers; returns the exit status.</summary>
     public static int Run(string[] args, TextWriter output, TextWriter error)

@@ -56,6 +56,24 @@ public sealed class ServeCommandTests
     }
 
     [Fact]
+    public async Task SigintStopsADaemonStartedWithSigintIgnored()
+    {
+        // A script's `strata serve … &` starts it so; qemu-storage-daemon still stops on SIGINT then.
+        using var folder = new TempFolder();
+        string image = folder.File("foo.img");
+        await Tool.CheckAsync("truncate", "-s", $"{Size}", image);
+        string socket = folder.File("n.sock");
+        using var serve = ServeProcess.StartWithSigintIgnored(folder.Path, "--drive", $"id=d,file={image}", "--nbd", $"unix:{socket}",
+            "--qmp", $"unix:{folder.File("q.sock")}", "-v");
+        await serve.WaitForFileAsync(socket);
+        string ignored = (await File.ReadAllLinesAsync($"/proc/{serve.Id}/status")).Single(l => l.StartsWith("SigIgn:", StringComparison.Ordinal));
+        Assert.Equal(0UL, Convert.ToUInt64(ignored["SigIgn:".Length..].Trim(), 16) & 2);
+        await serve.SignalAsync("INT");
+        Assert.Equal(0, await serve.WaitForExitAsync());
+        Assert.False(File.Exists(socket));
+    }
+
+    [Fact]
     public async Task TheSnapshotWarmUpRunsAtStartAndLeavesNothingBehind()
     {
         using var folder = new TempFolder();

@@ -44,14 +44,29 @@ public sealed class ServeProcess : IDisposable
     }
 
     public static ServeProcess Start(string workingDirectory, IReadOnlyDictionary<string, string?>? environment, params string[] arguments)
+        => Launch(Peer.DotnetHost(), [], workingDirectory, environment, arguments);
+
+    /// <summary>
+    /// As <see cref="Start"/>, with SIGINT ignored when the daemon starts, as a shell leaves it for a
+    /// command a script runs in the background (<c>trap '' INT</c>, then exec).
+    /// </summary>
+    public static ServeProcess StartWithSigintIgnored(string workingDirectory, params string[] arguments)
+        => Launch("/bin/sh", ["-c", "trap '' INT; exec \"$0\" \"$@\"", Peer.DotnetHost()], workingDirectory, null, arguments);
+
+    private static ServeProcess Launch(string program, string[] prefix, string workingDirectory, IReadOnlyDictionary<string, string?>? environment, string[] arguments)
     {
-        var start = new ProcessStartInfo(Peer.DotnetHost())
+        var start = new ProcessStartInfo(program)
         {
             UseShellExecute = false,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             WorkingDirectory = workingDirectory,
         };
+        foreach (string argument in prefix)
+        {
+            start.ArgumentList.Add(argument);
+        }
+
         start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "strata.dll"));
         start.ArgumentList.Add("serve");
         foreach (string argument in arguments)
