@@ -23,9 +23,9 @@ public sealed class RawFileNode : IBlockNode
     // The last run of data SEEK_DATA/SEEK_HOLE found, [start, end) (empty when equal): block status
     // inside it needs no lseek. On tmpfs SEEK_HOLE walks every page up to the next hole, so without
     // this a merge or an NBD client asking about a fully written file chunk by chunk does quadratic
-    // work (QEMU's file-posix keeps the same kind of cache). Writes only turn holes into data, so
-    // they leave the run true; our own punching and zeroing forget it. "Data" is always a correct
-    // answer, so a run another process punched since is reported conservatively, never wrongly.
+    // work. Writes only turn holes into data, so they leave the run true; our own punching and
+    // zeroing forget it. "Data" is always a correct answer, so a run another process punched since
+    // is reported conservatively, never wrongly.
     private readonly Lock _dataRunLock = new();
     private long _dataRunStart;
     private long _dataRunEnd;
