@@ -180,7 +180,8 @@ public sealed class CommitJob : Job
         var work = new List<ChainExtent>();
         await foreach (var e in ChainStatus.EnumerateAboveAsync(_top, _baseDepth, 0, _top.Size, cancellationToken))
         {
-            if (e.IsPresent && e.Depth < _baseDepth)
+            // Present here means allocated in a layer above the base: the base is never asked.
+            if (e.IsPresent)
             {
                 work.Add(e);
             }
@@ -202,7 +203,7 @@ public sealed class CommitJob : Job
             // Look again under the lock: the guest may have written here since the list was made, and
             // what the layers above the base show now is what the base must hold.
             var status = await ChainStatus.GetAboveAsync(_top, _baseDepth, offset, length, cancellationToken);
-            if (status.Length == length && status.IsPresent && status.Depth < _baseDepth && status.IsZero && !status.IsData)
+            if (status.Length == length && status.IsPresent && status.IsZero && !status.IsData)
             {
                 writing = true;
                 await _base.WriteZeroesAsync(offset, length, ZeroFlags.MayUnmap, cancellationToken);
