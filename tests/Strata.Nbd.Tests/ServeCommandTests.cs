@@ -15,8 +15,7 @@ public sealed class ServeCommandTests
     public async Task HdaServesUnderTheRuntimeFolderAndSigtermCleansUp()
     {
         using var folder = new TempFolder();
-        string image = folder.File("foo.img");
-        await Tool.CheckAsync("truncate", "-s", $"{Size}", image);
+        string image = await ImageAsync(folder);
         string runtime = folder.File("run");
         string pidFile = folder.File("serve.pid");
         using var serve = ServeProcess.Start(folder.Path, new Dictionary<string, string?> { ["XDG_RUNTIME_DIR"] = runtime }, "-hda", image, "--pidfile", pidFile);
@@ -45,10 +44,9 @@ public sealed class ServeCommandTests
     public async Task SigintAlsoStopsCleanly()
     {
         using var folder = new TempFolder();
-        string image = folder.File("foo.img");
-        await Tool.CheckAsync("truncate", "-s", $"{Size}", image);
+        string image = await ImageAsync(folder);
         string socket = folder.File("n.sock");
-        using var serve = ServeProcess.Start(folder.Path, null, "--drive", $"id=d,file={image}", "--nbd", $"unix:{socket}", "--qmp", $"unix:{folder.File("q.sock")}", "-v");
+        using var serve = ServeProcess.Start(folder.Path, null, OneDrive(folder, image));
         await serve.WaitForFileAsync(socket);
         await serve.SignalAsync("INT");
         Assert.Equal(0, await serve.WaitForExitAsync());
@@ -60,11 +58,9 @@ public sealed class ServeCommandTests
     {
         // A script's `strata serve … &` starts it so; qemu-storage-daemon still stops on SIGINT then.
         using var folder = new TempFolder();
-        string image = folder.File("foo.img");
-        await Tool.CheckAsync("truncate", "-s", $"{Size}", image);
+        string image = await ImageAsync(folder);
         string socket = folder.File("n.sock");
-        using var serve = ServeProcess.StartWithSigintIgnored(folder.Path, "--drive", $"id=d,file={image}", "--nbd", $"unix:{socket}",
-            "--qmp", $"unix:{folder.File("q.sock")}", "-v");
+        using var serve = ServeProcess.StartWithSigintIgnored(folder.Path, OneDrive(folder, image));
         await serve.WaitForFileAsync(socket);
         string ignored = (await File.ReadAllLinesAsync($"/proc/{serve.Id}/status")).Single(l => l.StartsWith("SigIgn:", StringComparison.Ordinal));
         Assert.Equal(0UL, Convert.ToUInt64(ignored["SigIgn:".Length..].Trim(), 16) & 2);
@@ -77,13 +73,10 @@ public sealed class ServeCommandTests
     public async Task TheSnapshotWarmUpRunsAtStartAndLeavesNothingBehind()
     {
         using var folder = new TempFolder();
-        string image = folder.File("foo.img");
-        await Tool.CheckAsync("truncate", "-s", $"{Size}", image);
+        string image = await ImageAsync(folder);
         string temporary = folder.File("tmp");
         Directory.CreateDirectory(temporary);
-        string socket = folder.File("n.sock");
-        using var serve = ServeProcess.Start(folder.Path, new Dictionary<string, string?> { ["TMPDIR"] = temporary },
-            "--drive", $"id=d,file={image}", "--nbd", $"unix:{socket}", "--qmp", $"unix:{folder.File("q.sock")}", "-v");
+        using var serve = ServeProcess.Start(folder.Path, new Dictionary<string, string?> { ["TMPDIR"] = temporary }, OneDrive(folder, image));
         await serve.WaitForOutputAsync("snapshot path warmed up");
         await serve.SignalAsync("TERM");
         Assert.Equal(0, await serve.WaitForExitAsync());
@@ -109,8 +102,7 @@ public sealed class ServeCommandTests
     public async Task QmpGreetsNegotiatesListsDrivesAndQuits()
     {
         using var folder = new TempFolder();
-        string image = folder.File("foo.img");
-        await Tool.CheckAsync("truncate", "-s", $"{Size}", image);
+        string image = await ImageAsync(folder);
         string qmp = folder.File("q.sock");
         string socket = folder.File("n.sock");
         using var serve = ServeProcess.Start(folder.Path, null, "--drive", $"id=disk0,file={image},readonly=on", "--nbd", $"unix:{socket}", "--qmp", $"unix:{qmp}");
@@ -149,8 +141,7 @@ public sealed class ServeCommandTests
     public async Task StartPausedHoldsGuestIoUntilCont()
     {
         using var folder = new TempFolder();
-        string image = folder.File("foo.img");
-        await Tool.CheckAsync("truncate", "-s", $"{Size}", image);
+        string image = await ImageAsync(folder);
         string qmp = folder.File("q.sock");
         string socket = folder.File("n.sock");
         await using var daemon = new StorageDaemon(new DaemonOptions
@@ -181,8 +172,7 @@ public sealed class ServeCommandTests
     public async Task ASecondDaemonDoesNotStealALiveSocket()
     {
         using var folder = new TempFolder();
-        string image = folder.File("foo.img");
-        await Tool.CheckAsync("truncate", "-s", $"{Size}", image);
+        string image = await ImageAsync(folder);
         string socket = folder.File("n.sock");
         var options = new DaemonOptions { Drives = [new DriveSpec("d", image)], NbdEndpoints = [NbdEndpoint.Unix(socket)] };
         await using var first = new StorageDaemon(options);
@@ -193,4 +183,16 @@ public sealed class ServeCommandTests
         await using var client = await NbdClient.ConnectAsync(NbdEndpoint.Unix(socket), "d");
         Assert.Equal(Size, client.Size);
     }
+
+    /// <summary>A <see cref="Size"/>-byte raw image, foo.img, in <paramref name="folder"/>.</summary>
+    private static async Task<string> ImageAsync(TempFolder folder)
+    {
+        string image = folder.File("foo.img");
+        await Tool.CheckAsync("truncate", "-s", $"{Size}", image);
+        return image;
+    }
+
+    /// <summary>`serve` arguments for one drive "d" on <paramref name="image"/>, sockets n.sock and q.sock in the folder, -v.</summary>
+    private static string[] OneDrive(TempFolder folder, string image) =>
+        ["--drive", $"id=d,file={image}", "--nbd", $"unix:{folder.File("n.sock")}", "--qmp", $"unix:{folder.File("q.sock")}", "-v"];
 }
