@@ -11,4 +11,7 @@ public enum BlockError
 
     /// <summary>The image's metadata is inconsistent; the image is refused or switched to read-only.</summary>
     Corrupt,
+
+    /// <summary>The request is refused on principle, not for lack of access (a guest write that would change how its image is probed).</summary>
+    PermissionDenied,
 }

@@ -83,8 +83,7 @@ public sealed partial class Drive
 
         var parent = ParentOf(node) as Qcow2Node
             ?? throw BlockException.NotSupported($"'{file}' cannot be reopened read-write here");
-        var options = new ImageOpenOptions { Format = node.DriverName, OpenBacking = false, Direct = Spec.Direct };
-        var writable = await ImageOpener.OpenAsync(file, options, cancellationToken);
+        var writable = await ImageOpener.ReopenWritableAsync(node, Spec.Direct, cancellationToken);
         using (var drain = await Gate.DrainAsync(cancellationToken))
         {
             if (writable is Qcow2Node q && node is Qcow2Node old)

@@ -17,24 +17,47 @@ public static class ImageOpener
         return await OpenAsync(path, options, [], cancellationToken);
     }
 
-    /// <summary>Reads the first bytes of a file: "qcow2" when it starts with the qcow2 magic, else "raw".</summary>
+    /// <summary>
+    /// Guesses a file's format from its first sector: "qcow2" or "raw". A file that looks like a
+    /// format Strata does not read is refused rather than taken for raw (<see cref="ImageSignatures"/>).
+    /// </summary>
     public static async ValueTask<string> ProbeFormatAsync(string path, CancellationToken cancellationToken = default)
     {
         await using var file = RawFileNode.Open(path, readOnly: true);
         return await ProbeFormatAsync(file, cancellationToken);
     }
 
+    /// <inheritdoc cref="ProbeFormatAsync(string, CancellationToken)"/>
     public static async ValueTask<string> ProbeFormatAsync(IBlockNode file, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(file);
-        if (file.Size < 4)
+        var start = new byte[(int)Math.Min(file.Size, ImageSignatures.ProbeLength)];
+        await file.ReadAsync(0, start, cancellationToken);
+        return ImageSignatures.Detect(start) switch
         {
-            return Raw;
-        }
+            null => Raw,
+            Qcow2Format => Qcow2Format,
+            var other => throw BlockException.NotSupported(
+                $"'{file.FileName}' looks like a {other} image, which Strata does not read; give its format explicitly (format=raw serves its bytes as they are)"),
+        };
+    }
 
-        var magic = new byte[4];
-        await file.ReadAsync(0, magic, cancellationToken);
-        return System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(magic) == Qcow2Node.Magic ? Qcow2Format : Raw;
+    /// <summary>
+    /// Opens the image behind <paramref name="node"/> again, read-write and without its backing chain,
+    /// the way it was first opened: the same format, and a probed raw image stays guarded
+    /// (<see cref="ProbedRawNode"/>), so a merge into it cannot give it a header either.
+    /// </summary>
+    public static ValueTask<IBlockNode> ReopenWritableAsync(IBlockNode node, bool direct, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        string file = node.FileName ?? throw BlockException.NotSupported("the image has no file to reopen read-write");
+        var options = new ImageOpenOptions
+        {
+            Format = node is ProbedRawNode ? null : node.DriverName,
+            OpenBacking = false,
+            Direct = direct,
+        };
+        return OpenAsync(file, options, cancellationToken);
     }
 
     /// <summary>
@@ -91,7 +114,8 @@ public static class ImageOpener
                     file = RawFileNode.Open(path, options.ReadOnly, direct: true);
                 }
 
-                return file;
+                // A guessed raw stays raw: its first sector may not be made to look like a format.
+                return options.Format is null ? new ProbedRawNode(file) : file;
             }
 
             var image = options.Repair && !options.ReadOnly

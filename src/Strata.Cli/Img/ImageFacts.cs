@@ -34,7 +34,12 @@ public sealed record ImageFacts
         var node = await ImgContext.OpenAsync(path, format, readOnly: true, openBacking: false);
         try
         {
-            var file = node is Qcow2Node q ? q.File : node;
+            var file = node switch
+            {
+                Qcow2Node q => q.File,
+                ProbedRawNode probed => probed.File,
+                _ => node,
+            };
             return new ImageFacts
             {
                 FileName = path,

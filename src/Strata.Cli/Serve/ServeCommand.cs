@@ -122,12 +122,25 @@ public static class ServeCommand
         }
     }
 
+    /// <summary>
+    /// QEMU's warning for a guessed format, one line: probing trusts the image's content, which the
+    /// guest writes. A guessed raw image is guarded (its first sector cannot be made to look like
+    /// a format), and a guessed qcow2 one may have been a raw disk whose guest wrote a header.
+    /// </summary>
+    private static string ProbeWarning(Drive drive) => drive.Root.DriverName == "raw"
+        ? $"strata serve: warning: the format of '{drive.Spec.File}' was not given and probing guessed raw: writes that would make its first sector look like an image format are refused; give format=raw to lift this"
+        : $"strata serve: warning: the format of '{drive.Spec.File}' was not given and probing found {drive.Root.DriverName}: probing trusts what a guest may have written; give format={drive.Root.DriverName}";
+
     private static void PrintBanner(StorageDaemon daemon)
     {
         var options = daemon.Options;
         foreach (var drive in daemon.Drives)
         {
             Console.Out.WriteLine($"strata serve: drive '{drive.Id}': {drive.Root.DriverName} {drive.Spec.File}, {drive.Root.Size} bytes{(drive.ReadOnly ? ", read-only" : "")}");
+            if (drive.Spec.Format is null)
+            {
+                Console.Error.WriteLine(ProbeWarning(drive));
+            }
         }
 
         foreach (var endpoint in options.NbdEndpoints)

@@ -11,7 +11,7 @@ public static class NbdErrors
         BlockError.InvalidArgument => NbdErrno.InvalidArgument,
 
         // "EPERM ... SHOULD be returned for a write request to a read-only export".
-        BlockError.ReadOnly => NbdErrno.PermissionDenied,
+        BlockError.ReadOnly or BlockError.PermissionDenied => NbdErrno.PermissionDenied,
         BlockError.NoSpace => NbdErrno.NoSpace,
         BlockError.NotSupported => NbdErrno.NotSupported,
         _ => NbdErrno.IoError,
