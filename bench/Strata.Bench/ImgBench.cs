@@ -14,7 +14,9 @@ namespace Strata.Bench;
 /// wraps it modulo the image size. A step that is an odd prime multiple of 4 KiB on an image of 2^k
 /// 4 KiB blocks visits every block once per pass in a scattered order; both tools get the same step.
 /// The qcow2 image is fully allocated before the runs (converted from a raw file full of data), so
-/// the numbers are steady state, never cluster allocation.
+/// the numbers are steady state, never cluster allocation. <c>--cache none</c> gives both tools
+/// <c>-t none</c> (O_DIRECT): then the images must be on a file system that really does direct I/O,
+/// so the default folder becomes /var/tmp (tmpfs keeps the data in memory whatever the flag).
 /// </remarks>
 internal static partial class ImgBench
 {
@@ -22,7 +24,8 @@ internal static partial class ImgBench
 
     public static async Task<int> RunAsync(string[] args)
     {
-        string dir = "/dev/shm";
+        string? dir = null;
+        string cache = "writeback";
         int runs = 5;
         long size = 1L << 30;
         double seconds = 1.0;
@@ -54,10 +57,25 @@ internal static partial class ImgBench
                 case "--strata":
                     strata = args[++i];
                     break;
+                case "--cache":
+                    cache = args[++i];
+                    if (cache is not ("writeback" or "none"))
+                    {
+                        Console.Error.WriteLine($"img bench: --cache takes writeback or none, not '{cache}'");
+                        return 2;
+                    }
+
+                    break;
                 default:
                     Console.Error.WriteLine($"img bench: unknown option '{args[i]}'");
                     return 2;
             }
+        }
+
+        dir ??= cache == "none" ? "/var/tmp" : "/dev/shm";
+        if (cache == "none" && new DriveInfo(dir).DriveFormat == "tmpfs")
+        {
+            Console.Error.WriteLine($"img bench: warning: {dir} is tmpfs, which keeps data in memory even with O_DIRECT; the -t none rows will measure no disk");
         }
 
         var (strataProgram, strataPrefix) = StrataBinary.Locate(strata);
@@ -77,7 +95,7 @@ internal static partial class ImgBench
             }
 
             var rows = new List<string>();
-            foreach (var shape in Cases())
+            foreach (var shape in Cases(cache))
             {
                 string image = shape.Format == "raw" ? raw : qcow2;
                 var c = await CalibrateAsync(shape, image, seconds);
@@ -100,7 +118,7 @@ internal static partial class ImgBench
             }
 
             var table = new StringBuilder();
-            table.AppendLine($"Runs per row: {runs} of each tool, alternated; median shown with ± half the range of the runs. Images in {dir}, {size >> 20} MiB; about {seconds} s per run.");
+            table.AppendLine($"Runs per row: {runs} of each tool, alternated; median shown with ± half the range of the runs. Images in {dir}, {size >> 20} MiB; about {seconds} s per run; both tools with -t {cache}.");
             table.AppendLine();
             table.AppendLine("| format | workload | depth | requests | strata img bench | qemu-img bench | strata/qemu |");
             table.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
@@ -123,16 +141,16 @@ internal static partial class ImgBench
         }
     }
 
-    private static IEnumerable<ImgBenchCase> Cases()
+    private static IEnumerable<ImgBenchCase> Cases(string cache)
     {
         foreach (string format in new[] { "raw", "qcow2" })
         {
             foreach (int depth in new[] { 1, 32 })
             {
-                yield return new ImgBenchCase(format, "4 KiB random read", 4096, RandomStep, false, depth, 2000);
-                yield return new ImgBenchCase(format, "4 KiB random write", 4096, RandomStep, true, depth, 2000);
-                yield return new ImgBenchCase(format, "64 KiB sequential read", 65536, 65536, false, depth, 1000);
-                yield return new ImgBenchCase(format, "64 KiB sequential write", 65536, 65536, true, depth, 1000);
+                yield return new ImgBenchCase(format, "4 KiB random read", 4096, RandomStep, false, depth, 2000, cache);
+                yield return new ImgBenchCase(format, "4 KiB random write", 4096, RandomStep, true, depth, 2000, cache);
+                yield return new ImgBenchCase(format, "64 KiB sequential read", 65536, 65536, false, depth, 1000, cache);
+                yield return new ImgBenchCase(format, "64 KiB sequential write", 65536, 65536, true, depth, 1000, cache);
             }
         }
     }

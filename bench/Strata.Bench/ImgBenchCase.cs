@@ -1,14 +1,14 @@
 namespace Strata.Bench;
 
-/// <summary>One row of the table: the same <c>bench</c> arguments are given to both tools.</summary>
-internal sealed record ImgBenchCase(string Format, string Pattern, int BufferSize, long Step, bool Write, int Depth, int Count)
+/// <summary>One row of the table: the same <c>bench</c> arguments are given to both tools, <paramref name="Cache"/> as <c>-t</c>.</summary>
+internal sealed record ImgBenchCase(string Format, string Pattern, int BufferSize, long Step, bool Write, int Depth, int Count, string Cache)
 {
     /// <summary>IOPS for small requests, MB/s for large ones.</summary>
     public bool ReportsIops => BufferSize <= 4096;
 
     public IEnumerable<string> Arguments(string image)
     {
-        List<string> args = ["bench", "-f", Format, "-c", Count.ToString(), "-d", Depth.ToString(), "-s", BufferSize.ToString(), "-S", Step.ToString()];
+        List<string> args = ["bench", "-f", Format, "-t", Cache, "-c", Count.ToString(), "-d", Depth.ToString(), "-s", BufferSize.ToString(), "-S", Step.ToString()];
         if (Write)
         {
             args.Add("-w");

@@ -5,15 +5,23 @@
 # gives medians per row and strata's ratio to each peer. The direct-file limit (fio io_uring on the
 # same file) is the ceiling.
 #
-# usage: bench/nbd/run.sh [--dir DIR] [--runs N] [--runtime SECONDS] [--size SIZE] [--quick] [--out FILE]
+# usage: bench/nbd/run.sh [--dir DIR] [--runs N] [--runtime SECONDS] [--size SIZE] [--quick] [--out FILE] [--cache writeback|none]
 #   --dir      where the images live; default a tmpfs folder (/dev/shm), as disk-backed runs swing by ±40%
 #   --quick    1 run of 2 s per case on a 256M image (a smoke run, not a measurement)
+#   --cache    writeback (default: every server through the page cache) or none: O_DIRECT for every
+#              server that has it (strata cache=none, qemu-storage-daemon cache.direct=on, qemu-nbd
+#              --cache=none, fio --direct=1); nbdkit's cache=none is only a page-cache hint, so it is
+#              left out. The default folder is then /var/tmp/strata-nbd-bench: tmpfs keeps data in
+#              memory whatever the flag, so use a disk file system.
+# nbdkit is optional: without it its column says n/a.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-dir=/dev/shm/strata-nbd-bench; runs=3; runtime=5; size=1G; out=""
+dir=""; runs=3; runtime=5; size=1G; out=""; cache=writeback
 while (( $# )); do
     case "$1" in
         --dir) dir="$2"; shift 2 ;;
+        --cache) cache="$2"; shift 2
+            [[ "$cache" == writeback || "$cache" == none ]] || { echo "run.sh: --cache takes writeback or none" >&2; exit 2; } ;;
         --runs) runs="$2"; shift 2 ;;
         --runtime) runtime="$2"; shift 2 ;;
         --size) size="$2"; shift 2 ;;
@@ -22,11 +30,27 @@ while (( $# )); do
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
-for tool in fio qemu-img qemu-storage-daemon qemu-nbd nbdkit nbdcopy; do
-    command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing (apt-get install fio qemu-utils qemu-system-common nbdkit libnbd-bin)" >&2; exit 1; }
+for tool in fio qemu-img qemu-storage-daemon qemu-nbd nbdcopy; do
+    command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing (apt-get install fio qemu-utils qemu-system-common libnbd-bin)" >&2; exit 1; }
 done
+servers=(strata qsd qemu-nbd)
+if [[ "$cache" == writeback ]]; then
+    if command -v nbdkit >/dev/null; then servers+=(nbdkit); else echo "run.sh: nbdkit is missing (apt-get install nbdkit): its column is left out" >&2; fi
+fi
+if [[ -z "$dir" ]]; then
+    if [[ "$cache" == none ]]; then dir=/var/tmp/strata-nbd-bench; else dir=/dev/shm/strata-nbd-bench; fi
+fi
 
 mkdir -p "$dir"
+if [[ "$cache" == none && "$(stat -f -c %T "$dir")" == tmpfs ]]; then
+    echo "run.sh: warning: $dir is tmpfs, which keeps data in memory even with O_DIRECT; the numbers will measure no disk" >&2
+fi
+# Per server: the option that bypasses the page cache, or keeps it.
+if [[ "$cache" == none ]]; then
+    strata_cache=",cache=none"; qsd_direct=on; qemu_nbd_cache=none; fio_direct=1
+else
+    strata_cache=""; qsd_direct=off; qemu_nbd_cache=writeback; fio_direct=0
+fi
 work="$(mktemp -d "$dir/run.XXXXXX")"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -48,11 +72,11 @@ start_server() { # name format -> sets uri, pid
     local name="$1" format="$2" image="$work/disk.$2" sock="$work/$1.sock"
     rm -f "$sock"
     case "$name" in
-        strata) "$strata" serve --drive "id=disk,file=$image,format=$format" --nbd "unix:$sock" --qmp "unix:$work/qmp.sock" >/dev/null 2>&1 & ;;
-        qsd) qemu-storage-daemon --blockdev "driver=file,node-name=f,filename=$image,aio=threads,cache.direct=off" \
+        strata) "$strata" serve --drive "id=disk,file=$image,format=$format$strata_cache" --nbd "unix:$sock" --qmp "unix:$work/qmp.sock" >/dev/null 2>&1 & ;;
+        qsd) qemu-storage-daemon --blockdev "driver=file,node-name=f,filename=$image,aio=threads,cache.direct=$qsd_direct" \
                 --blockdev "driver=$format,node-name=fmt,file=f" --nbd-server "addr.type=unix,addr.path=$sock" \
                 --export "type=nbd,id=e,node-name=fmt,name=disk,writable=on" >/dev/null 2>&1 & ;;
-        qemu-nbd) qemu-nbd -f "$format" -x disk --cache=writeback --aio=threads -t -k "$sock" --shared=8 "$image" >/dev/null 2>&1 & ;;
+        qemu-nbd) qemu-nbd -f "$format" -x disk --cache="$qemu_nbd_cache" --aio=threads -t -k "$sock" --shared=8 "$image" >/dev/null 2>&1 & ;;
         nbdkit) nbdkit -f --unix "$sock" --exportname=disk file "$image" >/dev/null 2>&1 & ;;
     esac
     pid=$!
@@ -74,7 +98,7 @@ print("%.1f\t%.0f" % (d["bw_bytes"] / 1048576, d["iops"]))'
 
 for run in $(seq "$runs"); do
     for format in raw qcow2; do
-        for server in strata qsd qemu-nbd nbdkit; do
+        for server in "${servers[@]}"; do
             [[ "$server" == nbdkit && "$format" == qcow2 ]] && continue  # the file plugin serves raw only
             echo "run $run/$runs: $server $format" >&2
             start_server "$server" "$format"
@@ -95,21 +119,22 @@ for run in $(seq "$runs"); do
             echo "run $run/$runs: direct file (io_uring)" >&2
             for c in "${cases[@]}"; do
                 read -r rw bs qd <<<"$c"
-                printf '%s\t%s\t%s\t%s\t%s\n' raw "$rw $bs QD$qd" "file io_uring" "$run" "$(fio_case "$rw" "$bs" "$qd" --ioengine=io_uring --filename="$work/disk.raw")" >> "$results"
+                printf '%s\t%s\t%s\t%s\t%s\n' raw "$rw $bs QD$qd" "file io_uring" "$run" "$(fio_case "$rw" "$bs" "$qd" --ioengine=io_uring --direct="$fio_direct" --filename="$work/disk.raw")" >> "$results"
             done
         fi
     done
 done
 
-table="$(/usr/bin/python3 - "$results" "$runs" "$runtime" "$size" <<'PY'
+table="$(/usr/bin/python3 - "$results" "$runs" "$runtime" "$size" "$cache" "$dir" <<'PY'
 import sys, statistics, collections, platform, os
-path, runs, runtime, size = sys.argv[1:5]
+path, runs, runtime, size, cache, folder = sys.argv[1:7]
 rows = collections.OrderedDict()
 for line in open(path):
     fmt, case, server, run, mib, iops = line.rstrip("\n").split("\t")
     rows.setdefault((fmt, case), collections.defaultdict(list))[server].append(float(mib))
 servers = ["strata", "qsd", "qemu-nbd", "nbdkit", "file io_uring"]
-print(f"runs: {runs} x {runtime} s per case, image {size}, {os.cpu_count()} CPUs; MiB/s (peak RSS in MiB), medians")
+mode = "O_DIRECT (strata cache=none, qsd cache.direct=on, qemu-nbd --cache=none, fio --direct=1)" if cache == "none" else "page cache"
+print(f"runs: {runs} x {runtime} s per case, image {size} in {folder}, {os.cpu_count()} CPUs, {mode}; MiB/s (peak RSS in MiB), medians")
 print()
 print("| image | case | " + " | ".join(servers) + " | strata/nbdkit | strata/qsd |")
 print("|---|---|" + "---|" * (len(servers) + 2))

@@ -3,6 +3,7 @@ using Strata.Block.Live;
 using Strata.Daemon.Live;
 using Strata.Formats;
 using Strata.Formats.Qcow2;
+using Strata.Formats.Raw;
 
 namespace Strata.Daemon;
 
@@ -44,20 +45,20 @@ public sealed partial class Drive
             }
 
             // Made under a temporary name and renamed once complete, so that a crash half-way leaves
-            // no half-written image under the name the user asked for.
+            // no half-written image under the name the user asked for. Whoever can write in the
+            // folder may have planted something at either name: the temporary is made only if
+            // nothing has its name (O_EXCL, O_NOFOLLOW; ImageCreator removes it if writing fails) and
+            // the rename replaces nothing, so no link is followed and no file replaced.
             string partial = full + ".partial";
+            var plan = await ImageCreator.PlanAsync(partial, ImageOpener.Qcow2Format, current.Size, currentFile, current.DriverName, [], cancellationToken);
+            await ImageCreator.CreateAsync(plan, FileCreation.New, cancellationToken);
             try
             {
-                await ImageCreator.CreateAsync(partial, ImageOpener.Qcow2Format, current.Size, currentFile, current.DriverName, null, cancellationToken);
-                File.Move(partial, full);
+                NewFile.Move(partial, full);
             }
             catch
             {
-                if (File.Exists(partial))
-                {
-                    File.Delete(partial);
-                }
-
+                File.Delete(partial);
                 throw;
             }
 
@@ -67,7 +68,7 @@ public sealed partial class Drive
         Qcow2Node? overlay = null;
         try
         {
-            var node = await ImageOpener.OpenAsync(full, new ImageOpenOptions { OpenBacking = false }, cancellationToken);
+            var node = await ImageOpener.OpenAsync(full, new ImageOpenOptions { OpenBacking = false, Direct = Spec.Direct }, cancellationToken);
             overlay = node as Qcow2Node;
             if (overlay is null)
             {

@@ -4,7 +4,9 @@ namespace Strata.Daemon;
 
 /// <summary>
 /// One <c>--drive id=NAME,file=PATH[,format=raw|qcow2][,readonly=on][,cache=writeback|none]</c>, QEMU's
-/// key=value spelling (a comma inside a value is written twice, as in QEMU).
+/// key=value spelling (a comma inside a value is written twice, as in QEMU). QEMU's
+/// <c>cache.direct=on|off</c> is read too: for a drive it means the same as cache=none|writeback
+/// (the last of the two given wins).
 /// </summary>
 public sealed record DriveSpec(string Id, string File, string? Format = null, bool ReadOnly = false, bool Direct = false)
 {
@@ -53,8 +55,11 @@ public sealed record DriveSpec(string Id, string File, string? Format = null, bo
                         _ => throw new FormatException($"--drive '{text}': cache must be writeback or none"),
                     };
                     break;
+                case "cache.direct":
+                    direct = ParseSwitch(text, key, value);
+                    break;
                 default:
-                    throw new FormatException($"--drive '{text}': unknown key '{key}' (id, file, format, readonly, cache)");
+                    throw new FormatException($"--drive '{text}': unknown key '{key}' (id, file, format, readonly, cache, cache.direct)");
             }
         }
 

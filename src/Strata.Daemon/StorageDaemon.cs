@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using Strata.Block;
 using Strata.Daemon.Control;
 using Strata.Daemon.Live;
+using Strata.Formats.Raw;
 using Strata.Nbd.Server;
 using Strata.Nbd.Transport;
 
@@ -129,9 +130,10 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
 
             if (_options.PidFile is { } pidFile)
             {
-                // Written aside and renamed, so a reader never sees an empty pid file.
+                // Written aside and renamed, so a reader never sees an empty pid file. The temporary
+                // must be new (O_EXCL, O_NOFOLLOW): a link planted at its name is never followed.
                 string temporary = pidFile + ".tmp";
-                await File.WriteAllTextAsync(temporary, $"{Environment.ProcessId}\n", cancellationToken);
+                NewFile.WriteAllText(temporary, $"{Environment.ProcessId}\n");
                 File.Move(temporary, pidFile, overwrite: true);
             }
 

@@ -3,7 +3,7 @@ using Strata.Formats.Qcow2;
 namespace Strata.Formats;
 
 /// <summary>
-/// A validated image creation: what <see cref="ImageCreator.CreateAsync(ImageCreatePlan, CancellationToken)"/>
+/// A validated image creation: what <see cref="ImageCreator.CreateAsync(ImageCreatePlan, Raw.FileCreation, CancellationToken)"/>
 /// will write, and the line qemu-img prints before writing it ("Formatting 'foo.img', fmt=raw size=…").
 /// </summary>
 public sealed record ImageCreatePlan

@@ -304,24 +304,39 @@ public static class ImageCreator
         return new ImageCreatePlan { Path = path, Format = format, Size = virtualSize, Qcow2 = q, Description = text.ToString() };
     }
 
-    /// <summary>Writes the planned image, replacing any file at its path.</summary>
-    public static async ValueTask CreateAsync(ImageCreatePlan plan, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Writes the planned image. By default an existing regular file at its path is replaced, as
+    /// qemu-img does; <see cref="FileCreation.New"/> refuses anything already there, and removes the
+    /// file it made if writing it fails. A symbolic link at the path is never followed.
+    /// </summary>
+    public static async ValueTask CreateAsync(ImageCreatePlan plan, FileCreation creation = FileCreation.ReplaceRegularFile,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(plan);
-        if (plan.Format == ImageOpener.Raw)
+        var file = RawFileNode.Create(plan.Path, plan.Format == ImageOpener.Raw ? plan.Size : 0, creation);
+        try
         {
-            await using var raw = RawFileNode.Create(plan.Path, plan.Size);
-            int first = (int)Math.Min(plan.Size, RawFirstBlock);
-            if (first > 0)
+            await using (file)
             {
-                await raw.WriteAsync(0, new byte[first], WriteFlags.None, cancellationToken);
+                if (plan.Format == ImageOpener.Raw)
+                {
+                    int first = (int)Math.Min(plan.Size, RawFirstBlock);
+                    if (first > 0)
+                    {
+                        await file.WriteAsync(0, new byte[first], WriteFlags.None, cancellationToken);
+                    }
+                }
+                else
+                {
+                    await Qcow2Node.CreateAsync(file, plan.Qcow2!, cancellationToken);
+                }
             }
-
-            return;
         }
-
-        await using var file = RawFileNode.Create(plan.Path, 0);
-        await Qcow2Node.CreateAsync(file, plan.Qcow2!, cancellationToken);
+        catch when (creation == FileCreation.New)
+        {
+            File.Delete(plan.Path);
+            throw;
+        }
     }
 
     /// <summary>Plans and creates in one step (the daemon's live snapshot uses this).</summary>
@@ -329,7 +344,7 @@ public static class ImageCreator
         string? backingFormat, IEnumerable<KeyValuePair<string, string>>? options = null, CancellationToken cancellationToken = default)
     {
         var plan = await PlanAsync(path, format, size, backingFile, backingFormat, options ?? [], cancellationToken);
-        await CreateAsync(plan, cancellationToken);
+        await CreateAsync(plan, FileCreation.ReplaceRegularFile, cancellationToken);
         return plan;
     }
 

@@ -98,22 +98,15 @@ public static class ImageOpener
             throw BlockException.Invalid($"Backing chain of '{path}' is deeper than {options.MaxChainDepth} images");
         }
 
-        // Probing reads 4 bytes and qcow2 metadata I/O is not sector-aligned, so the file is opened
-        // through the page cache first; only a raw image is reopened with O_DIRECT (cache=none).
-        var file = RawFileNode.Open(path, options.ReadOnly, direct: options.Direct && options.Format == Raw);
+        // With cache=none every file of the chain is opened with O_DIRECT; the file node aligns the
+        // probe's 4-byte read and qcow2's metadata I/O itself.
+        var file = RawFileNode.Open(path, options.ReadOnly, options.Direct);
         try
         {
             string format = options.Format ?? await ProbeFormatAsync(file, cancellationToken);
             CheckFormatName(format);
             if (format == Raw)
             {
-                if (options.Direct && options.Format != Raw)
-                {
-                    await file.DisposeAsync();
-                    file = null;
-                    file = RawFileNode.Open(path, options.ReadOnly, direct: true);
-                }
-
                 // A guessed raw stays raw: its first sector may not be made to look like a format.
                 return options.Format is null ? new ProbedRawNode(file) : file;
             }

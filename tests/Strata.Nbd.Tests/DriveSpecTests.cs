@@ -13,12 +13,23 @@ public sealed class DriveSpecTests
     }
 
     [Theory]
+    [InlineData("cache.direct=on", true)]
+    [InlineData("cache.direct=off", false)]
+    [InlineData("cache=none", true)]
+    [InlineData("cache=writeback", false)]
+    public void QemusCacheDirectSpellingMeansCacheNone(string cache, bool direct)
+    {
+        Assert.Equal(direct, DriveSpec.Parse($"id=d,file=a.img,{cache}").Direct);
+    }
+
+    [Theory]
     [InlineData("file=a.img", "id=NAME")]
     [InlineData("id=x", "file=PATH")]
     [InlineData("id=x,file=a,format=vmdk", "unknown format")]
     [InlineData("id=x,file=a,colour=blue", "unknown key")]
     [InlineData("id=x,file=a,readonly=maybe", "on or off")]
     [InlineData("id=x,file=a,cache=directsync", "writeback or none")]
+    [InlineData("id=x,file=a,cache.direct=maybe", "on or off")]
     [InlineData("id=x,file", "key=value")]
     public void BadDrivesAreRefusedWithOneLine(string text, string expected)
     {

@@ -9,14 +9,19 @@ namespace Strata.Formats.Raw;
 /// holes.
 /// </summary>
 /// <remarks>
-/// Reads and writes are issued synchronously on the calling thread: against the page cache a pread
-/// costs a few microseconds, less than handing it to another thread. Flush is the one slow call and
-/// runs on the thread pool.
+/// The file is opened by open(2) itself, with exactly the flags needed (.NET's own open drops
+/// O_DIRECT): O_CLOEXEC always, O_DIRECT for cache=none, O_NOFOLLOW and, for files that must be new,
+/// O_EXCL when creating. Through the page cache (the default) reads and writes are issued
+/// synchronously on the calling thread: a pread costs a few microseconds, less than handing it to
+/// another thread. With cache=none they go through <see cref="DirectIo"/>, which aligns them. Flush
+/// is the one slow call and runs on the thread pool.
 /// </remarks>
 public sealed class RawFileNode : IBlockNode
 {
     private readonly SafeFileHandle _handle;
-    private readonly bool _direct;
+
+    /// <summary>Set when the file is open with O_DIRECT (cache=none); null on the page-cache path.</summary>
+    private readonly DirectIo? _direct;
     private long _size;
     private bool _holesSupported = true;
 
@@ -31,11 +36,12 @@ public sealed class RawFileNode : IBlockNode
     private long _dataRunEnd;
     private long _dataRunGeneration;
 
-    private RawFileNode(string path, SafeFileHandle handle, bool readOnly, bool direct)
+    private RawFileNode(string path, SafeFileHandle handle, bool readOnly, DirectIo? direct)
     {
         FileName = path;
         _handle = handle;
         _direct = direct;
+        Limits = new(1, Math.Max(4096, direct?.RequestAlignment ?? 1), NodeLimits.DefaultMaxTransfer);
         _size = RandomAccess.GetLength(handle);
         Capabilities = (readOnly ? NodeCapabilities.ReadOnly : NodeCapabilities.None) | NodeCapabilities.Fua
             | NodeCapabilities.Discard | NodeCapabilities.WriteZeroes | NodeCapabilities.FastZero
@@ -50,65 +56,83 @@ public sealed class RawFileNode : IBlockNode
 
     public NodeCapabilities Capabilities { get; }
 
-    public NodeLimits Limits => new(_direct ? 512 : 1, 4096, NodeLimits.DefaultMaxTransfer);
+    /// <summary>Any offset and length (direct I/O aligns internally); its alignment avoids read-modify-write.</summary>
+    public NodeLimits Limits { get; }
 
     public IBlockNode? Backing => null;
 
     public bool IsReadOnly => (Capabilities & NodeCapabilities.ReadOnly) != 0;
 
-    /// <summary>Opens an existing file. <paramref name="direct"/> bypasses the page cache (cache=none).</summary>
+    /// <summary>Opens an existing file. <paramref name="direct"/> bypasses the page cache (cache=none, O_DIRECT).</summary>
     public static RawFileNode Open(string path, bool readOnly = false, bool direct = false)
     {
         ArgumentNullException.ThrowIfNull(path);
+        int flags = (readOnly ? Posix.OReadOnly : Posix.OReadWrite) | (direct ? Posix.ODirect : 0);
+        var handle = OpenHandle(path, flags);
         try
         {
-            var options = direct ? (FileOptions)0x4000 /* O_DIRECT */ : FileOptions.None;
-            var handle = File.OpenHandle(path, FileMode.Open, readOnly ? FileAccess.Read : FileAccess.ReadWrite,
-                FileShare.ReadWrite | FileShare.Delete, options);
-            if (Directory.Exists(path))
+            if (Posix.FileType(handle).Directory)
             {
-                handle.Dispose();
-                throw new BlockException(BlockError.InvalidArgument, $"'{path}' is a directory");
+                throw BlockException.Invalid($"'{path}' is a directory");
             }
 
-            return new RawFileNode(path, handle, readOnly, direct);
+            return new RawFileNode(path, handle, readOnly, direct ? DirectIo.Probe(handle, path) : null);
         }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        catch
         {
-            throw new BlockException(BlockError.InvalidArgument, $"Could not open '{path}': No such file or directory", e);
-        }
-        catch (UnauthorizedAccessException e)
-        {
-            throw new BlockException(BlockError.ReadOnly, $"Could not open '{path}': Permission denied", e);
-        }
-        catch (IOException e) when (e is not BlockException)
-        {
-            throw new BlockException(BlockError.Io, $"Could not open '{path}': {e.Message}", e);
+            handle.Dispose();
+            throw;
         }
     }
 
-    /// <summary>Creates (or truncates) a sparse file of <paramref name="size"/> bytes and opens it.</summary>
-    public static RawFileNode Create(string path, long size)
+    /// <summary>
+    /// Creates a sparse file of <paramref name="size"/> bytes and opens it (through the page cache),
+    /// never through a symbolic link; <paramref name="creation"/> says whether an existing regular
+    /// file is emptied and reused or anything at the path is refused.
+    /// </summary>
+    public static RawFileNode Create(string path, long size, FileCreation creation = FileCreation.ReplaceRegularFile)
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentOutOfRangeException.ThrowIfNegative(size);
+        int flags = Posix.OReadWrite | Posix.OCreate | Posix.ONoFollow | (creation == FileCreation.New ? Posix.OExclusive : 0);
+        var handle = OpenHandle(path, flags);
         try
         {
-            using (var handle = File.OpenHandle(path, FileMode.Create, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete))
+            if (!Posix.FileType(handle).Regular)
             {
-                RandomAccess.SetLength(handle, size);
+                throw BlockException.Invalid($"Could not create '{path}': it is not a regular file");
             }
+
+            // Emptied only now, not by O_TRUNC at open: what the open found was checked first.
+            RandomAccess.SetLength(handle, 0);
+            RandomAccess.SetLength(handle, size);
+            return new RawFileNode(path, handle, readOnly: false, direct: null);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e)
         {
+            handle.Dispose();
+            if (creation == FileCreation.New)
+            {
+                // O_EXCL succeeded, so the file is the one we just made.
+                File.Delete(path);
+            }
+
+            if (e is BlockException || e is not (IOException or UnauthorizedAccessException))
+            {
+                throw;
+            }
+
             throw new BlockException(BlockError.Io, $"Could not create '{path}': {e.Message}", e);
         }
-
-        return Open(path);
     }
 
     public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
+        if (_direct is not null)
+        {
+            return ReadDirectAsync(offset, buffer);
+        }
+
         int done = 0;
         try
         {
@@ -142,6 +166,11 @@ public sealed class RawFileNode : IBlockNode
             return ValueTask.FromException(BlockException.ReadOnly($"'{FileName}' is open read-only"));
         }
 
+        if (_direct is not null)
+        {
+            return WriteDirectAsync(offset, data, flags, cancellationToken);
+        }
+
         try
         {
             RandomAccess.Write(_handle, data.Span, offset);
@@ -163,14 +192,10 @@ public sealed class RawFileNode : IBlockNode
             throw BlockException.ReadOnly($"'{FileName}' is open read-only");
         }
 
-        int mode = (flags & ZeroFlags.MayUnmap) != 0
-            ? Posix.FallocPunchHole | Posix.FallocKeepSize
-            : Posix.FallocZeroRange | (offset + length <= Size ? Posix.FallocKeepSize : 0);
-        int errno = _holesSupported ? Posix.Fallocate(_handle, mode, offset, length) : Posix.EOPNOTSUPP;
-        if (errno == Posix.EOPNOTSUPP && (mode & Posix.FallocPunchHole) == 0)
+        int errno;
+        using (_direct is null ? null : await _direct.HoldAsync(offset, length, cancellationToken))
         {
-            // Some filesystems punch holes but cannot zero a range in place: a hole reads as zeroes too.
-            errno = Posix.Fallocate(_handle, Posix.FallocPunchHole | Posix.FallocKeepSize, offset, length);
+            errno = ZeroInPlace(offset, length, flags);
         }
 
         ForgetDataRun();
@@ -296,8 +321,59 @@ public sealed class RawFileNode : IBlockNode
 
     public ValueTask DisposeAsync()
     {
+        _direct?.Dispose();
         _handle.Dispose();
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>The one place a file is opened: open(2) with <paramref name="flags"/> (O_CLOEXEC added).</summary>
+    private static SafeFileHandle OpenHandle(string path, int flags)
+        => Posix.Open(path, flags, out int errno) ?? throw FileOpenError.For(path, flags, errno);
+
+    private async ValueTask ReadDirectAsync(long offset, Memory<byte> buffer)
+    {
+        try
+        {
+            await Task.Run(() => _direct!.Read(offset, buffer.Span), CancellationToken.None);
+        }
+        catch (IOException e) when (e is not BlockException)
+        {
+            throw IoError("read", offset, e);
+        }
+    }
+
+    private async ValueTask WriteDirectAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _direct!.WriteAsync(offset, data, this, cancellationToken);
+            GrowTo(offset + data.Length);
+        }
+        catch (IOException e) when (e is not BlockException)
+        {
+            throw IoError("write", offset, e);
+        }
+
+        if ((flags & WriteFlags.Fua) != 0)
+        {
+            await FlushAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>fallocate zeroing (or punching, which reads as zeroes too); returns 0 or the errno.</summary>
+    private int ZeroInPlace(long offset, long length, ZeroFlags flags)
+    {
+        int mode = (flags & ZeroFlags.MayUnmap) != 0
+            ? Posix.FallocPunchHole | Posix.FallocKeepSize
+            : Posix.FallocZeroRange | (offset + length <= Size ? Posix.FallocKeepSize : 0);
+        int errno = _holesSupported ? Posix.Fallocate(_handle, mode, offset, length) : Posix.EOPNOTSUPP;
+        if (errno == Posix.EOPNOTSUPP && (mode & Posix.FallocPunchHole) == 0)
+        {
+            // Some filesystems punch holes but cannot zero a range in place: a hole reads as zeroes too.
+            errno = Posix.Fallocate(_handle, Posix.FallocPunchHole | Posix.FallocKeepSize, offset, length);
+        }
+
+        return errno;
     }
 
     private async ValueTask WriteZeroBytesAsync(long offset, long length, CancellationToken cancellationToken)
