@@ -96,8 +96,11 @@ public static class ServeCommand
     private static async Task<int> RunAsync(DaemonOptions options)
     {
         await using var daemon = new StorageDaemon(options);
+        // SIGHUP stops the daemon as SIGTERM and SIGINT do, as QEMU's tools handle it (os-posix.c,
+        // os_setup_signal_handling); a daemon started under nohup keeps ignoring it.
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, Stop);
         try
         {
             await daemon.StartAsync();
