@@ -83,8 +83,9 @@ public sealed class RequestGate
     }
 
     /// <summary>
-    /// Makes every flush through the gate also flush <paramref name="node"/> (a former root that is
-    /// no longer in the path of writes but may still hold data the guest wrote) until one of those
+    /// Makes every flush through the gate also flush <paramref name="node"/> (a former root, or a
+    /// cancelled merge's base: no longer in the path of writes, but it may still hold unflushed data
+    /// the guest wrote) until one of those
     /// flushes succeeds or <see cref="StopFlushing"/> says it has reached stable storage. The caller
     /// holds a drain.
     /// </summary>

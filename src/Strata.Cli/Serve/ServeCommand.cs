@@ -113,7 +113,17 @@ public static class ServeCommand
 
         PrintBanner(daemon);
         await daemon.StopRequested;
-        await daemon.StopAsync();
+        try
+        {
+            await daemon.StopAsync();
+        }
+        catch (IOException e)
+        {
+            // The stop gave up on something (docs/serve.md, "Stopping"): say what, exit non-zero.
+            Console.Error.WriteLine($"strata serve: {e.Message}");
+            return 1;
+        }
+
         Console.Out.WriteLine("strata serve: stopped; images flushed and closed");
         return 0;
 
