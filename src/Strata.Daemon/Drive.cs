@@ -10,6 +10,8 @@ namespace Strata.Daemon;
 public sealed partial class Drive : IAsyncDisposable
 {
     private int _closed;
+
+    // The drain taken by CloseAsync, never released: a closed drive admits no request.
     private RequestGate.Drain? _closedHold;
 
     private Drive(DriveSpec spec, RequestGate gate)
@@ -59,7 +61,6 @@ public sealed partial class Drive : IAsyncDisposable
 
         try
         {
-            // Held for good: a closed drive admits no request.
             _closedHold = await Gate.DrainAsync(requestsDeadline);
         }
         catch (OperationCanceledException)
