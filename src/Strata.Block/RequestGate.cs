@@ -83,9 +83,11 @@ public sealed class RequestGate
     }
 
     /// <summary>
-    /// Makes every flush through the gate also flush <paramref name="node"/> (a former root that is
-    /// no longer in the path of writes but may still hold data the guest wrote) until
-    /// <see cref="StopFlushing"/> says it has reached stable storage. The caller holds a drain.
+    /// Makes every flush through the gate also flush <paramref name="node"/> (a former root, or a
+    /// cancelled merge's base: no longer in the path of writes, but it may still hold unflushed data
+    /// the guest wrote) until one of those
+    /// flushes succeeds or <see cref="StopFlushing"/> says it has reached stable storage. The caller
+    /// holds a drain.
     /// </summary>
     public void FlushAlso(IBlockNode node, Drain proofOfDrain)
     {
@@ -221,16 +223,28 @@ public sealed class RequestGate
         await EnterAsync(0, 0, write: false, cancellationToken);
         try
         {
-            var also = Volatile.Read(ref _flushAlso);
-            await _root.FlushAsync(cancellationToken);
-            foreach (var node in also)
-            {
-                await node.FlushAsync(cancellationToken);
-            }
+            await FlushNodesAsync(cancellationToken);
         }
         finally
         {
             Leave();
+        }
+    }
+
+    /// <summary>
+    /// Flushes the root and every former root (<see cref="FlushAlso"/>) without entering the gate: a
+    /// guest flush does this once admitted, and the drive's owner does it when closing, under a drain
+    /// or after giving up waiting for one. A former root whose flush succeeds is on stable storage
+    /// after its last write and leaves the list; one whose flush fails stays for the next flush.
+    /// </summary>
+    public async ValueTask FlushNodesAsync(CancellationToken cancellationToken = default)
+    {
+        var also = Volatile.Read(ref _flushAlso);
+        await _root.FlushAsync(cancellationToken);
+        foreach (var node in also)
+        {
+            await node.FlushAsync(cancellationToken);
+            StopFlushing(node);
         }
     }
 

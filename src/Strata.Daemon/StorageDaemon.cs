@@ -10,8 +10,9 @@ namespace Strata.Daemon;
 
 /// <summary>
 /// The process behind <c>strata serve</c>: its drives, the NBD server exporting them, the control
-/// sockets, the pid file. <see cref="StopAsync"/> stops accepting, lets in-flight requests finish,
-/// flushes and closes every image, and removes the sockets and the pid file.
+/// sockets, the pid file. <see cref="StopAsync"/> stops accepting, cancels merge jobs, lets in-flight
+/// requests finish, flushes and closes every image, and removes the sockets and the pid file, each
+/// stage bounded (docs/serve.md, "Stopping").
 /// </summary>
 public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
 {
@@ -21,10 +22,13 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
     private readonly List<QmpServer> _controls = [];
     private readonly TaskCompletionSource _stopRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    // Protects _pauses and _stopped.
+    // The unix socket files this daemon bound, removed when it stops.
+    private readonly List<string> _socketFiles = [];
+
+    // Protects _pauses and _stop.
     private readonly Lock _lock = new();
     private List<RequestGate.Drain>? _pauses;
-    private bool _stopped;
+    private Task? _stop;
     private NbdServer? _nbd;
     private Task? _warmUp;
 
@@ -49,6 +53,12 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
     public IReadOnlyList<Drive> Drives => _drives;
 
     public DaemonOptions Options => _options;
+
+    /// <summary>
+    /// How long a stop waits for requests in flight and for jobs to cancel, and then again for the
+    /// images to be flushed and closed, before it gives up on what has not finished (5 s each).
+    /// </summary>
+    public TimeSpan StopGracePeriod { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>Completes when someone asked the daemon to stop (QMP <c>quit</c>, a signal).</summary>
     public Task StopRequested => _stopRequested.Task;
@@ -118,6 +128,7 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
             {
                 CreateParent(endpoint);
                 _nbd.Listen(endpoint);
+                AddSocketFile(endpoint);
             }
 
             foreach (var endpoint in _options.QmpEndpoints)
@@ -126,6 +137,7 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
                 var control = new QmpServer(this, endpoint, _options.Log);
                 _controls.Add(control);
                 control.Start();
+                AddSocketFile(endpoint);
             }
 
             if (_options.PidFile is { } pidFile)
@@ -144,7 +156,15 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
         }
         catch
         {
-            await StopAsync();
+            try
+            {
+                await StopAsync();
+            }
+            catch (IOException)
+            {
+                // The start's own error is the one to report.
+            }
+
             throw;
         }
     }
@@ -219,63 +239,162 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
         return _exports.Find(e => e.Name == name);
     }
 
-    public async Task StopAsync()
+    /// <summary>
+    /// Stops the daemon (docs/serve.md, "Stopping"); every caller gets the same stop. Throws
+    /// <see cref="IOException"/> (one line) when something could not be finished or closed within
+    /// <see cref="StopGracePeriod"/>: the rest was done all the same.
+    /// </summary>
+    public Task StopAsync()
     {
         lock (_lock)
         {
-            if (_stopped)
-            {
-                return;
-            }
-
-            _stopped = true;
-        }
-
-        Log("stopping: no new connections, finishing requests in flight");
-        foreach (var control in _controls)
-        {
-            await control.DisposeAsync();
-        }
-
-        // Held requests must be let through, or they could never finish.
-        Resume();
-        if (_warmUp is not null)
-        {
-            await _warmUp;
-        }
-
-        if (_nbd is not null)
-        {
-            await _nbd.DisposeAsync();
-        }
-
-        var errors = new List<Exception>();
-        foreach (var drive in _drives)
-        {
-            try
-            {
-                await drive.DisposeAsync();
-                Log($"drive {drive.Id}: flushed and closed");
-            }
-            catch (IOException e)
-            {
-                errors.Add(e);
-            }
-        }
-
-        if (_options.PidFile is { } pidFile)
-        {
-            File.Delete(pidFile);
-        }
-
-        RequestStop();
-        if (errors.Count > 0)
-        {
-            throw new IOException($"closing the drives failed: {errors[0].Message}", errors[0]);
+            // Run apart from the lock: the stop takes it again (Resume).
+            return _stop ??= Task.Run(StopOnceAsync);
         }
     }
 
-    public async ValueTask DisposeAsync() => await StopAsync();
+    /// <summary>
+    /// Stops the daemon like <see cref="StopAsync"/>; a failure already thrown to a caller of
+    /// <see cref="StopAsync"/> is not thrown again.
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        Task? earlier;
+        lock (_lock)
+        {
+            earlier = _stop;
+        }
+
+        if (earlier is null)
+        {
+            await StopAsync();
+            return;
+        }
+
+        try
+        {
+            await earlier;
+        }
+        catch (IOException)
+        {
+            // The caller of StopAsync has it.
+        }
+    }
+
+    /// <summary>
+    /// The stop rule: no new commands; no new requests, those in flight answered, while the merge jobs
+    /// are cancelled; then every drive drained, flushed and closed; sockets and pid file removed.
+    /// QEMU stops in the same order (qemu-storage-daemon closes its exports, then job_cancel_sync_all,
+    /// then bdrv_close_all; system/runstate.c qemu_cleanup likewise) but waits without bound. Here
+    /// requests and jobs share one grace period and flushing and closing get another, so whatever a
+    /// node does the stop ends; what it had to abandon is logged and thrown.
+    /// </summary>
+    private async Task StopOnceAsync()
+    {
+        Log("stopping: no new connections, cancelling merge jobs, finishing requests in flight");
+        var problems = new List<string>();
+        using (var requests = new CancellationTokenSource(StopGracePeriod))
+        {
+            if (!await FinishesAsync(Task.WhenAll(_controls.Select(c => c.DisposeAsync().AsTask())), requests.Token))
+            {
+                problems.Add("a control command was still running");
+            }
+
+            // Held requests must be let through, or they could never finish.
+            Resume();
+            var nbd = _nbd is null ? Task.CompletedTask : _nbd.DisposeAsync().AsTask();
+            var jobs = Jobs.CancelAllAsync(requests.Token);
+            if (_warmUp is not null && !await FinishesAsync(_warmUp, requests.Token))
+            {
+                problems.Add("the snapshot warm-up did not finish");
+            }
+
+            if (!await FinishesAsync(nbd, requests.Token))
+            {
+                problems.Add("NBD connections were still busy, abandoned");
+            }
+
+            var stuckJobs = await jobs;
+            foreach (var entry in stuckJobs)
+            {
+                problems.Add($"job {entry.Job.Id} did not finish cancelling");
+            }
+
+            using var flushing = new CancellationTokenSource(StopGracePeriod);
+            var closed = await Task.WhenAll(_drives.Select(drive => CloseDriveAsync(drive, stuckJobs, requests.Token, flushing.Token)));
+            problems.AddRange(closed.OfType<string>());
+        }
+
+        foreach (string path in _socketFiles.Append(_options.PidFile).OfType<string>())
+        {
+            // The servers remove their own sockets; one is left here only where its stop was abandoned.
+            File.Delete(path);
+        }
+
+        foreach (var problem in problems)
+        {
+            Log($"stop: {problem}");
+        }
+
+        RequestStop();
+        if (problems.Count > 0)
+        {
+            throw new IOException($"stopped, but {string.Join("; ", problems)}");
+        }
+    }
+
+    /// <summary>Closes one drive within the deadlines; a drive a job still writes is only flushed. Returns what went wrong.</summary>
+    private async Task<string?> CloseDriveAsync(Drive drive, IReadOnlyList<BlockJobEntry> stuckJobs, CancellationToken requests, CancellationToken flushing)
+    {
+        try
+        {
+            if (stuckJobs.Any(e => e.Drive == drive))
+            {
+                // Closing images a job still writes could tear them: flush what can be, close nothing.
+                await drive.Gate.FlushNodesAsync(flushing).AsTask().WaitAsync(flushing);
+                return $"drive {drive.Id}: flushed, not closed (its job still runs)";
+            }
+
+            await drive.CloseAsync(requests, flushing);
+            Log($"drive {drive.Id}: flushed and closed");
+            return null;
+        }
+        catch (OperationCanceledException)
+        {
+            return $"drive {drive.Id}: flushing did not finish by the deadline; not closed";
+        }
+        catch (Exception e) when (e is IOException or BlockException)
+        {
+            return e.Message;
+        }
+    }
+
+    /// <summary>True when <paramref name="task"/> ends before <paramref name="deadline"/>, well or not (its own failure is not the stop's).</summary>
+    private static async Task<bool> FinishesAsync(Task task, CancellationToken deadline)
+    {
+        try
+        {
+            await task.WaitAsync(deadline);
+        }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+        {
+            return false;
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or BlockException)
+        {
+            // That part stopped, badly; the drives are still closed after it.
+        }
+
+        return true;
+    }
+
+    private void AddSocketFile(NbdEndpoint endpoint)
+    {
+        if (endpoint.UnixPath is { } path)
+        {
+            _socketFiles.Add(Path.GetFullPath(path));
+        }
+    }
 
     internal void Log(string message) => _options.Log?.Invoke(message);
 

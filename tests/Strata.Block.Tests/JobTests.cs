@@ -81,6 +81,26 @@ public sealed class JobTests
         Assert.True(job.Committed);
     }
 
+    [Fact]
+    public async Task ACancelThatComesWhileTheJobCommitsIsIgnoredAndTheJobCompletes()
+    {
+        // As QEMU's job_cancel_async: a job that has finished its work and is committing it finishes
+        // the commit; cancelling then would leave it half done.
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var job = new StepJob(steps: 2, commitGate: release.Task);
+        var seen = Record(job);
+        job.Start();
+        await job.CommitStarted.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        job.Cancel();
+        release.SetResult();
+        await job.Completion.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.True(job.Committed);
+        Assert.False(job.Aborted);
+        Assert.False(job.Cancelled, "a job that committed reports itself cancelled");
+        Assert.Null(job.Error);
+        Assert.DoesNotContain(JobStatus.Aborting, seen);
+    }
+
     private static List<JobStatus> Record(Job job)
     {
         var seen = new List<JobStatus>();
@@ -94,9 +114,13 @@ public sealed class JobTests
         return seen;
     }
 
-    private sealed class StepJob(int steps, int failAt = -1, TimeSpan stepDelay = default, bool waitForComplete = false) : Job("job0", "test")
+    private sealed class StepJob(int steps, int failAt = -1, TimeSpan stepDelay = default, bool waitForComplete = false, Task? commitGate = null)
+        : Job("job0", "test")
     {
         public bool Committed { get; private set; }
+
+        /// <summary>Completes when <see cref="CommitAsync"/> has begun (it then waits for the commit gate, if any).</summary>
+        public TaskCompletionSource CommitStarted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public bool Aborted { get; private set; }
 
@@ -125,10 +149,15 @@ public sealed class JobTests
             }
         }
 
-        protected override Task CommitAsync()
+        protected override async Task CommitAsync()
         {
+            CommitStarted.TrySetResult();
+            if (commitGate is not null)
+            {
+                await commitGate;
+            }
+
             Committed = true;
-            return Task.CompletedTask;
         }
 
         protected override Task AbortAsync()

@@ -56,7 +56,7 @@ public sealed class LiveSnapshotTests
             }
         });
         await Task.Delay(20);
-        await LiveSnapshot.SwitchAsync([Overlay(gateA), Overlay(gateB)]);
+        await SwitchAsync(Overlay(gateA), Overlay(gateB));
         await stop.CancelAsync();
         await writer;
 
@@ -73,7 +73,7 @@ public sealed class LiveSnapshotTests
         var gateB = new RequestGate(new MemoryNode(4096));
         var rootA = gateA.Root;
         var failing = new SnapshotSwitch(gateB, _ => throw BlockException.Invalid("overlay is smaller than the disk"));
-        await Assert.ThrowsAsync<BlockException>(() => LiveSnapshot.SwitchAsync([Overlay(gateA), failing]));
+        await Assert.ThrowsAsync<BlockException>(() => SwitchAsync(Overlay(gateA), failing));
         Assert.Same(rootA, gateA.Root);
         await gateA.WriteAsync(0, new byte[] { 1 });
     }
@@ -82,7 +82,7 @@ public sealed class LiveSnapshotTests
     public async Task TheSameDriveTwiceIsRefused()
     {
         var gate = new RequestGate(new MemoryNode(4096));
-        await Assert.ThrowsAsync<BlockException>(() => LiveSnapshot.SwitchAsync([Overlay(gate), Overlay(gate)]));
+        await Assert.ThrowsAsync<BlockException>(() => SwitchAsync(Overlay(gate), Overlay(gate)));
     }
 
     [Fact]
@@ -124,7 +124,92 @@ public sealed class LiveSnapshotTests
         Assert.Equal(2, old.Flushes);
     }
 
-    private static Task Snapshot(RequestGate gate) => LiveSnapshot.SwitchAsync([Overlay(gate)]);
+    [Fact]
+    public async Task AFailedFlushOfTheOldRootAfterTheSwitchLeavesTheOverlayLiveUntilTheNextGuestFlushFlushesIt()
+    {
+        var old = new FaultInjectingNode(new MemoryNode(4096));
+        var gate = new RequestGate(old);
+        await gate.WriteAsync(0, new byte[] { 7 });
+
+        // The old root refuses the snapshot's flush: the switch has happened by then and must stand.
+        old.CrashAfter(0);
+        var result = await Snapshot(gate);
+        var unflushed = Assert.Single(result.Unflushed);
+        Assert.Same(old, unflushed.Node);
+        Assert.Contains("injected crash", unflushed.Reason, StringComparison.Ordinal);
+        var overlay = Assert.IsType<MemoryOverlayNode>(gate.Root);
+        await gate.WriteAsync(1, new byte[] { 8 });
+        var seen = new byte[2];
+        await gate.ReadAsync(0, seen);
+        Assert.Equal(new byte[] { 7, 8 }, seen);
+
+        // The old root stays in every guest flush until one of its flushes succeeds, then leaves them.
+        old.CrashAfter(long.MaxValue);
+        long before = old.WritesSeen;
+        await gate.FlushAsync();
+        Assert.Equal(before + 1, old.WritesSeen);
+        await gate.FlushAsync();
+        Assert.Equal(before + 1, old.WritesSeen);
+        Assert.Same(overlay, gate.Root);
+    }
+
+    [Fact]
+    public async Task AFailureBeforeTheSwitchDiscardsEveryPreparedOverlay()
+    {
+        var gateA = new RequestGate(new MemoryNode(4096));
+        var gateB = new RequestGate(new MemoryNode(4096));
+        int discarded = 0;
+        ValueTask Discard()
+        {
+            discarded++;
+            return ValueTask.CompletedTask;
+        }
+
+        var good = new SnapshotSwitch(gateA, old => new MemoryOverlayNode(old, old.Size), Discard);
+        var failing = new SnapshotSwitch(gateB, _ => throw BlockException.Invalid("overlay is smaller than the disk"), Discard);
+        await Assert.ThrowsAsync<BlockException>(() => SwitchAsync(good, failing));
+        Assert.Equal(2, discarded);
+    }
+
+    [Fact]
+    public async Task NothingIsDiscardedOnceTheSwitchHappened()
+    {
+        var old = new FaultInjectingNode(new MemoryNode(4096));
+        var gate = new RequestGate(old);
+        old.CrashAfter(0);
+        bool discarded = false;
+        await SwitchAsync(new SnapshotSwitch(gate, o => new MemoryOverlayNode(o, o.Size), () =>
+        {
+            discarded = true;
+            return ValueTask.CompletedTask;
+        }));
+        Assert.False(discarded, "an overlay that is the drive's live root was discarded");
+        Assert.IsType<MemoryOverlayNode>(gate.Root);
+    }
+
+    [Fact]
+    public async Task ASnapshotSwitchesOnlyOnce()
+    {
+        var gate = new RequestGate(new MemoryNode(4096));
+        await using var snapshot = new LiveSnapshot();
+        snapshot.Add(Overlay(gate));
+        await snapshot.SwitchAsync();
+        await Assert.ThrowsAsync<InvalidOperationException>(() => snapshot.SwitchAsync());
+        Assert.Throws<InvalidOperationException>(() => snapshot.Add(Overlay(gate)));
+    }
+
+    private static Task<SnapshotResult> Snapshot(RequestGate gate) => SwitchAsync(Overlay(gate));
+
+    private static async Task<SnapshotResult> SwitchAsync(params SnapshotSwitch[] switches)
+    {
+        await using var snapshot = new LiveSnapshot();
+        foreach (var s in switches)
+        {
+            snapshot.Add(s);
+        }
+
+        return await snapshot.SwitchAsync();
+    }
 
     private static SnapshotSwitch Overlay(RequestGate gate) => new(gate, old => new MemoryOverlayNode(old, old.Size));
 

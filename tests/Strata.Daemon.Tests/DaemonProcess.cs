@@ -21,15 +21,16 @@ public sealed class DaemonProcess : IAsyncDisposable
 
     public string QmpSocket { get; }
 
-    /// <summary>Starts `strata serve --drive id=ide0-hd0,file=IMAGE` and waits for both sockets to appear.</summary>
-    public static async Task<DaemonProcess> StartAsync(string folder, string image)
+    /// <summary>Starts `strata serve --drive id=ide0-hd0,file=IMAGE[,format=FORMAT]` and waits for both sockets to appear.</summary>
+    public static async Task<DaemonProcess> StartAsync(string folder, string image, string? format = null)
     {
         foreach (var stale in new[] { "nbd.sock", "qmp.sock" })
         {
             File.Delete(Path.Combine(folder, stale));
         }
 
-        var process = ServeProcess.Start(folder, null, "--drive", $"id={LiveDaemon.DriveId},file={image}",
+        string drive = $"id={LiveDaemon.DriveId},file={image}" + (format is null ? "" : $",format={format}");
+        var process = ServeProcess.Start(folder, null, "--drive", drive,
             "--nbd", $"unix:{Path.Combine(folder, "nbd.sock")}", "--qmp", $"unix:{Path.Combine(folder, "qmp.sock")}");
         var daemon = new DaemonProcess(process, folder);
         try
@@ -49,6 +50,15 @@ public sealed class DaemonProcess : IAsyncDisposable
     public Task<NbdClient> ConnectNbdAsync() => NbdClient.ConnectAsync(NbdEndpoint.Unix(NbdSocket), LiveDaemon.DriveId);
 
     public Task<QmpClient> ConnectQmpAsync() => QmpClient.ConnectAsync(QmpSocket);
+
+    /// <summary>Sends a signal by name (TERM, INT, HUP …).</summary>
+    public Task SignalAsync(string signal) => _process.SignalAsync(signal);
+
+    /// <summary>Waits (bounded) for the daemon to exit and returns its exit code.</summary>
+    public Task<int> WaitForExitAsync() => _process.WaitForExitAsync();
+
+    /// <summary>What the daemon printed so far, for failure messages.</summary>
+    public string Output => $"stdout: {_process.Output} stderr: {_process.Error}";
 
     /// <summary>SIGKILL: no flush, no clean close — a crash.</summary>
     public Task KillAsync() => _process.KillAsync();

@@ -113,6 +113,47 @@ public sealed class LiveSnapshotTests
         Assert.False(File.Exists(d.Folder.File("x.qcow2")));
     }
 
+    [Fact]
+    public async Task AFailedFlushOfTheOldImageAfterTheSwitchKeepsTheOverlayLiveAndReportsIt()
+    {
+        const int seed = 411;
+        await using var d = await LiveDaemon.StartAsync();
+        await using var guest = await d.ConnectNbdAsync();
+        await using var qmp = await d.ConnectQmpAsync();
+        await d.WriteRandomlyAsync(guest, seed, 50);
+
+        // The drive's image, behind a node that refuses the snapshot's flush of it.
+        var drive = d.Daemon.FindDrive(LiveDaemon.DriveId)!;
+        var old = new FaultInjectingNode(drive.Root);
+        using (var drain = await drive.Gate.DrainAsync())
+        {
+            drive.Gate.ReplaceRoot(old, drain);
+        }
+
+        old.CrashAfter(0);
+        string overlay = d.Folder.File("tmp_disk.img");
+        var reply = await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject { ["device"] = LiveDaemon.DriveId, ["snapshot-file"] = overlay });
+
+        // The switch stands: the reply says which image is not yet on stable storage, and so does an event.
+        var unflushed = Assert.Single(reply!["unflushed"]!.AsArray());
+        Assert.Equal(LiveDaemon.DriveId, unflushed!["device"]!.GetValue<string>());
+        Assert.Equal(d.BaseImage, unflushed["file"]!.GetValue<string>());
+        var error = await qmp.WaitForEventAsync("BLOCK_IO_ERROR", TimeSpan.FromSeconds(60));
+        Assert.Equal(LiveDaemon.DriveId, error["data"]!["device"]!.GetValue<string>());
+        Assert.True(File.Exists(overlay), "the overlay the drive now writes to was deleted");
+        var block = (await qmp.ExecuteAsync("query-block"))!.AsArray();
+        Assert.Equal(overlay, block[0]!["inserted"]!["file"]!.GetValue<string>());
+
+        // The guest writes to the overlay and reads what it wrote; its next flush flushes the old image too.
+        await d.WriteRandomlyAsync(guest, seed + 1, 100);
+        old.CrashAfter(long.MaxValue);
+        long before = old.WritesSeen;
+        await guest.FlushAsync();
+        Assert.Equal(before + 1, old.WritesSeen);
+        Assert.True(LiveDaemon.SameBytes(d.Model, await d.ReadAllAsync(guest)), $"the guest does not read the model (seed {seed})");
+        Peer.Run("qemu-img", "check", "-U", overlay).EnsureSuccess();
+    }
+
     private static JsonObject Action(string device, string file) => new()
     {
         ["type"] = "blockdev-snapshot-sync",

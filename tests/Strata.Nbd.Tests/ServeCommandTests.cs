@@ -70,6 +70,24 @@ public sealed class ServeCommandTests
     }
 
     [Fact]
+    public async Task SighupStopsCleanlyAsSigtermDoesAndRemovesSocketsAndPidFile()
+    {
+        // QEMU handles SIGHUP as it handles SIGTERM (os-posix.c, os_setup_signal_handling).
+        using var folder = new TempFolder();
+        string image = await ImageAsync(folder);
+        string pidFile = folder.File("serve.pid");
+        using var serve = ServeProcess.Start(folder.Path, null, [.. OneDrive(folder, image), "--pidfile", pidFile]);
+        await serve.WaitForFileAsync(pidFile);
+        await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 64k", $"nbd+unix:///d?socket={folder.File("n.sock")}");
+        await serve.SignalAsync("HUP");
+        Assert.Equal(0, await serve.WaitForExitAsync());
+        Assert.False(File.Exists(folder.File("n.sock")), "the NBD socket was left behind");
+        Assert.False(File.Exists(folder.File("q.sock")), "the control socket was left behind");
+        Assert.False(File.Exists(pidFile), "the pid file was left behind");
+        Assert.True((await File.ReadAllBytesAsync(image)).AsSpan(0, 65536).IndexOfAnyExcept((byte)0x5a) < 0);
+    }
+
+    [Fact]
     public async Task TheSnapshotWarmUpRunsAtStartAndLeavesNothingBehind()
     {
         using var folder = new TempFolder();

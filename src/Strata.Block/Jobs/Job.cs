@@ -9,11 +9,13 @@ namespace Strata.Block.Jobs;
 /// then exactly one of <see cref="CommitAsync"/> (success: make the result visible) or
 /// <see cref="AbortAsync"/> (failure or cancel: leave everything as it was) runs. The work loop
 /// calls <see cref="PausePointAsync"/> between units of work, which is where pause, cancel and
-/// completion take effect.
+/// completion take effect. Once the work is done a cancel changes nothing: a job that is committing
+/// finishes its commit (as QEMU's job_cancel_async ignores a cancel of a job that is already done),
+/// and one that is aborting finishes aborting.
 /// </remarks>
 public abstract class Job : IDisposable
 {
-    // Protects _status, _pauseRequests, _resume and the transitions between them.
+    // Protects _status, _pauseRequests, _resume, _cancelRequested, _finishing and the transitions between them.
     private readonly Lock _lock = new();
     private readonly CancellationTokenSource _cancel = new();
     private readonly TaskCompletionSource _completeRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -25,6 +27,10 @@ public abstract class Job : IDisposable
     private long _total;
     private bool _wasReady;
     private bool _ioFailed;
+    private bool _cancelRequested;
+
+    // Set when the work is over and the job commits or aborts: from then on a cancel changes nothing.
+    private bool _finishing;
 
     protected Job(string id, string type)
     {
@@ -58,7 +64,17 @@ public abstract class Job : IDisposable
     /// <summary>Why the job failed; null when it succeeded or is still running.</summary>
     public string? Error { get; private set; }
 
-    public bool Cancelled => _cancel.IsCancellationRequested;
+    /// <summary>True when a cancel took effect: the job stopped its work and aborts (or aborted).</summary>
+    public bool Cancelled
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _cancelRequested;
+            }
+        }
+    }
 
     /// <summary>Completes when the job is concluded (never faults: see <see cref="Error"/>).</summary>
     public Task Completion => _concluded.Task;
@@ -139,16 +155,27 @@ public abstract class Job : IDisposable
         }
     }
 
-    /// <summary>Stops the job; what it did is undone and the data stays where it was.</summary>
+    /// <summary>
+    /// Stops the job; what it did is undone and the data stays where it was. A job that has finished
+    /// its work and is committing (or aborting) goes on to its end: the cancel changes nothing.
+    /// </summary>
     public void Cancel()
     {
+        TaskCompletionSource resume;
         lock (_lock)
         {
             ThrowIfConcluded();
+            if (_finishing)
+            {
+                return;
+            }
+
+            _cancelRequested = true;
+            resume = _resume;
         }
 
         _cancel.Cancel();
-        _resume.TrySetResult();
+        resume.TrySetResult();
     }
 
     /// <summary>Tells a ready job to finish (QEMU's job-complete).</summary>
@@ -280,11 +307,21 @@ public abstract class Job : IDisposable
         try
         {
             await RunAsync(_cancel.Token);
-            _cancel.Token.ThrowIfCancellationRequested();
         }
         catch (Exception e)
         {
             failure = e;
+        }
+
+        lock (_lock)
+        {
+            // A cancel that came before this point wins even over finished work; after it, none does.
+            if (failure is null && _cancelRequested)
+            {
+                failure = new OperationCanceledException(_cancel.Token);
+            }
+
+            _finishing = true;
         }
 
         if (failure is null)
@@ -303,7 +340,7 @@ public abstract class Job : IDisposable
 
         if (failure is not null)
         {
-            if (failure is not OperationCanceledException || !_cancel.IsCancellationRequested)
+            if (failure is not OperationCanceledException || !Cancelled)
             {
                 Error = failure.Message;
             }

@@ -153,6 +153,10 @@ public sealed class CommitJob : Job
             _mirror = null;
         }
 
+        // The base took copies and mirrored guest writes that nothing flushes any more: the drive's
+        // next flush (or its close) does, so a stop right after a cancel leaves it on stable storage.
+        _gate.FlushAlso(_base, drain);
+
         if (_options.OnAbort is { } onAbort)
         {
             await onAbort(drain);

@@ -3,23 +3,65 @@ using System.Diagnostics;
 namespace Strata.Block.Live;
 
 /// <summary>
-/// Switches drives to new overlays at one point in time (QEMU's blockdev-snapshot-sync and
-/// transaction): from the moment it returns every write goes to the overlay and the old root is a
-/// frozen, consistent point-in-time image, flushed to stable storage.
+/// A live snapshot of one or several drives at one point in time (QEMU's blockdev-snapshot-sync and
+/// transaction): once <see cref="SwitchAsync"/> returns, every write goes to the overlays and each old
+/// root is a frozen, consistent point-in-time image.
 /// </summary>
 /// <remarks>
-/// The guest is held only for the switch itself: overlays are created and opened beforehand, and
-/// all drives are drained together, in a fixed order, so a multi-drive snapshot is one point in
-/// time; if anything fails before the roots change, nothing changes. The old roots are flushed after
-/// the guest is released: nothing writes them any more, and until that flush has succeeded every
-/// guest flush of the drive flushes them too (<see cref="RequestGate.FlushAlso"/>), so a flush the
-/// guest sends just after the switch still covers the writes it made just before.
+/// The snapshot owns every overlay given to <see cref="Add"/>, from that moment on. The switch is its
+/// point of no return:
+/// <list type="bullet">
+/// <item>Before it, any failure (a drive twice, a cancelled drain, an overlay that will not attach)
+/// leaves every drive as it was, and disposing the snapshot discards every overlay.</item>
+/// <item>From it on nothing undoes it: disposing discards nothing, and a failed flush of an old root
+/// is reported in the <see cref="SnapshotResult"/>, never thrown, because the overlay is already the
+/// drive's live root and holds the guest's newest writes.</item>
+/// </list>
+/// The guest is held only for the switch itself: overlays are made and opened beforehand, and all
+/// drives are drained together, in a fixed order, so a multi-drive snapshot is one point in time. The
+/// old roots are flushed after the guest is released: nothing writes them any more, and until one of
+/// their flushes has succeeded every guest flush of the drive flushes them too
+/// (<see cref="RequestGate.FlushAlso"/>), so a flush the guest sends just after the switch still
+/// covers the writes it made just before, and an old root whose flush failed here is retried by the
+/// guest's next flush. (QEMU flushes the old image before the switch, inside the drain, in
+/// blockdev.c external_snapshot_action; flushing after it keeps the guest's pause short.)
 /// </remarks>
-public static class LiveSnapshot
+public sealed class LiveSnapshot : IAsyncDisposable
 {
-    public static async Task<SnapshotTimings> SwitchAsync(IReadOnlyList<SnapshotSwitch> switches, CancellationToken cancellationToken = default)
+    private readonly List<SnapshotSwitch> _switches = [];
+    private Stage _stage;
+
+    private enum Stage
     {
-        ArgumentNullException.ThrowIfNull(switches);
+        Preparing,
+        Switched,
+        Discarded,
+    }
+
+    /// <summary>Takes one drive's prepared overlay into the snapshot; the snapshot now owns it.</summary>
+    public void Add(SnapshotSwitch snapshotSwitch)
+    {
+        ArgumentNullException.ThrowIfNull(snapshotSwitch);
+        if (_stage != Stage.Preparing)
+        {
+            throw new InvalidOperationException("this snapshot has already switched or been discarded");
+        }
+
+        _switches.Add(snapshotSwitch);
+    }
+
+    /// <summary>
+    /// Switches every drive to its overlay under one drain, then flushes the old roots. Throws only
+    /// before the switch (then nothing changed); from the switch on, failures are in the result.
+    /// </summary>
+    public async Task<SnapshotResult> SwitchAsync(CancellationToken cancellationToken = default)
+    {
+        if (_stage != Stage.Preparing)
+        {
+            throw new InvalidOperationException("this snapshot has already switched or been discarded");
+        }
+
+        var switches = _switches;
         if (switches.Select(s => s.Gate).Distinct().Count() != switches.Count)
         {
             throw BlockException.Invalid("a drive appears twice in one snapshot");
@@ -36,7 +78,6 @@ public static class LiveSnapshot
                 drains.Add(await s.Gate.DrainAsync(cancellationToken));
             }
 
-            // Past this point nothing may fail half-way: attach every overlay, then swap every root.
             switchStart = Stopwatch.GetTimestamp();
             var newRoots = new IBlockNode[switches.Count];
             for (int i = 0; i < switches.Count; i++)
@@ -45,6 +86,8 @@ public static class LiveSnapshot
                 newRoots[i] = switches[i].Attach(oldRoots[i]);
             }
 
+            // The point of no return: the roots change below, and nothing after this line may undo it.
+            _stage = Stage.Switched;
             for (int i = 0; i < switches.Count; i++)
             {
                 switches[i].Gate.FlushAlso(oldRoots[i], drains[i]);
@@ -60,14 +103,56 @@ public static class LiveSnapshot
         }
 
         long released = Stopwatch.GetTimestamp();
+        var unflushed = new List<UnflushedImage>();
         for (int i = 0; i < switches.Count; i++)
         {
-            // Not cancellable: the switch has happened, and the snapshot must reach the disk.
-            await oldRoots[i].FlushAsync(CancellationToken.None);
-            switches[i].Gate.StopFlushing(oldRoots[i]);
+            try
+            {
+                // Not cancellable: the switch has happened, and the snapshot must reach the disk.
+                await oldRoots[i].FlushAsync(CancellationToken.None);
+                switches[i].Gate.StopFlushing(oldRoots[i]);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // Whatever the old root throws, the switch stands; the gate keeps retrying the flush.
+                unflushed.Add(new UnflushedImage(switches[i].Gate, oldRoots[i], e.Message));
+            }
         }
 
-        return new SnapshotTimings(Stopwatch.GetElapsedTime(start, switchStart), Stopwatch.GetElapsedTime(switchStart, released),
+        var timings = new SnapshotTimings(Stopwatch.GetElapsedTime(start, switchStart), Stopwatch.GetElapsedTime(switchStart, released),
             Stopwatch.GetElapsedTime(released));
+        return new SnapshotResult(timings, unflushed);
+    }
+
+    /// <summary>Discards every overlay when the snapshot did not switch; does nothing once it did.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_stage != Stage.Preparing)
+        {
+            return;
+        }
+
+        _stage = Stage.Discarded;
+        Exception? first = null;
+        foreach (var s in _switches)
+        {
+            try
+            {
+                if (s.Discard is { } discard)
+                {
+                    await discard();
+                }
+            }
+            catch (Exception e) when (e is IOException or BlockException or UnauthorizedAccessException)
+            {
+                // Discard the others all the same; the first failure is reported.
+                first ??= e;
+            }
+        }
+
+        if (first is not null)
+        {
+            throw new IOException($"discarding a prepared overlay failed: {first.Message}", first);
+        }
     }
 }

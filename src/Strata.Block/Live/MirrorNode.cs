@@ -66,6 +66,9 @@ public sealed class MirrorNode(IBlockNode overlay, IBlockNode baseNode, RangeLoc
     public ValueTask ResizeAsync(long newSize, CancellationToken cancellationToken = default)
         => throw BlockException.NotSupported("a disk cannot be resized while it is being merged");
 
-    /// <summary>The mirror owns neither image: the merge decides which one survives.</summary>
+    /// <summary>
+    /// The mirror owns neither image: the merge decides which one survives. A drive closed while the
+    /// mirror is still its root closes the chain behind it (the overlay, and the base below it).
+    /// </summary>
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 }

@@ -6,4 +6,8 @@ namespace Strata.Block.Live;
 /// </summary>
 /// <param name="Gate">The drive's request gate.</param>
 /// <param name="Attach">Called under the drain with the old root: attaches it as the overlay's backing and returns the overlay.</param>
-public sealed record SnapshotSwitch(RequestGate Gate, Func<IBlockNode, IBlockNode> Attach);
+/// <param name="Discard">
+/// Undoes the preparation (detaches the old root if attached, closes the overlay, removes a file made
+/// for it). <see cref="LiveSnapshot"/> calls it only when the snapshot fails before the switch.
+/// </param>
+public sealed record SnapshotSwitch(RequestGate Gate, Func<IBlockNode, IBlockNode> Attach, Func<ValueTask>? Discard = null);

@@ -96,8 +96,11 @@ public static class ServeCommand
     private static async Task<int> RunAsync(DaemonOptions options)
     {
         await using var daemon = new StorageDaemon(options);
+        // SIGHUP stops the daemon as SIGTERM and SIGINT do, as QEMU's tools handle it (os-posix.c,
+        // os_setup_signal_handling); a daemon started under nohup keeps ignoring it.
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+        using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, Stop);
         try
         {
             await daemon.StartAsync();
@@ -110,7 +113,17 @@ public static class ServeCommand
 
         PrintBanner(daemon);
         await daemon.StopRequested;
-        await daemon.StopAsync();
+        try
+        {
+            await daemon.StopAsync();
+        }
+        catch (IOException e)
+        {
+            // The stop gave up on something (docs/serve.md, "Stopping"): say what, exit non-zero.
+            Console.Error.WriteLine($"strata serve: {e.Message}");
+            return 1;
+        }
+
         Console.Out.WriteLine("strata serve: stopped; images flushed and closed");
         return 0;
 

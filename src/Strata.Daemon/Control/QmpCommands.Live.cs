@@ -12,22 +12,26 @@ public sealed partial class QmpCommands
 {
     /// <summary>
     /// blockdev-snapshot-sync for one or several drives at one point in time (a transaction): every
-    /// overlay is prepared first; only if all succeed are the drives switched together; on any failure
-    /// every prepared overlay is closed and every file created here deleted.
+    /// overlay is prepared into one <see cref="LiveSnapshot"/>, which switches the drives together.
+    /// A failure before the switch leaves every drive as it was (the snapshot discards what was
+    /// prepared: closes the overlays, deletes the files made for them). From the switch on the command
+    /// succeeds: if an old image could not be flushed afterwards, the reply lists it under
+    /// "unflushed", a BLOCK_IO_ERROR event names it and the log says so (docs/live.md).
     /// </summary>
     private async Task<QmpResult> SnapshotAsync(IReadOnlyList<QmpArguments> actions, CancellationToken cancellationToken)
     {
         await _daemon.GraphLock.WaitAsync(cancellationToken);
-        long start = Stopwatch.GetTimestamp();
-        var prepared = new List<PreparedSnapshot>();
         try
         {
+            long start = Stopwatch.GetTimestamp();
+            await using var snapshot = new LiveSnapshot();
+            var drives = new List<Drive>();
             foreach (var args in actions)
             {
                 string device = args.OptionalString("device") ?? args.OptionalString("node-name")
                     ?? throw new QmpException("Parameter 'device' is missing");
                 var drive = _daemon.FindDrive(device) ?? throw new QmpException($"Cannot find device='{device}' nor node-name='{device}'", "DeviceNotFound");
-                if (prepared.Any(p => p.Drive == drive))
+                if (drives.Contains(drive))
                 {
                     throw new QmpException($"Device '{device}' appears twice in the transaction");
                 }
@@ -50,24 +54,68 @@ public sealed partial class QmpCommands
                     "existing" => SnapshotMode.Existing,
                     var other => throw new QmpException($"Invalid parameter 'mode': '{other}' (absolute-paths, existing)"),
                 };
-                prepared.Add(await drive.PrepareSnapshotAsync(file, mode, cancellationToken));
+                snapshot.Add((await drive.PrepareSnapshotAsync(file, mode, cancellationToken)).ToSwitch());
+                drives.Add(drive);
             }
 
             var prepareTime = Stopwatch.GetElapsedTime(start);
-            var timings = await LiveSnapshot.SwitchAsync([.. prepared.Select(p => p.ToSwitch())], cancellationToken);
-            _daemon.Log($"snapshot of {string.Join(", ", prepared.Select(p => p.Drive.Id))}: overlays ready in {prepareTime.TotalMilliseconds:0.000} ms, {timings}");
-            prepared.Clear();
-            return QmpResult.Empty;
+            var result = await snapshot.SwitchAsync(cancellationToken);
+            _daemon.Log($"snapshot of {string.Join(", ", drives.Select(d => d.Id))}: overlays ready in {prepareTime.TotalMilliseconds:0.000} ms, {result.Timings}");
+            return ReportUnflushed(result.Unflushed, drives);
         }
         finally
         {
-            foreach (var p in prepared)
-            {
-                await p.DiscardAsync();
-            }
-
             _daemon.GraphLock.Release();
         }
+    }
+
+    /// <summary>
+    /// The reply to a snapshot that switched: empty, as QEMU's, or, when old images could not be
+    /// flushed after the switch, an "unflushed" list (a member QMP clients that do not know it ignore)
+    /// with a BLOCK_IO_ERROR event and a log line for each. Not an error reply: QEMU users read an
+    /// error as "nothing changed" and might delete the overlay the drive now writes to.
+    /// </summary>
+    private QmpResult ReportUnflushed(IReadOnlyList<UnflushedImage> unflushed, List<Drive> drives)
+    {
+        if (unflushed.Count == 0)
+        {
+            return QmpResult.Empty;
+        }
+
+        var entries = new List<(string Device, string File, string Reason)>();
+        foreach (var image in unflushed)
+        {
+            string device = drives.First(d => d.Gate == image.Gate).Id;
+            string file = image.Node.FileName is { } f ? Path.GetFullPath(f) : image.Node.DriverName;
+            entries.Add((device, file, image.Reason));
+            _daemon.Log($"snapshot of {device}: flushing the old image {file} failed: {image.Reason}; writes go to the overlay, and every guest flush retries it");
+            _daemon.Emit(new QmpEvent("BLOCK_IO_ERROR", w =>
+            {
+                w.WriteStartObject();
+                w.WriteString("device", device);
+                w.WriteString("operation", "write");
+                w.WriteString("action", "report");
+                w.WriteString("reason", $"flushing the old image {file} after the snapshot failed: {image.Reason}");
+                w.WriteEndObject();
+            }));
+        }
+
+        return new QmpResult(w =>
+        {
+            w.WriteStartObject();
+            w.WriteStartArray("unflushed");
+            foreach (var (device, file, reason) in entries)
+            {
+                w.WriteStartObject();
+                w.WriteString("device", device);
+                w.WriteString("file", file);
+                w.WriteString("reason", reason);
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+            w.WriteEndObject();
+        });
     }
 
     private async Task<QmpResult> TransactionAsync(QmpArguments args, CancellationToken cancellationToken)

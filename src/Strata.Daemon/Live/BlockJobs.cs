@@ -69,6 +69,39 @@ public sealed class BlockJobs(Action<QmpEvent> emit)
         }));
     }
 
+    /// <summary>
+    /// Cancels every job that has not concluded and waits for them, as QEMU's job_cancel_sync_all does
+    /// when it stops: a merge still copying, or READY, is cancelled without switching the drive (its
+    /// chain stays valid: the base only received data the layers above it shadow); a merge already
+    /// committing finishes its commit. Returns the jobs still not concluded at <paramref name="giveUp"/>.
+    /// </summary>
+    public async Task<IReadOnlyList<BlockJobEntry>> CancelAllAsync(CancellationToken giveUp)
+    {
+        var running = All.Where(e => !e.Job.Completion.IsCompleted).ToList();
+        foreach (var entry in running)
+        {
+            try
+            {
+                entry.Job.Cancel();
+            }
+            catch (InvalidOperationException)
+            {
+                // It concluded meanwhile.
+            }
+        }
+
+        try
+        {
+            await Task.WhenAll(running.Select(e => e.Job.Completion)).WaitAsync(giveUp);
+        }
+        catch (OperationCanceledException)
+        {
+            // Reported below: the caller closes what it can without them.
+        }
+
+        return [.. running.Where(e => !e.Job.Completion.IsCompleted)];
+    }
+
     /// <summary>Removes a concluded job (job-dismiss).</summary>
     public bool Dismiss(string id)
     {

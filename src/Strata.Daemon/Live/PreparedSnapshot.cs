@@ -30,7 +30,7 @@ public sealed class PreparedSnapshot
     {
         Overlay.AttachBacking(old);
         return Overlay;
-    });
+    }, DiscardAsync);
 
     /// <summary>Closes the overlay without touching the image below it; deletes the file if it was made here.</summary>
     public async ValueTask DiscardAsync()

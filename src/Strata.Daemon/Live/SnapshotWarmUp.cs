@@ -29,8 +29,11 @@ internal static class SnapshotWarmUp
             string image = Path.Combine(folder.FullName, "disk.img");
             await ImageCreator.CreateAsync(image, ImageOpener.Raw, Size, null, null);
             await using var drive = await Drive.OpenAsync(new DriveSpec("warm-up", image, ImageOpener.Raw));
-            var prepared = await drive.PrepareSnapshotAsync(Path.Combine(folder.FullName, "overlay.qcow2"), SnapshotMode.AbsolutePaths);
-            await LiveSnapshot.SwitchAsync([prepared.ToSwitch()]);
+            await using (var snapshot = new LiveSnapshot())
+            {
+                snapshot.Add((await drive.PrepareSnapshotAsync(Path.Combine(folder.FullName, "overlay.qcow2"), SnapshotMode.AbsolutePaths)).ToSwitch());
+                await snapshot.SwitchAsync();
+            }
 
             // An allocating write that copies the rest of its cluster from the old image, as the
             // guest's first writes after a snapshot do.
