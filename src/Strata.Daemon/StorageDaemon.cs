@@ -24,6 +24,7 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
 
     // The unix socket files this daemon bound, removed when it stops.
     private readonly List<string> _socketFiles = [];
+    private string? _pidFileWritten;
 
     // Protects _pauses and _stop.
     private readonly Lock _lock = new();
@@ -144,9 +145,21 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
             {
                 // Written aside and renamed, so a reader never sees an empty pid file. The temporary
                 // must be new (O_EXCL, O_NOFOLLOW): a link planted at its name is never followed.
+                // Something already there (a killed daemon's leftover, a planted link) is unlinked,
+                // which never touches what a link points to, and the creation is tried once more.
                 string temporary = pidFile + ".tmp";
-                NewFile.WriteAllText(temporary, $"{Environment.ProcessId}\n");
+                try
+                {
+                    NewFile.WriteAllText(temporary, $"{Environment.ProcessId}\n");
+                }
+                catch (BlockException) when (new FileInfo(temporary) is { Exists: true } or { LinkTarget: not null })
+                {
+                    File.Delete(temporary);
+                    NewFile.WriteAllText(temporary, $"{Environment.ProcessId}\n");
+                }
+
                 File.Move(temporary, pidFile, overwrite: true);
+                _pidFileWritten = pidFile;
             }
 
             if (_drives.Any(d => !d.ReadOnly))
@@ -325,7 +338,8 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
             problems.AddRange(closed.OfType<string>());
         }
 
-        foreach (string path in _socketFiles.Append(_options.PidFile).OfType<string>())
+        // Only a pid file this daemon wrote: one that start never reached may be another daemon's.
+        foreach (string path in _socketFiles.Append(_pidFileWritten).OfType<string>())
         {
             // The servers remove their own sockets; one is left here only where its stop was abandoned.
             File.Delete(path);
