@@ -316,7 +316,17 @@ public sealed partial class NbdConnection
         int length = (int)request.Length;
         if (length == 0)
         {
-            SendDoneNone(request.Cookie);
+            // proto.md, NBD_CMD_READ: the reply to a zero-length read is unspecified, but it must follow
+            // the negotiated mode; a lone NONE chunk is the structured answer, a bare header the simple one.
+            if (_structuredReplies)
+            {
+                SendDoneNone(request.Cookie);
+            }
+            else
+            {
+                SendSimple(request.Cookie);
+            }
+
             return;
         }
 
