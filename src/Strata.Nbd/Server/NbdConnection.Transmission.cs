@@ -24,6 +24,7 @@ public sealed partial class NbdConnection
         var export = _export!;
         var header = new byte[NbdWire.RequestHeaderSize];
         bool holdingSlot = false;
+        TransmissionStarted();
         try
         {
             while (!_stopping)
@@ -58,6 +59,12 @@ public sealed partial class NbdConnection
                 {
                     // "The server MUST handle all outstanding requests" before closing.
                     Log("client sent NBD_CMD_DISC");
+                    return;
+                }
+
+                if (!RequestStarted())
+                {
+                    // The server closed this connection for a new client just as the request came.
                     return;
                 }
 
@@ -135,6 +142,7 @@ public sealed partial class NbdConnection
         }
         finally
         {
+            RequestFinished();
             _slots.Release();
         }
     }
@@ -184,6 +192,7 @@ public sealed partial class NbdConnection
                 Return(payload);
             }
 
+            RequestFinished();
             _slots.Release();
         }
     }

@@ -5,8 +5,18 @@ public sealed record NbdServerOptions
     /// <summary>A client that has not finished its handshake after this long is disconnected.</summary>
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>Connections beyond this many are closed as soon as accepted.</summary>
+    /// <summary>
+    /// Connections open at once. A client beyond them takes the place of the connection idle longest,
+    /// if one has been idle for <see cref="EvictIdleAfter"/>, or waits for a place for at most the
+    /// handshake timeout (docs/nbd.md, "Connections").
+    /// </summary>
     public int MaxConnections { get; init; } = 100;
+
+    /// <summary>
+    /// How long a connection must have had no request in flight before a new client may take its place
+    /// when <see cref="MaxConnections"/> are open. A connection with a request in flight is never taken.
+    /// </summary>
+    public TimeSpan EvictIdleAfter { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>Requests one connection may have in flight; the server stops reading until one finishes (backpressure).</summary>
     public int MaxRequestsInFlight { get; init; } = 64;
