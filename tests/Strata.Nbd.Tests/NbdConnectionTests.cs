@@ -1,6 +1,8 @@
 using System.Buffers.Binary;
+using System.Globalization;
 using System.Security.Cryptography;
 using Strata.Block;
+using Strata.Nbd.Client;
 using Strata.Nbd.Protocol;
 using Strata.Nbd.Server;
 using Strata.Nbd.Transport;
@@ -10,11 +12,19 @@ namespace Strata.Nbd.Tests;
 
 /// <summary>
 /// One connection's replies: zero-length reads in both reply modes, reads larger than one buffer
-/// piece (streamed), and what a client sees when such a read fails part-way.
+/// piece (streamed), and what a client sees when such a read fails part-way; and what one connection
+/// may hold in memory (docs/nbd.md, "Memory"), measured on a real `strata serve` process: its
+/// resident set while clients misbehave, and after they leave.
 /// </summary>
-public sealed partial class NbdConnectionTests
+public sealed class NbdConnectionTests
 {
     private const int MiB = 1024 * 1024;
+
+    /// <summary>Room for what is not buffers: the runtime's own growth (code compiled on first use, heap).</summary>
+    private const long Slack = 64L * MiB;
+
+    /// <summary>How far above the baseline the resident set may stay once every client has left.</summary>
+    private const long Leftover = 32L * MiB;
 
     [Theory]
     [InlineData(false)]
@@ -224,5 +234,274 @@ public sealed partial class NbdConnectionTests
             await Server.DisposeAsync();
             Folder.Dispose();
         }
+    }
+
+    [Fact]
+    public async Task ClientsThatNeverReadTheirLargeReadsPinLittleAndTheMemoryComesBackAfterThem()
+    {
+        const int seed = 77;
+        const int clients = 16;
+        const int readSize = 32 * MiB;
+        const long size = 2L * readSize;
+        using var folder = new TempFolder();
+        byte[] image = NbdServerTests.Pattern((int)size, seed);
+        string path = folder.File("disk.img");
+        await File.WriteAllBytesAsync(path, image);
+        using var serve = await StartServeAsync(folder, path);
+        long baseline = await WarmUpAsync(serve, folder, image);
+
+        var connections = new List<RawConnection>();
+        try
+        {
+            for (int c = 0; c < clients; c++)
+            {
+                var raw = await RawConnection.ConnectAsync(folder.File("n.sock"));
+                connections.Add(raw);
+                await raw.GoAsync("d");
+                for (int i = 0; i < 16; i++)
+                {
+                    await raw.SendRequestAsync(NbdCommand.Read, NbdCommandFlags.None, (ulong)i, (ulong)(i % 2 * readSize), readSize);
+                }
+            }
+
+            // One more floods small requests and reads nothing either: the server must stop reading
+            // them rather than queue their replies.
+            var flood = await RawConnection.ConnectAsync(folder.File("n.sock"));
+            connections.Add(flood);
+            await flood.GoAsync("d");
+            _ = FloodAsync(flood);
+
+            foreach (var raw in connections.Take(clients))
+            {
+                await WaitUntilAsync(() => raw.Available >= MiB, "a stalled client never received the start of its reply", serve);
+            }
+
+            long grown = Resident(serve.Id) - baseline;
+            long promise = (clients + 1) * (new NbdServerOptions().ReadBudget + MiB);
+            Assert.True(grown <= promise + Slack,
+                $"seed {seed}: {clients} clients that do not read their replies grew the daemon by {grown / MiB} MiB; the promise is {promise / MiB} MiB");
+        }
+        finally
+        {
+            foreach (var raw in connections)
+            {
+                raw.Dispose();
+            }
+        }
+
+        await WaitUntilAsync(() => Resident(serve.Id) <= baseline + Leftover,
+            $"the daemon stayed above {(baseline + Leftover) / MiB} MiB resident after the clients left", serve);
+    }
+
+    [Fact]
+    public async Task LargeWritesHeldByAStoppedDriveAreReceivedOnlyWithinTheBudgetAndAllLandAfterCont()
+    {
+        const int seed = 5150;
+        const int clients = 3;
+        const int writes = 64;
+        const int writeSize = 2 * MiB;
+        const long size = (long)clients * writes * writeSize;
+        using var folder = new TempFolder();
+        string path = folder.File("disk.img");
+        await Tool.CheckAsync("truncate", "-s", size.ToString(CultureInfo.InvariantCulture), path);
+        using var serve = await StartServeAsync(folder, path);
+        long baseline = await WarmUpAsync(serve, folder, image: null);
+        var (qmp, _) = await QmpTestClient.ConnectAsync(folder.File("q.sock"));
+        using (qmp)
+        {
+            await qmp.ExecuteAsync("""{"execute":"qmp_capabilities"}""");
+            Assert.True((await qmp.ExecuteAsync("""{"execute":"stop"}""")).TryGetProperty("return", out _), "stop failed");
+
+            var connections = new List<RawConnection>();
+            try
+            {
+                int sent = 0;
+                var senders = new List<Task>();
+                for (int c = 0; c < clients; c++)
+                {
+                    var raw = await RawConnection.ConnectAsync(folder.File("n.sock"));
+                    connections.Add(raw);
+                    await raw.GoAsync("d");
+                    int client = c;
+                    senders.Add(Task.Run(async () =>
+                    {
+                        for (int i = 0; i < writes; i++)
+                        {
+                            long offset = ((long)client * writes + i) * writeSize;
+                            await raw.SendRequestAsync(NbdCommand.Write, NbdCommandFlags.None, (ulong)i, (ulong)offset, writeSize, WriteData(seed, offset, writeSize));
+                            Interlocked.Increment(ref sent);
+                        }
+                    }));
+                }
+
+                // The drive holds every write: the server reads payloads until its budget stops it.
+                await WaitUntilSettledAsync(() => Volatile.Read(ref sent), clients * writes, serve);
+                long grown = Resident(serve.Id) - baseline;
+                var options = new NbdServerOptions();
+                long promise = clients * (options.WriteBudget + options.ReadBudget + MiB);
+                Assert.True(grown <= promise + Slack,
+                    $"seed {seed}: writes held by a stopped drive grew the daemon by {grown / MiB} MiB; the promise is {promise / MiB} MiB");
+
+                Assert.True((await qmp.ExecuteAsync("""{"execute":"cont"}""")).TryGetProperty("return", out _), "cont failed");
+                foreach (var raw in connections)
+                {
+                    for (int i = 0; i < writes; i++)
+                    {
+                        Assert.Equal(NbdErrno.None, (await raw.ReadSimpleReplyAsync()).Error);
+                    }
+                }
+
+                await Task.WhenAll(senders);
+            }
+            finally
+            {
+                foreach (var raw in connections)
+                {
+                    raw.Dispose();
+                }
+            }
+        }
+
+        await using (var client = await NbdClient.ConnectAsync(NbdEndpoint.Unix(folder.File("n.sock")), "d"))
+        {
+            var back = new byte[writeSize];
+            for (long offset = 0; offset < size; offset += writeSize)
+            {
+                await client.ReadAsync(offset, back);
+                Assert.True(back.AsSpan().SequenceEqual(WriteData(seed, offset, writeSize)), $"seed {seed}: the write at {offset} did not land");
+            }
+        }
+
+        await WaitUntilAsync(() => Resident(serve.Id) <= baseline + Leftover,
+            $"the daemon stayed above {(baseline + Leftover) / MiB} MiB resident after the clients left", serve);
+    }
+
+    private static async Task<ServeProcess> StartServeAsync(TempFolder folder, string image)
+    {
+        var serve = ServeProcess.Start(folder.Path, null,
+            "--drive", $"id=d,file={image},format=raw", "--nbd", $"unix:{folder.File("n.sock")}", "--qmp", $"unix:{folder.File("q.sock")}");
+        try
+        {
+            await serve.WaitForFileAsync(folder.File("q.sock"));
+            await serve.WaitForFileAsync(folder.File("n.sock"));
+            return serve;
+        }
+        catch
+        {
+            serve.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Runs every path the test will use once (reads of one piece and of many, writes), so that what
+    /// the runtime compiles on first use is in the baseline; returns the resident set after the client left.
+    /// </summary>
+    private static async Task<long> WarmUpAsync(ServeProcess serve, TempFolder folder, byte[]? image)
+    {
+        await using (var client = await NbdClient.ConnectAsync(NbdEndpoint.Unix(folder.File("n.sock")), "d"))
+        {
+            var back = new byte[32 * MiB];
+            if (image is null)
+            {
+                await client.WriteAsync(0, WriteData(1, 0, 2 * MiB));
+                await client.WriteAsync(0, new byte[back.Length]);
+            }
+
+            for (int round = 0; round < 4; round++)
+            {
+                await client.ReadAsync(0, back);
+                await client.ReadAsync(0, back.AsMemory(0, MiB));
+            }
+
+            if (image is not null)
+            {
+                Assert.True(back.AsSpan().SequenceEqual(image.AsSpan(0, back.Length)), "the warm-up read came back wrong");
+            }
+        }
+
+        await Task.Delay(500);
+        return Resident(serve.Id);
+    }
+
+    /// <summary>Sends small reads and block status requests without reading a reply, until the server stops taking them.</summary>
+    private static async Task FloodAsync(RawConnection raw)
+    {
+        try
+        {
+            for (int i = 0; i < 20_000; i++)
+            {
+                await raw.SendRequestAsync(NbdCommand.Read, NbdCommandFlags.None, (ulong)i, (ulong)(i % 1024) * 4096, 4096);
+            }
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException)
+        {
+            // The test closed the connection while the server was holding this client back.
+        }
+    }
+
+    /// <summary>A write's payload: a 4 KiB random tile, different for every offset, repeated.</summary>
+    private static byte[] WriteData(int seed, long offset, int length)
+    {
+        var tile = new byte[4096];
+        new Random(HashCode.Combine(seed, offset)).NextBytes(tile);
+        var data = new byte[length];
+        for (int at = 0; at < length; at += tile.Length)
+        {
+            tile.CopyTo(data, at);
+        }
+
+        return data;
+    }
+
+    /// <summary>The process's resident set (VmRSS) in bytes.</summary>
+    private static long Resident(int pid)
+    {
+        string line = File.ReadAllLines($"/proc/{pid}/status").Single(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+        return long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition, string failure, ServeProcess serve)
+    {
+        for (int i = 0; i < 600; i++)
+        {
+            if (condition())
+            {
+                return;
+            }
+
+            await Task.Delay(50);
+        }
+
+        Assert.Fail($"{failure} (waited 30 s; resident {Resident(serve.Id) / MiB} MiB)");
+    }
+
+    /// <summary>
+    /// Waits until every request was sent, or until sending has made no progress for two seconds (the
+    /// server holds the client back); bounded at one minute.
+    /// </summary>
+    private static async Task WaitUntilSettledAsync(Func<int> sent, int total, ServeProcess serve)
+    {
+        int last = -1;
+        int still = 0;
+        for (int i = 0; i < 1200; i++)
+        {
+            int now = sent();
+            if (now == total)
+            {
+                return;
+            }
+
+            still = now == last ? still + 1 : 0;
+            if (still >= 40)
+            {
+                return;
+            }
+
+            last = now;
+            await Task.Delay(50);
+        }
+
+        Assert.Fail($"the writes neither all went out nor settled within a minute (resident {Resident(serve.Id) / MiB} MiB)");
     }
 }

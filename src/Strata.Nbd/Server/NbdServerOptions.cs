@@ -24,6 +24,20 @@ public sealed record NbdServerOptions
     /// <summary>The largest READ or WRITE payload accepted, advertised as the maximum block size.</summary>
     public int MaxPayload { get; init; } = 32 * 1024 * 1024;
 
+    /// <summary>
+    /// Bytes of read buffers one connection may hold at once: a read holds one piece (at most 1 MiB)
+    /// while it is read and sent, so this bounds what a client that does not read its replies pins.
+    /// At least one piece.
+    /// </summary>
+    public long ReadBudget { get; init; } = 4 * 1024 * 1024;
+
+    /// <summary>
+    /// Bytes of write payloads one connection may hold at once, received and not yet written; the server
+    /// stops reading the connection's requests until some are written (backpressure). At least
+    /// <see cref="MaxPayload"/>, so the largest write accepted always fits.
+    /// </summary>
+    public long WriteBudget { get; init; } = 32 * 1024 * 1024;
+
     /// <summary>Verbose diagnostics (one line each); null keeps quiet.</summary>
     public Action<string>? Log { get; init; }
 }
