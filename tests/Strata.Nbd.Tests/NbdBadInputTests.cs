@@ -219,9 +219,11 @@ public sealed class NbdBadInputTests
     }
 
     [Fact]
-    public async Task ConnectionsBeyondTheLimitAreRefused()
+    public async Task ConnectionsBeyondTheLimitAreRefusedWhileNoneIsIdle()
     {
-        await using var disk = await ServedDisk.StartAsync(Size, new NbdServerOptions { MaxConnections = 2 });
+        // Both connections are fresh, so neither may be evicted: the third client waits for a place
+        // as long as a handshake may take, then is closed.
+        await using var disk = await ServedDisk.StartAsync(Size, new NbdServerOptions { MaxConnections = 2, HandshakeTimeout = TimeSpan.FromSeconds(1) });
         await using var first = await disk.ConnectAsync();
         await using var second = await disk.ConnectAsync();
         using var third = await RawConnection.ConnectAsync(disk.SocketPath, greet: false);

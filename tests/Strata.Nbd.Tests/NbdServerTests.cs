@@ -3,7 +3,7 @@ using Strata.Nbd.Protocol;
 
 namespace Strata.Nbd.Tests;
 
-public sealed class NbdServerTests
+public sealed partial class NbdServerTests
 {
     private const long Size = 4 * 1024 * 1024;
 

@@ -95,6 +95,42 @@ public sealed class RawConnection : IDisposable
             BinaryPrimitives.ReadUInt64BigEndian(header.AsSpan(8)), payload);
     }
 
+    /// <summary>
+    /// Reads the chunks of one structured READ reply up to the final one and returns the bytes they
+    /// describe (holes as zeroes); an error chunk fails the test with its message.
+    /// </summary>
+    public async Task<byte[]> ReadStructuredReadReplyAsync(ulong cookie, ulong offset, int length)
+    {
+        var data = new byte[length];
+        while (true)
+        {
+            var (flags, type, replyCookie, payload) = await ReadChunkAsync();
+            Assert.Equal(cookie, replyCookie);
+            switch (type)
+            {
+                case NbdReplyType.OffsetData:
+                    payload.AsSpan(8).CopyTo(data.AsSpan((int)(BinaryPrimitives.ReadUInt64BigEndian(payload) - offset)));
+                    break;
+                case NbdReplyType.OffsetHole:
+                    data.AsSpan((int)(BinaryPrimitives.ReadUInt64BigEndian(payload) - offset), (int)BinaryPrimitives.ReadUInt32BigEndian(payload.AsSpan(8))).Clear();
+                    break;
+                case NbdReplyType.None:
+                    break;
+                default:
+                    Assert.Fail($"read {cookie} got a {type} chunk: {Encoding.UTF8.GetString(payload, Math.Min(6, payload.Length), Math.Max(0, payload.Length - 6))}");
+                    break;
+            }
+
+            if ((flags & NbdReplyFlags.Done) != 0)
+            {
+                return data;
+            }
+        }
+    }
+
+    /// <summary>Bytes the server has sent that this side has not read yet.</summary>
+    public int Available => _socket.Available;
+
     public async Task<byte[]> ReceiveAsync(int length)
     {
         var buffer = new byte[length];

@@ -33,10 +33,11 @@ public static class ServeCommand
         var verbose = new Option<bool>("--verbose", "-v") { Description = "log connections, options and errors to stderr" };
         var maxConnections = new Option<int>("--max-connections") { Description = "NBD connections accepted at once", DefaultValueFactory = _ => 100 };
         var handshakeTimeout = new Option<int>("--handshake-timeout") { Description = "seconds a client may take to finish the NBD handshake", DefaultValueFactory = _ => 10 };
+        var evictIdleAfter = new Option<int>("--evict-idle-after") { Description = "at --max-connections, a new NBD client takes the place of a connection idle this many seconds", DefaultValueFactory = _ => 5 };
 
         var command = new Command("serve", "Serve disk images to guests over NBD (like qemu-storage-daemon).")
         {
-            drive, hda, nbd, qmp, paused, pidFile, verbose, maxConnections, handshakeTimeout,
+            drive, hda, nbd, qmp, paused, pidFile, verbose, maxConnections, handshakeTimeout, evictIdleAfter,
         };
         command.SetAction(result =>
         {
@@ -45,7 +46,7 @@ public static class ServeCommand
                 var options = BuildOptions(
                     result.GetValue(drive) ?? [], result.GetValue(hda), result.GetValue(nbd) ?? [], result.GetValue(qmp) ?? [],
                     result.GetValue(paused), result.GetValue(pidFile), result.GetValue(verbose),
-                    result.GetValue(maxConnections), result.GetValue(handshakeTimeout));
+                    result.GetValue(maxConnections), result.GetValue(handshakeTimeout), result.GetValue(evictIdleAfter));
                 return RunAsync(options).GetAwaiter().GetResult();
             }
             catch (Exception e) when (e is FormatException or ArgumentException or IOException or SocketException or UnauthorizedAccessException)
@@ -58,7 +59,7 @@ public static class ServeCommand
     }
 
     private static DaemonOptions BuildOptions(string[] drives, string? hda, string[] nbd, string[] qmp, bool paused, string? pidFile,
-        bool verbose, int maxConnections, int handshakeTimeout)
+        bool verbose, int maxConnections, int handshakeTimeout, int evictIdleAfter)
     {
         var specs = new List<DriveSpec>();
         if (hda is not null)
@@ -72,9 +73,9 @@ public static class ServeCommand
             throw new ArgumentException("no drive to serve: give -hda FILE or --drive id=NAME,file=PATH");
         }
 
-        if (maxConnections < 1 || handshakeTimeout < 1)
+        if (maxConnections < 1 || handshakeTimeout < 1 || evictIdleAfter < 1)
         {
-            throw new ArgumentException("--max-connections and --handshake-timeout must be positive");
+            throw new ArgumentException("--max-connections, --handshake-timeout and --evict-idle-after must be positive");
         }
 
         string folder = SocketDefaults.Directory();
@@ -89,7 +90,10 @@ public static class ServeCommand
             StartPaused = paused,
             PidFile = pidFile is null ? null : Path.GetFullPath(pidFile),
             Log = log,
-            Nbd = new NbdServerOptions { MaxConnections = maxConnections, HandshakeTimeout = TimeSpan.FromSeconds(handshakeTimeout) },
+            Nbd = new NbdServerOptions
+            {
+                MaxConnections = maxConnections, HandshakeTimeout = TimeSpan.FromSeconds(handshakeTimeout), EvictIdleAfter = TimeSpan.FromSeconds(evictIdleAfter),
+            },
         };
     }
 

@@ -19,11 +19,15 @@ public sealed partial class NbdConnection
 
     private const int DataChunkHeaderSize = NbdWire.ChunkHeaderSize + 8;
 
+    /// <summary>Characters of an error message sent to the client at most.</summary>
+    private const int MaxErrorMessage = 256;
+
     private void Transmit()
     {
         var export = _export!;
         var header = new byte[NbdWire.RequestHeaderSize];
         bool holdingSlot = false;
+        TransmissionStarted();
         try
         {
             while (!_stopping)
@@ -61,7 +65,14 @@ public sealed partial class NbdConnection
                     return;
                 }
 
-                byte[]? payload = null;
+                if (!RequestStarted())
+                {
+                    // The server closed this connection for a new client just as the request came.
+                    return;
+                }
+
+                var payload = default(WritePayload);
+                int readShare = 0;
                 if (request.Command == NbdCommand.Write)
                 {
                     if (request.Length > (uint)_options.MaxPayload)
@@ -74,25 +85,23 @@ public sealed partial class NbdConnection
                         continue;
                     }
 
+                    TakeShare(_writeBudget, NbdBufferPool.PayloadFootprint(request.Length));
                     if (_reader.Buffered < request.Length)
                     {
                         _writer.Uncork();
                     }
 
-                    payload = Rent((int)request.Length);
-                    try
-                    {
-                        _reader.ReadExactly(payload.AsSpan(0, (int)request.Length));
-                    }
-                    catch
-                    {
-                        Return(payload);
-                        throw;
-                    }
+                    payload = WritePayload.Receive(_pool, (int)request.Length, _reader);
+                }
+                else if (request.Command == NbdCommand.Read)
+                {
+                    // A read holds one piece at a time however long it is (ReadAsync).
+                    readShare = NbdBufferPool.Footprint((int)Math.Min(request.Length, NbdBufferPool.PieceSize));
+                    TakeShare(_readBudget, readShare);
                 }
 
                 holdingSlot = false;
-                _ = HandleAsync(export, request, payload);
+                _ = HandleAsync(export, request, payload, readShare);
             }
         }
         catch (Exception e) when (IsDisconnect(e))
@@ -123,6 +132,16 @@ public sealed partial class NbdConnection
         }
     }
 
+    /// <summary>Takes a request's share of a budget; when that must wait, the replies gathered so far go out first.</summary>
+    private void TakeShare(ConnectionBudget budget, long bytes)
+    {
+        if (!budget.TryTake(bytes))
+        {
+            _writer.Uncork();
+            budget.Take(bytes);
+        }
+    }
+
     private void Fail(NbdRequest request, NbdErrno error, string message)
     {
         try
@@ -135,12 +154,17 @@ public sealed partial class NbdConnection
         }
         finally
         {
+            RequestFinished();
             _slots.Release();
         }
     }
 
-    /// <summary>Runs one request and sends its reply; gives the slot (and the write payload) back at the end.</summary>
-    private async Task HandleAsync(NbdExport export, NbdRequest request, byte[]? payload)
+    /// <summary>
+    /// Runs one request and sends its reply; gives back the slot and the budget shares at the end, and
+    /// a write's payload as soon as it is written, before the reply, so a client that does not read
+    /// its replies holds no payload memory.
+    /// </summary>
+    private async Task HandleAsync(NbdExport export, NbdRequest request, WritePayload payload, int readShare)
     {
         try
         {
@@ -153,7 +177,16 @@ public sealed partial class NbdConnection
 
             try
             {
-                await RunAsync(export, request, payload);
+                if (request.Command == NbdCommand.Write)
+                {
+                    await WriteAsync(export.Gate, request, payload);
+                    GiveBack(ref payload);
+                    SendSimple(request.Cookie);
+                }
+                else
+                {
+                    await RunAsync(export, request);
+                }
             }
             catch (BlockException e)
             {
@@ -179,11 +212,13 @@ public sealed partial class NbdConnection
         }
         finally
         {
-            if (payload is not null)
+            GiveBack(ref payload);
+            if (readShare > 0)
             {
-                Return(payload);
+                _readBudget.Give(readShare);
             }
 
+            RequestFinished();
             _slots.Release();
         }
     }
@@ -256,20 +291,36 @@ public sealed partial class NbdConnection
         return default;
     }
 
-    private async ValueTask RunAsync(NbdExport export, NbdRequest request, byte[]? payload)
+    private void GiveBack(ref WritePayload payload)
+    {
+        if (!payload.IsEmpty)
+        {
+            payload.ReturnTo(_pool);
+            _writeBudget.Give(payload.Footprint);
+            payload = default;
+        }
+    }
+
+    /// <summary>NBD_CMD_WRITE: the payload's pieces in order, each with the request's FUA.</summary>
+    private static async ValueTask WriteAsync(RequestGate gate, NbdRequest request, WritePayload payload)
+    {
+        var flags = (request.Flags & NbdCommandFlags.Fua) != 0 ? WriteFlags.Fua : WriteFlags.None;
+        for (int i = 0; i < payload.PieceCount; i++)
+        {
+            await gate.WriteAsync((long)request.Offset + ((long)i * NbdBufferPool.PieceSize), payload.Piece(i), flags);
+        }
+    }
+
+    private async ValueTask RunAsync(NbdExport export, NbdRequest request)
     {
         var gate = export.Gate;
         long offset = (long)request.Offset;
-        int length = (int)Math.Min(request.Length, int.MaxValue);
         bool fua = (request.Flags & NbdCommandFlags.Fua) != 0;
         switch (request.Command)
         {
             case NbdCommand.Read:
                 await ReadAsync(gate, request);
                 return;
-            case NbdCommand.Write:
-                await gate.WriteAsync(offset, payload.AsMemory(0, length), fua ? WriteFlags.Fua : WriteFlags.None);
-                break;
             case NbdCommand.Flush:
                 await gate.FlushAsync();
                 break;
@@ -311,57 +362,180 @@ public sealed partial class NbdConnection
         SendSimple(request.Cookie);
     }
 
+    /// <summary>
+    /// NBD_CMD_READ (proto.md, "Request types"). The data is read and sent in pieces of at most
+    /// <see cref="NbdBufferPool.PieceSize"/> through one pooled buffer, each piece sent before the next
+    /// is read, so a read holds one piece however long it is. A read of one piece, the common case,
+    /// is read whole before anything is sent, so any error is a clean error reply.
+    /// </summary>
     private async ValueTask ReadAsync(RequestGate gate, NbdRequest request)
     {
         int length = (int)request.Length;
         if (length == 0)
         {
-            SendDoneNone(request.Cookie);
-            return;
-        }
-
-        int headerSize = _structuredReplies ? DataChunkHeaderSize : NbdWire.SimpleReplyHeaderSize;
-        byte[] buffer = Rent(headerSize + length);
-        try
-        {
-            await gate.ReadAsync((long)request.Offset, buffer.AsMemory(headerSize, length));
-            if (_structuredReplies && length >= 2 * HoleGranule && (request.Flags & NbdCommandFlags.DontFragment) == 0
-                && TrySendSparse(request, buffer.AsSpan(headerSize, length)))
-            {
-                return;
-            }
-
+            // proto.md, NBD_CMD_READ: the reply to a zero-length read is unspecified, but it must follow
+            // the negotiated mode; a lone NONE chunk is the structured answer, a bare header the simple one.
             if (_structuredReplies)
             {
-                NbdReplyHeaders.WriteChunk(buffer, NbdReplyFlags.Done, NbdReplyType.OffsetData, request.Cookie, 8 + length);
-                BinaryPrimitives.WriteUInt64BigEndian(buffer.AsSpan(NbdWire.ChunkHeaderSize), request.Offset);
+                SendDoneNone(request.Cookie);
             }
             else
             {
-                NbdReplyHeaders.WriteSimple(buffer, NbdErrno.None, request.Cookie);
+                SendSimple(request.Cookie);
             }
 
-            _writer.Send(buffer.AsSpan(0, headerSize + length));
+            return;
+        }
+
+        int piece = Math.Min(length, NbdBufferPool.PieceSize);
+        byte[] buffer = _pool.Rent(piece);
+        try
+        {
+            await gate.ReadAsync((long)request.Offset, buffer.AsMemory(NbdBufferPool.HeaderRoom, piece));
+            bool fragment = _structuredReplies && (request.Flags & NbdCommandFlags.DontFragment) == 0;
+            if (piece == length)
+            {
+                SendPiece(request, buffer, 0, length, final: true, fragment);
+            }
+            else if (fragment)
+            {
+                await SendFragmentedAsync(gate, request, buffer);
+            }
+            else
+            {
+                await SendStreamedAsync(gate, request, buffer);
+            }
         }
         finally
         {
-            Return(buffer);
+            _pool.Return(buffer);
         }
     }
 
     /// <summary>
-    /// Sends a read whose data holds zero runs of whole granules as OFFSET_HOLE and OFFSET_DATA chunks in
-    /// one message; false (nothing sent) when there is no such run.
+    /// A read over several pieces as content chunks, each piece sent as soon as it is read: chunks of
+    /// other replies may come in between (proto.md allows it). An error on a later piece propagates and
+    /// becomes the reply's final ERROR chunk, after chunks of true data.
+    /// </summary>
+    private async ValueTask SendFragmentedAsync(RequestGate gate, NbdRequest request, byte[] buffer)
+    {
+        int length = (int)request.Length;
+        for (int done = 0; done < length; done += NbdBufferPool.PieceSize)
+        {
+            int piece = Math.Min(NbdBufferPool.PieceSize, length - done);
+            if (done > 0)
+            {
+                await gate.ReadAsync((long)request.Offset + done, buffer.AsMemory(NbdBufferPool.HeaderRoom, piece));
+            }
+
+            SendPiece(request, buffer, done, piece, final: done + piece == length, fragment: true);
+        }
+    }
+
+    /// <summary>
+    /// A read over several pieces as one message: a simple reply, or one OFFSET_DATA chunk (DF). The
+    /// send side is held from the header to the last byte, each piece read while it is held. The chunk
+    /// does not claim to be final, because a later piece may still fail: then the rest of the chunk is
+    /// padded with zeroes and an ERROR chunk ends the reply (proto.md, NBD_CMD_READ). A simple reply
+    /// cannot carry a late error; the connection is cut instead, as proto.md requires.
+    /// </summary>
+    private async ValueTask SendStreamedAsync(RequestGate gate, NbdRequest request, byte[] buffer)
+    {
+        int length = (int)request.Length;
+        int headerSize = WriteReadHeader(request, buffer, NbdReplyFlags.None, 0, length);
+        using var message = _writer.BeginMessage();
+        message.Send(buffer.AsSpan(NbdBufferPool.HeaderRoom - headerSize, headerSize + NbdBufferPool.PieceSize));
+        for (int done = NbdBufferPool.PieceSize; done < length; done += NbdBufferPool.PieceSize)
+        {
+            int piece = Math.Min(NbdBufferPool.PieceSize, length - done);
+            var data = buffer.AsMemory(NbdBufferPool.HeaderRoom, piece);
+            try
+            {
+                await gate.ReadAsync((long)request.Offset + done, data);
+            }
+            catch (Exception e) when (!IsDisconnect(e))
+            {
+                var (error, text) = e is BlockException b ? (NbdErrors.FromBlockError(b.Error), b.Message) : (NbdErrno.IoError, "internal error");
+                Log($"READ offset {request.Offset} length {length}: failed after {done} bytes were sent: {error} ({e.Message})");
+                if (!_structuredReplies)
+                {
+                    Abort();
+                    return;
+                }
+
+                var zeroes = buffer.AsSpan(NbdBufferPool.HeaderRoom, NbdBufferPool.PieceSize);
+                zeroes.Clear();
+                for (; done < length; done += NbdBufferPool.PieceSize)
+                {
+                    message.Send(zeroes[..Math.Min(NbdBufferPool.PieceSize, length - done)]);
+                }
+
+                message.Send(ErrorChunk(request.Cookie, error, text));
+                return;
+            }
+
+            message.Send(data.Span);
+        }
+
+        if (_structuredReplies)
+        {
+            Span<byte> none = stackalloc byte[NbdWire.ChunkHeaderSize];
+            NbdReplyHeaders.WriteChunk(none, NbdReplyFlags.Done, NbdReplyType.None, request.Cookie, 0);
+            message.Send(none);
+        }
+    }
+
+    /// <summary>
+    /// Writes, in front of the data in <paramref name="buffer"/>, the reply header for
+    /// <paramref name="length"/> bytes at request offset + <paramref name="at"/>: an OFFSET_DATA chunk
+    /// header, or a simple reply header; returns its size.
+    /// </summary>
+    private int WriteReadHeader(NbdRequest request, byte[] buffer, NbdReplyFlags flags, int at, int length)
+    {
+        if (!_structuredReplies)
+        {
+            NbdReplyHeaders.WriteSimple(buffer.AsSpan(NbdBufferPool.HeaderRoom - NbdWire.SimpleReplyHeaderSize), NbdErrno.None, request.Cookie);
+            return NbdWire.SimpleReplyHeaderSize;
+        }
+
+        var header = buffer.AsSpan(NbdBufferPool.HeaderRoom - DataChunkHeaderSize, DataChunkHeaderSize);
+        NbdReplyHeaders.WriteChunk(header, flags, NbdReplyType.OffsetData, request.Cookie, 8 + length);
+        BinaryPrimitives.WriteUInt64BigEndian(header[NbdWire.ChunkHeaderSize..], request.Offset + (ulong)at);
+        return DataChunkHeaderSize;
+    }
+
+    /// <summary>
+    /// Sends one piece of a read (the <paramref name="length"/> bytes read into <paramref name="buffer"/>
+    /// for request offset + <paramref name="at"/>): as hole and data chunks when fragmenting is allowed
+    /// and it holds whole zero granules, else as one chunk, or the whole simple reply.
+    /// </summary>
+    private void SendPiece(NbdRequest request, byte[] buffer, int at, int length, bool final, bool fragment)
+    {
+        if (fragment && length >= 2 * HoleGranule && TrySendSparse(request.Cookie, (long)request.Offset + at, buffer, length, final))
+        {
+            return;
+        }
+
+        int headerSize = WriteReadHeader(request, buffer, final ? NbdReplyFlags.Done : NbdReplyFlags.None, at, length);
+        _writer.Send(buffer.AsSpan(NbdBufferPool.HeaderRoom - headerSize, headerSize + length));
+    }
+
+    /// <summary>
+    /// Sends a piece whose data holds zero runs of whole granules as OFFSET_HOLE and OFFSET_DATA chunks;
+    /// false (nothing sent) when there is no such run.
     /// </summary>
     /// <remarks>
     /// Holes are found in the bytes read, not by asking block status first: SEEK_HOLE on tmpfs scans to
     /// the end of the file, which made every large read cost a walk of the whole image. A granule of
     /// random data is rejected at its first byte, so data costs almost nothing to check; a zero run
     /// also covers unallocated and zero clusters, which is what OFFSET_HOLE promises (reads as zeroes).
+    /// Chunks are written in place: a data run's chunk header, and the chunk of the hole before it, go
+    /// into that hole's bytes (a hole is at least one granule, and its bytes are never sent) or into
+    /// the header room before the first run, so each data run leaves in one send with no copy.
     /// </remarks>
-    private bool TrySendSparse(NbdRequest request, ReadOnlySpan<byte> data)
+    private bool TrySendSparse(ulong cookie, long start, byte[] buffer, int length, bool final)
     {
-        long start = (long)request.Offset;
+        var data = buffer.AsSpan(NbdBufferPool.HeaderRoom, length);
         Span<(int At, int Length, bool Hole)> runs = stackalloc (int, int, bool)[MaxReadChunks];
         int count = 0;
         int at = 0;
@@ -376,10 +550,11 @@ public sealed partial class NbdConnection
             }
             else if (count == MaxReadChunks)
             {
-                // Too fragmented: the rest travels as data in the last chunk.
+                // Too fragmented: the rest travels as data in the last data run (runs alternate, and
+                // the in-place headers below rely on a hole before every data run but the first).
                 if (runs[count - 1].Hole)
                 {
-                    runs[count - 1].Hole = false;
+                    count--;
                 }
 
                 runs[count - 1].Length = data.Length - runs[count - 1].At;
@@ -398,44 +573,47 @@ public sealed partial class NbdConnection
             return false;
         }
 
-        int total = 0;
+        const int holeChunkSize = NbdWire.ChunkHeaderSize + 12;
         for (int i = 0; i < count; i++)
         {
-            total += runs[i].Hole ? NbdWire.ChunkHeaderSize + 12 : DataChunkHeaderSize + runs[i].Length;
-        }
-
-        byte[] message = Rent(total);
-        try
-        {
-            int put = 0;
-            for (int i = 0; i < count; i++)
+            var (runAt, runLength, hole) = runs[i];
+            var flags = final && i == count - 1 ? NbdReplyFlags.Done : NbdReplyFlags.None;
+            int from = NbdBufferPool.HeaderRoom + runAt;
+            if (hole)
             {
-                var (runAt, runLength, hole) = runs[i];
-                var flags = i == count - 1 ? NbdReplyFlags.Done : NbdReplyFlags.None;
-                if (hole)
+                if (i < count - 1)
                 {
-                    NbdReplyHeaders.WriteChunk(message.AsSpan(put), flags, NbdReplyType.OffsetHole, request.Cookie, 12);
-                    BinaryPrimitives.WriteInt64BigEndian(message.AsSpan(put + NbdWire.ChunkHeaderSize), start + runAt);
-                    BinaryPrimitives.WriteInt32BigEndian(message.AsSpan(put + NbdWire.ChunkHeaderSize + 8), runLength);
-                    put += NbdWire.ChunkHeaderSize + 12;
+                    // Sent with the data run that follows, from this hole's own bytes.
+                    continue;
                 }
-                else
-                {
-                    NbdReplyHeaders.WriteChunk(message.AsSpan(put), flags, NbdReplyType.OffsetData, request.Cookie, 8 + runLength);
-                    BinaryPrimitives.WriteInt64BigEndian(message.AsSpan(put + NbdWire.ChunkHeaderSize), start + runAt);
-                    data.Slice(runAt, runLength).CopyTo(message.AsSpan(put + DataChunkHeaderSize));
-                    put += DataChunkHeaderSize + runLength;
-                }
+
+                WriteHoleChunk(buffer.AsSpan(from, holeChunkSize), flags, cookie, start + runAt, runLength);
+                _writer.Send(buffer.AsSpan(from, holeChunkSize));
+                continue;
             }
 
-            _writer.Send(message.AsSpan(0, total));
-        }
-        finally
-        {
-            Return(message);
+            int end = from + runLength;
+            from -= DataChunkHeaderSize;
+            NbdReplyHeaders.WriteChunk(buffer.AsSpan(from), flags, NbdReplyType.OffsetData, cookie, 8 + runLength);
+            BinaryPrimitives.WriteInt64BigEndian(buffer.AsSpan(from + NbdWire.ChunkHeaderSize), start + runAt);
+            if (i > 0)
+            {
+                var (holeAt, holeLength, _) = runs[i - 1];
+                from -= holeChunkSize;
+                WriteHoleChunk(buffer.AsSpan(from, holeChunkSize), NbdReplyFlags.None, cookie, start + holeAt, holeLength);
+            }
+
+            _writer.Send(buffer.AsSpan(from, end - from));
         }
 
         return true;
+    }
+
+    private static void WriteHoleChunk(Span<byte> chunk, NbdReplyFlags flags, ulong cookie, long offset, int length)
+    {
+        NbdReplyHeaders.WriteChunk(chunk, flags, NbdReplyType.OffsetHole, cookie, 12);
+        BinaryPrimitives.WriteInt64BigEndian(chunk[NbdWire.ChunkHeaderSize..], offset);
+        BinaryPrimitives.WriteInt32BigEndian(chunk[(NbdWire.ChunkHeaderSize + 8)..], length);
     }
 
     /// <summary>One NBD_REPLY_TYPE_BLOCK_STATUS chunk per negotiated context (proto.md, "Metadata querying").</summary>
@@ -546,18 +724,24 @@ public sealed partial class NbdConnection
         Log($"{request.Command} offset {request.Offset} length {request.Length}: {error} ({message})");
         if (_structuredReplies && request.Command is NbdCommand.Read or NbdCommand.BlockStatus)
         {
-            byte[] text = Encoding.UTF8.GetBytes(message.Length > 256 ? message[..256] : message);
-            var chunk = new byte[NbdWire.ChunkHeaderSize + 6 + text.Length];
-            NbdReplyHeaders.WriteChunk(chunk, NbdReplyFlags.Done, NbdReplyType.Error, request.Cookie, 6 + text.Length);
-            BinaryPrimitives.WriteUInt32BigEndian(chunk.AsSpan(NbdWire.ChunkHeaderSize), (uint)error);
-            BinaryPrimitives.WriteUInt16BigEndian(chunk.AsSpan(NbdWire.ChunkHeaderSize + 4), (ushort)text.Length);
-            text.CopyTo(chunk, NbdWire.ChunkHeaderSize + 6);
-            _writer.Send(chunk);
+            _writer.Send(ErrorChunk(request.Cookie, error, message));
             return;
         }
 
         var reply = new byte[NbdWire.SimpleReplyHeaderSize];
         NbdReplyHeaders.WriteSimple(reply, error, request.Cookie);
         _writer.Send(reply);
+    }
+
+    /// <summary>A final NBD_REPLY_TYPE_ERROR chunk; the message is cut to 256 characters, so no error costs more than a few hundred bytes of output.</summary>
+    private static byte[] ErrorChunk(ulong cookie, NbdErrno error, string message)
+    {
+        byte[] text = Encoding.UTF8.GetBytes(message.Length > MaxErrorMessage ? message[..MaxErrorMessage] : message);
+        var chunk = new byte[NbdWire.ChunkHeaderSize + 6 + text.Length];
+        NbdReplyHeaders.WriteChunk(chunk, NbdReplyFlags.Done, NbdReplyType.Error, cookie, 6 + text.Length);
+        BinaryPrimitives.WriteUInt32BigEndian(chunk.AsSpan(NbdWire.ChunkHeaderSize), (uint)error);
+        BinaryPrimitives.WriteUInt16BigEndian(chunk.AsSpan(NbdWire.ChunkHeaderSize + 4), (ushort)text.Length);
+        text.CopyTo(chunk, NbdWire.ChunkHeaderSize + 6);
+        return chunk;
     }
 }

@@ -24,6 +24,12 @@ public sealed partial class NbdConnection : IDisposable
     private readonly SocketWriter _writer;
     private readonly INbdExportCatalog _catalog;
     private readonly NbdServerOptions _options;
+    private readonly NbdBufferPool _pool;
+
+    // What this connection's requests may hold in buffers (docs/nbd.md, "Memory"): reads a piece each,
+    // writes their whole payload, which must fit at least one write of the largest size accepted.
+    private readonly ConnectionBudget _readBudget;
+    private readonly ConnectionBudget _writeBudget;
 
     private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -36,13 +42,16 @@ public sealed partial class NbdConnection : IDisposable
     private volatile bool _stopping;
     private volatile bool _handshakeDone;
 
-    internal NbdConnection(Socket socket, INbdExportCatalog catalog, NbdServerOptions options)
+    internal NbdConnection(Socket socket, INbdExportCatalog catalog, NbdServerOptions options, NbdBufferPool pool)
     {
         _socket = socket;
         _reader = new SocketReader(socket);
         _writer = new SocketWriter(socket);
         _catalog = catalog;
         _options = options;
+        _pool = pool;
+        _readBudget = new ConnectionBudget(Math.Max(options.ReadBudget, NbdBufferPool.PieceSize));
+        _writeBudget = new ConnectionBudget(Math.Max(options.WriteBudget, NbdBufferPool.PayloadFootprint(options.MaxPayload)));
         _slots = new SemaphoreSlim(options.MaxRequestsInFlight, options.MaxRequestsInFlight);
     }
 
@@ -118,6 +127,8 @@ public sealed partial class NbdConnection : IDisposable
         }
 
         _socket.Dispose();
+        _readBudget.Close();
+        _writeBudget.Close();
     }
 
     public void Dispose()

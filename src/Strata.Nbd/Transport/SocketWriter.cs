@@ -78,6 +78,26 @@ internal sealed class SocketWriter : IDisposable
         }
     }
 
+    /// <summary>
+    /// Takes the send side for one message sent in parts (a reply streamed piece by piece, each read
+    /// while the side is held); nothing else is sent until the lease is disposed. Blocking, like <see cref="Send"/>.
+    /// </summary>
+    public Lease BeginMessage()
+    {
+        _sendLock.Wait();
+        try
+        {
+            FlushPending();
+        }
+        catch
+        {
+            _sendLock.Release();
+            throw;
+        }
+
+        return new Lease(this);
+    }
+
     /// <summary>Starts gathering small replies (the receive loop has more requests buffered to run).</summary>
     public void Cork() => _corked = true;
 
@@ -118,6 +138,14 @@ internal sealed class SocketWriter : IDisposable
             _pendingLength = 0;
             SendAll(_pending.AsSpan(0, length));
         }
+    }
+
+    /// <summary>The send side held for one message (<see cref="BeginMessage"/>); each part goes straight out.</summary>
+    public readonly struct Lease(SocketWriter writer) : IDisposable
+    {
+        public void Send(ReadOnlySpan<byte> part) => writer.SendAll(part);
+
+        public void Dispose() => writer._sendLock.Release();
     }
 
     private void SendAll(ReadOnlySpan<byte> message)

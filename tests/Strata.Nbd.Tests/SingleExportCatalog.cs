@@ -1,0 +1,11 @@
+using Strata.Nbd.Server;
+
+namespace Strata.Nbd.Tests;
+
+/// <summary>A catalog of one export, for serving a test node with a bare <see cref="NbdServer"/>.</summary>
+public sealed class SingleExportCatalog(NbdExport export) : INbdExportCatalog
+{
+    public IReadOnlyList<NbdExport> List() => [export];
+
+    public NbdExport? Find(string name) => name.Length == 0 || name == export.Name ? export : null;
+}
