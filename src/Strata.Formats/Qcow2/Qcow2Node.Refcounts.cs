@@ -245,34 +245,94 @@ public sealed partial class Qcow2Node
         throw BlockException.Corrupt($"qcow2 image '{FileName}': no free cluster in the whole refcount table; the refcounts are corrupt");
     }
 
-    /// <summary>Allocates exactly <paramref name="count"/> contiguous clusters (for tables).</summary>
+    /// <summary>
+    /// Allocates exactly <paramref name="count"/> contiguous clusters (for tables), across refcount
+    /// blocks. A block created for a range the run covers cannot sit at the start of that range (it
+    /// would split the run), so the missing blocks go right after the run, in clusters reserved with
+    /// it, and their own refcounts go to whichever block covers them (qcow2.txt allows a refcount
+    /// block anywhere).
+    /// </summary>
     private async ValueTask<long> AllocateContiguousLocked(int count, CancellationToken cancellationToken)
     {
-        var partial = new List<(long Host, int Count)>();
-        try
+        // Room for a block for every range the run and the room itself may touch.
+        long extra = 0;
+        for (long need = 2; need > extra;)
         {
-            while (true)
-            {
-                var (host, got) = await AllocateClustersLocked(count, cancellationToken);
-                if (got == count)
-                {
-                    return host;
-                }
+            extra = need;
+            need = ((count + extra + RefcountsPerBlock - 1) / RefcountsPerBlock) + 1;
+        }
 
-                // Too short a hole: keep it reserved while searching further, give it back afterwards.
-                partial.Add((host, got));
-            }
-        }
-        finally
+        // A new search is needed only after the refcount table grew into the run found; the table
+        // doubles each time, up to its maximum, so a few dozen searches at most.
+        for (int attempt = 0; attempt < 64; attempt++)
         {
-            foreach (var (host, got) in partial)
+            long start = await FindFreeRunLocked(count + extra, cancellationToken);
+            long firstBlock = start >> _refBlockBits;
+            long lastBlock = (start + count + extra - 1) >> _refBlockBits;
+            if (lastBlock >= _refcountTable.Length)
             {
-                for (int i = 0; i < got; i++)
+                await GrowRefcountTableLocked(lastBlock, cancellationToken);
+                continue;
+            }
+
+            var missing = new List<long>();
+            for (long blockIndex = firstBlock; blockIndex <= lastBlock; blockIndex++)
+            {
+                if (RefcountBlockOffset(blockIndex) == 0)
                 {
-                    await SetRefcountLocked((host >> _clusterBits) + i, 0, cancellationToken);
+                    missing.Add(blockIndex);
                 }
             }
+
+            long host = start << _clusterBits;
+            long used = count + missing.Count;
+            await CheckOverlapLocked(host, used << _clusterBits, Qcow2MetadataKind.None, "allocation of host clusters");
+            await EnsureFileSizeLocked(host + (used << _clusterBits), cancellationToken);
+            for (int j = 0; j < missing.Count; j++)
+            {
+                long blockOffset = (start + count + j) << _clusterBits;
+                await MakeRoomInRefcountCacheLocked(cancellationToken);
+                _refcountCache.Add(blockOffset, new byte[_clusterSize], dirty: true);
+                _refcountTable[missing[j]] = (ulong)blockOffset;
+                _metadata.AddRefcountBlock(blockOffset);
+                _refcountTableDirty = true;
+            }
+
+            for (long c = start; c < start + used; c++)
+            {
+                await SetRefcountLocked(c, 1, cancellationToken);
+            }
+
+            return host;
         }
+
+        throw BlockException.Corrupt($"qcow2 image '{FileName}': found no run of {count} free clusters that stays free; the refcounts are corrupt");
+    }
+
+    /// <summary>The first cluster, from the free cursor, of <paramref name="count"/> consecutive clusters whose refcount is 0.</summary>
+    private async ValueTask<long> FindFreeRunLocked(long count, CancellationToken cancellationToken)
+    {
+        // Past the clusters the refcount table covers every refcount is 0, so the search ends there at
+        // the latest.
+        long covered = (long)_refcountTable.Length << _refBlockBits;
+        long start = _freeCursor;
+        long run = 0;
+        for (long c = _freeCursor; c <= Math.Max(covered, _freeCursor) + count; c++)
+        {
+            if (await GetRefcountLocked(c, cancellationToken) != 0)
+            {
+                run = 0;
+                start = c + 1;
+                continue;
+            }
+
+            if (++run == count)
+            {
+                return start;
+            }
+        }
+
+        throw BlockException.Corrupt($"qcow2 image '{FileName}': found no run of {count} free clusters; the refcounts are corrupt");
     }
 
     private async ValueTask EnsureFileSizeLocked(long end, CancellationToken cancellationToken)
@@ -297,25 +357,34 @@ public sealed partial class Qcow2Node
         long entriesPerCluster = _clusterSize / 8;
         long area = oldEntries * perBlock;
         long newEntries = Math.Max(oldEntries * 2, neededIndex + 1);
-        long tableClusters;
+        long tableClusters = 0;
         long blocks = 1;
-        while (true)
+
+        // The new blocks must count themselves and the new table, and the table must have an entry for
+        // each new block. Both only grow and a block covers at least 64 clusters, so this settles in a
+        // few rounds; the bound is a guard.
+        bool settled = false;
+        for (int round = 0; round < 64 && !settled; round++)
         {
             tableClusters = (newEntries + entriesPerCluster - 1) / entriesPerCluster;
             long needBlocks = (blocks + tableClusters + perBlock - 1) / perBlock;
             if (needBlocks > blocks)
             {
                 blocks = needBlocks;
-                continue;
             }
-
-            if (newEntries < oldEntries + blocks)
+            else if (newEntries < oldEntries + blocks)
             {
                 newEntries = oldEntries + blocks;
-                continue;
             }
+            else
+            {
+                settled = true;
+            }
+        }
 
-            break;
+        if (!settled)
+        {
+            throw BlockException.Corrupt($"qcow2 image '{FileName}': no refcount table layout found for {newEntries} entries");
         }
 
         newEntries = tableClusters * entriesPerCluster;
