@@ -177,8 +177,8 @@ public sealed partial class Qcow2Node
         {
             // An image marked corrupt keeps its cached metadata to itself: nothing more of it is
             // written, only the data already written is made durable.
-            clean = _markedCorrupt || _l2Cache.DirtyCount == 0 && _refcountCache.DirtyCount == 0 && !_refcountTableDirty
-                && _l1DirtyLast < 0 && _pendingFrees.Count == 0;
+            clean = _markedCorrupt || (_l2Cache.DirtyCount == 0 && _refcountCache.DirtyCount == 0 && !_refcountTableDirty
+                && _l1DirtyLast < 0 && _pendingFrees.Count == 0);
             if (!clean)
             {
                 await FlushMetadataLocked(cancellationToken);
