@@ -35,7 +35,8 @@ public sealed partial class Qcow2Node
 
     private async ValueTask<Qcow2CheckResult> CheckLockedAsync(Qcow2RepairMode repair, CancellationToken cancellationToken)
     {
-        if (!_readOnly)
+        // A node marked corrupt while open writes no more metadata unless asked to repair.
+        if (!_readOnly && (!_markedCorrupt || repair != Qcow2RepairMode.None))
         {
             await FlushAllLockedAsync(cancellationToken);
         }

@@ -175,8 +175,10 @@ public sealed partial class Qcow2Node
         await _metadataLock.WaitAsync(cancellationToken);
         try
         {
-            clean = _l2Cache.DirtyCount == 0 && _refcountCache.DirtyCount == 0 && !_refcountTableDirty
-                && _l1DirtyLast < 0 && _pendingFrees.Count == 0;
+            // An image marked corrupt keeps its cached metadata to itself: nothing more of it is
+            // written, only the data already written is made durable.
+            clean = _markedCorrupt || (_l2Cache.DirtyCount == 0 && _refcountCache.DirtyCount == 0 && !_refcountTableDirty
+                && _l1DirtyLast < 0 && _pendingFrees.Count == 0);
             if (!clean)
             {
                 await FlushMetadataLocked(cancellationToken);
@@ -241,6 +243,8 @@ public sealed partial class Qcow2Node
             var run = await MapRunLocked(offset, data.Length, cancellationToken);
             if (run.Kind == Qcow2ClusterKind.Normal)
             {
+                // In place: a guest cluster mapped onto metadata is never written.
+                await CheckOverlapLocked(run.Host, run.Length, Qcow2MetadataKind.None, "write on metadata");
                 normalHost = run.Host;
                 normalLength = (int)run.Length;
                 Interlocked.Increment(ref _dataIoInFlight);
@@ -267,6 +271,12 @@ public sealed partial class Qcow2Node
                         }
 
                         entries[found] = entry;
+                    }
+
+                    // The entries replaced will be freed: what they own must not be metadata.
+                    for (int i = 0; i < found; i++)
+                    {
+                        await CheckOwnedRangeLocked(entries[i]);
                     }
 
                     (host, count) = await AllocateClustersLocked(found, cancellationToken);
@@ -488,6 +498,7 @@ public sealed partial class Qcow2Node
                         continue;
                     }
 
+                    await CheckOwnedRangeLocked(old);
                     table ??= await GetL2TableForLocked(c, allocate: true, cancellationToken);
                     table![c & (L2Entries - 1)] = target;
                     MarkL2Dirty(c);

@@ -83,7 +83,7 @@ public sealed partial class Qcow2Node
             }
 
             await _file.FlushAsync(cancellationToken);
-            await _file.WriteAsync(0, cluster, WriteFlags.None, cancellationToken);
+            await WriteMetadataLocked(0, cluster, Qcow2MetadataKind.Header, cancellationToken);
             await _file.FlushAsync(cancellationToken);
         }
         finally

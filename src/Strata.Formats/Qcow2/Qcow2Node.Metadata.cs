@@ -62,6 +62,8 @@ public sealed partial class Qcow2Node
 
     private void SetL1Entry(int index, ulong value)
     {
+        _metadata.RemoveL2Table(Qcow2L2Entry.HostOffset(_l1[index]));
+        _metadata.AddL2Table(Qcow2L2Entry.HostOffset(value));
         _l1[index] = value;
         _l1DirtyFirst = Math.Min(_l1DirtyFirst, index);
         _l1DirtyLast = Math.Max(_l1DirtyLast, index);
@@ -97,7 +99,7 @@ public sealed partial class Qcow2Node
     {
         foreach (var (offset, table) in _l2Cache.DirtyTables())
         {
-            await _file.WriteAsync(offset, SerializeTable(table, _clusterSize), WriteFlags.None, cancellationToken);
+            await WriteMetadataLocked(offset, SerializeTable(table, _clusterSize), Qcow2MetadataKind.L2Table, cancellationToken);
             _l2Cache.MarkClean(offset);
         }
     }
@@ -127,7 +129,7 @@ public sealed partial class Qcow2Node
 
             int first = _l1DirtyFirst;
             int count = _l1DirtyLast - first + 1;
-            await _file.WriteAsync(_header.L1TableOffset + (first * 8L), SerializeTable(_l1.AsSpan(first, count), count * 8), WriteFlags.None, cancellationToken);
+            await WriteMetadataLocked(_header.L1TableOffset + (first * 8L), SerializeTable(_l1.AsSpan(first, count), count * 8), Qcow2MetadataKind.L1Table, cancellationToken);
             _l1DirtyFirst = int.MaxValue;
             _l1DirtyLast = -1;
             wrote = true;
@@ -144,6 +146,8 @@ public sealed partial class Qcow2Node
             _pendingFrees.Clear();
             foreach (var (offset, length) in frees)
             {
+                // Checked when the entry was replaced; checked again, as no free may touch metadata.
+                await CheckOverlapLocked(offset, length, Qcow2MetadataKind.None, "free of a guest cluster's host clusters");
                 await DecrementRefcountsLocked(offset, length, cancellationToken);
             }
         }
@@ -165,7 +169,7 @@ public sealed partial class Qcow2Node
     {
         var bytes = new byte[8];
         BinaryPrimitives.WriteInt64BigEndian(bytes, size);
-        await _file.WriteAsync(Qcow2Header.OffsetSize, bytes, WriteFlags.None, cancellationToken);
+        await WriteMetadataLocked(Qcow2Header.OffsetSize, bytes, Qcow2MetadataKind.Header, cancellationToken);
         await _file.FlushAsync(cancellationToken);
         _header.Size = size;
         Volatile.Write(ref _size, size);
@@ -190,13 +194,13 @@ public sealed partial class Qcow2Node
 
         var l1 = new ulong[newEntries];
         _l1.CopyTo(l1, 0);
-        await _file.WriteAsync(host, SerializeTable(l1, clusters * _clusterSize), WriteFlags.None, cancellationToken);
+        await WriteMetadataLocked(host, SerializeTable(l1, clusters * _clusterSize), Qcow2MetadataKind.None, cancellationToken);
         await _file.FlushAsync(cancellationToken);
 
         var fields = new byte[12];
         BinaryPrimitives.WriteInt32BigEndian(fields, newEntries);
         BinaryPrimitives.WriteInt64BigEndian(fields.AsSpan(4), host);
-        await _file.WriteAsync(Qcow2Header.OffsetL1Size, fields, WriteFlags.None, cancellationToken);
+        await WriteMetadataLocked(Qcow2Header.OffsetL1Size, fields, Qcow2MetadataKind.Header, cancellationToken);
         await _file.FlushAsync(cancellationToken);
 
         long oldOffset = _header.L1TableOffset;
@@ -204,6 +208,7 @@ public sealed partial class Qcow2Node
         _l1 = l1;
         _header.L1Size = newEntries;
         _header.L1TableOffset = host;
+        _metadata.SetL1Table(host, newEntries * 8L);
         if (oldBytes > 0)
         {
             await DecrementRefcountsLocked(oldOffset, oldBytes, cancellationToken);

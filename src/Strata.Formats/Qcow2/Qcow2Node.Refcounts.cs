@@ -53,7 +53,7 @@ public sealed partial class Qcow2Node
     {
         foreach (var (offset, block) in _refcountCache.DirtyTables())
         {
-            await _file.WriteAsync(offset, block, WriteFlags.None, cancellationToken);
+            await WriteMetadataLocked(offset, block, Qcow2MetadataKind.RefcountBlock, cancellationToken);
             _refcountCache.MarkClean(offset);
         }
     }
@@ -65,7 +65,7 @@ public sealed partial class Qcow2Node
         if (_refcountTableDirty)
         {
             await _file.FlushAsync(cancellationToken);
-            await _file.WriteAsync(_header.RefcountTableOffset, SerializeTable(_refcountTable, _refcountTable.Length * 8), WriteFlags.None, cancellationToken);
+            await WriteMetadataLocked(_header.RefcountTableOffset, SerializeTable(_refcountTable, _refcountTable.Length * 8), Qcow2MetadataKind.RefcountTable, cancellationToken);
             _refcountTableDirty = false;
         }
     }
@@ -97,33 +97,45 @@ public sealed partial class Qcow2Node
             throw BlockException.NotSupported($"qcow2: refcount {value} of cluster {cluster} exceeds the {_header.RefcountBits}-bit refcount width");
         }
 
-        while (true)
+        long offset = await RefcountBlockForLocked(cluster >> _refBlockBits, cancellationToken);
+        var block = await GetRefcountBlockLocked(offset, cancellationToken);
+        Qcow2RefcountArray.Set(block, _refcountOrder, (int)(cluster & (RefcountsPerBlock - 1)), value);
+        _refcountCache.MarkDirty(offset);
+        if (value == 0)
         {
-            long blockIndex = cluster >> _refBlockBits;
-            if (blockIndex >= _refcountTable.Length)
-            {
-                await GrowRefcountTableLocked(blockIndex, cancellationToken);
-                continue;
-            }
-
-            long offset = RefcountBlockOffset(blockIndex);
-            if (offset == 0)
-            {
-                // A new block goes to the first free cluster of the range it covers (self-describing).
-                await CreateRefcountBlockLocked(blockIndex, cancellationToken);
-                continue;
-            }
-
-            var block = await GetRefcountBlockLocked(offset, cancellationToken);
-            Qcow2RefcountArray.Set(block, _refcountOrder, (int)(cluster & (RefcountsPerBlock - 1)), value);
-            _refcountCache.MarkDirty(offset);
-            if (value == 0)
-            {
-                _freeCursor = Math.Min(_freeCursor, cluster);
-            }
-
-            return;
+            _freeCursor = Math.Min(_freeCursor, cluster);
         }
+    }
+
+    /// <summary>
+    /// The offset of refcount block <paramref name="blockIndex"/>, growing the table and creating the
+    /// block when needed. Straight-line: growth always makes room for the index, and a new block is
+    /// never placed at offset 0 (the header), which would read back as "no block" and be created again
+    /// forever; a block shared by two table entries is refused.
+    /// </summary>
+    private async ValueTask<long> RefcountBlockForLocked(long blockIndex, CancellationToken cancellationToken)
+    {
+        if (blockIndex >= _refcountTable.Length)
+        {
+            await GrowRefcountTableLocked(blockIndex, cancellationToken);
+        }
+
+        long offset = RefcountBlockOffset(blockIndex);
+        if (offset == 0)
+        {
+            // A new block goes to the first free cluster of the range it covers (self-describing);
+            // never to offset 0, which is the header's.
+            await CreateRefcountBlockLocked(blockIndex, cancellationToken);
+            offset = RefcountBlockOffset(blockIndex);
+        }
+
+        if (_metadata.IsSharedRefcountBlock(offset))
+        {
+            await MarkCorruptLockedAsync();
+            throw BlockException.Corrupt($"qcow2 image '{FileName}': refcount table entry {blockIndex} names refcount block 0x{offset:x}, which another entry names too; image marked as corrupt");
+        }
+
+        return offset;
     }
 
     private async ValueTask DecrementRefcountsLocked(long offset, long length, CancellationToken cancellationToken)
@@ -146,55 +158,54 @@ public sealed partial class Qcow2Node
     private async ValueTask CreateRefcountBlockLocked(long blockIndex, CancellationToken cancellationToken)
     {
         long cluster = blockIndex << _refBlockBits;
-        if (_repairReferences is { } references)
+        var references = _repairReferences;
+        if (references is not null)
         {
             // During a repair, clusters in the range may be referenced without a refcount yet.
             long end = (blockIndex + 1) << _refBlockBits;
-            while (cluster < end - 1 && cluster < references.LongLength && references[cluster] != 0)
+            while (cluster < end && cluster < references.LongLength && references[cluster] != 0)
             {
                 cluster++;
             }
 
-            if (cluster < references.LongLength)
+            if (cluster == end)
             {
-                references[cluster]++;
+                throw BlockException.Corrupt($"qcow2 image '{FileName}': every cluster that refcount block {blockIndex} would cover is in use, so it has no place; the refcount structure cannot be repaired here");
             }
+        }
+
+        long offset = cluster << _clusterBits;
+        await CheckOverlapLocked(offset, _clusterSize, Qcow2MetadataKind.None, "allocation of a refcount block");
+        if (references is not null && cluster < references.LongLength)
+        {
+            references[cluster]++;
         }
 
         var block = new byte[_clusterSize];
         Qcow2RefcountArray.Set(block, _refcountOrder, (int)(cluster & (RefcountsPerBlock - 1)), 1);
-        long offset = cluster << _clusterBits;
         await EnsureFileSizeLocked(offset + _clusterSize, cancellationToken);
         await MakeRoomInRefcountCacheLocked(cancellationToken);
         _refcountCache.Add(offset, block, dirty: true);
         _refcountTable[blockIndex] = (ulong)offset;
+        _metadata.AddRefcountBlock(offset);
         _refcountTableDirty = true;
     }
 
     /// <summary>
-    /// Allocates up to <paramref name="want"/> contiguous free clusters (at least one) from the free
-    /// cursor and sets their refcounts to 1. Returns the host offset and the count.
+    /// Allocates up to <paramref name="want"/> contiguous free clusters (at least one, within one
+    /// refcount block) from the free cursor and sets their refcounts to 1. Returns the host offset and
+    /// the count. Refuses, as corrupt, clusters that hold metadata: their refcount says free, so the
+    /// refcounts are wrong.
     /// </summary>
     private async ValueTask<(long Host, int Count)> AllocateClustersLocked(int want, CancellationToken cancellationToken)
     {
+        // Every pass returns or moves on to the next refcount block, and the table never has more than
+        // MaxRefcountTableBytes / 8 entries (growing past that fails): the passes are bounded.
         long c = _freeCursor;
-        while (true)
+        for (long pass = 0; pass <= Qcow2Header.MaxRefcountTableBytes / 8; pass++)
         {
             long blockIndex = c >> _refBlockBits;
-            if (blockIndex >= _refcountTable.Length)
-            {
-                await GrowRefcountTableLocked(blockIndex, cancellationToken);
-                continue;
-            }
-
-            long blockOffset = RefcountBlockOffset(blockIndex);
-            if (blockOffset == 0)
-            {
-                // Only ever reached at the first cluster of the range: every earlier cluster is used.
-                await CreateRefcountBlockLocked(blockIndex, cancellationToken);
-                continue;
-            }
-
+            long blockOffset = await RefcountBlockForLocked(blockIndex, cancellationToken);
             var block = await GetRefcountBlockLocked(blockOffset, cancellationToken);
             int index = (int)(c & (RefcountsPerBlock - 1));
             int end = (int)RefcountsPerBlock;
@@ -205,7 +216,9 @@ public sealed partial class Qcow2Node
 
             if (index == end)
             {
+                // No free cluster below the next block: later searches start there.
                 c = (blockIndex + 1) << _refBlockBits;
+                _freeCursor = c;
                 continue;
             }
 
@@ -215,48 +228,111 @@ public sealed partial class Qcow2Node
                 count++;
             }
 
+            long start = (blockIndex << _refBlockBits) + index;
+            long host = start << _clusterBits;
+            await CheckOverlapLocked(host, (long)count << _clusterBits, Qcow2MetadataKind.None, "allocation of host clusters");
             for (int i = 0; i < count; i++)
             {
                 Qcow2RefcountArray.Set(block, _refcountOrder, index + i, 1);
             }
 
             _refcountCache.MarkDirty(blockOffset);
-            long start = (blockIndex << _refBlockBits) + index;
             _freeCursor = start + count;
-            long host = start << _clusterBits;
             await EnsureFileSizeLocked(host + ((long)count << _clusterBits), cancellationToken);
             return (host, count);
         }
+
+        throw BlockException.Corrupt($"qcow2 image '{FileName}': no free cluster in the whole refcount table; the refcounts are corrupt");
     }
 
-    /// <summary>Allocates exactly <paramref name="count"/> contiguous clusters (for tables).</summary>
+    /// <summary>
+    /// Allocates exactly <paramref name="count"/> contiguous clusters (for tables), across refcount
+    /// blocks. A block created for a range the run covers cannot sit at the start of that range (it
+    /// would split the run), so the missing blocks go right after the run, in clusters reserved with
+    /// it, and their own refcounts go to whichever block covers them (qcow2.txt allows a refcount
+    /// block anywhere).
+    /// </summary>
     private async ValueTask<long> AllocateContiguousLocked(int count, CancellationToken cancellationToken)
     {
-        var partial = new List<(long Host, int Count)>();
-        try
+        // Room for a block for every range the run and the room itself may touch.
+        long extra = 0;
+        for (long need = 2; need > extra;)
         {
-            while (true)
-            {
-                var (host, got) = await AllocateClustersLocked(count, cancellationToken);
-                if (got == count)
-                {
-                    return host;
-                }
+            extra = need;
+            need = ((count + extra + RefcountsPerBlock - 1) / RefcountsPerBlock) + 1;
+        }
 
-                // Too short a hole: keep it reserved while searching further, give it back afterwards.
-                partial.Add((host, got));
-            }
-        }
-        finally
+        // A new search is needed only after the refcount table grew into the run found; the table
+        // doubles each time, up to its maximum, so a few dozen searches at most.
+        for (int attempt = 0; attempt < 64; attempt++)
         {
-            foreach (var (host, got) in partial)
+            long start = await FindFreeRunLocked(count + extra, cancellationToken);
+            long firstBlock = start >> _refBlockBits;
+            long lastBlock = (start + count + extra - 1) >> _refBlockBits;
+            if (lastBlock >= _refcountTable.Length)
             {
-                for (int i = 0; i < got; i++)
+                await GrowRefcountTableLocked(lastBlock, cancellationToken);
+                continue;
+            }
+
+            var missing = new List<long>();
+            for (long blockIndex = firstBlock; blockIndex <= lastBlock; blockIndex++)
+            {
+                if (RefcountBlockOffset(blockIndex) == 0)
                 {
-                    await SetRefcountLocked((host >> _clusterBits) + i, 0, cancellationToken);
+                    missing.Add(blockIndex);
                 }
             }
+
+            long host = start << _clusterBits;
+            long used = count + missing.Count;
+            await CheckOverlapLocked(host, used << _clusterBits, Qcow2MetadataKind.None, "allocation of host clusters");
+            await EnsureFileSizeLocked(host + (used << _clusterBits), cancellationToken);
+            for (int j = 0; j < missing.Count; j++)
+            {
+                long blockOffset = (start + count + j) << _clusterBits;
+                await MakeRoomInRefcountCacheLocked(cancellationToken);
+                _refcountCache.Add(blockOffset, new byte[_clusterSize], dirty: true);
+                _refcountTable[missing[j]] = (ulong)blockOffset;
+                _metadata.AddRefcountBlock(blockOffset);
+                _refcountTableDirty = true;
+            }
+
+            for (long c = start; c < start + used; c++)
+            {
+                await SetRefcountLocked(c, 1, cancellationToken);
+            }
+
+            return host;
         }
+
+        throw BlockException.Corrupt($"qcow2 image '{FileName}': found no run of {count} free clusters that stays free; the refcounts are corrupt");
+    }
+
+    /// <summary>The first cluster, from the free cursor, of <paramref name="count"/> consecutive clusters whose refcount is 0.</summary>
+    private async ValueTask<long> FindFreeRunLocked(long count, CancellationToken cancellationToken)
+    {
+        // Past the clusters the refcount table covers every refcount is 0, so the search ends there at
+        // the latest.
+        long covered = (long)_refcountTable.Length << _refBlockBits;
+        long start = _freeCursor;
+        long run = 0;
+        for (long c = _freeCursor; c <= Math.Max(covered, _freeCursor) + count; c++)
+        {
+            if (await GetRefcountLocked(c, cancellationToken) != 0)
+            {
+                run = 0;
+                start = c + 1;
+                continue;
+            }
+
+            if (++run == count)
+            {
+                return start;
+            }
+        }
+
+        throw BlockException.Corrupt($"qcow2 image '{FileName}': found no run of {count} free clusters; the refcounts are corrupt");
     }
 
     private async ValueTask EnsureFileSizeLocked(long end, CancellationToken cancellationToken)
@@ -281,25 +357,34 @@ public sealed partial class Qcow2Node
         long entriesPerCluster = _clusterSize / 8;
         long area = oldEntries * perBlock;
         long newEntries = Math.Max(oldEntries * 2, neededIndex + 1);
-        long tableClusters;
+        long tableClusters = 0;
         long blocks = 1;
-        while (true)
+
+        // The new blocks must count themselves and the new table, and the table must have an entry for
+        // each new block. Both only grow and a block covers at least 64 clusters, so this settles in a
+        // few rounds; the bound is a guard.
+        bool settled = false;
+        for (int round = 0; round < 64 && !settled; round++)
         {
             tableClusters = (newEntries + entriesPerCluster - 1) / entriesPerCluster;
             long needBlocks = (blocks + tableClusters + perBlock - 1) / perBlock;
             if (needBlocks > blocks)
             {
                 blocks = needBlocks;
-                continue;
             }
-
-            if (newEntries < oldEntries + blocks)
+            else if (newEntries < oldEntries + blocks)
             {
                 newEntries = oldEntries + blocks;
-                continue;
             }
+            else
+            {
+                settled = true;
+            }
+        }
 
-            break;
+        if (!settled)
+        {
+            throw BlockException.Corrupt($"qcow2 image '{FileName}': no refcount table layout found for {newEntries} entries");
         }
 
         newEntries = tableClusters * entriesPerCluster;
@@ -310,6 +395,9 @@ public sealed partial class Qcow2Node
 
         long blocksOffset = area << _clusterBits;
         long tableOffset = (area + blocks) << _clusterBits;
+
+        // Nothing past the covered range can hold metadata (it would have no refcount).
+        await CheckOverlapLocked(blocksOffset, (blocks + tableClusters) << _clusterBits, Qcow2MetadataKind.None, "refcount table growth");
         await EnsureFileSizeLocked(tableOffset + (tableClusters * _clusterSize), cancellationToken);
         var newBlocks = new byte[blocks][];
         for (long j = 0; j < blocks; j++)
@@ -328,16 +416,16 @@ public sealed partial class Qcow2Node
         for (long j = 0; j < blocks; j++)
         {
             table[oldEntries + j] = (ulong)(blocksOffset + (j << _clusterBits));
-            await _file.WriteAsync(blocksOffset + (j << _clusterBits), newBlocks[j], WriteFlags.None, cancellationToken);
+            await WriteMetadataLocked(blocksOffset + (j << _clusterBits), newBlocks[j], Qcow2MetadataKind.None, cancellationToken);
         }
 
-        await _file.WriteAsync(tableOffset, SerializeTable(table, (int)(tableClusters * _clusterSize)), WriteFlags.None, cancellationToken);
+        await WriteMetadataLocked(tableOffset, SerializeTable(table, (int)(tableClusters * _clusterSize)), Qcow2MetadataKind.None, cancellationToken);
         await _file.FlushAsync(cancellationToken);
 
         var fields = new byte[12];
         BinaryPrimitives.WriteInt64BigEndian(fields, tableOffset);
         BinaryPrimitives.WriteInt32BigEndian(fields.AsSpan(8), (int)tableClusters);
-        await _file.WriteAsync(Qcow2Header.OffsetRefcountTable, fields, WriteFlags.None, cancellationToken);
+        await WriteMetadataLocked(Qcow2Header.OffsetRefcountTable, fields, Qcow2MetadataKind.Header, cancellationToken);
         await _file.FlushAsync(cancellationToken);
 
         long oldOffset = _header.RefcountTableOffset;
@@ -345,8 +433,10 @@ public sealed partial class Qcow2Node
         _refcountTable = table;
         _header.RefcountTableOffset = tableOffset;
         _header.RefcountTableClusters = (int)tableClusters;
+        _metadata.SetRefcountTable(tableOffset, tableClusters << _clusterBits);
         for (long j = 0; j < blocks; j++)
         {
+            _metadata.AddRefcountBlock(blocksOffset + (j << _clusterBits));
             await MakeRoomInRefcountCacheLocked(cancellationToken);
             _refcountCache.Add(blocksOffset + (j << _clusterBits), newBlocks[j], dirty: false);
         }

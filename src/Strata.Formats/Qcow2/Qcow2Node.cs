@@ -29,7 +29,7 @@ public sealed partial class Qcow2Node : IBlockNode
     private readonly int _refcountOrder;
     private readonly int _refBlockBits;
 
-    // Protects _l1, _l1Dirty*, _refcountTable, _refcountTableDirty, both caches, _inflight,
+    // Protects _l1, _l1Dirty*, _refcountTable, _refcountTableDirty, both caches, _metadata, _inflight,
     // _pendingFrees, _freeCursor, _size and the header fields. Never held across guest data I/O.
     private readonly SemaphoreSlim _metadataLock = new(1, 1);
     private readonly Qcow2MetadataCache<ulong[]> _l2Cache;
@@ -67,6 +67,7 @@ public sealed partial class Qcow2Node : IBlockNode
         _refBlockBits = _clusterBits + 3 - _refcountOrder;
         _l1 = l1;
         _refcountTable = refcountTable;
+        _metadata = MapMetadata(header, l1, refcountTable);
         _size = header.Size;
         _l2Cache = new Qcow2MetadataCache<ulong[]>(CacheBytes / _clusterSize);
         _refcountCache = new Qcow2MetadataCache<byte[]>(CacheBytes / 4 / _clusterSize);
@@ -277,7 +278,7 @@ public sealed partial class Qcow2Node : IBlockNode
                 // Autoclear bits describe extensions this driver does not keep up to date.
                 _header.AutoclearFeatures = 0;
                 var bytes = new byte[8];
-                await _file.WriteAsync(88, bytes, WriteFlags.None, cancellationToken);
+                await WriteMetadataLocked(88, bytes, Qcow2MetadataKind.Header, cancellationToken);
                 await _file.FlushAsync(cancellationToken);
             }
 
@@ -297,7 +298,7 @@ public sealed partial class Qcow2Node : IBlockNode
     {
         var bytes = new byte[8];
         BinaryPrimitives.WriteUInt64BigEndian(bytes, value);
-        await _file.WriteAsync(Qcow2Header.OffsetIncompatible, bytes, WriteFlags.None, cancellationToken);
+        await WriteMetadataLocked(Qcow2Header.OffsetIncompatible, bytes, Qcow2MetadataKind.Header, cancellationToken);
         await _file.FlushAsync(cancellationToken);
         _header.IncompatibleFeatures = value;
     }
@@ -331,11 +332,7 @@ public sealed partial class Qcow2Node : IBlockNode
         await _metadataLock.WaitAsync();
         try
         {
-            await WriteIncompatibleFeaturesAsync(_header.IncompatibleFeatures | Qcow2Features.IncompatibleCorrupt, CancellationToken.None);
-        }
-        catch (BlockException)
-        {
-            // The file itself fails: the in-memory flag still stops further writes.
+            await WriteCorruptBitLocked();
         }
         finally
         {
