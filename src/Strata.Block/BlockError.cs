@@ -11,4 +11,7 @@ public enum BlockError
 
     /// <summary>The image's metadata is inconsistent; the image is refused or switched to read-only.</summary>
     Corrupt,
+
+    /// <summary>Another user of the image holds what this one needs, or forbids it (docs/locking.md).</summary>
+    Locked,
 }
