@@ -17,6 +17,7 @@ public sealed class RawFileNode : IBlockNode
 {
     private readonly SafeFileHandle _handle;
     private readonly bool _direct;
+    private readonly ImageLockBytes _locks;
     private long _size;
     private bool _holesSupported = true;
 
@@ -36,6 +37,7 @@ public sealed class RawFileNode : IBlockNode
         FileName = path;
         _handle = handle;
         _direct = direct;
+        _locks = new ImageLockBytes(handle, path);
         _size = RandomAccess.GetLength(handle);
         Capabilities = (readOnly ? NodeCapabilities.ReadOnly : NodeCapabilities.None) | NodeCapabilities.Fua
             | NodeCapabilities.Discard | NodeCapabilities.WriteZeroes | NodeCapabilities.FastZero
@@ -286,6 +288,12 @@ public sealed class RawFileNode : IBlockNode
         Volatile.Write(ref _size, newSize);
         return ValueTask.CompletedTask;
     }
+
+    /// <summary>
+    /// Takes QEMU's lock bytes for <paramref name="permissions"/> on this open file (docs/locking.md).
+    /// A file holds none until then; closing it drops them.
+    /// </summary>
+    public void SetPermissions(NodePermissions permissions, PermissionCheck check) => _locks.Apply(permissions, check);
 
     /// <summary>The bytes the file occupies on its filesystem (qemu-img's "disk size").</summary>
     public long AllocatedBytes()
