@@ -20,6 +20,9 @@ public sealed partial class ImageLockInteropTests
         ["compare", "T", "O"], ["compare", "-U", "T", "O"],
         ["convert", "-O", "raw", "T", "X"], ["convert", "-U", "-O", "raw", "T", "X"],
         ["resize", "T", "8M"], ["rebase", "-u", "-b", "B", "-F", "qcow2", "T"], ["commit", "-d", "T"],
+
+        // Last: were the held image not refused, these would overwrite it.
+        ["convert", "-O", "qcow2", "O", "T"], ["create", "-f", "qcow2", "T", "4M"],
     ];
 
     /// <summary>qemu-io on the held image and on its backing file, for the holder comparison.</summary>
@@ -48,6 +51,7 @@ public sealed partial class ImageLockInteropTests
         }
 
         Assert.True(mismatches.Count == 0, $"holder writable={writable}:\n{string.Join('\n', mismatches)}");
+        await AssertUntouchedAsync(files);
     }
 
     [Theory]
@@ -76,6 +80,14 @@ public sealed partial class ImageLockInteropTests
             .Select(x => $"{x.c}: against qemu-storage-daemon {reference[x.i]}, against strata serve {found[x.i]}").ToList();
         Assert.True(mismatches.Count == 0, $"holder writable={writable}:\n{string.Join('\n', mismatches)}");
         Assert.Contains(reference, o => !o.Succeeded);
+        await AssertUntouchedAsync(files);
+    }
+
+    /// <summary>The held image is still the overlay of its backing file: no refused command overwrote it.</summary>
+    private static async Task AssertUntouchedAsync(ImageSet files)
+    {
+        var info = (await Peer.RunAsync("qemu-img", "info", "-U", "--output=json", files.Top)).EnsureSuccess();
+        Assert.Contains($"\"backing-filename\": \"{files.Base}\"", info.Stdout);
     }
 
     private static async Task<List<Outcome>> RunQemuToolsAsync(ImageSet files)
