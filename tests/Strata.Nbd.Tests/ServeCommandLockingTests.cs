@@ -52,8 +52,27 @@ public sealed class ServeCommandLockingTests
 
         using var serve = ServeProcess.Start(folder.Path, null, "--drive", $"id=d,file={image},format={format}", "--nbd", $"unix:{folder.File("s.sock")}");
         Assert.Equal(1, await ExitOrServeAsync(serve, folder.File("s.sock")));
-        Assert.Contains($"{expected}. Is another process using the image [{image}]?", serve.Error);
+        Assert.Contains($"{expected}. Is another process using the image [{image}]? (qemu-storage-daemon, pid ", serve.Error);
         Assert.Single(serve.Error.Trim().Split('\n'));
+    }
+
+    [Fact]
+    public async Task ImgInfoOfAServedImageIsRefusedAsQemuImgInfoIsAndWorksWithForceShare()
+    {
+        using var folder = new TempFolder("lock");
+        string image = folder.File("disk.qcow2");
+        await Tool.CheckAsync("qemu-img", "create", "-q", "-f", "qcow2", image, Size);
+        using var serve = ServeProcess.Start(folder.Path, null, "--drive", $"id=d,file={image}", "--nbd", $"unix:{folder.File("s.sock")}");
+        await serve.WaitForFileAsync(folder.File("s.sock"));
+
+        var theirs = await Tool.RunAsync("qemu-img", "info", image);
+        var ours = await Peer.StrataAsync("img", "info", image);
+        Assert.Contains("Failed to get shared \"write\" lock", theirs.StandardError);
+        Assert.Equal(1, ours.ExitCode);
+        Assert.Equal($"strata img: Could not open '{image}': Failed to get shared \"write\" lock. Is another process using the image [{image}]? (dotnet, pid {serve.Id} holds it)",
+            ours.Stderr.Trim());
+        Assert.Contains("virtual size: 8 MiB", (await Peer.StrataAsync("img", "info", "-U", image)).EnsureSuccess().Stdout);
+        Assert.Contains("virtual size: 8 MiB", (await Peer.StrataAsync("img", "info", "--force-share", image)).EnsureSuccess().Stdout);
     }
 
     [Fact]

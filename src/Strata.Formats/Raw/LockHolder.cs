@@ -12,7 +12,7 @@ internal static class LockHolder
 {
     private const int MaxFilesScanned = 100_000;
 
-    /// <summary>"qemu-storage-d, pid 4242" (the command name as ps shows it), or null when it cannot be told.</summary>
+    /// <summary>"qemu-storage-daemon, pid 4242", or null when it cannot be told.</summary>
     public static string? Describe(SafeFileHandle handle, long offset)
     {
         string self = ((int)handle.DangerousGetHandle()).ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -46,13 +46,19 @@ internal static class LockHolder
 
                 if (Locks(Read(info)).Any(l => l.File == file && l.Start <= offset && offset <= l.End))
                 {
-                    string name = Read(Path.Combine(process, "comm")).FirstOrDefault() ?? "?";
-                    return pid == Environment.ProcessId ? $"this process, pid {pid}" : $"{name}, pid {pid}";
+                    return pid == Environment.ProcessId ? $"this process, pid {pid}" : $"{Name(process)}, pid {pid}";
                 }
             }
         }
 
         return null;
+    }
+
+    /// <summary>The program's file name (argv[0]); the command name, cut at 15 characters, when that is not readable.</summary>
+    private static string Name(string process)
+    {
+        string program = string.Concat(Read(Path.Combine(process, "cmdline"))).Split('\0')[0];
+        return program.Length > 0 ? Path.GetFileName(program) : Read(Path.Combine(process, "comm")).FirstOrDefault() ?? "?";
     }
 
     private static IEnumerable<(string File, long Start, long End)> Locks(IEnumerable<string> fdinfo)
