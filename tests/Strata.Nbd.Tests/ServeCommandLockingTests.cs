@@ -61,9 +61,7 @@ public sealed class ServeCommandLockingTests
     {
         using var folder = new TempFolder("lock");
         string image = folder.File("disk.qcow2");
-        await Tool.CheckAsync("qemu-img", "create", "-q", "-f", "qcow2", image, Size);
-        using var serve = ServeProcess.Start(folder.Path, null, "--drive", $"id=d,file={image}", "--nbd", $"unix:{folder.File("s.sock")}");
-        await serve.WaitForFileAsync(folder.File("s.sock"));
+        using var serve = await ServeNewImageAsync(folder, image, "qcow2");
 
         var theirs = await Tool.RunAsync("qemu-img", "info", image);
         var ours = await Peer.StrataAsync("img", "info", image);
@@ -80,9 +78,7 @@ public sealed class ServeCommandLockingTests
     {
         using var folder = new TempFolder("lock");
         string image = folder.File("disk.img");
-        await Tool.CheckAsync("qemu-img", "create", "-q", "-f", "raw", image, Size);
-        using var serve = ServeProcess.Start(folder.Path, null, "--drive", $"id=d,file={image},format=raw", "--nbd", $"unix:{folder.File("s.sock")}");
-        await serve.WaitForFileAsync(folder.File("s.sock"));
+        using var serve = await ServeNewImageAsync(folder, image, "raw");
 
         var write = await Tool.RunAsync("qemu-io", "-f", "raw", "-c", "write 0 4k", image);
         Assert.NotEqual(0, write.ExitCode);
@@ -125,6 +121,23 @@ public sealed class ServeCommandLockingTests
         Assert.Equal(0, await serve.WaitForExitAsync());
         await Tool.CheckAsync("qemu-io", "-c", "write -P 7 0 4k", overlay);
         await Tool.CheckAsync("qemu-io", "-c", "write -P 7 0 4k", image);
+    }
+
+    /// <summary>Creates <paramref name="image"/> with qemu-img and serves it writable as drive "d" on s.sock; returns once it serves.</summary>
+    private static async Task<ServeProcess> ServeNewImageAsync(TempFolder folder, string image, string format)
+    {
+        await Tool.CheckAsync("qemu-img", "create", "-q", "-f", format, image, Size);
+        var serve = ServeProcess.Start(folder.Path, null, "--drive", $"id=d,file={image},format={format}", "--nbd", $"unix:{folder.File("s.sock")}");
+        try
+        {
+            await serve.WaitForFileAsync(folder.File("s.sock"));
+            return serve;
+        }
+        catch
+        {
+            serve.Dispose();
+            throw;
+        }
     }
 
     /// <summary>
