@@ -11,7 +11,7 @@ namespace Strata.Nbd.Tests;
 /// </summary>
 public sealed partial class ImageLockInteropTests
 {
-    /// <summary>Commands as both tools spell them: T is the held image, B its backing file, O another image, X an output.</summary>
+    /// <summary>Commands as both tools spell them: T is the held image, B its backing file, O another image, X and N outputs.</summary>
     private static readonly string[][] ImgCommands =
     [
         ["info", "T"], ["info", "-U", "T"], ["info", "B"],
@@ -20,6 +20,9 @@ public sealed partial class ImageLockInteropTests
         ["compare", "T", "O"], ["compare", "-U", "T", "O"],
         ["convert", "-O", "raw", "T", "X"], ["convert", "-U", "-O", "raw", "T", "X"],
         ["resize", "T", "8M"], ["rebase", "-u", "-b", "B", "-F", "qcow2", "T"], ["commit", "-d", "T"],
+
+        // A new overlay on the held image takes its size from it: read whoever holds it.
+        ["create", "-f", "qcow2", "-b", "T", "-F", "qcow2", "N"],
 
         // Last: were the held image not refused, these would overwrite it.
         ["convert", "-O", "qcow2", "O", "T"], ["create", "-f", "qcow2", "T", "4M"],
@@ -109,7 +112,7 @@ public sealed partial class ImageLockInteropTests
     /// <summary>A qcow2 image on a qcow2 backing file, and an unrelated qcow2 image, made by qemu-img.</summary>
     private static async Task<ImageSet> ImagesAsync(TempFolder folder)
     {
-        var files = new ImageSet(folder.File("top.qcow2"), folder.File("base.qcow2"), folder.File("other.qcow2"), folder.File("out.img"));
+        var files = new ImageSet(folder.File("top.qcow2"), folder.File("base.qcow2"), folder.File("other.qcow2"), folder.File("out.img"), folder.File("new.qcow2"));
         (await Peer.RunAsync("qemu-img", "create", "-q", "-f", "qcow2", files.Base, "4M")).EnsureSuccess();
         (await Peer.RunAsync("qemu-img", "create", "-q", "-f", "qcow2", "-b", files.Base, "-F", "qcow2", files.Top)).EnsureSuccess();
         (await Peer.RunAsync("qemu-img", "create", "-q", "-f", "qcow2", files.Other, "4M")).EnsureSuccess();
@@ -130,9 +133,9 @@ public sealed partial class ImageLockInteropTests
     [GeneratedRegex("""Failed to get (shared )?"[a-z ]+" lock""")]
     private static partial Regex LockPhrase();
 
-    private sealed record ImageSet(string Top, string Base, string Other, string Output)
+    private sealed record ImageSet(string Top, string Base, string Other, string Output, string NewImage)
     {
-        public string[] Expand(string[] command) => [.. command.Select(a => a switch { "T" => Top, "B" => Base, "O" => Other, "X" => Output, _ => a })];
+        public string[] Expand(string[] command) => [.. command.Select(a => a switch { "T" => Top, "B" => Base, "O" => Other, "X" => Output, "N" => NewImage, _ => a })];
     }
 
     /// <summary>What a run came to: success, or failure and the lock it names (none when it failed for another reason).</summary>
