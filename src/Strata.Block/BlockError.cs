@@ -14,4 +14,7 @@ public enum BlockError
 
     /// <summary>The request is refused on principle, not for lack of access (a guest write that would change how its image is probed).</summary>
     PermissionDenied,
+
+    /// <summary>Another user of the image holds what this one needs, or forbids it (docs/locking.md).</summary>
+    Locked,
 }

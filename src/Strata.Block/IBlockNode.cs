@@ -55,4 +55,23 @@ public interface IBlockNode : IAsyncDisposable
 
     /// <summary>Changes the virtual size. Drivers that cannot shrink throw <see cref="BlockError.NotSupported"/>.</summary>
     ValueTask ResizeAsync(long newSize, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Takes what this node's user does with the image and forbids other users what it does not share
+    /// (QEMU's permissions, docs/locking.md): a file takes QEMU's lock bytes, so other processes,
+    /// Strata's and QEMU's, see them. A node with no locks (memory, a store with no lock service)
+    /// accepts anything: that is the default.
+    /// </summary>
+    /// <remarks>
+    /// Contract: a format node passes the permissions on to its file as its metadata needs them
+    /// (<see cref="NodePermissions.ForMetadataFile"/>) and leaves its backing node alone: whoever
+    /// attaches a backing node sets that node's permissions (<see cref="NodePermissions.ForBacking"/>).
+    /// A change that only gives permissions up never fails. One that gains a permission fails with
+    /// <see cref="BlockError.Locked"/> when another user holds what this one forbids or forbids what it
+    /// takes, and then changes nothing. Fast (lock bookkeeping, no waiting), so it may run under a
+    /// drain; may run while requests are in flight, never concurrently with itself.
+    /// </remarks>
+    void SetPermissions(NodePermissions permissions, PermissionCheck check)
+    {
+    }
 }

@@ -39,10 +39,12 @@ public sealed partial class Drive
             {
                 if (parentOfTop is Qcow2Node parent)
                 {
-                    // A middle layer was merged: the layer above it now reads from the base.
+                    // A middle layer was merged: the layer above it now reads from the base, which
+                    // is a frozen backing file again (docs/locking.md).
                     string? name = writableBase.FileName is { } f ? Path.GetFullPath(f) : null;
                     await parent.ChangeBackingFileAsync(name, writableBase.DriverName);
                     parent.AttachBacking(writableBase);
+                    writableBase.SetPermissions(BackingPermissions, PermissionCheck.Conflicts);
                 }
 
                 // Close the merged layers, from the top down to just above the base, keeping the base.
@@ -62,17 +64,32 @@ public sealed partial class Drive
                     await more(drain);
                 }
             },
+            OnAbort = async drain =>
+            {
+                // The drive stays on the top: the base is a frozen backing file again.
+                writableBase.SetPermissions(BackingPermissions, PermissionCheck.Conflicts);
+                if (options.OnAbort is { } more)
+                {
+                    await more(drain);
+                }
+            },
         });
     }
 
+    /// <summary>What an image below the top holds: reads, and forbids other writers and resizers.</summary>
+    private static NodePermissions BackingPermissions => NodePermissions.Writer.ForBacking();
+
     /// <summary>
-    /// Returns a read-write node for <paramref name="node"/>'s image: itself when it already is, else
-    /// a new read-write instance swapped into the chain under a drain (the read-only one is closed).
+    /// Returns a read-write node for <paramref name="node"/>'s image, holding it for writing (docs/locking.md):
+    /// itself when it already is read-write, else a new read-write instance swapped into the chain
+    /// under a drain (the read-only one is closed). Refused, with nothing changed, while another
+    /// process uses the image in a way a writer forbids.
     /// </summary>
     private async Task<IBlockNode> MakeWritableAsync(IBlockNode node, CancellationToken cancellationToken)
     {
         if ((node.Capabilities & NodeCapabilities.ReadOnly) == 0)
         {
+            node.SetPermissions(NodePermissions.Writer, PermissionCheck.Conflicts);
             return node;
         }
 
@@ -83,8 +100,23 @@ public sealed partial class Drive
 
         var parent = ParentOf(node) as Qcow2Node
             ?? throw BlockException.NotSupported($"'{file}' cannot be reopened read-write here");
-        var writable = await ImageOpener.ReopenWritableAsync(node, Spec.Direct, cancellationToken);
-        using (var drain = await Gate.DrainAsync(cancellationToken))
+
+        // The new open takes over the locks of the old one, which holds the image until it is closed.
+        var writable = await ImageOpener.ReopenWritableAsync(node, BackingPermissions, NodePermissions.Writer,
+            new ImageOpenOptions { Direct = Spec.Direct }, cancellationToken);
+        RequestGate.Drain drain;
+        try
+        {
+            drain = await Gate.DrainAsync(cancellationToken);
+        }
+        catch
+        {
+            await writable.DisposeAsync();
+            node.SetPermissions(BackingPermissions, PermissionCheck.Skip);
+            throw;
+        }
+
+        using (drain)
         {
             if (writable is Qcow2Node q && node is Qcow2Node old)
             {

@@ -241,8 +241,12 @@ public static class ImageCreator
                     backingFormat ??= await ImageOpener.ProbeFormatAsync(backingPath, cancellationToken);
                     if (size is null)
                     {
-                        await using var backing = await ImageOpener.OpenAsync(backingPath,
-                            new ImageOpenOptions { Format = backingFormat, ReadOnly = true, OpenBacking = false }, cancellationToken);
+                        // Only its size is read, whoever uses it: no permission, everything shared, as
+                        // qemu-img create opens it (bdrv_img_create: force-share, no I/O).
+                        await using var backing = await ImageOpener.OpenAsync(backingPath, new ImageOpenOptions
+                        {
+                            Format = backingFormat, ReadOnly = true, OpenBacking = false, Permissions = NodePermissions.None, ForceShare = true,
+                        }, cancellationToken);
                         size = backing.Size;
                     }
                 }

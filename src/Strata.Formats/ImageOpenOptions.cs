@@ -1,3 +1,5 @@
+using Strata.Block;
+
 namespace Strata.Formats;
 
 public sealed record ImageOpenOptions
@@ -21,4 +23,24 @@ public sealed record ImageOpenOptions
 
     /// <summary>Longest backing chain accepted; deeper chains (or loops) are refused.</summary>
     public int MaxChainDepth { get; init; } = 64;
+
+    /// <summary>
+    /// What the image's user does with it and lets others do (docs/locking.md). The image's format
+    /// adds what its metadata needs of its file, and each backing file gets
+    /// <see cref="NodePermissions.ForBacking"/>. Null: <see cref="NodePermissions.Reader"/> when
+    /// <see cref="ReadOnly"/>, else <see cref="NodePermissions.Writer"/>.
+    /// </summary>
+    public NodePermissions? Permissions { get; init; }
+
+    /// <summary>
+    /// qemu-img's -U: every image opened read-only (the image itself when <see cref="ReadOnly"/>, and
+    /// its backing chain) shares everything and so opens whatever others hold.
+    /// </summary>
+    public bool ForceShare { get; init; }
+
+    /// <summary>
+    /// Take the image's locks without looking for conflicts: only for
+    /// <see cref="ImageOpener.ReopenWritableAsync"/>, which took and checked them on the open it replaces.
+    /// </summary>
+    internal bool TakeOverLocks { get; init; }
 }

@@ -43,24 +43,6 @@ public static class ImageOpener
     }
 
     /// <summary>
-    /// Opens the image behind <paramref name="node"/> again, read-write and without its backing chain,
-    /// the way it was first opened: the same format, and a probed raw image stays guarded
-    /// (<see cref="ProbedRawNode"/>), so a merge into it cannot give it a header either.
-    /// </summary>
-    public static ValueTask<IBlockNode> ReopenWritableAsync(IBlockNode node, bool direct, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(node);
-        string file = node.FileName ?? throw BlockException.NotSupported("the image has no file to reopen read-write");
-        var options = new ImageOpenOptions
-        {
-            Format = node is ProbedRawNode ? null : node.DriverName,
-            OpenBacking = false,
-            Direct = direct,
-        };
-        return OpenAsync(file, options, cancellationToken);
-    }
-
-    /// <summary>
     /// Where a backing file name recorded in <paramref name="overlayPath"/> points: absolute names as
     /// they are, relative names against the overlay's folder (as QEMU does).
     /// </summary>
@@ -77,11 +59,60 @@ public static class ImageOpener
         return Path.GetFullPath(Path.Combine(folder, backingName));
     }
 
+    /// <summary>
+    /// Opens <paramref name="node"/>'s image again, read-write, holding <paramref name="permissions"/>,
+    /// with no moment at which neither open holds the image (docs/locking.md). The permissions are
+    /// taken and checked on <paramref name="node"/>'s own open first, where its own locks cannot look
+    /// like a stranger's, then copied to the new open unchecked, as QEMU moves its locks to a reopened
+    /// file (file-posix.c, raw_check_perm). The backing chain is not opened: the caller moves
+    /// <paramref name="node"/>'s over, swaps the new node in and closes <paramref name="node"/>. On
+    /// failure <paramref name="node"/> is given back <paramref name="current"/>, its permissions before.
+    /// The new open is made the way the first was: the same format, and a probed raw image stays
+    /// guarded (<see cref="ProbedRawNode"/>), so a merge into it cannot give it a header either.
+    /// </summary>
+    public static async ValueTask<IBlockNode> ReopenWritableAsync(IBlockNode node, NodePermissions current, NodePermissions permissions,
+        ImageOpenOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        ArgumentNullException.ThrowIfNull(options);
+        string file = node.FileName ?? throw BlockException.NotSupported($"a {node.DriverName} node has no file to reopen read-write");
+        node.SetPermissions(permissions, PermissionCheck.Conflicts);
+        try
+        {
+            return await OpenAsync(file, options with
+            {
+                Format = node is ProbedRawNode ? null : node.DriverName,
+                ReadOnly = false,
+                OpenBacking = false,
+                Permissions = permissions,
+                ForceShare = false,
+                TakeOverLocks = true,
+            }, cancellationToken);
+        }
+        catch
+        {
+            node.SetPermissions(current, PermissionCheck.Skip);
+            throw;
+        }
+    }
+
     public static void CheckFormatName(string format)
     {
         if (format is not (Raw or Qcow2Format))
         {
             throw BlockException.Invalid($"Unknown driver '{format}' (supported: raw, qcow2)");
+        }
+    }
+
+    private static void TakeLocks(RawFileNode file, NodePermissions permissions, string path, ImageOpenOptions options)
+    {
+        try
+        {
+            file.SetPermissions(permissions, options.TakeOverLocks ? PermissionCheck.Skip : PermissionCheck.Conflicts);
+        }
+        catch (BlockException e)
+        {
+            throw new BlockException(e.Error, $"Could not open '{path}': {e.Message}", e);
         }
     }
 
@@ -98,8 +129,14 @@ public static class ImageOpener
             throw BlockException.Invalid($"Backing chain of '{path}' is deeper than {options.MaxChainDepth} images");
         }
 
+        var permissions = options.Permissions ?? (options.ReadOnly ? NodePermissions.Reader : NodePermissions.Writer);
+        if (options.ForceShare && options.ReadOnly)
+        {
+            permissions = permissions.WithForceShare();
+        }
+
         // With cache=none every file of the chain is opened with O_DIRECT; the file node aligns the
-        // probe's 4-byte read and qcow2's metadata I/O itself.
+        // probe's read and qcow2's metadata I/O itself.
         var file = RawFileNode.Open(path, options.ReadOnly, options.Direct);
         try
         {
@@ -107,10 +144,16 @@ public static class ImageOpener
             CheckFormatName(format);
             if (format == Raw)
             {
+                // A raw image is its file: the user's permissions are the file's (QEMU's raw format
+                // passes them through to its file child).
+                TakeLocks(file, permissions, path, options);
+
                 // A guessed raw stays raw: its first sector may not be made to look like a format.
                 return options.Format is null ? new ProbedRawNode(file) : file;
             }
 
+            // Locked before the image is opened: a read-write open writes the header.
+            TakeLocks(file, permissions.ForMetadataFile(!options.ReadOnly), path, options);
             var image = options.Repair && !options.ReadOnly
                 ? await Qcow2Node.OpenForRepairAsync(file, cancellationToken)
                 : await Qcow2Node.OpenAsync(file, options.ReadOnly, cancellationToken);
@@ -122,7 +165,13 @@ public static class ImageOpener
                 {
                     string backingPath = ResolveBackingPath(path, backingName);
                     // The recorded format is trusted; only an image that records none is probed.
-                    var backingOptions = options with { Format = info.BackingFormat, ReadOnly = true };
+                    var backingOptions = options with
+                    {
+                        Format = info.BackingFormat,
+                        ReadOnly = true,
+                        Permissions = permissions.ForBacking(),
+                        TakeOverLocks = false,
+                    };
                     try
                     {
                         image.AttachBacking(await OpenAsync(backingPath, backingOptions, seen, cancellationToken));

@@ -111,7 +111,7 @@ public sealed class ProbedRawNodeTests
         using var dir = new TempFolder("probe");
         string image = CreateRaw(dir);
         await using var probed = await ImageOpener.OpenAsync(image, new ImageOpenOptions { ReadOnly = true });
-        await using var writable = await ImageOpener.ReopenWritableAsync(probed, direct: false);
+        await using var writable = await ImageOpener.ReopenWritableAsync(probed, NodePermissions.Reader, NodePermissions.Writer, new ImageOpenOptions());
         var e = await Assert.ThrowsAsync<BlockException>(async () => await writable.WriteAsync(0, Qcow2Header()));
         Assert.Equal(BlockError.PermissionDenied, e.Error);
     }

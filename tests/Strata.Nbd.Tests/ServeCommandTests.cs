@@ -195,7 +195,10 @@ public sealed class ServeCommandTests
         var options = new DaemonOptions { Drives = [new DriveSpec("d", image)], NbdEndpoints = [NbdEndpoint.Unix(socket)] };
         await using var first = new StorageDaemon(options);
         await first.StartAsync();
-        await using var second = new StorageDaemon(options);
+        // Another image, or the first daemon's lock on this one would refuse the second first.
+        string other = folder.File("other.img");
+        await Tool.CheckAsync("truncate", "-s", $"{Size}", other);
+        await using var second = new StorageDaemon(options with { Drives = [new DriveSpec("d", other)] });
         var e = await Assert.ThrowsAsync<IOException>(() => second.StartAsync());
         Assert.Contains("in use", e.Message);
         await using var client = await NbdClient.ConnectAsync(NbdEndpoint.Unix(socket), "d");

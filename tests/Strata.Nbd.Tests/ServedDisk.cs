@@ -8,7 +8,8 @@ namespace Strata.Nbd.Tests;
 
 /// <summary>
 /// A raw image served by an in-process <see cref="StorageDaemon"/> on a unix socket in a temp folder:
-/// export "disk" (read-write) and "ro" (the same file, read-only).
+/// export "disk" (read-write) and "ro" (another file of the same size, read-only: an image served
+/// read-write is locked against other users, the daemon's own other drives included).
 /// </summary>
 public sealed class ServedDisk : IAsyncDisposable
 {
@@ -43,10 +44,16 @@ public sealed class ServedDisk : IAsyncDisposable
         }
 
         prepare?.Invoke(image);
+        string readOnlyImage = folder.File("ro.img");
+        using (var file = File.Create(readOnlyImage))
+        {
+            file.SetLength(size);
+        }
+
         string socket = folder.File("nbd.sock");
         var daemon = new StorageDaemon(new DaemonOptions
         {
-            Drives = [new DriveSpec("disk", image, "raw"), new DriveSpec("ro", image, "raw", ReadOnly: true)],
+            Drives = [new DriveSpec("disk", image, "raw"), new DriveSpec("ro", readOnlyImage, "raw", ReadOnly: true)],
             NbdEndpoints = [NbdEndpoint.Unix(socket)],
             Nbd = nbd ?? new NbdServerOptions(),
         });

@@ -9,7 +9,7 @@ public static class CheckCommand
     /// <summary>qemu-img's status when the format has nothing to check (raw).</summary>
     public const int NotSupported = 63;
 
-    private const string Synopsis = "check [-f FMT] [-r leaks|all] [--output=human|json] [-q] FILE";
+    private const string Synopsis = "check [-f FMT] [-r leaks|all] [--output=human|json] [-q] [-U] FILE";
 
     private static readonly ArgParser Parser = new("f:r:qU", "output=", "repair=", "force-share");
 
@@ -23,6 +23,8 @@ public static class CheckCommand
                 + "is checked again after the repair."),
             ("--output=human|json", "Text (default) or JSON with qemu-img's keys."),
             ("-q", "Quiet: print nothing but errors."),
+            ("-U, --force-share", "Check the image even while another process writes it (the result may then\n"
+                + "be wrong). Not with -r."),
         ],
         "0 no inconsistency, 1 the check could not be completed (or an error), 2 corruptions found,\n"
         + "3 leaks found (and no corruption), 63 the format does not support checks (raw)."), RunAsync);
@@ -45,7 +47,13 @@ public static class CheckCommand
         }
 
         string file = parsed.Positionals[0];
-        var node = await ImgContext.OpenAsync(file, parsed.Get("f"), readOnly: repair == Qcow2RepairMode.None, openBacking: false);
+        bool forceShare = ImgContext.ForceShare(parsed);
+        if (forceShare && repair != Qcow2RepairMode.None)
+        {
+            throw new CliException($"Could not open '{file}': force-share=on can only be used with read-only images");
+        }
+
+        var node = await ImgContext.OpenAsync(file, parsed.Get("f"), readOnly: repair == Qcow2RepairMode.None, openBacking: false, forceShare: forceShare);
         try
         {
             if (node is not Qcow2Node image)

@@ -1,3 +1,4 @@
+using Strata.Formats;
 using Strata.Formats.Qcow2;
 
 namespace Strata.Cli.Img;
@@ -48,7 +49,8 @@ public static class CommitCommand
     public static async Task CommitAsync(string topPath, string? format, string? basePath, bool drop, Action<double> progress)
     {
         ArgumentNullException.ThrowIfNull(progress);
-        await using var top = await ImgContext.OpenAsync(topPath, format, readOnly: drop);
+        // qemu-img commit holds the top for writing even when it will not empty it.
+        await using var top = await ImgContext.OpenAsync(topPath, format, readOnly: drop, permissions: ImgContext.Writing);
         if (top.Backing is null)
         {
             throw new CliException("Image does not have a backing file");
@@ -71,9 +73,10 @@ public static class CommitCommand
             }
         }
 
-        // The chain below the top is open read-only; the base gets a writable handle of its own. The
-        // read-only one is consulted only for runs the copy skips (those at or below the base).
-        await using (var target = await ImgContext.OpenAsync(baseNode.FileName!, baseNode.DriverName, readOnly: false))
+        // The chain below the top is open read-only; the base gets a writable handle of its own, which
+        // takes over the read-only one's locks (docs/locking.md). The read-only one is consulted only
+        // for runs the copy skips (those at or below the base).
+        await using (var target = await ImageOpener.ReopenWritableAsync(baseNode, ImgContext.Writing.ForBacking(), ImgContext.Writing, new ImageOpenOptions()))
         {
             if (target.Size < top.Size)
             {

@@ -13,7 +13,7 @@ public static class CompareCommand
 
     private const int Chunk = 2 * 1024 * 1024;
 
-    private const string Synopsis = "compare [-f FMT] [-F FMT] [-s] [-q] [-p] FILE1 FILE2";
+    private const string Synopsis = "compare [-f FMT] [-F FMT] [-s] [-q] [-p] [-U] FILE1 FILE2";
 
     private static readonly ArgParser Parser = new("f:F:sqpU", "force-share");
 
@@ -29,6 +29,7 @@ public static class CompareCommand
                 + "differ."),
             ("-q", "Quiet: print nothing but errors."),
             ("-p", "Accepted for compatibility; no progress is shown."),
+            ("-U, --force-share", "Open the images even while another process writes them."),
         ],
         "0 the images are identical, 1 they differ, 2 an error occurred (such as a file that cannot\nbe opened)."), RunAsync);
 
@@ -44,8 +45,9 @@ public static class CompareCommand
 
         try
         {
-            await using var a = await ImgContext.OpenAsync(parsed.Positionals[0], parsed.Get("f"), readOnly: true);
-            await using var b = await ImgContext.OpenAsync(parsed.Positionals[1], parsed.Get("F"), readOnly: true);
+            bool forceShare = ImgContext.ForceShare(parsed);
+            await using var a = await ImgContext.OpenAsync(parsed.Positionals[0], parsed.Get("f"), readOnly: true, forceShare: forceShare);
+            await using var b = await ImgContext.OpenAsync(parsed.Positionals[1], parsed.Get("F"), readOnly: true, forceShare: forceShare);
             return await CompareAsync(a, b, strict, context);
         }
         catch (Exception e) when (e is BlockException or CliException or IOException)

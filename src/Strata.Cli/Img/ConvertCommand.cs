@@ -6,7 +6,7 @@ namespace Strata.Cli.Img;
 /// <summary><c>strata img convert</c>: copy an image (its whole chain) into a new raw or qcow2 image.</summary>
 public static class ConvertCommand
 {
-    private const string Synopsis = "convert [-p] [-q] [-n] [-f FMT] -O OUTPUT_FMT [-o OPTIONS] [-B BACKING] SRC DST";
+    private const string Synopsis = "convert [-p] [-q] [-n] [-U] [-f FMT] -O OUTPUT_FMT [-o OPTIONS] [-B BACKING] SRC DST";
 
     private static readonly ArgParser Parser = new("pqnf:O:o:B:cm:Wt:T:S:U", "force-share");
 
@@ -24,9 +24,14 @@ public static class ConvertCommand
             ("-n", "DST exists already: do not create it; zero runs are written as zeroes."),
             ("-p", "Show progress."),
             ("-q", "Quiet: print nothing but errors."),
+            ("-U, --force-share", "Read SRC even while another process writes it (the copy may then be\n"
+                + "inconsistent). Without it SRC must not be written meanwhile, as with qemu-img."),
             ("-m N, -W, -t CACHE, -T CACHE, -S SIZE", "Accepted for compatibility with qemu-img; no effect."),
         ],
         "0 on success, 1 on any error."), RunAsync);
+
+    /// <summary>qemu-img convert's source: it reads, and nobody may write what it copies (BDRV_O_NO_SHARE).</summary>
+    private static NodePermissions SourcePermissions { get; } = new(BlockPermissions.ConsistentRead, BlockPermissions.ConsistentRead | BlockPermissions.WriteUnchanged);
 
     private static async Task<int> RunAsync(IReadOnlyList<string> args, ImgContext context)
     {
@@ -57,13 +62,15 @@ public static class ConvertCommand
 
         string sourcePath = parsed.Positionals[0];
         string targetPath = parsed.Positionals[1];
-        await using var source = await ImgContext.OpenAsync(sourcePath, parsed.Get("f"), readOnly: true);
+        await using var source = await ImgContext.OpenAsync(sourcePath, parsed.Get("f"), readOnly: true, permissions: SourcePermissions,
+            forceShare: ImgContext.ForceShare(parsed));
         bool create = !parsed.Has("n");
         if (create)
         {
             try
             {
                 var plan = await ImageCreator.PlanAsync(targetPath, format, source.Size, null, null, options);
+                await using var held = await ImgContext.HoldForCreateAsync(targetPath);
                 await ImageCreator.CreateAsync(plan);
             }
             catch (BlockException e)

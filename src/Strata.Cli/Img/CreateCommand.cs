@@ -72,6 +72,7 @@ public static class CreateCommand
         {
             var plan = await ImageCreator.PlanAsync(file, format, size, parsed.Get("b"), backingFormat, options);
             context.Say($"Formatting '{file}', {plan.Description}");
+            await using var held = await ImgContext.HoldForCreateAsync(file);
             await ImageCreator.CreateAsync(plan);
         }
         catch (Block.BlockException e)

@@ -29,9 +29,13 @@ public sealed record ImageFacts
         : Path.GetDirectoryName(FileName) is { Length: > 0 } folder ? folder + "/" + BackingFile
         : BackingFile;
 
-    public static async ValueTask<ImageFacts> ReadAsync(string path, string? format)
+    /// <summary>
+    /// Reads one image's facts. Like qemu-img info, it reads no data, so it takes no permission on
+    /// the image; a qcow2 image still forbids other writers of its file while its header is read.
+    /// </summary>
+    public static async ValueTask<ImageFacts> ReadAsync(string path, string? format, bool forceShare = false)
     {
-        var node = await ImgContext.OpenAsync(path, format, readOnly: true, openBacking: false);
+        var node = await ImgContext.OpenAsync(path, format, readOnly: true, openBacking: false, permissions: NodePermissions.None, forceShare: forceShare);
         try
         {
             var file = node switch
@@ -56,7 +60,7 @@ public sealed record ImageFacts
     }
 
     /// <summary>The image and, when asked, every image below it (each opened alone, as info needs no data).</summary>
-    public static async ValueTask<List<ImageFacts>> ReadChainAsync(string path, string? format, bool wholeChain)
+    public static async ValueTask<List<ImageFacts>> ReadChainAsync(string path, string? format, bool wholeChain, bool forceShare = false)
     {
         var chain = new List<ImageFacts>();
         var seen = new HashSet<string>();
@@ -70,7 +74,7 @@ public sealed record ImageFacts
             ImageFacts facts;
             try
             {
-                facts = await ReadAsync(path, format);
+                facts = await ReadAsync(path, format, forceShare);
             }
             catch (BlockException e) when (chain.Count > 0)
             {

@@ -1,6 +1,7 @@
 using System.Globalization;
 using Strata.Block;
 using Strata.Formats;
+using Strata.Formats.Raw;
 
 namespace Strata.Cli.Img;
 
@@ -23,8 +24,22 @@ public sealed class ImgContext(TextWriter output, TextWriter error)
         }
     }
 
-    /// <summary>Opens an image (and by default its backing chain, read-only).</summary>
-    public static async ValueTask<IBlockNode> OpenAsync(string path, string? format, bool readOnly, bool openBacking = true, bool direct = false)
+    /// <summary>
+    /// What a qemu-img command that reads an image asks of it: consistent reads, everything shared
+    /// (blk_new_open). A qcow2 image still forbids other writers of its file (docs/locking.md).
+    /// </summary>
+    public static NodePermissions Reading { get; } = new(BlockPermissions.ConsistentRead, BlockPermissions.All);
+
+    /// <summary>What a qemu-img command that writes an image asks of it.</summary>
+    public static NodePermissions Writing { get; } = new(BlockPermissions.ConsistentRead | BlockPermissions.Write, BlockPermissions.All);
+
+    /// <summary>
+    /// Opens an image (and by default its backing chain, read-only), holding <paramref name="permissions"/>
+    /// (default: <see cref="Reading"/> or <see cref="Writing"/>) as qemu-img would; with
+    /// <paramref name="forceShare"/> (-U) every image opened read-only shares everything.
+    /// </summary>
+    public static async ValueTask<IBlockNode> OpenAsync(string path, string? format, bool readOnly, bool openBacking = true, bool direct = false,
+        NodePermissions? permissions = null, bool forceShare = false)
     {
         if (format is not null)
         {
@@ -37,7 +52,42 @@ public sealed class ImgContext(TextWriter output, TextWriter error)
             ReadOnly = readOnly,
             OpenBacking = openBacking,
             Direct = direct,
+            Permissions = permissions ?? (readOnly ? Reading : Writing),
+            ForceShare = forceShare,
         });
+    }
+
+    /// <summary>qemu-img's -U (--force-share), for the commands that have it.</summary>
+    public static bool ForceShare(ParsedArgs parsed)
+    {
+        ArgumentNullException.ThrowIfNull(parsed);
+        return parsed.Has("U") || parsed.Has("force-share");
+    }
+
+    /// <summary>
+    /// Holds an existing file while it is created again over, as qemu-img create does (file-posix.c,
+    /// raw_co_create: write and resize taken, resize not shared), so that an image in use is refused
+    /// rather than destroyed. Null when there is no file yet. Dispose it before opening the new image.
+    /// </summary>
+    public static async ValueTask<IAsyncDisposable?> HoldForCreateAsync(string path)
+    {
+        if (!File.Exists(path))
+        {
+            return null;
+        }
+
+        var file = RawFileNode.Open(path, readOnly: true);
+        try
+        {
+            file.SetPermissions(new NodePermissions(BlockPermissions.Write | BlockPermissions.Resize, BlockPermissions.All & ~BlockPermissions.Resize),
+                PermissionCheck.Conflicts);
+            return file;
+        }
+        catch
+        {
+            await file.DisposeAsync();
+            throw;
+        }
     }
 
     public static void CheckFormat(string format)

@@ -6,7 +6,7 @@ namespace Strata.Cli.Img;
 /// <summary><c>strata img info</c>: the facts of an image, laid out as qemu-img 7.2 prints them.</summary>
 public static class InfoCommand
 {
-    private const string Synopsis = "info [-f FMT] [--output=human|json] [--backing-chain] FILE";
+    private const string Synopsis = "info [-f FMT] [--output=human|json] [--backing-chain] [-U] FILE";
 
     private static readonly ArgParser Parser = new("f:U", "output=", "backing-chain", "force-share");
 
@@ -19,6 +19,8 @@ public static class InfoCommand
             ("-f FMT", "The image's format; probed when omitted."),
             ("--output=human|json", "Text (default) or JSON with qemu-img's keys."),
             ("--backing-chain", "Also describe every image of the backing chain (JSON: an array)."),
+            ("-U, --force-share", "Open the image even while another process writes it (what is read may be\n"
+                + "inconsistent). Without it a qcow2 image being written is refused, as qemu-img does."),
         ],
         "0 on success, 1 on any error."), RunAsync);
 
@@ -32,7 +34,7 @@ public static class InfoCommand
         }
 
         bool chain = parsed.Has("backing-chain");
-        var images = await ImageFacts.ReadChainAsync(parsed.Positionals[0], parsed.Get("f"), chain);
+        var images = await ImageFacts.ReadChainAsync(parsed.Positionals[0], parsed.Get("f"), chain, ImgContext.ForceShare(parsed));
         if (json)
         {
             context.Out.WriteLine(OutputFormat.Json(writer =>

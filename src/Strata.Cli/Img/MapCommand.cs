@@ -7,7 +7,7 @@ namespace Strata.Cli.Img;
 /// <summary><c>strata img map</c>: where each guest range of an image and its backing chain lives.</summary>
 public static class MapCommand
 {
-    private const string Synopsis = "map [-f FMT] [--output=human|json] FILE";
+    private const string Synopsis = "map [-f FMT] [--output=human|json] [-U] FILE";
 
     private static readonly ArgParser Parser = new("f:U", "output=", "force-share");
 
@@ -19,6 +19,7 @@ public static class MapCommand
         [
             ("-f FMT", "The image's format; probed when omitted."),
             ("--output=human|json", "Text (default) or JSON, as qemu-img map prints them."),
+            ("-U, --force-share", "Open the image even while another process writes it."),
         ],
         "0 on success, 1 on any error (text output of compressed clusters is one)."), RunAsync);
 
@@ -32,7 +33,7 @@ public static class MapCommand
         }
 
         string file = parsed.Positionals[0];
-        await using var top = await ImgContext.OpenAsync(file, parsed.Get("f"), readOnly: true);
+        await using var top = await ImgContext.OpenAsync(file, parsed.Get("f"), readOnly: true, forceShare: ImgContext.ForceShare(parsed));
         var names = LayerNames(top, file);
         var text = new StringBuilder();
         if (json)

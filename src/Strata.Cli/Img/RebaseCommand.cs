@@ -7,7 +7,7 @@ namespace Strata.Cli.Img;
 /// <summary><c>strata img rebase</c>: give an overlay another backing file.</summary>
 public static class RebaseCommand
 {
-    private const string Synopsis = "rebase [-q] [-p] [-u] [-f FMT] [-F BACKING_FMT] -b BACKING FILE";
+    private const string Synopsis = "rebase [-q] [-p] [-u] [-U] [-f FMT] [-F BACKING_FMT] -b BACKING FILE";
 
     private static readonly ArgParser Parser = new("qpuf:F:b:t:T:U", "force-share");
 
@@ -24,6 +24,7 @@ public static class RebaseCommand
             ("-u", "Unsafe: change the header only."),
             ("-p", "Show progress."),
             ("-q", "Quiet: print nothing but errors."),
+            ("-U, --force-share", "Read the old and new backing files even while another process writes them."),
         ],
         "0 on success, 1 on any error."), RunAsync);
 
@@ -55,7 +56,8 @@ public static class RebaseCommand
         }
 
         bool safe = !parsed.Has("u");
-        await using var image = await ImgContext.OpenAsync(file, parsed.Get("f"), readOnly: false, openBacking: safe);
+        bool forceShare = ImgContext.ForceShare(parsed);
+        await using var image = await ImgContext.OpenAsync(file, parsed.Get("f"), readOnly: false, openBacking: safe, forceShare: forceShare);
         if (image is not Qcow2Node overlay)
         {
             throw new CliException($"Could not change the backing file to '{backing}': Operation not supported");
@@ -64,7 +66,7 @@ public static class RebaseCommand
         if (safe)
         {
             await using var newChain = newBacking is null ? null
-                : await ImgContext.OpenAsync(ImageOpener.ResolveBackingPath(file, newBacking), backingFormat, readOnly: true);
+                : await ImgContext.OpenAsync(ImageOpener.ResolveBackingPath(file, newBacking), backingFormat, readOnly: true, forceShare: forceShare);
             await ProgressDisplay.RunAsync(context, parsed.Has("p"), "rebase", progress => CopyDifferencesAsync(overlay, newChain, progress));
         }
 

@@ -5,7 +5,8 @@ public static class ResizeCommand
 {
     private const string Synopsis = "resize [-f FMT] [-q] [--shrink] FILE [+|-]SIZE";
 
-    private static readonly ArgParser Parser = new("f:qU", "shrink", "preallocation=", "force-share");
+    // No -U: qemu-img resize has none, as a writer never shares.
+    private static readonly ArgParser Parser = new("f:q", "shrink", "preallocation=");
 
     public static ImgSubcommand Definition { get; } = new("resize", Synopsis, ManualText.Build(
         "resize", "change the virtual size of an image", "strata img " + Synopsis,
@@ -40,7 +41,8 @@ public static class ResizeCommand
             throw new CliException(parsed.Positionals.Count == 0 ? "Expecting image file name and size" : $"Unexpected argument: {parsed.Positionals[1]}");
         }
 
-        await using var image = await ImgContext.OpenAsync(parsed.Positionals[0], parsed.Get("f"), readOnly: false, openBacking: false);
+        await using var image = await ImgContext.OpenAsync(parsed.Positionals[0], parsed.Get("f"), readOnly: false, openBacking: false,
+            permissions: ImgContext.Writing with { Held = ImgContext.Writing.Held | Block.BlockPermissions.Resize });
         int sign = sizeText.StartsWith('+') ? 1 : sizeText.StartsWith('-') ? -1 : 0;
         long amount = ImgContext.ParseSize(sign == 0 ? sizeText : sizeText[1..]);
         long newSize = sign == 0 ? amount : image.Size + (sign * amount);

@@ -1,3 +1,4 @@
+using Strata.Block;
 using Strata.Block.Live;
 using Strata.Formats.Qcow2;
 
@@ -29,6 +30,10 @@ public sealed class PreparedSnapshot
     public SnapshotSwitch ToSwitch() => new(Drive.Gate, old =>
     {
         Overlay.AttachBacking(old);
+
+        // The old root is frozen from here on: it gives up writing, keeps its readers, and still
+        // forbids other writers and resizers (docs/locking.md). Only giving up: this cannot fail.
+        old.SetPermissions(NodePermissions.Writer.ForBacking(), PermissionCheck.Conflicts);
         return Overlay;
     }, DiscardAsync);
 

@@ -184,6 +184,14 @@ public sealed partial class Qcow2Node : IBlockNode
     /// <summary>Sets the node unallocated clusters read from; it becomes owned by this node.</summary>
     public void AttachBacking(IBlockNode? backing) => _backing = backing;
 
+    /// <summary>
+    /// Passes the permissions on to the file as the metadata needs them; the backing node's are its
+    /// attacher's to set. An image opened read-write whose user no longer writes (a snapshot's frozen
+    /// base) asks what QEMU's image reopened read-only asks.
+    /// </summary>
+    public void SetPermissions(NodePermissions permissions, PermissionCheck check)
+        => _file.SetPermissions(permissions.ForMetadataFile(!_readOnly && (permissions.Held & ~BlockPermissions.ConsistentRead) != 0), check);
+
     /// <summary>Flushes, clears the dirty bit if this node set it, and disposes the file and backing nodes.</summary>
     public async ValueTask DisposeAsync()
     {

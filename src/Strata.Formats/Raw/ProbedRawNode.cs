@@ -82,6 +82,9 @@ public sealed class ProbedRawNode(IBlockNode file) : IBlockNode
 
     public ValueTask ResizeAsync(long newSize, CancellationToken cancellationToken = default) => File.ResizeAsync(newSize, cancellationToken);
 
+    /// <summary>A raw image is its file: its user's permissions are the file's locks.</summary>
+    public void SetPermissions(NodePermissions permissions, PermissionCheck check) => File.SetPermissions(permissions, check);
+
     public async ValueTask DisposeAsync()
     {
         await File.DisposeAsync();

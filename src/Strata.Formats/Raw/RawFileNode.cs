@@ -22,6 +22,7 @@ public sealed class RawFileNode : IBlockNode
 
     /// <summary>Set when the file is open with O_DIRECT (cache=none); null on the page-cache path.</summary>
     private readonly DirectIo? _direct;
+    private readonly ImageLockBytes _locks;
     private long _size;
     private bool _holesSupported = true;
 
@@ -42,6 +43,7 @@ public sealed class RawFileNode : IBlockNode
         _handle = handle;
         _direct = direct;
         Limits = new(1, Math.Max(4096, direct?.RequestAlignment ?? 1), NodeLimits.DefaultMaxTransfer);
+        _locks = new ImageLockBytes(handle, path);
         _size = RandomAccess.GetLength(handle);
         Capabilities = (readOnly ? NodeCapabilities.ReadOnly : NodeCapabilities.None) | NodeCapabilities.Fua
             | NodeCapabilities.Discard | NodeCapabilities.WriteZeroes | NodeCapabilities.FastZero
@@ -311,6 +313,12 @@ public sealed class RawFileNode : IBlockNode
         Volatile.Write(ref _size, newSize);
         return ValueTask.CompletedTask;
     }
+
+    /// <summary>
+    /// Takes QEMU's lock bytes for <paramref name="permissions"/> on this open file (docs/locking.md).
+    /// A file holds none until then; closing it drops them.
+    /// </summary>
+    public void SetPermissions(NodePermissions permissions, PermissionCheck check) => _locks.Apply(permissions, check);
 
     /// <summary>The bytes the file occupies on its filesystem (qemu-img's "disk size").</summary>
     public long AllocatedBytes()
