@@ -188,16 +188,32 @@ public sealed partial class QmpCommands
         Check(data, parameters, $"{path}.data.");
     }
 
+    /// <summary>stop: holds guest I/O; the STOP event tells every client, as QEMU's does.</summary>
     private async Task<QmpResult> StopAsync(CancellationToken cancellationToken)
     {
-        await _daemon.PauseAsync(cancellationToken);
+        if (await _daemon.PauseAsync(cancellationToken))
+        {
+            _daemon.Emit(new QmpEvent("STOP", EmptyData));
+        }
+
         return QmpResult.Empty;
     }
 
+    /// <summary>cont: lets held guest I/O run; the RESUME event tells every client.</summary>
     private QmpResult Cont()
     {
-        _daemon.Resume();
+        if (_daemon.Resume())
+        {
+            _daemon.Emit(new QmpEvent("RESUME", EmptyData));
+        }
+
         return QmpResult.Empty;
+    }
+
+    private static void EmptyData(Utf8JsonWriter w)
+    {
+        w.WriteStartObject();
+        w.WriteEndObject();
     }
 
     private QmpResult QueryStatus()

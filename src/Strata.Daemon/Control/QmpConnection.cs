@@ -12,14 +12,20 @@ namespace Strata.Daemon.Control;
 /// </summary>
 public sealed class QmpConnection : IDisposable
 {
+    /// <summary>
+    /// Output queued for one client and not yet taken by its socket (docs/serve.md). Past it, a client
+    /// that does not read its events is disconnected, so it cannot make the daemon hold an unbounded
+    /// backlog; 1 MiB is thousands of events.
+    /// </summary>
+    public const int MaxQueuedOutputBytes = 1024 * 1024;
+
     private readonly Socket _socket;
     private readonly StorageDaemon _daemon;
     private readonly Action<string>? _log;
     private readonly QmpCommands _commands;
-
-    // Serializes writes to the socket: replies and events come from different tasks.
-    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private readonly QmpOutbox _outbox;
     private bool _negotiated;
+    private int _cutOff;
 
     public QmpConnection(Socket socket, StorageDaemon daemon, Action<string>? log)
     {
@@ -27,13 +33,14 @@ public sealed class QmpConnection : IDisposable
         _daemon = daemon;
         _log = log;
         _commands = new QmpCommands(daemon);
+        _outbox = new QmpOutbox(socket, MaxQueuedOutputBytes);
     }
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         try
         {
-            await SendAsync(Greeting(), cancellationToken);
+            await _outbox.SendAsync(Greeting(), cancellationToken);
             var reader = new QmpMessageReader();
             var buffer = new byte[4096];
             while (true)
@@ -62,6 +69,7 @@ public sealed class QmpConnection : IDisposable
         finally
         {
             _daemon.EventRaised -= OnEvent;
+            _outbox.Complete();
         }
     }
 
@@ -81,12 +89,12 @@ public sealed class QmpConnection : IDisposable
 
     public void Dispose()
     {
+        _outbox.Complete();
         Close();
-        _sendLock.Dispose();
     }
 
-    /// <summary>A whole error message (qmp-spec.rst, "Error"), CRLF-terminated.</summary>
-    private static byte[] ErrorMessage(JsonElement? id, string errorClass, string description) => Build(w =>
+    /// <summary>A whole error message (qmp-spec.rst, "Error"), CRLF-terminated, e.g. for a client refused at accept.</summary>
+    internal static byte[] ErrorMessage(JsonElement? id, string errorClass, string description) => Build(w =>
     {
         w.WriteStartObject();
         w.WriteStartObject("error");
@@ -255,7 +263,7 @@ public sealed class QmpConnection : IDisposable
     }
 
     private Task SendReturnAsync(JsonElement? id, Action<Utf8JsonWriter> writeReturn, CancellationToken cancellationToken) =>
-        SendAsync(Build(w =>
+        _outbox.SendAsync(Build(w =>
         {
             w.WriteStartObject();
             w.WritePropertyName("return");
@@ -270,7 +278,7 @@ public sealed class QmpConnection : IDisposable
         }), cancellationToken);
 
     private Task SendErrorAsync(JsonElement? id, string errorClass, string description, CancellationToken cancellationToken) =>
-        SendAsync(ErrorMessage(id, errorClass, description), cancellationToken);
+        _outbox.SendAsync(ErrorMessage(id, errorClass, description), cancellationToken);
 
     private static byte[] Build(Action<Utf8JsonWriter> write)
     {
@@ -284,24 +292,11 @@ public sealed class QmpConnection : IDisposable
         return stream.ToArray();
     }
 
-    private async Task SendAsync(byte[] message, CancellationToken cancellationToken)
-    {
-        await _sendLock.WaitAsync(cancellationToken);
-        try
-        {
-            int done = 0;
-            while (done < message.Length)
-            {
-                done += await _socket.SendAsync(message.AsMemory(done), SocketFlags.None, cancellationToken);
-            }
-        }
-        finally
-        {
-            _sendLock.Release();
-        }
-    }
-
-    /// <summary>Forwards an event to this client; a client that has gone away is simply not told.</summary>
+    /// <summary>
+    /// Forwards an event to this client without waiting for it. A client whose queued output would
+    /// pass <see cref="MaxQueuedOutputBytes"/> is not reading: it is disconnected, once, with a log
+    /// line, and the other clients are not held up by it.
+    /// </summary>
     private void OnEvent(QmpEvent e)
     {
         long micros = e.Timestamp.ToUnixTimeMilliseconds() * 1000 + (e.Timestamp.Ticks / 10 % 1000);
@@ -317,18 +312,11 @@ public sealed class QmpConnection : IDisposable
             w.WriteEndObject();
             w.WriteEndObject();
         });
-        _ = SendEventAsync(message);
-    }
-
-    private async Task SendEventAsync(byte[] message)
-    {
-        try
+        if (!_outbox.TryPost(message) && Interlocked.Exchange(ref _cutOff, 1) == 0)
         {
-            await SendAsync(message, CancellationToken.None);
-        }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException)
-        {
-            _log?.Invoke($"qmp: event not delivered: {ex.Message}");
+            _daemon.EventRaised -= OnEvent;
+            _log?.Invoke($"qmp: client not reading: more than {MaxQueuedOutputBytes} bytes of output queued for it; disconnected");
+            Close();
         }
     }
 }

@@ -6,6 +6,12 @@ namespace Strata.Daemon.Control;
 /// <summary>A control socket speaking the QMP wire format (qemu docs/interop/qmp-spec.rst).</summary>
 public sealed class QmpServer : IAsyncDisposable
 {
+    /// <summary>
+    /// Control connections open at once (docs/serve.md). One more is told so in an error message and
+    /// closed; each connection holds buffers and an event subscription, so their number is bounded.
+    /// </summary>
+    public const int MaxConnections = 16;
+
     private readonly StorageDaemon _daemon;
     private readonly NbdEndpoint _endpoint;
     private readonly Action<string>? _log;
@@ -87,10 +93,38 @@ public sealed class QmpServer : IAsyncDisposable
                 continue;
             }
 
-            var connection = new QmpConnection(client, _daemon, _log);
             lock (_lock)
             {
-                _connections[connection] = RunAsync(connection);
+                if (_connections.Count < MaxConnections)
+                {
+                    var connection = new QmpConnection(client, _daemon, _log);
+                    _connections[connection] = RunAsync(connection);
+                    continue;
+                }
+            }
+
+            _log?.Invoke($"qmp: connection refused: {MaxConnections} control connections are open already");
+            _ = RefuseAsync(client);
+        }
+    }
+
+    /// <summary>Tells a client beyond <see cref="MaxConnections"/> why, before the close, rather than closing silently.</summary>
+    private static async Task RefuseAsync(Socket client)
+    {
+        using (client)
+        {
+            var message = QmpConnection.ErrorMessage(null, "GenericError",
+                $"too many control connections (at most {MaxConnections} at once); try again when one has closed");
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            try
+            {
+                // A new connection's send buffer is empty: this one short message fits at once.
+                await client.SendAsync(message, SocketFlags.None, timeout.Token);
+                client.Shutdown(SocketShutdown.Both);
+            }
+            catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+            {
+                // The client left already.
             }
         }
     }
