@@ -3,7 +3,10 @@ using Strata.Nbd.Transport;
 
 namespace Strata.Daemon.Control;
 
-/// <summary>A control socket speaking the QMP wire format (qemu docs/interop/qmp-spec.rst).</summary>
+/// <summary>
+/// A control socket speaking the QMP wire format (qemu docs/interop/qmp-spec.rst), on a unix socket
+/// only: whoever reaches it can stop the daemon and create files, so it is never offered on a network.
+/// </summary>
 public sealed class QmpServer : IAsyncDisposable
 {
     /// <summary>
@@ -25,6 +28,12 @@ public sealed class QmpServer : IAsyncDisposable
 
     public QmpServer(StorageDaemon daemon, NbdEndpoint endpoint, Action<string>? log)
     {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        if (!endpoint.IsUnix)
+        {
+            throw new ArgumentException($"the control socket is unix:PATH only, not '{endpoint}'", nameof(endpoint));
+        }
+
         _daemon = daemon;
         _endpoint = endpoint;
         _log = log;
