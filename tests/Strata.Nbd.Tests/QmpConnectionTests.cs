@@ -67,6 +67,24 @@ public sealed class QmpConnectionTests : IClassFixture<ServedControlSocket>
     }
 
     [Fact]
+    public async Task AnIdNestedToTheBoundIsEchoedWhole()
+    {
+        using var client = await _served.ConnectAsync();
+        const int Depth = 1023;
+        await client.SendRawAsync(Encoding.ASCII.GetBytes($$"""{"execute":"query-status","id":{{new string('[', Depth)}}{{new string(']', Depth)}}}""" + "\n"));
+        var id = (await client.ReadReplyAsync()).GetProperty("id");
+        int depth = 0;
+        for (; id.ValueKind == JsonValueKind.Array && id.GetArrayLength() > 0; id = id[0])
+        {
+            depth++;
+        }
+
+        Assert.Equal(Depth - 1, depth);
+        var next = await client.ExecuteAsync(Encoding.UTF8.GetString(Good));
+        Assert.True(next.TryGetProperty("return", out _), $"{next}");
+    }
+
+    [Fact]
     public async Task AMessageLargerThanTheSizeBoundIsAnErrorAndTheConnectionGoesOn()
     {
         string big = "{\"execute\":\"query-status\",\"arguments\":{\"x\":\"" + new string('a', (1 << 20) + 100) + "\"}}";

@@ -97,7 +97,8 @@ public sealed class QmpTestClient : IDisposable
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         string line = await _reader.ReadLineAsync(timeout.Token) ?? throw new EndOfStreamException("the control socket closed");
-        return JsonDocument.Parse(line).RootElement.Clone();
+        // Deep enough for any value the server echoes back (it refuses input nested past 1024).
+        return JsonDocument.Parse(line, new JsonDocumentOptions { MaxDepth = 2048 }).RootElement.Clone();
     }
 
     public void Dispose()

@@ -280,10 +280,11 @@ public sealed class QmpConnection : IDisposable
     private Task SendErrorAsync(JsonElement? id, string errorClass, string description, CancellationToken cancellationToken) =>
         _outbox.SendAsync(ErrorMessage(id, errorClass, description), cancellationToken);
 
+    /// <summary>A message as JSON and CRLF; deep enough for an id echoed back at the nesting the reader allows.</summary>
     private static byte[] Build(Action<Utf8JsonWriter> write)
     {
         using var stream = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(stream))
+        using (var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { MaxDepth = QmpMessageReader.MaxNesting + 1 }))
         {
             write(writer);
         }
