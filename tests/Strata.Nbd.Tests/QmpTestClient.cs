@@ -39,11 +39,66 @@ public sealed class QmpTestClient : IDisposable
         }
     }
 
+    /// <summary>Sends <paramref name="bytes"/> as they are, for what no well-behaved client would send.</summary>
+    public async Task SendRawAsync(byte[] bytes) => await _stream.WriteAsync(bytes);
+
+    /// <summary>The next reply (events are skipped); fails with a clear message when none comes.</summary>
+    public async Task<JsonElement> ReadReplyAsync()
+    {
+        while (true)
+        {
+            JsonElement message;
+            try
+            {
+                message = await ReadAsync();
+            }
+            catch (OperationCanceledException e)
+            {
+                throw new TimeoutException("no reply from the control socket within 30 s", e);
+            }
+
+            if (!message.TryGetProperty("event", out _))
+            {
+                return message;
+            }
+
+            EventsSkipped++;
+        }
+    }
+
+    /// <summary>How many events <see cref="ReadReplyAsync"/> passed over.</summary>
+    public int EventsSkipped { get; private set; }
+
+    /// <summary>Reads until the server closes the connection; fails when it does not within <paramref name="timeout"/>.</summary>
+    public async Task<long> ReadToEndAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        long total = 0;
+        try
+        {
+            while (await _reader.ReadLineAsync(cts.Token) is { } line)
+            {
+                total += line.Length;
+            }
+        }
+        catch (OperationCanceledException e)
+        {
+            throw new TimeoutException($"the server did not close the connection within {timeout.TotalSeconds:0} s", e);
+        }
+        catch (IOException)
+        {
+            // Reset by the server: closed as well.
+        }
+
+        return total;
+    }
+
     public async Task<JsonElement> ReadAsync()
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         string line = await _reader.ReadLineAsync(timeout.Token) ?? throw new EndOfStreamException("the control socket closed");
-        return JsonDocument.Parse(line).RootElement.Clone();
+        // Deep enough for any value the server echoes back (it refuses input nested past 1024).
+        return JsonDocument.Parse(line, new JsonDocumentOptions { MaxDepth = 2048 }).RootElement.Clone();
     }
 
     public void Dispose()

@@ -156,6 +156,18 @@ public sealed class ServeCommandTests
     }
 
     [Fact]
+    public async Task AControlSocketOnTcpIsRefusedWithOneLine()
+    {
+        using var folder = new TempFolder();
+        string image = await ImageAsync(folder);
+        using var serve = ServeProcess.Start(folder.Path, null, "-hda", image, "--nbd", $"unix:{folder.File("n.sock")}", "--qmp", "tcp:127.0.0.1:0");
+        Assert.Equal(1, await serve.WaitForExitAsync());
+        string line = Assert.Single(serve.Error.Trim().Split('\n'));
+        Assert.Contains("unix:PATH", line, StringComparison.Ordinal);
+        Assert.False(File.Exists(folder.File("n.sock")));
+    }
+
+    [Fact]
     public async Task StartPausedHoldsGuestIoUntilCont()
     {
         using var folder = new TempFolder();

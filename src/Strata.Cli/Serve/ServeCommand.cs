@@ -80,7 +80,7 @@ public static class ServeCommand
 
         string folder = SocketDefaults.Directory();
         var nbdEndpoints = nbd.Length > 0 ? nbd.Select(NbdEndpoint.Parse).ToList() : [NbdEndpoint.Unix(Path.Combine(folder, SocketDefaults.NbdSocketName))];
-        var qmpEndpoints = qmp.Length > 0 ? qmp.Select(NbdEndpoint.Parse).ToList() : [NbdEndpoint.Unix(Path.Combine(folder, SocketDefaults.QmpSocketName))];
+        var qmpEndpoints = qmp.Length > 0 ? qmp.Select(ParseControlEndpoint).ToList() : [NbdEndpoint.Unix(Path.Combine(folder, SocketDefaults.QmpSocketName))];
         Action<string>? log = verbose ? line => Console.Error.WriteLine($"strata: {line}") : null;
         return new DaemonOptions
         {
@@ -96,6 +96,14 @@ public static class ServeCommand
             },
         };
     }
+
+    /// <summary>
+    /// --qmp takes unix:PATH only: whoever reaches the control socket can stop the daemon and create
+    /// files, so it is never offered on a network (the unix socket's file mode guards it).
+    /// </summary>
+    private static NbdEndpoint ParseControlEndpoint(string text) => text.StartsWith("unix:", StringComparison.Ordinal)
+        ? NbdEndpoint.Parse(text)
+        : throw new FormatException($"--qmp '{text}': the control socket is unix:PATH only");
 
     private static async Task<int> RunAsync(DaemonOptions options)
     {

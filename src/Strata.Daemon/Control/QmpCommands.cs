@@ -11,16 +11,75 @@ public sealed partial class QmpCommands
 {
     private readonly StorageDaemon _daemon;
 
+    private static readonly QmpParameter[] None = [];
+    private static readonly QmpParameter[] JobId = [new("id", QmpType.String)];
+    private static readonly QmpParameter[] JobDevice = [new("device", QmpType.String)];
+
+    /// <summary>blockdev-snapshot-sync's arguments, also the data of its transaction action.</summary>
+    private static readonly QmpParameter[] SnapshotParameters =
+    [
+        new("device", QmpType.String), new("node-name", QmpType.String), new("snapshot-file", QmpType.String),
+        new("format", QmpType.String), new("mode", QmpType.String),
+    ];
+
+    /// <summary>
+    /// Every command this socket answers with the arguments its handler reads, in query-commands
+    /// order. Arguments are checked against it before any handler runs (as QEMU's generated
+    /// visitors do: qmp-spec.rst, "Compatibility Considerations"), so a misspelt or unsupported
+    /// argument is an error, never silently ignored. A handler that reads a new argument needs it here.
+    /// </summary>
+    private static readonly (string Name, QmpParameter[] Parameters)[] Table =
+    [
+        ("qmp_capabilities", [new("enable", QmpType.Array)]),
+        ("query-commands", None), ("query-block", None), ("query-status", None), ("query-jobs", None), ("query-block-jobs", None),
+        ("stop", None), ("cont", None), ("quit", None),
+        ("blockdev-snapshot-sync", SnapshotParameters),
+        ("transaction", [new("actions", QmpType.Array)]),
+        ("block-commit",
+        [
+            new("device", QmpType.String), new("job-id", QmpType.String), new("top", QmpType.String), new("base", QmpType.String),
+            new("speed", QmpType.Integer), new("on-error", QmpType.String), new("auto-dismiss", QmpType.Boolean),
+            new("auto-complete", QmpType.Boolean),
+        ]),
+        ("job-pause", JobId), ("job-resume", JobId), ("job-cancel", JobId), ("job-complete", JobId), ("job-dismiss", JobId),
+        ("block-job-pause", JobDevice), ("block-job-resume", JobDevice), ("block-job-cancel", JobDevice), ("block-job-complete", JobDevice),
+    ];
+
+    private static readonly Dictionary<string, QmpParameter[]> Signatures = Table.ToDictionary(c => c.Name, c => c.Parameters);
+
+    /// <summary>The transaction actions with a table entry for their "data" (others are refused by the handler).</summary>
+    private static readonly Dictionary<string, QmpParameter[]> TransactionActions = new() { ["blockdev-snapshot-sync"] = SnapshotParameters };
+
+    private static readonly QmpParameter[] TransactionActionMembers = [new("type", QmpType.String), new("data", QmpType.Object)];
+
     public QmpCommands(StorageDaemon daemon) => _daemon = daemon;
 
     /// <summary>The commands this socket answers (query-commands).</summary>
-    public static IReadOnlyList<string> Names { get; } =
-    [
-        "qmp_capabilities", "query-commands", "query-block", "query-status", "query-jobs", "query-block-jobs",
-        "stop", "cont", "quit", "blockdev-snapshot-sync", "transaction", "block-commit",
-        "job-pause", "job-resume", "job-cancel", "job-complete", "job-dismiss",
-        "block-job-pause", "block-job-resume", "block-job-cancel", "block-job-complete",
-    ];
+    public static IReadOnlyList<string> Names { get; } = [.. Table.Select(c => c.Name)];
+
+    /// <summary>
+    /// Throws a <see cref="QmpException"/> with QEMU's words when <paramref name="arguments"/> (an
+    /// object, or undefined for none) holds a name <paramref name="command"/> does not take or a
+    /// value of the wrong type; a transaction's actions and their data are checked the same way.
+    /// Unknown commands pass: the caller answers CommandNotFound.
+    /// </summary>
+    public static void CheckArguments(string command, JsonElement arguments)
+    {
+        if (!Signatures.TryGetValue(command, out var parameters) || arguments.ValueKind != JsonValueKind.Object)
+        {
+            return;
+        }
+
+        Check(arguments, parameters, "");
+        if (command == "transaction" && arguments.TryGetProperty("actions", out var actions))
+        {
+            int index = 0;
+            foreach (var action in actions.EnumerateArray())
+            {
+                CheckAction(action, $"actions[{index++}]");
+            }
+        }
+    }
 
     public async Task<QmpResult> ExecuteAsync(string command, JsonElement arguments, CancellationToken cancellationToken = default)
     {
@@ -28,6 +87,7 @@ public sealed partial class QmpCommands
         var args = new QmpArguments(arguments);
         try
         {
+            CheckArguments(command, arguments);
             return command switch
             {
                 "query-commands" => QueryCommands(),
@@ -78,16 +138,82 @@ public sealed partial class QmpCommands
         w.WriteEndArray();
     });
 
+    /// <summary>
+    /// Members are checked in the table's order for their types, then for names the table lacks,
+    /// as QEMU's visitors do; <paramref name="path"/> prefixes the names in the message.
+    /// </summary>
+    private static void Check(JsonElement arguments, QmpParameter[] parameters, string path)
+    {
+        foreach (var parameter in parameters)
+        {
+            if (arguments.TryGetProperty(parameter.Name, out var value) && !parameter.Accepts(value))
+            {
+                throw new QmpException($"Invalid parameter type for '{path}{parameter.Name}', expected: {parameter.TypeName}");
+            }
+        }
+
+        foreach (var member in arguments.EnumerateObject())
+        {
+            if (Array.FindIndex(parameters, p => p.Name == member.Name) < 0)
+            {
+                throw new QmpException($"Parameter '{path}{member.Name}' is unexpected");
+            }
+        }
+    }
+
+    /// <summary>One transaction action (qapi/transaction.json, TransactionAction): {"type", "data"}, data as the command's arguments.</summary>
+    private static void CheckAction(JsonElement action, string path)
+    {
+        if (action.ValueKind != JsonValueKind.Object)
+        {
+            throw new QmpException($"Invalid parameter type for '{path}', expected: object");
+        }
+
+        if (!action.TryGetProperty("type", out var type))
+        {
+            throw new QmpException($"Parameter '{path}.type' is missing");
+        }
+
+        Check(action, TransactionActionMembers, $"{path}.");
+        if (!TransactionActions.TryGetValue(type.GetString()!, out var parameters))
+        {
+            return;
+        }
+
+        if (!action.TryGetProperty("data", out var data))
+        {
+            throw new QmpException($"Parameter '{path}.data' is missing");
+        }
+
+        Check(data, parameters, $"{path}.data.");
+    }
+
+    /// <summary>stop: holds guest I/O; the STOP event tells every client, as QEMU's does.</summary>
     private async Task<QmpResult> StopAsync(CancellationToken cancellationToken)
     {
-        await _daemon.PauseAsync(cancellationToken);
+        if (await _daemon.PauseAsync(cancellationToken))
+        {
+            _daemon.Emit(new QmpEvent("STOP", EmptyData));
+        }
+
         return QmpResult.Empty;
     }
 
+    /// <summary>cont: lets held guest I/O run; the RESUME event tells every client.</summary>
     private QmpResult Cont()
     {
-        _daemon.Resume();
+        if (_daemon.Resume())
+        {
+            _daemon.Emit(new QmpEvent("RESUME", EmptyData));
+        }
+
         return QmpResult.Empty;
+    }
+
+    private static void EmptyData(Utf8JsonWriter w)
+    {
+        w.WriteStartObject();
+        w.WriteEndObject();
     }
 
     private QmpResult QueryStatus()

@@ -5,21 +5,27 @@ namespace Strata.Daemon.Control;
 
 /// <summary>
 /// One control client (qmp-spec.rst): the greeting, capabilities negotiation, then commands, each
-/// answered with <c>return</c> or <c>error</c> and the request's <c>id</c>.
+/// answered with <c>return</c> or <c>error</c> and the request's <c>id</c>. Bad input of any kind is
+/// answered with an error and the connection goes on (DESIGN.md rule 5): <see cref="QmpMessageReader"/>
+/// cuts and parses the messages, the envelope is checked here as QEMU's qapi/qmp-dispatch.c checks
+/// it, and the arguments by <see cref="QmpCommands.CheckArguments"/>.
 /// </summary>
 public sealed class QmpConnection : IDisposable
 {
-    /// <summary>A command longer than this is refused and the connection closed (no unbounded buffering).</summary>
-    private const int MaxCommandBytes = 1024 * 1024;
+    /// <summary>
+    /// Output queued for one client and not yet taken by its socket (docs/serve.md). Past it, a client
+    /// that does not read its events is disconnected, so it cannot make the daemon hold an unbounded
+    /// backlog; 1 MiB is thousands of events.
+    /// </summary>
+    public const int MaxQueuedOutputBytes = 1024 * 1024;
 
     private readonly Socket _socket;
     private readonly StorageDaemon _daemon;
     private readonly Action<string>? _log;
     private readonly QmpCommands _commands;
-
-    // Serializes writes to the socket: replies and events come from different tasks.
-    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private readonly QmpOutbox _outbox;
     private bool _negotiated;
+    private int _cutOff;
 
     public QmpConnection(Socket socket, StorageDaemon daemon, Action<string>? log)
     {
@@ -27,14 +33,15 @@ public sealed class QmpConnection : IDisposable
         _daemon = daemon;
         _log = log;
         _commands = new QmpCommands(daemon);
+        _outbox = new QmpOutbox(socket, MaxQueuedOutputBytes);
     }
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         try
         {
-            await SendAsync(Greeting(), cancellationToken);
-            var splitter = new JsonObjectSplitter(MaxCommandBytes);
+            await _outbox.SendAsync(Greeting(), cancellationToken);
+            var reader = new QmpMessageReader();
             var buffer = new byte[4096];
             while (true)
             {
@@ -44,9 +51,9 @@ public sealed class QmpConnection : IDisposable
                     return;
                 }
 
-                foreach (var message in splitter.Push(buffer.AsSpan(0, n)))
+                foreach (var input in reader.Push(buffer.AsSpan(0, n)))
                 {
-                    bool quit = await HandleAsync(message, cancellationToken);
+                    bool quit = await HandleAsync(input, cancellationToken);
                     if (quit)
                     {
                         _daemon.RequestStop();
@@ -62,6 +69,7 @@ public sealed class QmpConnection : IDisposable
         finally
         {
             _daemon.EventRaised -= OnEvent;
+            _outbox.Complete();
         }
     }
 
@@ -81,80 +89,60 @@ public sealed class QmpConnection : IDisposable
 
     public void Dispose()
     {
+        _outbox.Complete();
         Close();
-        _sendLock.Dispose();
     }
 
-    /// <summary>Runs one message; true when it was <c>quit</c> (the reply is sent first).</summary>
-    private async Task<bool> HandleAsync(byte[] message, CancellationToken cancellationToken)
+    /// <summary>A whole error message (qmp-spec.rst, "Error"), CRLF-terminated, e.g. for a client refused at accept.</summary>
+    internal static byte[] ErrorMessage(JsonElement? id, string errorClass, string description) => Build(w =>
     {
-        JsonElement? id = null;
-        string? command = null;
-        JsonElement arguments = default;
-        try
+        w.WriteStartObject();
+        w.WriteStartObject("error");
+        w.WriteString("class", errorClass);
+        w.WriteString("desc", description);
+        w.WriteEndObject();
+        if (id is { } value)
         {
-            using var document = JsonDocument.Parse(message);
-            var root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-            {
-                await SendErrorAsync(null, "GenericError", "QMP input must be a JSON object", cancellationToken);
-                return false;
-            }
-
-            if (root.TryGetProperty("id", out var idElement))
-            {
-                id = idElement.Clone();
-            }
-
-            if (!root.TryGetProperty("execute", out var execute) || execute.ValueKind != JsonValueKind.String)
-            {
-                await SendErrorAsync(id, "GenericError", "QMP input lacks member 'execute'", cancellationToken);
-                return false;
-            }
-
-            command = execute.GetString()!;
-            if (root.TryGetProperty("arguments", out var args))
-            {
-                if (args.ValueKind != JsonValueKind.Object)
-                {
-                    await SendErrorAsync(id, "GenericError", "QMP input member 'arguments' must be an object", cancellationToken);
-                    return false;
-                }
-
-                arguments = args.Clone();
-            }
+            w.WritePropertyName("id");
+            value.WriteTo(w);
         }
-        catch (JsonException e)
+
+        w.WriteEndObject();
+    });
+
+    /// <summary>Runs one message; true when it was <c>quit</c> (the reply is sent first).</summary>
+    private async Task<bool> HandleAsync(QmpInput input, CancellationToken cancellationToken)
+    {
+        if (input.Error is { } parseError)
         {
-            await SendErrorAsync(null, "GenericError", $"JSON parse error, {e.Message}", cancellationToken);
+            await SendErrorAsync(null, "GenericError", parseError, cancellationToken);
             return false;
         }
 
-        _log?.Invoke($"qmp: {command}");
-        if (!_negotiated)
+        if (Envelope(input.Value, out var id, out string? command, out var arguments) is { } envelopeError)
         {
-            if (command != "qmp_capabilities")
-            {
-                await SendErrorAsync(id, "CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'", cancellationToken);
-                return false;
-            }
-
-            _negotiated = true;
-            _daemon.EventRaised += OnEvent;
-            await SendReturnAsync(id, w => { w.WriteStartObject(); w.WriteEndObject(); }, cancellationToken);
+            await SendErrorAsync(id, "GenericError", envelopeError, cancellationToken);
             return false;
         }
 
+        // Only names from the table reach the log: a client's string could hold a newline.
+        _log?.Invoke($"qmp: {(QmpCommands.Names.Contains(command) ? command : "(unknown command)")}");
         if (command == "qmp_capabilities")
         {
-            await SendErrorAsync(id, "CommandNotFound", "Capabilities negotiation is already complete, command ignored", cancellationToken);
+            await NegotiateAsync(id, arguments, cancellationToken);
+            return false;
+        }
+
+        if (!_negotiated)
+        {
+            await SendErrorAsync(id, "CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'", cancellationToken);
             return false;
         }
 
         QmpResult result;
         try
         {
-            result = await _commands.ExecuteAsync(command, arguments, cancellationToken);
+            result = await _commands.ExecuteAsync(command!, arguments, cancellationToken);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
@@ -171,6 +159,85 @@ public sealed class QmpConnection : IDisposable
 
         await SendReturnAsync(id, result.WriteReturn!, cancellationToken);
         return command == "quit";
+    }
+
+    /// <summary>
+    /// Checks a request's envelope as qapi/qmp-dispatch.c does: an object whose members are
+    /// <c>execute</c> (a string, required), <c>arguments</c> (an object) and <c>id</c> (anything,
+    /// echoed even in the errors found here); returns the error, or null.
+    /// </summary>
+    private static string? Envelope(JsonElement request, out JsonElement? id, out string? command, out JsonElement arguments)
+    {
+        id = null;
+        command = null;
+        arguments = default;
+        if (request.ValueKind != JsonValueKind.Object)
+        {
+            return "QMP input must be a JSON object";
+        }
+
+        if (request.TryGetProperty("id", out var idElement))
+        {
+            id = idElement;
+        }
+
+        foreach (var member in request.EnumerateObject())
+        {
+            switch (member.Name)
+            {
+                case "id":
+                    break;
+                case "execute" when member.Value.ValueKind == JsonValueKind.String:
+                    command = member.Value.GetString();
+                    break;
+                case "execute":
+                    return "QMP input member 'execute' must be a string";
+                case "arguments" when member.Value.ValueKind == JsonValueKind.Object:
+                    arguments = member.Value;
+                    break;
+                case "arguments":
+                    return "QMP input member 'arguments' must be an object";
+                default:
+                    return $"QMP input member '{member.Name}' is unexpected";
+            }
+        }
+
+        return command is null ? "QMP input lacks member 'execute'" : null;
+    }
+
+    /// <summary>qmp_capabilities (qmp-spec.rst, "Capabilities Negotiation"): no capability is offered, so "enable" must be empty.</summary>
+    private async Task NegotiateAsync(JsonElement? id, JsonElement arguments, CancellationToken cancellationToken)
+    {
+        string? error = null;
+        try
+        {
+            QmpCommands.CheckArguments("qmp_capabilities", arguments);
+            if (arguments.ValueKind == JsonValueKind.Object && arguments.TryGetProperty("enable", out var enable)
+                && enable.EnumerateArray().FirstOrDefault() is { ValueKind: not JsonValueKind.Undefined } capability)
+            {
+                error = $"Capability '{capability}' not available";
+            }
+        }
+        catch (QmpException e)
+        {
+            error = e.Message;
+        }
+
+        if (error is not null)
+        {
+            await SendErrorAsync(id, "GenericError", error, cancellationToken);
+            return;
+        }
+
+        if (_negotiated)
+        {
+            await SendErrorAsync(id, "CommandNotFound", "Capabilities negotiation is already complete, command ignored", cancellationToken);
+            return;
+        }
+
+        _negotiated = true;
+        _daemon.EventRaised += OnEvent;
+        await SendReturnAsync(id, w => { w.WriteStartObject(); w.WriteEndObject(); }, cancellationToken);
     }
 
     private static byte[] Greeting()
@@ -196,7 +263,7 @@ public sealed class QmpConnection : IDisposable
     }
 
     private Task SendReturnAsync(JsonElement? id, Action<Utf8JsonWriter> writeReturn, CancellationToken cancellationToken) =>
-        SendAsync(Build(w =>
+        _outbox.SendAsync(Build(w =>
         {
             w.WriteStartObject();
             w.WritePropertyName("return");
@@ -211,26 +278,13 @@ public sealed class QmpConnection : IDisposable
         }), cancellationToken);
 
     private Task SendErrorAsync(JsonElement? id, string errorClass, string description, CancellationToken cancellationToken) =>
-        SendAsync(Build(w =>
-        {
-            w.WriteStartObject();
-            w.WriteStartObject("error");
-            w.WriteString("class", errorClass);
-            w.WriteString("desc", description);
-            w.WriteEndObject();
-            if (id is { } value)
-            {
-                w.WritePropertyName("id");
-                value.WriteTo(w);
-            }
+        _outbox.SendAsync(ErrorMessage(id, errorClass, description), cancellationToken);
 
-            w.WriteEndObject();
-        }), cancellationToken);
-
+    /// <summary>A message as JSON and CRLF; deep enough for an id echoed back at the nesting the reader allows.</summary>
     private static byte[] Build(Action<Utf8JsonWriter> write)
     {
         using var stream = new MemoryStream();
-        using (var writer = new Utf8JsonWriter(stream))
+        using (var writer = new Utf8JsonWriter(stream, new JsonWriterOptions { MaxDepth = QmpMessageReader.MaxNesting + 1 }))
         {
             write(writer);
         }
@@ -239,24 +293,11 @@ public sealed class QmpConnection : IDisposable
         return stream.ToArray();
     }
 
-    private async Task SendAsync(byte[] message, CancellationToken cancellationToken)
-    {
-        await _sendLock.WaitAsync(cancellationToken);
-        try
-        {
-            int done = 0;
-            while (done < message.Length)
-            {
-                done += await _socket.SendAsync(message.AsMemory(done), SocketFlags.None, cancellationToken);
-            }
-        }
-        finally
-        {
-            _sendLock.Release();
-        }
-    }
-
-    /// <summary>Forwards an event to this client; a client that has gone away is simply not told.</summary>
+    /// <summary>
+    /// Forwards an event to this client without waiting for it. A client whose queued output would
+    /// pass <see cref="MaxQueuedOutputBytes"/> is not reading: it is disconnected, once, with a log
+    /// line, and the other clients are not held up by it.
+    /// </summary>
     private void OnEvent(QmpEvent e)
     {
         long micros = e.Timestamp.ToUnixTimeMilliseconds() * 1000 + (e.Timestamp.Ticks / 10 % 1000);
@@ -272,19 +313,11 @@ public sealed class QmpConnection : IDisposable
             w.WriteEndObject();
             w.WriteEndObject();
         });
-        _ = SendEventAsync(message);
-    }
-
-    private async Task SendEventAsync(byte[] message)
-    {
-        try
+        if (!_outbox.TryPost(message) && Interlocked.Exchange(ref _cutOff, 1) == 0)
         {
-            await SendAsync(message, CancellationToken.None);
-        }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or IOException)
-        {
-            _log?.Invoke($"qmp: event not delivered: {ex.Message}");
+            _daemon.EventRaised -= OnEvent;
+            _log?.Invoke($"qmp: client not reading: more than {MaxQueuedOutputBytes} bytes of output queued for it; disconnected");
+            Close();
         }
     }
-
 }
