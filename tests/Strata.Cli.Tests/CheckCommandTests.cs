@@ -64,6 +64,29 @@ public sealed class CheckCommandTests : IDisposable
     }
 
     [Fact]
+    public void RepairAllTakesAnImageMarkedCorruptAndClearsTheMarkAsQemuImgDoes()
+    {
+        // A refused write marks an image corrupt: it then opens read-only only, and check -r all is
+        // the way back, for qemu-img and for us.
+        string image = _dir.File("c.qcow2");
+        using (var file = new FileStream(image, FileMode.Open))
+        {
+            var features = new byte[8];
+            file.Position = Qcow2HeaderOffsets.IncompatibleFeatures;
+            file.ReadExactly(features);
+            features[7] |= (byte)Qcow2CorruptBit.Mask;
+            file.Position = Qcow2HeaderOffsets.IncompatibleFeatures;
+            file.Write(features);
+        }
+
+        Assert.Contains("\"corrupt\": true", Run.QemuImg("info", "--output=json", image).Output, StringComparison.Ordinal);
+        var repair = Run.Img("check", "-r", "all", image);
+        Assert.Equal(0, repair.ExitCode);
+        Assert.Contains("\"corrupt\": false", Run.QemuImg("info", "--output=json", image).Output, StringComparison.Ordinal);
+        Assert.Equal(0, Run.QemuImg("check", image).ExitCode);
+    }
+
+    [Fact]
     public void RawImagesDoNotSupportChecksLikeQemuImg()
     {
         Run.ImgOk("create", "-q", _dir.File("a.raw"), "1M");

@@ -33,6 +33,26 @@ public sealed class MonitorTests
     }
 
     [Fact]
+    public async Task ChangeSaysWhenTheFrozenImageCouldNotBeFlushedAfterTheSwitch()
+    {
+        await using var served = await Served.StartAsync();
+        var drive = served.Daemon.FindDrive(DriveSpec.HdaId)!;
+        var old = new FaultInjectingNode(drive.Root);
+        using (var drain = await drive.Gate.DrainAsync())
+        {
+            drive.Gate.ReplaceRoot(old, drain);
+        }
+
+        old.CrashAfter(0);
+        string overlay = served.Folder.File("tmp_disk.img");
+        var (code, stdout, stderr) = await RunAsync(served, $"change -l ide0-hd0 file={overlay}");
+        Assert.Equal(0, code);
+        Assert.Contains($"writes now go to {overlay}", stdout, StringComparison.Ordinal);
+        Assert.Contains($"Warning: {served.Disk} is frozen but not yet flushed", stderr, StringComparison.Ordinal);
+        old.CrashAfter(long.MaxValue);
+    }
+
+    [Fact]
     public async Task InfoJobsShowsARunningMergeWithItsProgressAndSpeedLimit()
     {
         await using var served = await Served.StartAsync();

@@ -17,7 +17,7 @@ namespace Strata.Cli.Img;
 public static class BenchCommand
 {
     private const string Synopsis = "bench [-c COUNT] [-d DEPTH] [-f FMT] [-n] [-o OFFSET] [-s BUFSIZE] [-S STEP] [-t CACHE] [-w] "
-        + "[--pattern=N] [--flush-interval=N] [--no-drain] [-q] FILE";
+        + "[--pattern=N] [--flush-interval=N] [--no-drain] [-q] [-U] FILE";
 
     private const int Alignment = 4096;
 
@@ -42,6 +42,8 @@ public static class BenchCommand
             ("--flush-interval=N", "Flush after every N requests (N at least DEPTH unless --no-drain)."),
             ("--no-drain", "Flush without waiting for the requests in flight first."),
             ("-q", "Quiet: print nothing but errors."),
+            ("-U, --force-share", "Read the image even while another process writes it (reads only; -w\n"
+                + "still needs the image to itself), as with qemu-img."),
         ],
         "0 on success, 1 on any error (including a failed request)."), RunAsync);
 
@@ -94,7 +96,8 @@ public static class BenchCommand
             step = bufferSize;
         }
 
-        await using var node = await ImgContext.OpenAsync(parsed.Positionals[0], parsed.Get("f"), readOnly: !write, direct: direct);
+        await using var node = await ImgContext.OpenAsync(parsed.Positionals[0], parsed.Get("f"), readOnly: !write, direct: direct,
+            forceShare: ImgContext.ForceShare(parsed));
         if (offset + bufferSize > node.Size)
         {
             throw new CliException($"Request at offset {offset} of {bufferSize} bytes passes the end of the image ({node.Size} bytes)");

@@ -53,7 +53,8 @@ public static class CheckCommand
             throw new CliException($"Could not open '{file}': force-share=on can only be used with read-only images");
         }
 
-        var node = await ImgContext.OpenAsync(file, parsed.Get("f"), readOnly: repair == Qcow2RepairMode.None, openBacking: false, forceShare: forceShare);
+        var node = await ImgContext.OpenAsync(file, parsed.Get("f"), readOnly: repair == Qcow2RepairMode.None, openBacking: false, forceShare: forceShare,
+            repair: repair != Qcow2RepairMode.None);
         try
         {
             if (node is not Qcow2Node image)

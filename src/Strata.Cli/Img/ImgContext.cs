@@ -36,10 +36,11 @@ public sealed class ImgContext(TextWriter output, TextWriter error)
     /// <summary>
     /// Opens an image (and by default its backing chain, read-only), holding <paramref name="permissions"/>
     /// (default: <see cref="Reading"/> or <see cref="Writing"/>) as qemu-img would; with
-    /// <paramref name="forceShare"/> (-U) every image opened read-only shares everything.
+    /// <paramref name="forceShare"/> (-U) every image opened read-only shares everything; with
+    /// <paramref name="repair"/> (check -r) a qcow2 image marked corrupt opens read-write.
     /// </summary>
     public static async ValueTask<IBlockNode> OpenAsync(string path, string? format, bool readOnly, bool openBacking = true, bool direct = false,
-        NodePermissions? permissions = null, bool forceShare = false)
+        NodePermissions? permissions = null, bool forceShare = false, bool repair = false)
     {
         if (format is not null)
         {
@@ -54,6 +55,7 @@ public sealed class ImgContext(TextWriter output, TextWriter error)
             Direct = direct,
             Permissions = permissions ?? (readOnly ? Reading : Writing),
             ForceShare = forceShare,
+            Repair = repair,
         });
     }
 

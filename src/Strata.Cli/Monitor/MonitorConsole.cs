@@ -97,7 +97,7 @@ public sealed class MonitorConsole(QmpClient qmp, TextWriter output, TextWriter 
         }
 
         string path = Path.GetFullPath(words[3][5..]);
-        await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject
+        var reply = await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject
         {
             ["device"] = words[2],
             ["snapshot-file"] = path,
@@ -105,6 +105,15 @@ public sealed class MonitorConsole(QmpClient qmp, TextWriter output, TextWriter 
             ["mode"] = File.Exists(path) ? "existing" : "absolute-paths",
         });
         output.WriteLine($"{words[2]}: writes now go to {path}");
+
+        // The switch happened; an old image that could not be flushed after it is not yet durable.
+        if (reply is JsonObject result && result["unflushed"] is JsonArray unflushed)
+        {
+            foreach (var image in unflushed)
+            {
+                error.WriteLine($"Warning: {image?["file"]} is frozen but not yet flushed ({image?["reason"]}); the next guest flush retries it");
+            }
+        }
     }
 
     /// <summary>
