@@ -37,13 +37,7 @@ public sealed class MonitorTests
     {
         await using var served = await Served.StartAsync();
         var drive = served.Daemon.FindDrive(DriveSpec.HdaId)!;
-        var old = new FaultInjectingNode(drive.Root);
-        using (var drain = await drive.Gate.DrainAsync())
-        {
-            drive.Gate.ReplaceRoot(old, drain);
-        }
-
-        old.CrashAfter(0);
+        var old = await FaultInjectingNode.WrapRootAsync(drive.Gate, writesBeforeCrash: 0);
         string overlay = served.Folder.File("tmp_disk.img");
         var (code, stdout, stderr) = await RunAsync(served, $"change -l ide0-hd0 file={overlay}");
         Assert.Equal(0, code);

@@ -124,13 +124,7 @@ public sealed class LiveSnapshotTests
 
         // The drive's image, behind a node that refuses the snapshot's flush of it.
         var drive = d.Daemon.FindDrive(LiveDaemon.DriveId)!;
-        var old = new FaultInjectingNode(drive.Root);
-        using (var drain = await drive.Gate.DrainAsync())
-        {
-            drive.Gate.ReplaceRoot(old, drain);
-        }
-
-        old.CrashAfter(0);
+        var old = await FaultInjectingNode.WrapRootAsync(drive.Gate, writesBeforeCrash: 0);
         string overlay = d.Folder.File("tmp_disk.img");
         var reply = await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject { ["device"] = LiveDaemon.DriveId, ["snapshot-file"] = overlay });
 

@@ -23,6 +23,16 @@ public sealed class FaultInjectingNode : IBlockNode
         _writesLeft = writesBeforeCrash < 0 ? long.MaxValue : writesBeforeCrash;
     }
 
+    /// <summary>Puts a fault-injecting node (crashing after <paramref name="writesBeforeCrash"/>) above the gate's root, under a drain.</summary>
+    public static async Task<FaultInjectingNode> WrapRootAsync(RequestGate gate, long writesBeforeCrash = -1)
+    {
+        ArgumentNullException.ThrowIfNull(gate);
+        var node = new FaultInjectingNode(gate.Root, writesBeforeCrash);
+        using var drain = await gate.DrainAsync();
+        gate.ReplaceRoot(node, drain);
+        return node;
+    }
+
     /// <summary>Modifying requests that reached this node (passed or refused).</summary>
     public long WritesSeen => Interlocked.Read(ref _writesSeen);
 
