@@ -16,8 +16,9 @@ namespace Strata.Formats.Raw;
 /// becomes read-modify-write of that sector. Every write holds its sectors in a
 /// <see cref="RangeLock"/>, a partial one exclusively, so that two writes sharing a sector cannot
 /// both read it and one write back a stale copy over the other (QEMU serialises its padded requests
-/// against overlapping ones for the same reason, block/io.c). Transfers run on the thread pool: a
-/// direct transfer waits for the device, and the caller (an NBD connection's reader) should not.
+/// against overlapping ones for the same reason, block/io.c). Transfers run on
+/// <see cref="BlockingIoThreads"/>: a direct transfer waits for the device, and the caller (an NBD
+/// connection's reader) should not.
 /// </remarks>
 internal sealed class DirectIo : IDisposable
 {
@@ -128,7 +129,7 @@ internal sealed class DirectIo : IDisposable
             ? await _sectors.AcquireSharedAsync(start, alignedEnd - start, cancellationToken)
             : await _sectors.AcquireExclusiveAsync(start, pastEnd ? long.MaxValue - start : alignedEnd - start, cancellationToken);
         long sizeBefore = file.Size;
-        await Task.Run(() => Write(offset, data.Span), CancellationToken.None);
+        await BlockingIoThreads.Shared.RunAsync(() => Write(offset, data.Span));
         if (pastEnd && alignedEnd > Math.Max(sizeBefore, end))
         {
             RandomAccess.SetLength(_handle, Math.Max(sizeBefore, end));

@@ -246,7 +246,7 @@ public sealed class RawFileNode : IBlockNode
             return ValueTask.CompletedTask;
         }
 
-        return new ValueTask(Task.Run(() => Posix.DataSync(_handle), cancellationToken));
+        return new ValueTask(BlockingIoThreads.Shared.RunAsync(() => Posix.DataSync(_handle)).WaitAsync(cancellationToken));
     }
 
     public ValueTask<BlockExtent> GetBlockStatusAsync(long offset, long length, CancellationToken cancellationToken = default)
@@ -342,7 +342,7 @@ public sealed class RawFileNode : IBlockNode
     {
         try
         {
-            await Task.Run(() => _direct!.Read(offset, buffer.Span), CancellationToken.None);
+            await BlockingIoThreads.Shared.RunAsync(() => _direct!.Read(offset, buffer.Span));
         }
         catch (IOException e) when (e is not BlockException)
         {
