@@ -1,0 +1,60 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+
+namespace Strata.Fuzz;
+
+/// <summary>
+/// Names a failure by what went wrong and where, so a hundred crashing inputs of one bug count as
+/// one: the exception's type (and the inner one's), and the innermost frame in Strata's own code.
+/// </summary>
+internal static class FailureSignature
+{
+    /// <summary>Type.Method, with an async method's state machine (Type+&lt;Method&gt;d__7.MoveNext) named as the method.</summary>
+    private static string Name(System.Reflection.MethodBase method)
+    {
+        var type = method.DeclaringType!;
+        if (type.Name.StartsWith('<') && type.DeclaringType is { } outer)
+        {
+            return $"{outer.FullName}.{type.Name[1..type.Name.IndexOf('>', StringComparison.Ordinal)]}";
+        }
+
+        return $"{type.FullName}.{method.Name}";
+    }
+
+    public static string Of(Exception failure)
+    {
+        ArgumentNullException.ThrowIfNull(failure);
+        var chain = new List<Exception>();
+        for (var e = failure; e is not null; e = e.InnerException)
+        {
+            chain.Add(e);
+        }
+
+        string types = string.Join(" <- ", chain.Select(e => e.GetType().Name));
+        if (failure is FuzzHang { Unwound: false })
+        {
+            // Its stack is on a thread of its own, which only dotnet-stack can read.
+            return $"{types}: a loop without I/O";
+        }
+
+        if (failure is FuzzFailure)
+        {
+            // The checker's findings differ by what was broken, not where: keep the message's first
+            // words, numbers (offsets, cookies, counts) left out.
+            return $"{types}: {string.Join(' ', Regex.Replace(failure.Message, "[0-9]+", "N").Split(' ').Take(8))}";
+        }
+
+        // The innermost frame of Strata's own code, searched from the innermost exception outwards.
+        string? where = Enumerable.Reverse(chain).Select(ProductFrame).FirstOrDefault(f => f is not null);
+        return $"{types} at {where ?? "a place outside Strata's code"}";
+    }
+
+    private static string? ProductFrame(Exception e)
+    {
+        var method = new StackTrace(e, fNeedFileInfo: false).GetFrames()
+            .Select(f => f.GetMethod())
+            .FirstOrDefault(m => m?.DeclaringType?.FullName is { } type
+                && type.StartsWith("Strata.", StringComparison.Ordinal) && !type.StartsWith("Strata.Fuzz.", StringComparison.Ordinal));
+        return method is null ? null : Name(method);
+    }
+}
