@@ -61,11 +61,14 @@ dictionary=()
 # The driver is dotnet, which afl cannot see instrumented: SharpFuzz's fork server speaks for it.
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AFFINITY=1 AFL_SKIP_BIN_CHECK=1
 export AFL_NO_UI=1 AFL_FORKSRV_INIT_TMOUT=60000
+# Trimming cuts inputs short, which for qcow2 mostly means a damaged refcount table and a hang per try.
+export AFL_DISABLE_TRIM=1
 ulimit -c 0
 status=0
-# -t above the driver's own limit (2 s, and 1 s to unwind): the driver ends a hang and names it; -V ends the run.
+# -t above the driver's own bounds (10 s of wall time, 1 s to unwind): the driver ends a hang and names it;
+# -V ends the run.
 timeout --signal=INT --kill-after=30 $(( seconds + 120 )) \
-    afl-fuzz -i "$here/$target/corpus" -o "$findings/afl" -t 5000 -m none -V "$seconds" "${dictionary[@]}" \
+    afl-fuzz -i "$here/$target/corpus" -o "$findings/afl" -t 20000 -m none -V "$seconds" "${dictionary[@]}" \
     -- dotnet "$build_dir/Strata.Fuzz.dll" "$target" >"$findings/afl.log" 2>&1 || status=$?
 
 stats="$findings/afl/default/fuzzer_stats"

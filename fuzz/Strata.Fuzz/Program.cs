@@ -59,7 +59,7 @@ internal static class Program
             stream.CopyTo(input);
             try
             {
-                FuzzRun.RunAsync(target, input.ToArray(), FuzzRun.DefaultLimit).GetAwaiter().GetResult();
+                FuzzRun.RunAsync(target, input.ToArray()).GetAwaiter().GetResult();
             }
             catch (FuzzHang e) when (!e.Unwound)
             {
@@ -86,7 +86,7 @@ internal static class Program
         {
             try
             {
-                FuzzRun.RunAsync(target, File.ReadAllBytes(file), FuzzRun.DefaultLimit).GetAwaiter().GetResult();
+                FuzzRun.RunAsync(target, File.ReadAllBytes(file)).GetAwaiter().GetResult();
                 Console.WriteLine($"ok    {file}");
             }
             catch (FuzzHang e) when (!e.Unwound)

@@ -12,7 +12,7 @@ internal static class TargetReplay
         {
             try
             {
-                await FuzzRun.RunAsync(target, await File.ReadAllBytesAsync(input), FuzzRun.DefaultLimit);
+                await FuzzRun.RunAsync(target, await File.ReadAllBytesAsync(input));
             }
             catch (FuzzHang e) when (!e.Unwound)
             {
