@@ -63,6 +63,8 @@ export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AFFINIT
 export AFL_NO_UI=1 AFL_FORKSRV_INIT_TMOUT=60000
 # Trimming cuts inputs short, which for qcow2 mostly means a damaged refcount table and a hang per try.
 export AFL_DISABLE_TRIM=1
+# Each driver process first runs the seeds, so the inputs afl times never pay for compiling the code.
+export STRATA_FUZZ_WARM_UP="$here/$target/corpus"
 ulimit -c 0
 status=0
 # -t above the driver's own bounds (10 s of wall time, 1 s to unwind): the driver ends a hang and names it;

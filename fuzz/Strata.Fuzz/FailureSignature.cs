@@ -21,6 +21,9 @@ internal static class FailureSignature
         return $"{type.FullName}.{method.Name}";
     }
 
+    /// <summary>A hang that did not unwind: named by where its thread entered Strata's code (see <see cref="HangStacks.EntryFrame"/>).</summary>
+    public static string OfLoop(string? entryFrame) => $"{nameof(FuzzHang)} in {entryFrame ?? "an unknown place (no stack)"}: a loop without I/O";
+
     public static string Of(Exception failure)
     {
         ArgumentNullException.ThrowIfNull(failure);
@@ -31,12 +34,6 @@ internal static class FailureSignature
         }
 
         string types = string.Join(" <- ", chain.Select(e => e.GetType().Name));
-        if (failure is FuzzHang { Unwound: false })
-        {
-            // Its stack is on a thread of its own, which only dotnet-stack can read.
-            return $"{types}: a loop without I/O";
-        }
-
         if (failure is FuzzFailure)
         {
             // The checker's findings differ by what was broken, not where: keep the message's first

@@ -13,6 +13,12 @@ internal static class Program
     private const int ExitUsage = 2;
     private const int ExitHang = 3;
 
+    /// <summary>afl's coverage map: 64 KiB.</summary>
+    private const int AflMapSize = 1 << 16;
+
+    /// <summary>A folder of inputs (run.sh gives the seed corpus) to run before fuzzing; see <see cref="WarmUp"/>.</summary>
+    private const string WarmUpVariable = "STRATA_FUZZ_WARM_UP";
+
     private const string Usage = """
         usage: Strata.Fuzz TARGET                run TARGET on the input on stdin (as afl-fuzz does)
                Strata.Fuzz TARGET [--brief] PATH...
@@ -53,6 +59,11 @@ internal static class Program
     /// </summary>
     private static int RunUnderAfl(IFuzzTarget target)
     {
+        if (Environment.GetEnvironmentVariable(WarmUpVariable) is { } folder && Directory.Exists(folder))
+        {
+            WarmUp(target, folder);
+        }
+
         Fuzzer.OutOfProcess.Run(stream =>
         {
             using var input = new MemoryStream();
@@ -70,6 +81,31 @@ internal static class Program
             }
         });
         return 0;
+    }
+
+    /// <summary>
+    /// Runs the seeds once, untimed and unreported, so that the first input afl times in a fresh
+    /// process (the fork server starts one after every hang) does not pay for compiling the code it
+    /// reaches: on a busy host that alone could cost the half second of processor time that makes a hang.
+    /// </summary>
+    /// <remarks>
+    /// Instrumented code counts its branches in SharpFuzz's trace map, which only exists once the fork
+    /// server has attached afl's shared memory; until then it is pointed at a scratch map of afl's size.
+    /// </remarks>
+    private static unsafe void WarmUp(IFuzzTarget target, string folder)
+    {
+        SharpFuzz.Common.Trace.SharedMem = (byte*)System.Runtime.InteropServices.NativeMemory.AllocZeroed(AflMapSize);
+        foreach (string file in Directory.GetFiles(folder))
+        {
+            try
+            {
+                FuzzRun.RunAsync(target, File.ReadAllBytes(file)).GetAwaiter().GetResult();
+            }
+            catch (Exception e) when (e is not FuzzHang { Unwound: false })
+            {
+                // A seed that fails is the replay tests' business; here it has compiled what it reached.
+            }
+        }
     }
 
     /// <summary>
@@ -91,12 +127,13 @@ internal static class Program
             }
             catch (FuzzHang e) when (!e.Unwound)
             {
+                var stacks = HangStacks.Read();
                 Console.WriteLine($"HANG  {file}");
-                Console.WriteLine($"      signature: {FailureSignature.Of(e)}");
+                Console.WriteLine($"      signature: {FailureSignature.OfLoop(HangStacks.EntryFrame(stacks))}");
                 if (!brief)
                 {
                     Console.WriteLine(e.Message);
-                    HangStacks.Print();
+                    Console.WriteLine(string.Join("\n", stacks));
                 }
 
                 Console.WriteLine("(the hung run still holds a thread: the files after this one were not replayed)");
