@@ -40,8 +40,7 @@ internal sealed class Qcow2Target : IFuzzTarget
 
     private static async Task ReadOnlyAsync(byte[] input, CancellationToken cancellationToken)
     {
-        await using var node = await OpenAsync(input, readOnly: true, cancellationToken);
-        if (node is null)
+        if (await OpenAsync(input, readOnly: true, cancellationToken) is not { } node)
         {
             return;
         }
@@ -49,16 +48,23 @@ internal sealed class Qcow2Target : IFuzzTarget
         await Refused(() => ReadAroundAsync(node, cancellationToken));
         await Refused(() => WalkStatusAsync(node, cancellationToken));
         await Refused(async () => await node.CheckAsync(Qcow2RepairMode.None, cancellationToken));
+        await Refused(node.DisposeAsync);
     }
 
     private static async Task ReadWriteAsync(byte[] input, CancellationToken cancellationToken)
     {
-        await using var node = await OpenAsync(input, readOnly: false, cancellationToken);
-        if (node is null)
+        if (await OpenAsync(input, readOnly: false, cancellationToken) is not { } node)
         {
             return;
         }
 
+        await ChangeAndCheckAsync(node, cancellationToken);
+        // Closing flushes what is cached, which may meet the damage too.
+        await Refused(node.DisposeAsync);
+    }
+
+    private static async Task ChangeAndCheckAsync(Qcow2Node node, CancellationToken cancellationToken)
+    {
         long size = node.Size;
         int length = (int)Math.Min(IoLength, size);
         var pattern = new byte[length];
