@@ -9,17 +9,29 @@ namespace Strata.Fuzz;
 /// </summary>
 internal static class FailureSignature
 {
-    /// <summary>Type.Method, with an async method's state machine (Type+&lt;Method&gt;d__7.MoveNext) named as the method.</summary>
+    /// <summary>
+    /// Type.Method, as written in the source: an async method's state machine
+    /// (Type+&lt;Method&gt;d__7.MoveNext) and a lambda (Type+&lt;&gt;c__DisplayClass3_0.&lt;Method&gt;b__0)
+    /// are named as the method they are in.
+    /// </summary>
     private static string Name(System.Reflection.MethodBase method)
     {
         var type = method.DeclaringType!;
+        string name = method.Name.StartsWith('<') ? Between(method.Name) : method.Name;
         if (type.Name.StartsWith('<') && type.DeclaringType is { } outer)
         {
-            return $"{outer.FullName}.{type.Name[1..type.Name.IndexOf('>', StringComparison.Ordinal)]}";
+            if (method.Name == "MoveNext")
+            {
+                name = Between(type.Name);
+            }
+
+            type = outer;
         }
 
-        return $"{type.FullName}.{method.Name}";
+        return $"{type.FullName}.{name}";
     }
+
+    private static string Between(string generated) => generated[1..generated.IndexOf('>', StringComparison.Ordinal)];
 
     /// <summary>A hang that did not unwind: named by where its thread entered Strata's code (see <see cref="HangStacks.EntryFrame"/>).</summary>
     public static string OfLoop(string? entryFrame) => $"{nameof(FuzzHang)} in {entryFrame ?? "an unknown place (no stack)"}: a loop without I/O";
