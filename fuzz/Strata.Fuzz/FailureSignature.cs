@@ -33,9 +33,6 @@ internal static class FailureSignature
 
     private static string Between(string generated) => generated[1..generated.IndexOf('>', StringComparison.Ordinal)];
 
-    /// <summary>A hang that did not unwind: named by where its thread entered Strata's code (see <see cref="HangStacks.EntryFrame"/>).</summary>
-    public static string OfLoop(string? entryFrame) => $"{nameof(FuzzHang)} in {entryFrame ?? "an unknown place (no stack)"}: a loop without I/O";
-
     public static string Of(Exception failure)
     {
         ArgumentNullException.ThrowIfNull(failure);
@@ -46,6 +43,12 @@ internal static class FailureSignature
         }
 
         string types = string.Join(" <- ", chain.Select(e => e.GetType().Name));
+        if (failure is FuzzHang { Unwound: false } loop)
+        {
+            // Its thread still runs and cannot be asked where it is: the target's step names it.
+            return $"{types} in step '{loop.Step}': a loop without I/O";
+        }
+
         if (failure is FuzzFailure)
         {
             // The checker's findings differ by what was broken, not where: keep the message's first

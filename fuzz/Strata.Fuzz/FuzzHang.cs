@@ -24,4 +24,7 @@ internal sealed class FuzzHang : Exception
 
     /// <summary>True when the run ended after it was cancelled: nothing of it is left running.</summary>
     public bool Unwound { get; init; }
+
+    /// <summary>The step the target entered last (see <see cref="FuzzProgress.Step"/>).</summary>
+    public string Step { get; init; } = "";
 }

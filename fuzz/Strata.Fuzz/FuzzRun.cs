@@ -31,7 +31,8 @@ internal static class FuzzRun
         var wall = Stopwatch.StartNew();
         // Off the caller's thread: a parser on synchronous in-memory I/O runs inline, and a loop in it
         // would otherwise hold the very thread that is waiting to time it out.
-        var run = Task.Run(() => target.RunAsync(input, cancel.Token));
+        var progress = new FuzzProgress(cancel.Token);
+        var run = Task.Run(() => target.RunAsync(input, progress));
         string? overran = null;
         while (overran is null)
         {
@@ -60,13 +61,13 @@ internal static class FuzzRun
         }
         catch (TimeoutException) when (!run.IsCompleted)
         {
-            throw new FuzzHang(message + ", and did not stop when cancelled") { Unwound = false };
+            throw new FuzzHang($"{message}, and did not stop when cancelled (step: {progress.Step})") { Unwound = false, Step = progress.Step };
         }
         catch (Exception e)
         {
-            throw new FuzzHang(message, e) { Unwound = true };
+            throw new FuzzHang(message, e) { Unwound = true, Step = progress.Step };
         }
 
-        throw new FuzzHang(message) { Unwound = true };
+        throw new FuzzHang(message) { Unwound = true, Step = progress.Step };
     }
 }

@@ -46,36 +46,6 @@ internal static class HangStacks
         }
     }
 
-    /// <summary>
-    /// Where the hung thread entered Strata's own code: its outermost frame there, as Type.Method (an
-    /// async method's state machine, Type+&lt;Method&gt;d__7.MoveNext(), named as its method); null when
-    /// there is none.
-    /// </summary>
-    /// <remarks>
-    /// Not the innermost frame: a loop that spans calls is caught in any of them, so one snapshot's
-    /// innermost frame differs from the next one's; the way in stays the same.
-    /// </remarks>
-    public static string? EntryFrame(IReadOnlyList<string> threads)
-    {
-        ArgumentNullException.ThrowIfNull(threads);
-        string? line = threads.Select(t => ProductFrames(t).LastOrDefault()).FirstOrDefault(f => f is not null);
-        if (line is null)
-        {
-            return null;
-        }
-
-        string frame = line[(line.IndexOf('!', StringComparison.Ordinal) + 1)..];
-        int machine = frame.IndexOf("+<", StringComparison.Ordinal);
-        if (machine > 0)
-        {
-            int end = frame.IndexOf('>', machine);
-            return $"{frame[..machine]}.{frame[(machine + 2)..end]}";
-        }
-
-        int arguments = frame.IndexOf('(', StringComparison.Ordinal);
-        return arguments > 0 ? frame[..arguments] : frame;
-    }
-
     /// <summary>A thread's frames in Strata's own code, not the driver's, innermost first.</summary>
     private static IEnumerable<string> ProductFrames(string thread)
         => thread.Split('\n').Select(l => l.Trim())

@@ -16,8 +16,8 @@ internal interface IFuzzTarget
     string Name { get; }
 
     /// <summary>
-    /// Runs one input. <paramref name="cancellationToken"/> is cancelled when the run overran its time:
-    /// the target passes it to the code under test where it can, so a loop that does I/O unwinds.
+    /// Runs one input, naming its steps in <paramref name="progress"/> and passing its cancellation to
+    /// the code under test where it can, so that a loop that does I/O unwinds once the run overran.
     /// </summary>
-    Task RunAsync(byte[] input, CancellationToken cancellationToken);
+    Task RunAsync(byte[] input, FuzzProgress progress);
 }

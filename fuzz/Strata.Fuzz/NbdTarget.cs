@@ -23,8 +23,9 @@ internal sealed class NbdTarget : IFuzzTarget
 
     public string Name => "nbd";
 
-    public async Task RunAsync(byte[] input, CancellationToken cancellationToken)
+    public async Task RunAsync(byte[] input, FuzzProgress progress)
     {
+        ArgumentNullException.ThrowIfNull(progress);
         ArgumentNullException.ThrowIfNull(input);
         var catalog = await FuzzExportCatalog.CreateAsync();
         var (server, client) = SocketPair.Create();
@@ -33,7 +34,8 @@ internal sealed class NbdTarget : IFuzzTarget
             using var connection = new NbdConnection(server, catalog, ServerOptions);
             var finished = connection.StartAsync();
             // An overrun run closes the connection: everything waiting on the socket ends.
-            await using var abort = cancellationToken.Register(connection.Abort);
+            await using var abort = progress.Cancellation.Register(connection.Abort);
+            progress.Step = "session";
             byte[] output = await ClientBytes.ExchangeAsync(client, input);
             await finished;
             NbdSessionChecker.Check(input, output);

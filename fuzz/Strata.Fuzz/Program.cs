@@ -127,13 +127,12 @@ internal static class Program
             }
             catch (FuzzHang e) when (!e.Unwound)
             {
-                var stacks = HangStacks.Read();
                 Console.WriteLine($"HANG  {file}");
-                Console.WriteLine($"      signature: {FailureSignature.OfLoop(HangStacks.EntryFrame(stacks))}");
+                Console.WriteLine($"      signature: {FailureSignature.Of(e)}");
                 if (!brief)
                 {
                     Console.WriteLine(e.Message);
-                    Console.WriteLine(string.Join("\n", stacks));
+                    Console.WriteLine(string.Join("\n", HangStacks.Read()));
                 }
 
                 Console.WriteLine("(the hung run still holds a thread: the files after this one were not replayed)");

@@ -31,40 +31,45 @@ internal sealed class Qcow2Target : IFuzzTarget
 
     public string Name => "qcow2";
 
-    public async Task RunAsync(byte[] input, CancellationToken cancellationToken)
+    public async Task RunAsync(byte[] input, FuzzProgress progress)
     {
         ArgumentNullException.ThrowIfNull(input);
-        await ReadOnlyAsync(input, cancellationToken);
-        await ReadWriteAsync(input, cancellationToken);
+        ArgumentNullException.ThrowIfNull(progress);
+        await ReadOnlyAsync(input, progress);
+        await ReadWriteAsync(input, progress);
     }
 
-    private static async Task ReadOnlyAsync(byte[] input, CancellationToken cancellationToken)
+    private static async Task ReadOnlyAsync(byte[] input, FuzzProgress progress)
     {
+        var cancellationToken = progress.Cancellation;
+        progress.Step = "open read-only";
         if (await OpenAsync(input, readOnly: true, cancellationToken) is not { } node)
         {
             return;
         }
 
-        await Refused(() => ReadAroundAsync(node, cancellationToken));
-        await Refused(() => WalkStatusAsync(node, cancellationToken));
-        await Refused(async () => await node.CheckAsync(Qcow2RepairMode.None, cancellationToken));
-        await Refused(node.DisposeAsync);
+        await Refused(progress, "read", () => ReadAroundAsync(node, cancellationToken));
+        await Refused(progress, "block status", () => WalkStatusAsync(node, cancellationToken));
+        await Refused(progress, "check", async () => await node.CheckAsync(Qcow2RepairMode.None, cancellationToken));
+        await Refused(progress, "close read-only", node.DisposeAsync);
     }
 
-    private static async Task ReadWriteAsync(byte[] input, CancellationToken cancellationToken)
+    private static async Task ReadWriteAsync(byte[] input, FuzzProgress progress)
     {
-        if (await OpenAsync(input, readOnly: false, cancellationToken) is not { } node)
+        progress.Step = "open read-write";
+        if (await OpenAsync(input, readOnly: false, progress.Cancellation) is not { } node)
         {
             return;
         }
 
-        await ChangeAndCheckAsync(node, cancellationToken);
+        await ChangeAndCheckAsync(node, progress);
         // Closing flushes what is cached, which may meet the damage too.
-        await Refused(node.DisposeAsync);
+        await Refused(progress, "close read-write", node.DisposeAsync);
     }
 
-    private static async Task ChangeAndCheckAsync(Qcow2Node node, CancellationToken cancellationToken)
+    private static async Task ChangeAndCheckAsync(Qcow2Node node, FuzzProgress progress)
     {
+        var cancellationToken = progress.Cancellation;
         long size = node.Size;
         int length = (int)Math.Min(IoLength, size);
         var pattern = new byte[length];
@@ -76,17 +81,17 @@ internal sealed class Qcow2Target : IFuzzTarget
         // One write at the start and one in the middle (where an L2 table is rarely allocated yet),
         // each checked by reading it back, then the other ways a guest changes a disk.
         long middle = size / 2 / IoLength * IoLength;
-        await Refused(() => WriteAndReadBackAsync(node, 0, pattern, cancellationToken));
+        await Refused(progress, "write at 0", () => WriteAndReadBackAsync(node, 0, pattern, cancellationToken));
         if (middle >= length)
         {
-            await Refused(() => WriteAndReadBackAsync(node, middle, pattern, cancellationToken));
+            await Refused(progress, "write in the middle", () => WriteAndReadBackAsync(node, middle, pattern, cancellationToken));
         }
 
-        await Refused(() => node.WriteZeroesAsync(0, length / 2, ZeroFlags.MayUnmap, cancellationToken));
-        await Refused(() => node.DiscardAsync(size - length, length, cancellationToken));
-        await Refused(() => node.FlushAsync(cancellationToken));
-        await Refused(() => WalkStatusAsync(node, cancellationToken));
-        await Refused(async () => await node.CheckAsync(Qcow2RepairMode.All, cancellationToken));
+        await Refused(progress, "write zeroes", () => node.WriteZeroesAsync(0, length / 2, ZeroFlags.MayUnmap, cancellationToken));
+        await Refused(progress, "discard", () => node.DiscardAsync(size - length, length, cancellationToken));
+        await Refused(progress, "flush", () => node.FlushAsync(cancellationToken));
+        await Refused(progress, "block status after writes", () => WalkStatusAsync(node, cancellationToken));
+        await Refused(progress, "check and repair", async () => await node.CheckAsync(Qcow2RepairMode.All, cancellationToken));
     }
 
     /// <summary>The node, or null when the image was refused as it should be: with a <see cref="BlockException"/>.</summary>
@@ -146,8 +151,9 @@ internal sealed class Qcow2Target : IFuzzTarget
     }
 
     /// <summary>Runs one step; a <see cref="BlockException"/> is the image refusing it, and the next step still runs.</summary>
-    private static async Task Refused(Func<ValueTask> step)
+    private static async Task Refused(FuzzProgress progress, string name, Func<ValueTask> step)
     {
+        progress.Step = name;
         try
         {
             await step();

@@ -20,11 +20,13 @@ internal sealed class QmpTarget : IFuzzTarget
 {
     public string Name => "qmp";
 
-    public async Task RunAsync(byte[] input, CancellationToken cancellationToken)
+    public async Task RunAsync(byte[] input, FuzzProgress progress)
     {
         ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(progress);
         await using var daemon = new StorageDaemon(new DaemonOptions());
-        byte[] output = await ConverseAsync(daemon, input, cancellationToken);
+        progress.Step = "session";
+        byte[] output = await ConverseAsync(daemon, input, progress.Cancellation);
         QmpSessionChecker.Check(input, output, quitRequested: daemon.StopRequested.IsCompleted);
     }
 
