@@ -9,8 +9,9 @@ namespace Strata.Fuzz;
 /// </summary>
 /// <remarks>
 /// Bad input may only end in error replies or a disconnect. Besides an escaping exception (on the
-/// connection's thread it ends the process), a failure is a session that breaks
-/// <see cref="NbdSessionChecker"/>'s rules, or a write that reached the read-only export.
+/// connection's thread it ends the process), a failure is an exception the connection caught as
+/// unexpected (<see cref="InternalErrorLog"/>), a session that breaks <see cref="NbdSessionChecker"/>'s
+/// rules, or a write that reached the read-only export.
 /// </remarks>
 internal sealed class NbdTarget : IFuzzTarget
 {
@@ -28,16 +29,18 @@ internal sealed class NbdTarget : IFuzzTarget
         ArgumentNullException.ThrowIfNull(progress);
         ArgumentNullException.ThrowIfNull(input);
         var catalog = await FuzzExportCatalog.CreateAsync();
+        var log = new InternalErrorLog();
         var (server, client) = SocketPair.Create();
         using (client)
         {
-            using var connection = new NbdConnection(server, catalog, ServerOptions);
+            using var connection = new NbdConnection(server, catalog, ServerOptions with { Log = log.Write });
             var finished = connection.StartAsync();
             // An overrun run closes the connection: everything waiting on the socket ends.
             await using var abort = progress.Cancellation.Register(connection.Abort);
             progress.Step = "session";
             byte[] output = await ClientBytes.ExchangeAsync(client, input);
             await finished;
+            log.ThrowIfAny();
             NbdSessionChecker.Check(input, output);
         }
 

@@ -10,9 +10,9 @@ namespace Strata.Fuzz;
 /// </summary>
 /// <remarks>
 /// Without drives no command can reach a file, whatever path the input names. The connection may only
-/// answer bad input with an error reply. Failures: an exception escaping the connection, a line of
-/// output that is not a greeting, reply or event, or a message not answered exactly once
-/// (<see cref="QmpSessionChecker"/>).
+/// answer bad input with an error reply. Failures: an exception escaping the connection, one it
+/// caught as unexpected (<see cref="InternalErrorLog"/>), a line of output that is not a greeting,
+/// reply or event, or a message not answered exactly once (<see cref="QmpSessionChecker"/>).
 /// The seam is <see cref="ConverseAsync"/>: bytes in, bytes out. When the parser gains an entry point
 /// that takes bytes, pointing the target at it changes that method only.
 /// </remarks>
@@ -26,16 +26,18 @@ internal sealed class QmpTarget : IFuzzTarget
         ArgumentNullException.ThrowIfNull(progress);
         await using var daemon = new StorageDaemon(new DaemonOptions());
         progress.Step = "session";
-        byte[] output = await ConverseAsync(daemon, input, progress.Cancellation);
+        var log = new InternalErrorLog();
+        byte[] output = await ConverseAsync(daemon, input, log, progress.Cancellation);
+        log.ThrowIfAny();
         QmpSessionChecker.Check(input, output, quitRequested: daemon.StopRequested.IsCompleted);
     }
 
-    private static async Task<byte[]> ConverseAsync(StorageDaemon daemon, byte[] input, CancellationToken cancellationToken)
+    private static async Task<byte[]> ConverseAsync(StorageDaemon daemon, byte[] input, InternalErrorLog log, CancellationToken cancellationToken)
     {
         var (server, client) = SocketPair.Create();
         using (client)
         {
-            using var connection = new QmpConnection(server, daemon, log: null);
+            using var connection = new QmpConnection(server, daemon, log.Write);
             var run = connection.RunAsync(cancellationToken);
             var exchange = ClientBytes.ExchangeAsync(client, input);
             await run;
