@@ -3,11 +3,12 @@
 #
 #   fuzz/run.sh [-c CONFIGURATION] [--no-build] [--build-dir DIR] [--findings DIR] TARGET SECONDS
 #
-# TARGET is qcow2, nbd or qmp. The driver is built (Release unless -c says otherwise; not at all with
-# --no-build), copied to the build folder and its Strata assemblies instrumented with the sharpfuzz
-# tool; a build folder that already holds an instrumented copy is reused as it is (delete it to
-# rebuild). afl-fuzz starts from the target's seed corpus and writes its findings to a temporary
-# folder unless --findings names one. Inputs are reproduced with the driver as built, uninstrumented.
+# TARGET is qcow2, qcow2-read, nbd or qmp; its inputs are in the folder named by TARGET up to its
+# first '-'. The driver is built (Release unless -c says otherwise; not at all with --no-build),
+# copied to the build folder and its Strata assemblies instrumented with the sharpfuzz tool; a build
+# folder that already holds an instrumented copy is reused as it is (delete it to rebuild). afl-fuzz
+# starts from the seed corpus and writes its findings to a temporary folder unless --findings names
+# one. Inputs are reproduced with the driver as built, uninstrumented.
 # Exit status: 0 when nothing was found, 3 when afl saved crashes or hangs (listed at the end).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,7 +31,8 @@ while (( $# > 2 )); do
 done
 (( $# == 2 )) || usage
 target="$1" seconds="$2"
-[[ -d "$here/$target/corpus" ]] || { echo "run.sh: no target '$target' (qcow2, nbd, qmp)" >&2; exit 2; }
+folder="$here/${target%%-*}"
+[[ -d "$folder/corpus" ]] || { echo "run.sh: no target '$target' (qcow2, qcow2-read, nbd, qmp)" >&2; exit 2; }
 [[ "$seconds" =~ ^[0-9]+$ ]] || usage
 command -v afl-fuzz >/dev/null || { echo "run.sh: afl-fuzz is missing (Debian package afl++)" >&2; exit 2; }
 
@@ -55,7 +57,7 @@ if [[ ! -f "$build_dir/.instrumented" ]]; then
 fi
 
 dictionary=()
-[[ -f "$here/$target/dict" ]] && dictionary=(-x "$here/$target/dict")
+[[ -f "$folder/dict" ]] && dictionary=(-x "$folder/dict")
 
 # afl-fuzz cannot change the core pattern or CPU governor on a shared host; nor should it pin a core.
 # The driver is dotnet, which afl cannot see instrumented: SharpFuzz's fork server speaks for it.
@@ -64,13 +66,13 @@ export AFL_NO_UI=1 AFL_FORKSRV_INIT_TMOUT=60000
 # Trimming cuts inputs short, which for qcow2 mostly means a damaged refcount table and a hang per try.
 export AFL_DISABLE_TRIM=1
 # Each driver process first runs the seeds, so the inputs afl times never pay for compiling the code.
-export STRATA_FUZZ_WARM_UP="$here/$target/corpus"
+export STRATA_FUZZ_WARM_UP="$folder/corpus"
 ulimit -c 0
 status=0
 # -t above the driver's own bounds (10 s of wall time, 1 s to unwind): the driver ends a hang and names it;
 # -V ends the run.
 timeout --signal=INT --kill-after=30 $(( seconds + 120 )) \
-    afl-fuzz -i "$here/$target/corpus" -o "$findings/afl" -t 20000 -m none -V "$seconds" "${dictionary[@]}" \
+    afl-fuzz -i "$folder/corpus" -o "$findings/afl" -t 20000 -m none -V "$seconds" "${dictionary[@]}" \
     -- dotnet "$build_dir/Strata.Fuzz.dll" "$target" >"$findings/afl.log" 2>&1 || status=$?
 
 stats="$findings/afl/default/fuzzer_stats"

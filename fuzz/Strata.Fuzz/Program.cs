@@ -27,7 +27,7 @@ internal static class Program
                Strata.Fuzz record-nbd SOCKET FILE
                                                  serve the nbd target's exports on unix SOCKET to one client
                                                  and write the bytes it sends to FILE
-        targets: qcow2, nbd, qmp
+        targets: qcow2, qcow2-read (the read-only pass of qcow2 alone), nbd, qmp
         """;
 
     public static int Main(string[] args)

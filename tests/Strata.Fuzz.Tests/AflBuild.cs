@@ -12,7 +12,7 @@ namespace Strata.Fuzz.Tests;
 public sealed class AflBuild : IDisposable
 {
     /// <summary>How many of the inputs afl saved are replayed to name their crash (hangs take seconds each).</summary>
-    private const int MaxTriaged = 16;
+    private const int MaxTriaged = 8;
 
     private static readonly TimeSpan RunLimit = TimeSpan.FromMinutes(4);
 
