@@ -12,6 +12,7 @@ command -v qemu-storage-daemon >/dev/null || need_apt+=(qemu-system-common)
 command -v nbdinfo >/dev/null || need_apt+=(libnbd-bin)
 /usr/bin/python3 -c 'import nbd' 2>/dev/null || need_apt+=(python3-libnbd)
 command -v fio >/dev/null || need_apt+=(fio)
+command -v afl-fuzz >/dev/null || need_apt+=(afl++)  # the fuzz targets' smoke runs
 if (( ${#need_apt[@]} )); then
     echo "test.sh: installing ${need_apt[*]}"
     sudo_cmd=()
