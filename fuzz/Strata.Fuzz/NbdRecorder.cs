@@ -28,7 +28,7 @@ internal static class NbdRecorder
             var (server, client) = SocketPair.Create();
             using (client)
             {
-                using var connection = new NbdConnection(server, catalog, NbdTarget.ServerOptions);
+                using var connection = new NbdConnection(server, catalog, NbdTarget.ServerOptions, new NbdBufferPool());
                 var finished = connection.StartAsync();
                 using var recording = new MemoryStream();
                 var toServer = PumpAsync(peer, client, recording);

@@ -33,7 +33,7 @@ internal sealed class NbdTarget : IFuzzTarget
         var (server, client) = SocketPair.Create();
         using (client)
         {
-            using var connection = new NbdConnection(server, catalog, ServerOptions with { Log = log.Write });
+            using var connection = new NbdConnection(server, catalog, ServerOptions with { Log = log.Write }, new NbdBufferPool());
             var finished = connection.StartAsync();
             // An overrun run closes the connection: everything waiting on the socket ends.
             await using var abort = progress.Cancellation.Register(connection.Abort);

@@ -12,9 +12,6 @@ namespace Strata.Fuzz;
 /// </summary>
 internal static class QmpSessionChecker
 {
-    /// <summary>QmpConnection's limit on one message; a longer one closes the connection.</summary>
-    private const int MaxMessageBytes = 1024 * 1024;
-
     /// <summary>The members that name what a server line is: exactly one of them is present.</summary>
     private static readonly string[] Kinds = ["QMP", "return", "error", "event"];
 
@@ -42,33 +39,19 @@ internal static class QmpSessionChecker
                 : throw new FuzzFailure($"the server sent a line that is no response or event: {Shorten(line)}");
         }
 
-        int? messages = CountMessages(input);
+        // Each complete message, or each broken one, is one input of the reader and gets one reply.
+        int messages = new QmpMessageReader().Push(input).Count;
         if (quitRequested)
         {
             // quit is answered, then the connection stops reading: the messages after it get nothing.
-            if (last != "return" || (messages is { } m && replies > m))
+            if (last != "return" || replies > messages)
             {
                 throw new FuzzFailure($"quit ended a session of {messages} messages after {replies} replies, the last a '{last}'");
             }
         }
-        else if (messages is { } count && replies != count)
+        else if (replies != messages)
         {
-            throw new FuzzFailure($"{count} messages got {replies} replies");
-        }
-    }
-
-    /// <summary>The messages in the input as the connection frames them; null when framing gave up on a message too long.</summary>
-    private static int? CountMessages(byte[] input)
-    {
-        try
-        {
-            return new JsonObjectSplitter(MaxMessageBytes).Push(input).Count;
-        }
-        catch (IOException)
-        {
-            // The connection reads in chunks and closes at the long message: how many messages before
-            // it were answered depends on where the chunks fell.
-            return null;
+            throw new FuzzFailure($"{messages} messages got {replies} replies");
         }
     }
 
