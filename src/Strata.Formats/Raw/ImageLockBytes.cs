@@ -21,6 +21,9 @@ internal sealed class ImageLockBytes(SafeFileHandle handle, string path)
     public const int ForbiddenBase = 200;
 
     private const int EAGAIN = 11;
+
+    /// <summary>How long a conflict is looked at before it is reported (see <see cref="CheckConflictsPatiently"/>).</summary>
+    private static readonly TimeSpan ConflictPatience = TimeSpan.FromMilliseconds(200);
     private const int PermissionCount = 4;
 
     // bdrv_perm_names, by bit: the words of QEMU's messages.
@@ -47,7 +50,7 @@ internal sealed class ImageLockBytes(SafeFileHandle handle, string path)
                     LockBytes(held | _held, forbidden | _forbidden);
                     if (check == PermissionCheck.Conflicts)
                     {
-                        CheckConflicts(held, forbidden);
+                        CheckConflictsPatiently(held, forbidden);
                     }
                 }
                 catch
@@ -107,34 +110,52 @@ internal sealed class ImageLockBytes(SafeFileHandle handle, string path)
         }
     }
 
-    /// <summary>raw_check_lock_bytes: first what this user takes, then what it forbids, in bit order, with QEMU's words.</summary>
-    private void CheckConflicts(BlockPermissions held, BlockPermissions forbidden)
+    /// <summary>
+    /// Checks for conflicts, and looks again a few times before reporting one: a conflict can be our
+    /// own for a moment. A process that another thread of ours is starting holds, between its fork
+    /// and its exec, a copy of every descriptor we had open at the fork, and with it their open file
+    /// descriptions and their locks; the exec closes them (they are close-on-exec). So an image this
+    /// process has just closed can still look locked to its next open. A real holder is still there
+    /// after <see cref="ConflictPatience"/>; this costs only a refusal its delay.
+    /// </summary>
+    private void CheckConflictsPatiently(BlockPermissions held, BlockPermissions forbidden)
     {
-        for (int i = 0; i < PermissionCount; i++)
+        long deadline = Environment.TickCount64 + (long)ConflictPatience.TotalMilliseconds;
+        while (FirstConflict(held, forbidden) is { } conflict)
         {
-            if ((held & (BlockPermissions)(1 << i)) != 0)
+            if (Environment.TickCount64 >= deadline)
             {
-                ThrowIfHeld(ForbiddenBase + i, $"Failed to get \"{Names[i]}\" lock");
+                Throw(conflict.Offset, conflict.Result, conflict.What);
             }
-        }
 
-        for (int i = 0; i < PermissionCount; i++)
-        {
-            if ((forbidden & (BlockPermissions)(1 << i)) != 0)
-            {
-                ThrowIfHeld(HeldBase + i, $"Failed to get shared \"{Names[i]}\" lock");
-            }
+            Thread.Sleep(10);
         }
     }
 
-    private void ThrowIfHeld(int offset, string what)
+    /// <summary>raw_check_lock_bytes: first what this user takes, then what it forbids, in bit order, with QEMU's words.</summary>
+    private (int Offset, int Result, string What)? FirstConflict(BlockPermissions held, BlockPermissions forbidden)
     {
-        int result = OfdLocks.IsHeldByOthers(handle, offset);
-        if (result == 0)
+        for (int i = 0; i < PermissionCount; i++)
         {
-            return;
+            if ((held & (BlockPermissions)(1 << i)) != 0 && OfdLocks.IsHeldByOthers(handle, ForbiddenBase + i) is var result and not 0)
+            {
+                return (ForbiddenBase + i, result, $"Failed to get \"{Names[i]}\" lock");
+            }
         }
 
+        for (int i = 0; i < PermissionCount; i++)
+        {
+            if ((forbidden & (BlockPermissions)(1 << i)) != 0 && OfdLocks.IsHeldByOthers(handle, HeldBase + i) is var result and not 0)
+            {
+                return (HeldBase + i, result, $"Failed to get shared \"{Names[i]}\" lock");
+            }
+        }
+
+        return null;
+    }
+
+    private void Throw(int offset, int result, string what)
+    {
         // One line, QEMU's two sentences (its error and its hint), and who holds the byte when /proc tells.
         string reason = result < 0 && -result != EAGAIN ? $": {Marshal.GetPInvokeErrorMessage(-result)}" : "";
         string holder = result > 0 && LockHolder.Describe(handle, offset) is { } who ? $" ({who} holds it)" : "";
