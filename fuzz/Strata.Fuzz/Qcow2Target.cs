@@ -86,13 +86,20 @@ internal sealed class Qcow2Target(bool writes) : IFuzzTarget
             pattern[i] = (byte)(0xa5 ^ i);
         }
 
+        // Written data must read back when the image's metadata is consistent. On a damaged one (a
+        // cluster in use whose refcount says free, say) the allocator may hand that cluster out again,
+        // as QEMU's does: the guest then overwrites its own data, which is the image's damage, not a
+        // way out of it; writes landing on metadata are what the overlap check stops.
+        progress.Step = "check before writing";
+        bool consistent = await IsConsistentAsync(node, cancellationToken);
+
         // One write at the start and one in the middle (where an L2 table is rarely allocated yet),
         // each checked by reading it back, then the other ways a guest changes a disk.
         long middle = size / 2 / IoLength * IoLength;
-        await Refused(progress, "write at 0", () => WriteAndReadBackAsync(node, 0, pattern, cancellationToken));
+        await Refused(progress, "write at 0", () => WriteAndReadBackAsync(node, 0, pattern, consistent, cancellationToken));
         if (middle >= length)
         {
-            await Refused(progress, "write in the middle", () => WriteAndReadBackAsync(node, middle, pattern, cancellationToken));
+            await Refused(progress, "write in the middle", () => WriteAndReadBackAsync(node, middle, pattern, consistent, cancellationToken));
         }
 
         await Refused(progress, "write zeroes", () => node.WriteZeroesAsync(0, length / 2, ZeroFlags.MayUnmap, cancellationToken));
@@ -146,12 +153,26 @@ internal sealed class Qcow2Target(bool writes) : IFuzzTarget
         }
     }
 
-    private static async ValueTask WriteAndReadBackAsync(Qcow2Node node, long offset, byte[] pattern, CancellationToken cancellationToken)
+    /// <summary>True when check finds neither corruption nor a structure it cannot read.</summary>
+    private static async Task<bool> IsConsistentAsync(Qcow2Node node, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var result = await node.CheckAsync(Qcow2RepairMode.None, cancellationToken);
+            return result.Corruptions == 0 && result.CheckErrors == 0;
+        }
+        catch (BlockException)
+        {
+            return false;
+        }
+    }
+
+    private static async ValueTask WriteAndReadBackAsync(Qcow2Node node, long offset, byte[] pattern, bool mustReadBack, CancellationToken cancellationToken)
     {
         await node.WriteAsync(offset, pattern, WriteFlags.None, cancellationToken);
         var back = new byte[pattern.Length];
         await node.ReadAsync(offset, back, cancellationToken);
-        if (!back.AsSpan().SequenceEqual(pattern))
+        if (mustReadBack && !back.AsSpan().SequenceEqual(pattern))
         {
             int at = back.AsSpan().CommonPrefixLength(pattern);
             throw new FuzzFailure($"{pattern.Length} bytes written at {offset} read back different from byte {at} on");
