@@ -99,48 +99,14 @@ public sealed partial class Drive
     public IBlockNode Top => Root is MirrorNode mirror ? mirror.Overlay : Root;
 
     /// <summary>The full paths of every image in the drive's chain, top first.</summary>
-    public IReadOnlyList<string> ChainFiles()
-    {
-        var files = new List<string>();
-        for (var node = Top; node is not null; node = node.Backing)
-        {
-            if (node.FileName is { } name)
-            {
-                files.Add(Path.GetFullPath(name));
-            }
-        }
-
-        return files;
-    }
+    public IReadOnlyList<string> ChainFiles() =>
+        Top.Layers().Where(n => n.FileName is not null).Select(n => Path.GetFullPath(n.FileName!)).ToList();
 
     /// <summary>The image of the chain whose file is <paramref name="path"/> (null: none).</summary>
-    public IBlockNode? FindNode(string path)
-    {
-        string full = Path.GetFullPath(path);
-        for (var node = Top; node is not null; node = node.Backing)
-        {
-            if (node.FileName is { } name && Path.GetFullPath(name) == full)
-            {
-                return node;
-            }
-        }
-
-        return null;
-    }
+    public IBlockNode? FindNode(string path) => Top.FindByFile(Path.GetFullPath(path));
 
     /// <summary>The image directly above <paramref name="node"/> in the chain (null: it is the top).</summary>
-    public IBlockNode? ParentOf(IBlockNode node)
-    {
-        for (var n = Top; n is not null; n = n.Backing)
-        {
-            if (ReferenceEquals(n.Backing, node))
-            {
-                return n;
-            }
-        }
-
-        return null;
-    }
+    public IBlockNode? ParentOf(IBlockNode node) => Top.ParentOf(node);
 
     private void CheckOverlayFits(Qcow2Node overlay, string overlayPath, string full, string currentFile, IBlockNode current)
     {

@@ -164,19 +164,7 @@ public sealed class CommitJob : Job
     }
 
     /// <summary>How many backing links lead from <paramref name="top"/> to <paramref name="target"/> (-1: not below).</summary>
-    public static int DepthOf(IBlockNode top, IBlockNode target)
-    {
-        int depth = 0;
-        for (var node = top; node is not null; node = node.Backing, depth++)
-        {
-            if (ReferenceEquals(node, target))
-            {
-                return depth;
-            }
-        }
-
-        return -1;
-    }
+    public static int DepthOf(IBlockNode top, IBlockNode target) => top.DepthOf(target);
 
     /// <summary>What the layers above the base hold, under the job's error policy (a failed scan starts again once resumed).</summary>
     private ValueTask<List<ChainExtent>> FindWorkAsync(CancellationToken cancellationToken) => RunStepAsync(async () =>

@@ -238,11 +238,7 @@ public sealed partial class QmpCommands
             foreach (var drive in drives)
             {
                 var root = drive.Top;
-                int depth = 0;
-                for (var node = root.Backing; node is not null; node = node.Backing)
-                {
-                    depth++;
-                }
+                int depth = root.Layers().Count() - 1;
 
                 w.WriteStartObject();
                 w.WriteString("device", drive.Id);
