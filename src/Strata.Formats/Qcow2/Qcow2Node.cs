@@ -14,7 +14,7 @@ namespace Strata.Formats.Qcow2;
 /// before the L1 table (docs/formats/qcow2.md). Clusters are freed only after the metadata that
 /// dropped them is durable, so a crash may leak clusters but never corrupts.
 /// </remarks>
-public sealed partial class Qcow2Node : IBlockNode
+public sealed partial class Qcow2Node : IBlockNode, IBackingFileRecord
 {
     public const int Magic = 0x514649fb;
 
@@ -88,6 +88,12 @@ public sealed partial class Qcow2Node : IBlockNode
 
     /// <summary>The backing node attached with <see cref="AttachBacking"/>, if any.</summary>
     public IBlockNode? Backing => _backing;
+
+    /// <inheritdoc/>
+    public string? BackingFileName => _header.BackingFile;
+
+    /// <inheritdoc/>
+    public string? BackingFormat => _header.BackingFormat;
 
     /// <summary>The node holding the image's bytes (the "file" child); owned by this node.</summary>
     public IBlockNode File => _file;
