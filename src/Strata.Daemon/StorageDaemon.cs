@@ -1,7 +1,9 @@
 using System.Net.Sockets;
 using Strata.Block;
+using Strata.Block.Graph;
 using Strata.Daemon.Control;
 using Strata.Daemon.Live;
+using Strata.Formats;
 using Strata.Formats.Raw;
 using Strata.Nbd.Server;
 using Strata.Nbd.Transport;
@@ -17,6 +19,9 @@ namespace Strata.Daemon;
 public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
 {
     private readonly DaemonOptions _options;
+
+    // Opens, creates and reopens the images of every drive's graph.
+    private readonly ImageLayerOpener _opener = new();
     private readonly List<Drive> _drives = [];
     private readonly List<NbdExport> _exports = [];
     private readonly List<QmpServer> _controls = [];
@@ -91,7 +96,8 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
         {
             foreach (var spec in _options.Drives)
             {
-                var drive = await Drive.OpenAsync(spec, cancellationToken);
+                var drive = await Drive.OpenAsync(spec.Id, spec.File,
+                    new LayerOpenOptions { Format = spec.Format, ReadOnly = spec.ReadOnly, Direct = spec.Direct }, _opener, cancellationToken);
                 _drives.Add(drive);
                 _exports.Add(new NbdExport(drive.Id, drive.Gate, drive.ReadOnly, $"{drive.Root.DriverName} image {spec.File}"));
                 Log($"drive {drive.Id}: {drive.Root.DriverName} {spec.File}, {drive.Root.Size} bytes{(drive.ReadOnly ? ", read-only" : "")}");
@@ -164,7 +170,7 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
 
             if (_drives.Any(d => !d.ReadOnly))
             {
-                _warmUp = SnapshotWarmUp.RunAsync(_options.Log);
+                _warmUp = SnapshotWarmUp.RunAsync(_opener, _options.Log);
             }
         }
         catch

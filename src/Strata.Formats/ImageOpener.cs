@@ -70,19 +70,29 @@ public static class ImageOpener
     /// The new open is made the way the first was: the same format, and a probed raw image stays
     /// guarded (<see cref="ProbedRawNode"/>), so a merge into it cannot give it a header either.
     /// </summary>
-    public static async ValueTask<IBlockNode> ReopenWritableAsync(IBlockNode node, NodePermissions current, NodePermissions permissions,
+    public static ValueTask<IBlockNode> ReopenWritableAsync(IBlockNode node, NodePermissions current, NodePermissions permissions,
+        ImageOpenOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return ReopenAsync(node, current, permissions, options with { ReadOnly = false }, cancellationToken);
+    }
+
+    /// <summary>
+    /// Opens <paramref name="node"/>'s image again as <see cref="ReopenWritableAsync"/> does, read-only
+    /// when <paramref name="options"/> say so (the caller has flushed <paramref name="node"/> first).
+    /// </summary>
+    public static async ValueTask<IBlockNode> ReopenAsync(IBlockNode node, NodePermissions current, NodePermissions permissions,
         ImageOpenOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(node);
         ArgumentNullException.ThrowIfNull(options);
-        string file = node.FileName ?? throw BlockException.NotSupported($"a {node.DriverName} node has no file to reopen read-write");
+        string file = node.FileName ?? throw BlockException.NotSupported($"a {node.DriverName} node has no file to reopen");
         node.SetPermissions(permissions, PermissionCheck.Conflicts);
         try
         {
             return await OpenAsync(file, options with
             {
                 Format = node is ProbedRawNode ? null : node.DriverName,
-                ReadOnly = false,
                 OpenBacking = false,
                 Permissions = permissions,
                 ForceShare = false,
@@ -174,7 +184,7 @@ public static class ImageOpener
                     };
                     try
                     {
-                        image.AttachBacking(await OpenAsync(backingPath, backingOptions, seen, cancellationToken));
+                        image.BackingEdge.Attach(await OpenAsync(backingPath, backingOptions, seen, cancellationToken), owns: true);
                     }
                     catch (BlockException e)
                     {

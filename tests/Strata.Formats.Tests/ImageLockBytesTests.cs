@@ -97,7 +97,7 @@ public sealed class ImageLockBytesTests
         var readOnlyBase = chain.Backing!;
 
         var writableBase = await ImageOpener.ReopenWritableAsync(readOnlyBase, NodePermissions.Writer.ForBacking(), NodePermissions.Writer, new ImageOpenOptions());
-        chain.AttachBacking(writableBase);
+        chain.BackingEdge.Attach(writableBase, owns: true);
         Assert.Equal([100, 100, 101, 101, 103, 103, 201, 201, 203, 203], LockedBytes(baseImage));
         await readOnlyBase.DisposeAsync();
         Assert.Equal([100, 101, 103, 201, 203], LockedBytes(baseImage));

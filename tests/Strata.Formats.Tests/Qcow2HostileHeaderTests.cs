@@ -227,7 +227,7 @@ public sealed class Qcow2HostileHeaderTests
             try
             {
                 await using var node = await Qcow2Node.OpenAsync(await NodeOfAsync(image), readOnly: true);
-                node.AttachBacking(new MemoryNode(1 << 20));
+                node.BackingEdge.Attach(new MemoryNode(1 << 20), owns: true);
                 var buffer = new byte[node.Size];
                 await node.ReadAsync(0, buffer);
                 await node.CheckAsync(Qcow2RepairMode.None);

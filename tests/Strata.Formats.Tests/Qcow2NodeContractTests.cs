@@ -50,7 +50,7 @@ public sealed class Qcow2NodeContractTests
         var (_, node) = await CreateAsync(new Qcow2CreateOptions { Size = 1 << 20, Compat = "0.10", BackingFile = "b.img" });
         await using (node)
         {
-            node.AttachBacking(new MemoryNode(1 << 20));
+            node.BackingEdge.Attach(new MemoryNode(1 << 20), owns: true);
             var e = await Assert.ThrowsAsync<BlockException>(async () => await node.WriteZeroesAsync(0, 65536, ZeroFlags.NoFallback));
             Assert.Equal(BlockError.NotSupported, e.Error);
         }
@@ -64,7 +64,7 @@ public sealed class Qcow2NodeContractTests
         {
             var backing = new MemoryNode(1 << 20);
             await backing.WriteAsync(0, Qcow2TestImage.Pattern(1 << 20, 3));
-            node.AttachBacking(backing);
+            node.BackingEdge.Attach(backing, owns: true);
             await node.WriteAsync(0, Qcow2TestImage.Pattern(8192, 4));
             await node.DiscardAsync(0, 8192);
             var back = new byte[8192];

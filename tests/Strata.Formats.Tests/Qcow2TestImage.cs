@@ -16,7 +16,7 @@ public static class Qcow2TestImage
     public static async Task<Qcow2Node> OpenAsync(string path, bool readOnly = false, IBlockNode? backing = null)
     {
         var node = await Qcow2Node.OpenAsync(RawFileNode.Open(path, readOnly), readOnly);
-        node.AttachBacking(backing);
+        node.BackingEdge.Attach(backing, owns: true);
         return node;
     }
 

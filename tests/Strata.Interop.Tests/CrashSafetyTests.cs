@@ -179,7 +179,7 @@ public sealed class CrashSafetyTests(ITestOutputHelper output)
         var node = await Qcow2Node.OpenAsync(fault, readOnly: false);
         if (create.BackingFile is not null)
         {
-            node.AttachBacking(RawFileNode.Open(Path.Combine(Path.GetDirectoryName(path)!, create.BackingFile), readOnly: true));
+            node.BackingEdge.Attach(RawFileNode.Open(Path.Combine(Path.GetDirectoryName(path)!, create.BackingFile), readOnly: true), owns: true);
         }
 
         await scenario(node, new CrashRecorder(), new Random(seed));
@@ -201,7 +201,7 @@ public sealed class CrashSafetyTests(ITestOutputHelper output)
             node = await Qcow2Node.OpenAsync(fault, readOnly: false);
             if (create.BackingFile is not null)
             {
-                node.AttachBacking(RawFileNode.Open(Path.Combine(Path.GetDirectoryName(path)!, create.BackingFile), readOnly: true));
+                node.BackingEdge.Attach(RawFileNode.Open(Path.Combine(Path.GetDirectoryName(path)!, create.BackingFile), readOnly: true), owns: true);
             }
 
             await scenario(node, recorder, new Random(seed));

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using Strata.Block;
 using Strata.Daemon;
 using Strata.Nbd.Server;
 using Strata.Nbd.Transport;
@@ -153,16 +154,16 @@ public static class ServeCommand
     /// a format), and a guessed qcow2 one may have been a raw disk whose guest wrote a header.
     /// </summary>
     private static string ProbeWarning(Drive drive) => drive.Root.DriverName == "raw"
-        ? $"strata serve: warning: the format of '{drive.Spec.File}' was not given and probing guessed raw: writes that would make its first sector look like an image format are refused; give format=raw to lift this"
-        : $"strata serve: warning: the format of '{drive.Spec.File}' was not given and probing found {drive.Root.DriverName}: probing trusts what a guest may have written; give format={drive.Root.DriverName}";
+        ? $"strata serve: warning: the format of '{drive.File}' was not given and probing guessed raw: writes that would make its first sector look like an image format are refused; give format=raw to lift this"
+        : $"strata serve: warning: the format of '{drive.File}' was not given and probing found {drive.Root.DriverName}: probing trusts what a guest may have written; give format={drive.Root.DriverName}";
 
     private static void PrintBanner(StorageDaemon daemon)
     {
         var options = daemon.Options;
         foreach (var drive in daemon.Drives)
         {
-            Console.Out.WriteLine($"strata serve: drive '{drive.Id}': {drive.Root.DriverName} {drive.Spec.File}, {drive.Root.Size} bytes{(drive.ReadOnly ? ", read-only" : "")}");
-            if (drive.Spec.Format is null)
+            Console.Out.WriteLine($"strata serve: drive '{drive.Id}': {drive.Root.DriverName} {drive.File}, {drive.Root.Size} bytes{(drive.ReadOnly ? ", read-only" : "")}");
+            if (drive.Format is null)
             {
                 Console.Error.WriteLine(ProbeWarning(drive));
             }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using Strata.Block;
 using Strata.Block.Jobs;
@@ -11,56 +10,21 @@ namespace Strata.Daemon.Control;
 public sealed partial class QmpCommands
 {
     /// <summary>
-    /// blockdev-snapshot-sync for one or several drives at one point in time (a transaction): every
-    /// overlay is prepared into one <see cref="LiveSnapshot"/>, which switches the drives together.
-    /// A failure before the switch leaves every drive as it was (the snapshot discards what was
-    /// prepared: closes the overlays, deletes the files made for them). From the switch on the command
-    /// succeeds: if an old image could not be flushed afterwards, the reply lists it under
-    /// "unflushed", a BLOCK_IO_ERROR event names it and the log says so (docs/live.md).
+    /// blockdev-snapshot-sync for one or several drives at one point in time (a transaction): the
+    /// actions are read into one engine call, <see cref="Drive.SnapshotAsync"/>. A failure before the
+    /// switch leaves every drive as it was. From the switch on the command succeeds: if an old image
+    /// could not be flushed afterwards, the reply lists it under "unflushed", a BLOCK_IO_ERROR event
+    /// names it and the log says so (docs/live.md).
     /// </summary>
     private async Task<QmpResult> SnapshotAsync(IReadOnlyList<QmpArguments> actions, CancellationToken cancellationToken)
     {
+        var requests = actions.Select(ToSnapshotRequest).ToList();
         await _daemon.GraphLock.WaitAsync(cancellationToken);
         try
         {
-            long start = Stopwatch.GetTimestamp();
-            await using var snapshot = new LiveSnapshot();
-            var drives = new List<Drive>();
-            foreach (var args in actions)
-            {
-                string device = args.OptionalString("device") ?? args.OptionalString("node-name")
-                    ?? throw new QmpException("Parameter 'device' is missing");
-                var drive = _daemon.FindDrive(device) ?? throw new QmpException($"Cannot find device='{device}' nor node-name='{device}'", "DeviceNotFound");
-                if (drives.Contains(drive))
-                {
-                    throw new QmpException($"Device '{device}' appears twice in the transaction");
-                }
-
-                if (_daemon.Jobs.IsBusy(drive))
-                {
-                    throw new QmpException($"Device '{device}' is busy: a merge job is running on it");
-                }
-
-                string file = args.String("snapshot-file");
-                string format = args.OptionalString("format") ?? "qcow2";
-                if (format != "qcow2")
-                {
-                    throw new QmpException($"Snapshot format '{format}' is not supported (qcow2 only)");
-                }
-
-                var mode = args.OptionalString("mode") switch
-                {
-                    null or "absolute-paths" => SnapshotMode.AbsolutePaths,
-                    "existing" => SnapshotMode.Existing,
-                    var other => throw new QmpException($"Invalid parameter 'mode': '{other}' (absolute-paths, existing)"),
-                };
-                snapshot.Add((await drive.PrepareSnapshotAsync(file, mode, cancellationToken)).ToSwitch());
-                drives.Add(drive);
-            }
-
-            var prepareTime = Stopwatch.GetElapsedTime(start);
-            var result = await snapshot.SwitchAsync(cancellationToken);
-            _daemon.Log($"snapshot of {string.Join(", ", drives.Select(d => d.Id))}: overlays ready in {prepareTime.TotalMilliseconds:0.000} ms, {result.Timings}");
+            var result = await Drive.SnapshotAsync(requests, cancellationToken);
+            var drives = requests.Select(r => r.Drive).ToList();
+            _daemon.Log($"snapshot of {string.Join(", ", drives.Select(d => d.Id))}: overlays ready in {result.Prepare.TotalMilliseconds:0.000} ms, {result.Timings}");
             return ReportUnflushed(result.Unflushed, drives);
         }
         finally
@@ -68,6 +32,31 @@ public sealed partial class QmpCommands
             _daemon.GraphLock.Release();
         }
     }
+
+    /// <summary>One blockdev-snapshot-sync action's arguments, as the engine takes them.</summary>
+    private SnapshotRequest ToSnapshotRequest(QmpArguments args)
+    {
+        string device = args.OptionalString("device") ?? args.OptionalString("node-name")
+            ?? throw new QmpException("Parameter 'device' is missing");
+        var drive = FindDrive(device);
+        string file = args.String("snapshot-file");
+        string format = args.OptionalString("format") ?? "qcow2";
+        if (format != "qcow2")
+        {
+            throw new QmpException($"Snapshot format '{format}' is not supported (qcow2 only)");
+        }
+
+        var mode = args.OptionalString("mode") switch
+        {
+            null or "absolute-paths" => SnapshotMode.AbsolutePaths,
+            "existing" => SnapshotMode.Existing,
+            var other => throw new QmpException($"Invalid parameter 'mode': '{other}' (absolute-paths, existing)"),
+        };
+        return new SnapshotRequest(drive, file, mode);
+    }
+
+    private Drive FindDrive(string device) =>
+        _daemon.FindDrive(device) ?? throw new QmpException($"Cannot find device='{device}' nor node-name='{device}'", "DeviceNotFound");
 
     /// <summary>
     /// The reply to a snapshot that switched: empty, as QEMU's, or, when old images could not be
@@ -147,75 +136,48 @@ public sealed partial class QmpCommands
 
     /// <summary>
     /// block-commit: merges <c>top</c> (default: the drive's active image) into <c>base</c> (default:
-    /// the deepest image, as in QEMU) as a job. An active merge reports ready and waits for
-    /// job-complete, as in QEMU; a merge of a lower layer completes on its own.
+    /// the deepest image, as in QEMU) as a job (<see cref="Drive.PrepareMergeAsync"/>). An active merge
+    /// reports ready and waits for job-complete, as in QEMU; a merge of a lower layer completes on its own.
     /// </summary>
     private async Task<QmpResult> CommitAsync(QmpArguments args, CancellationToken cancellationToken)
     {
-        string device = args.String("device");
-        var drive = _daemon.FindDrive(device) ?? throw new QmpException($"Cannot find device='{device}' nor node-name='{device}'", "DeviceNotFound");
-        await _daemon.GraphLock.WaitAsync(cancellationToken);
-        try
+        var drive = FindDrive(args.String("device"));
+        long speed = args.OptionalInt("speed", 0);
+        if (speed < 0)
         {
-            if (_daemon.Jobs.IsBusy(drive))
-            {
-                throw new QmpException($"Device '{device}' is busy: a merge job is running on it");
-            }
+            throw new QmpException("Parameter 'speed' expects a non-negative value");
+        }
 
-            var root = drive.Root;
-            IBlockNode top = args.OptionalString("top") is { } topName
-                ? drive.FindNode(topName) ?? throw new QmpException($"Top image file {topName} not found")
-                : root;
-            IBlockNode? baseNode;
-            if (args.OptionalString("base") is { } baseName)
-            {
-                baseNode = drive.FindNode(baseName) ?? throw new QmpException($"Can't find '{baseName}' in the backing chain");
-            }
-            else
-            {
-                baseNode = top;
-                while (baseNode.Backing is not null)
-                {
-                    baseNode = baseNode.Backing;
-                }
-            }
-
-            if (ReferenceEquals(top, baseNode) || CommitJob.DepthOf(top, baseNode) <= 0)
-            {
-                throw new QmpException(top.Backing is null
-                    ? $"Device '{device}' has no backing file to merge into"
-                    : "Base is not below top in the backing chain");
-            }
-
-            string id = args.OptionalString("job-id") ?? device;
-            if (_daemon.Jobs.Find(id) is not null)
-            {
-                throw new QmpException($"Job ID '{id}' already in use");
-            }
-
-            long speed = args.OptionalInt("speed", 0);
-            if (speed < 0)
-            {
-                throw new QmpException("Parameter 'speed' expects a non-negative value");
-            }
-
-            bool autoDismiss = args.OptionalBool("auto-dismiss", true);
-            bool active = ReferenceEquals(top, root);
-            var onError = args.OptionalString("on-error") switch
+        var options = new CommitJobOptions
+        {
+            Speed = speed,
+            AutoComplete = args.OptionalBool("auto-complete", false),
+            OnError = args.OptionalString("on-error") switch
             {
                 null or "report" => JobErrorPolicy.Report,
                 "stop" => JobErrorPolicy.Stop,
                 "enospc" => JobErrorPolicy.StopOnNoSpace,
                 "ignore" => throw new QmpException("on-error 'ignore' is not supported: a merge that skips what it could not copy loses data"),
                 var other => throw new QmpException($"Invalid parameter 'on-error': '{other}' (report, stop, enospc)"),
-            };
-            var options = new CommitJobOptions
+            },
+        };
+        bool autoDismiss = args.OptionalBool("auto-dismiss", true);
+        string id = args.OptionalString("job-id") ?? drive.Id;
+        await _daemon.GraphLock.WaitAsync(cancellationToken);
+        try
+        {
+            IBlockNode? top = args.OptionalString("top") is { } topName
+                ? drive.FindLayer(topName) ?? throw new QmpException($"Top image file {topName} not found")
+                : null;
+            IBlockNode? baseNode = args.OptionalString("base") is { } baseName
+                ? drive.FindLayer(baseName) ?? throw new QmpException($"Can't find '{baseName}' in the backing chain")
+                : null;
+            if (_daemon.Jobs.Find(id) is not null)
             {
-                Speed = speed,
-                AutoComplete = !active || args.OptionalBool("auto-complete", false),
-                OnError = onError,
-            };
-            var job = await drive.PrepareCommitAsync(id, top, baseNode, options, cancellationToken);
+                throw new QmpException($"Job ID '{id}' already in use");
+            }
+
+            var job = await drive.PrepareMergeAsync(id, top, baseNode, options, cancellationToken);
             _daemon.Jobs.Add(new BlockJobEntry(job, drive, speed, autoDismiss));
             job.Start();
             return QmpResult.Empty;

@@ -257,7 +257,7 @@ public sealed partial class QmpCommands
                     w.WriteString("backing_file", backing);
                 }
 
-                w.WriteString("cache-mode", drive.Spec.Direct ? "none" : "writeback");
+                w.WriteString("cache-mode", drive.Direct ? "none" : "writeback");
                 w.WritePropertyName("image");
                 WriteImage(w, root);
                 w.WriteEndObject();

@@ -1,3 +1,4 @@
+using Strata.Block;
 using Strata.Block.Live;
 
 namespace Strata.Daemon.Live;

@@ -34,15 +34,6 @@ public sealed class BlockJobs(Action<QmpEvent> emit)
         }
     }
 
-    /// <summary>True when some job works on <paramref name="drive"/> (one job per drive at a time).</summary>
-    public bool IsBusy(Drive drive)
-    {
-        lock (_lock)
-        {
-            return _jobs.Values.Any(e => e.Drive == drive && e.Job.Status != JobStatus.Concluded);
-        }
-    }
-
     public void Add(BlockJobEntry entry)
     {
         ArgumentNullException.ThrowIfNull(entry);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Strata.Block;
+using Strata.Block.Graph;
 using Strata.Block.Live;
 using Strata.Formats;
 
@@ -17,7 +18,7 @@ internal static class SnapshotWarmUp
     private const long Size = 1 << 20;
     private const int Block = 4096;
 
-    public static async Task RunAsync(Action<string>? log)
+    public static async Task RunAsync(ILayerOpener opener, Action<string>? log)
     {
         // Off the caller's path: the daemon is listening by now and serves guests meanwhile.
         await Task.Yield();
@@ -28,12 +29,8 @@ internal static class SnapshotWarmUp
             folder = Directory.CreateTempSubdirectory("strata-warm-up-");
             string image = Path.Combine(folder.FullName, "disk.img");
             await ImageCreator.CreateAsync(image, ImageOpener.Raw, Size, null, null);
-            await using var drive = await Drive.OpenAsync(new DriveSpec("warm-up", image, ImageOpener.Raw));
-            await using (var snapshot = new LiveSnapshot())
-            {
-                snapshot.Add((await drive.PrepareSnapshotAsync(Path.Combine(folder.FullName, "overlay.qcow2"), SnapshotMode.AbsolutePaths)).ToSwitch());
-                await snapshot.SwitchAsync();
-            }
+            await using var drive = await Drive.OpenAsync("warm-up", image, new LayerOpenOptions { Format = ImageOpener.Raw }, opener);
+            await Drive.SnapshotAsync([new SnapshotRequest(drive, Path.Combine(folder.FullName, "overlay.qcow2"), SnapshotMode.AbsolutePaths)]);
 
             // An allocating write that copies the rest of its cluster from the old image, as the
             // guest's first writes after a snapshot do.

@@ -52,7 +52,7 @@ public sealed partial class Qcow2Node
                 part.Span.Clear();
                 break;
             case Qcow2ClusterKind.Unallocated:
-                await BackingReader.ReadAsync(_backing, offset, part, cancellationToken);
+                await BackingReader.ReadAsync(Backing, offset, part, cancellationToken);
                 break;
             default:
                 var cluster = ArrayPool<byte>.Shared.Rent(_clusterSize);
@@ -109,7 +109,7 @@ public sealed partial class Qcow2Node
 
             if (alignedStart < alignedEnd)
             {
-                if (IsV3 || _backing is null)
+                if (IsV3 || Backing is null)
                 {
                     await UpdateClustersAsync(alignedStart >> _clusterBits, (alignedEnd - alignedStart) >> _clusterBits,
                         IsV3 ? Qcow2ClusterUpdate.Zero : Qcow2ClusterUpdate.Deallocate, cancellationToken);
@@ -151,7 +151,7 @@ public sealed partial class Qcow2Node
             // Only whole clusters can be discarded; the partial head and tail keep their data (discard is a hint).
             long first = (offset + _clusterSize - 1) >> _clusterBits;
             long end = (offset + length) >> _clusterBits;
-            if (end > first && (IsV3 || _backing is null))
+            if (end > first && (IsV3 || Backing is null))
             {
                 await UpdateClustersAsync(first, end - first, Qcow2ClusterUpdate.Discard, cancellationToken);
             }
@@ -442,7 +442,7 @@ public sealed partial class Qcow2Node
 
             long n = run.Length;
             bool alreadyZero = run.Kind == Qcow2ClusterKind.Zero
-                || (run.Kind == Qcow2ClusterKind.Unallocated && (_backing is null || _backing.Size <= offset));
+                || (run.Kind == Qcow2ClusterKind.Unallocated && (Backing is null || Backing.Size <= offset));
             if (!alreadyZero)
             {
                 if ((flags & ZeroFlags.NoFallback) != 0)
@@ -483,8 +483,8 @@ public sealed partial class Qcow2Node
                     ulong old = table is null ? 0 : table[c & (L2Entries - 1)];
                     ulong target = update switch
                     {
-                        Qcow2ClusterUpdate.Zero => IsV3 && (_backing is not null || old != 0) ? Qcow2L2Entry.Zero : 0,
-                        Qcow2ClusterUpdate.Discard => _backing is not null && IsV3 ? Qcow2L2Entry.Zero : 0,
+                        Qcow2ClusterUpdate.Zero => IsV3 && (Backing is not null || old != 0) ? Qcow2L2Entry.Zero : 0,
+                        Qcow2ClusterUpdate.Discard => Backing is not null && IsV3 ? Qcow2L2Entry.Zero : 0,
                         _ => 0,
                     };
                     if (target == old)

@@ -84,7 +84,7 @@ public sealed partial class Qcow2Node
         switch (Classify(entry, guestCluster))
         {
             case Qcow2ClusterKind.Unallocated:
-                await BackingReader.ReadAsync(_backing, guestCluster << _clusterBits, cluster, cancellationToken);
+                await BackingReader.ReadAsync(Backing, guestCluster << _clusterBits, cluster, cancellationToken);
                 break;
             case Qcow2ClusterKind.Zero:
                 cluster.Span.Clear();

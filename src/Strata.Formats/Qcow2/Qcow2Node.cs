@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using Strata.Block;
+using Strata.Block.Graph;
 
 namespace Strata.Formats.Qcow2;
 
@@ -14,7 +15,7 @@ namespace Strata.Formats.Qcow2;
 /// before the L1 table (docs/formats/qcow2.md). Clusters are freed only after the metadata that
 /// dropped them is durable, so a crash may leak clusters but never corrupts.
 /// </remarks>
-public sealed partial class Qcow2Node : IBlockNode, IBackingFileRecord
+public sealed partial class Qcow2Node : IBackedLayer, IBackingFileRecord
 {
     public const int Magic = 0x514649fb;
 
@@ -50,7 +51,6 @@ public sealed partial class Qcow2Node : IBlockNode, IBackingFileRecord
     private long _freeCursor;
     private long _size;
     private bool _dirtyBitSetByUs;
-    private IBlockNode? _backing;
     private bool _disposed;
     private bool _openFailed;
     private bool _markedCorrupt;
@@ -86,8 +86,11 @@ public sealed partial class Qcow2Node : IBlockNode, IBackingFileRecord
 
     public NodeLimits Limits => new(1, _clusterSize, NodeLimits.DefaultMaxTransfer);
 
-    /// <summary>The backing node attached with <see cref="AttachBacking"/>, if any.</summary>
-    public IBlockNode? Backing => _backing;
+    /// <summary>The node unallocated clusters read from: the node of <see cref="BackingEdge"/>.</summary>
+    public IBlockNode? Backing => BackingEdge.Node;
+
+    /// <inheritdoc/>
+    public BackingEdge BackingEdge { get; } = new();
 
     /// <inheritdoc/>
     public string? BackingFileName => _header.BackingFile;
@@ -120,7 +123,7 @@ public sealed partial class Qcow2Node : IBlockNode, IBackingFileRecord
     /// <summary>
     /// Opens the image in <paramref name="file"/>, validating every header field, table size and offset.
     /// Does not open the backing file: the caller resolves <see cref="Qcow2Info.BackingFile"/> and calls
-    /// <see cref="AttachBacking"/>. Read-write opening sets the dirty bit when lazy refcounts are on and
+    /// attaches it to <see cref="BackingEdge"/>. Read-write opening sets the dirty bit when lazy refcounts are on and
     /// clears unknown autoclear bits; an image marked corrupt opens read-only only.
     /// </summary>
     public static ValueTask<Qcow2Node> OpenAsync(IBlockNode file, bool readOnly, CancellationToken cancellationToken = default)
@@ -187,9 +190,6 @@ public sealed partial class Qcow2Node : IBlockNode, IBackingFileRecord
         return node;
     }
 
-    /// <summary>Sets the node unallocated clusters read from; it becomes owned by this node.</summary>
-    public void AttachBacking(IBlockNode? backing) => _backing = backing;
-
     /// <summary>
     /// Passes the permissions on to the file as the metadata needs them; the backing node's are its
     /// attacher's to set. An image opened read-write whose user no longer writes (a snapshot's frozen
@@ -198,7 +198,10 @@ public sealed partial class Qcow2Node : IBlockNode, IBackingFileRecord
     public void SetPermissions(NodePermissions permissions, PermissionCheck check)
         => _file.SetPermissions(permissions.ForMetadataFile(!_readOnly && (permissions.Held & ~BlockPermissions.ConsistentRead) != 0), check);
 
-    /// <summary>Flushes, clears the dirty bit if this node set it, and disposes the file and backing nodes.</summary>
+    /// <summary>
+    /// Flushes, clears the dirty bit if this node set it, and closes the file node; the backing node
+    /// only when its edge owns it (<see cref="BackingEdge.CloseAsync"/>): otherwise its opener does.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         if (_disposed)
@@ -230,10 +233,7 @@ public sealed partial class Qcow2Node : IBlockNode, IBackingFileRecord
         finally
         {
             await _file.DisposeAsync();
-            if (_backing is not null)
-            {
-                await _backing.DisposeAsync();
-            }
+            await BackingEdge.CloseAsync();
 
             _metadataLock.Dispose();
         }

@@ -1,4 +1,4 @@
-namespace Strata.Daemon.Live;
+namespace Strata.Block.Live;
 
 /// <summary>blockdev-snapshot-sync "mode" (qapi/block-core.json NewImageMode).</summary>
 public enum SnapshotMode

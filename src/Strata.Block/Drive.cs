@@ -1,42 +1,78 @@
-using Strata.Block;
-using Strata.Formats;
+using Strata.Block.Graph;
 
-namespace Strata.Daemon;
+namespace Strata.Block;
 
 /// <summary>
-/// A guest's disk: the stable name it is exported under, the request gate every guest request passes
-/// through, and the node chain behind it (DESIGN.md, "Drive").
+/// A guest's disk (QEMU's BlockBackend): the stable name it is exported under, the request gate every
+/// guest request passes through, the write observers, the layers behind it, and every operation on
+/// that graph: snapshot switch, merge, reopen, relink (DESIGN.md, "Drive"; docs/architecture.md,
+/// "Who owns which node" and "Graph operations").
 /// </summary>
+/// <remarks>
+/// The drive owns every layer of its chain (<see cref="LayerChain"/>): it opened them, it closes them.
+/// No backing edge inside it owns its node, so a graph operation re-points edges and closes the
+/// layers it dropped in one place. Every change of the graph happens under a drain of
+/// <see cref="Gate"/>; the operations themselves are not serialized here: their caller runs one at a
+/// time per drive.
+/// </remarks>
 public sealed partial class Drive : IAsyncDisposable
 {
+    private readonly LayerChain _chain;
+    private readonly ILayerOpener _opener;
+    private readonly LayerOpenOptions _options;
     private int _closed;
 
     // The drain taken by CloseAsync, never released: a closed drive admits no request.
     private RequestGate.Drain? _closedHold;
 
-    private Drive(DriveSpec spec, RequestGate gate)
+    private Drive(string id, string file, LayerOpenOptions options, LayerChain chain, ILayerOpener opener)
     {
-        Spec = spec;
-        Gate = gate;
+        Id = id;
+        File = file;
+        _options = options;
+        _chain = chain;
+        _opener = opener;
+        Gate = new RequestGate(chain.Layers[0]);
     }
 
-    public string Id => Spec.Id;
+    /// <summary>The drive's name: the NBD export name, the device in commands.</summary>
+    public string Id { get; }
 
-    public DriveSpec Spec { get; }
+    /// <summary>The image the drive was opened on, as given.</summary>
+    public string File { get; }
+
+    /// <summary>The format the drive was opened with; null: it was probed.</summary>
+    public string? Format => _options.Format;
+
+    /// <summary>True when every layer is opened with the host's page cache bypassed (cache=none).</summary>
+    public bool Direct => _options.Direct;
 
     public RequestGate Gate { get; }
 
     public IBlockNode Root => Gate.Root;
 
-    public bool ReadOnly => Spec.ReadOnly || Gate.IsReadOnly;
+    public bool ReadOnly => _options.ReadOnly || Gate.IsReadOnly;
 
-    public static async Task<Drive> OpenAsync(DriveSpec spec, CancellationToken cancellationToken = default)
+    /// <summary>Opens the image at <paramref name="file"/> and its backing chain as the drive <paramref name="id"/>.</summary>
+    public static async Task<Drive> OpenAsync(string id, string file, LayerOpenOptions options, ILayerOpener opener, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(spec);
-        var options = new ImageOpenOptions { Format = spec.Format, ReadOnly = spec.ReadOnly, Direct = spec.Direct };
-        var root = await ImageOpener.OpenAsync(spec.File, options, cancellationToken);
-        return new Drive(spec, new RequestGate(root));
+        ArgumentException.ThrowIfNullOrEmpty(id);
+        ArgumentException.ThrowIfNullOrEmpty(file);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(opener);
+        var chain = await opener.OpenChainAsync(file, options, cancellationToken);
+        return new Drive(id, file, options, chain, opener);
     }
+
+    /// <summary>
+    /// Adds a write observer: it sees every guest write, write-zeroes and discard before it reaches a
+    /// layer, whatever the graph below looks like, across snapshot switches and merges (where dirty
+    /// bitmaps hang).
+    /// </summary>
+    public void AddWriteObserver(IWriteObserver observer) => Gate.AddObserver(observer);
+
+    /// <summary>Removes a write observer; false when it was not there.</summary>
+    public bool RemoveWriteObserver(IWriteObserver observer) => Gate.RemoveObserver(observer);
 
     /// <summary>Closes the drive with no time limit (see <see cref="CloseAsync"/>).</summary>
     public async ValueTask DisposeAsync() => await CloseAsync();
@@ -115,12 +151,12 @@ public sealed partial class Drive : IAsyncDisposable
         }
     }
 
-    /// <summary>Closes the top image and, through its backing links, the whole chain (a merge's base included).</summary>
+    /// <summary>Closes every layer the drive owns, top first (a merge's base included).</summary>
     private async Task CloseChainAsync(CancellationToken deadline)
     {
         try
         {
-            await Top.DisposeAsync().AsTask().WaitAsync(deadline);
+            await _chain.DisposeAsync().AsTask().WaitAsync(deadline);
         }
         catch (OperationCanceledException)
         {

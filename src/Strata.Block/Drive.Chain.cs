@@ -1,0 +1,30 @@
+using Strata.Block.Live;
+
+namespace Strata.Block;
+
+/// <summary>Walking a drive's chain and finding its layers (through <see cref="BlockChain"/>, the one walk).</summary>
+public sealed partial class Drive
+{
+    /// <summary>The drive's top image, looking through the mirror filter a live merge puts above it.</summary>
+    public IBlockNode Top => Root is MirrorNode mirror ? mirror.Overlay : Root;
+
+    /// <summary>Every layer of the chain, top first.</summary>
+    public IEnumerable<IBlockNode> Layers() => Top.Layers();
+
+    /// <summary>The full paths of every image in the drive's chain, top first.</summary>
+    public IReadOnlyList<string> ChainFiles() =>
+        Top.Layers().Where(n => n.FileName is not null).Select(n => Path.GetFullPath(n.FileName!)).ToList();
+
+    /// <summary>
+    /// The layer named <paramref name="name"/>: the top when it is the drive's own name (its node name
+    /// in query-block), else the first layer whose file is <paramref name="name"/> (null: none).
+    /// </summary>
+    public IBlockNode? FindLayer(string name)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(name);
+        return name == Id ? Top : Top.FindByFile(Path.GetFullPath(name));
+    }
+
+    /// <summary>The image directly above <paramref name="node"/> in the chain (null: it is the top).</summary>
+    public IBlockNode? ParentOf(IBlockNode node) => Top.ParentOf(node);
+}

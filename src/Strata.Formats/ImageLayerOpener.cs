@@ -1,0 +1,77 @@
+using Strata.Block;
+using Strata.Block.Graph;
+using Strata.Formats.Raw;
+
+namespace Strata.Formats;
+
+/// <summary>
+/// Opens, creates and reopens the layers of a drive's graph on local image files, over
+/// <see cref="ImageOpener"/> and <see cref="ImageCreator"/> (the engine's <see cref="ILayerOpener"/>).
+/// Overlays are qcow2.
+/// </summary>
+public sealed class ImageLayerOpener : ILayerOpener
+{
+    /// <inheritdoc/>
+    public async ValueTask<LayerChain> OpenChainAsync(string file, LayerOpenOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var top = await ImageOpener.OpenAsync(file, ToImageOptions(options), cancellationToken);
+
+        // The opener hands the chain over with owning edges; the caller's chain owns every layer instead.
+        return LayerChain.Adopt(top);
+    }
+
+    /// <inheritdoc/>
+    public ValueTask<IBlockNode> OpenLayerAsync(string file, LayerOpenOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return ImageOpener.OpenAsync(file, ToImageOptions(options) with { OpenBacking = false }, cancellationToken);
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask CreateOverlayAsync(string file, IBlockNode backing, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(file);
+        ArgumentNullException.ThrowIfNull(backing);
+        string backingFile = Path.GetFullPath(backing.FileName ?? throw BlockException.NotSupported($"a {backing.DriverName} node has no file to record as a backing file"));
+
+        // Made under a temporary name and renamed once complete, so that a crash half-way leaves no
+        // half-written image under the name asked for. Whoever can write in the folder may have
+        // planted something at either name: the temporary is made only if nothing has its name
+        // (O_EXCL, O_NOFOLLOW; ImageCreator removes it if writing fails) and the rename replaces
+        // nothing, so no link is followed and no file replaced.
+        string partial = file + ".partial";
+        var plan = await ImageCreator.PlanAsync(partial, ImageOpener.Qcow2Format, backing.Size, backingFile, backing.DriverName, [], cancellationToken);
+        await ImageCreator.CreateAsync(plan, FileCreation.New, cancellationToken);
+        try
+        {
+            NewFile.Move(partial, file);
+        }
+        catch
+        {
+            File.Delete(partial);
+            throw;
+        }
+    }
+
+    /// <inheritdoc/>
+    public async ValueTask<IBlockNode> ReopenAsync(IBlockNode layer, NodePermissions current, NodePermissions wanted, LayerOpenOptions options,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(layer);
+        ArgumentNullException.ThrowIfNull(options);
+        return await ImageOpener.ReopenAsync(layer, current, wanted, ToImageOptions(options), cancellationToken);
+    }
+
+    /// <inheritdoc/>
+    public bool Exists(string file) => File.Exists(file);
+
+    /// <inheritdoc/>
+    public void Delete(string file) => File.Delete(file);
+
+    /// <inheritdoc/>
+    public string ResolveBackingFile(string overlayFile, string backingName) => ImageOpener.ResolveBackingPath(overlayFile, backingName);
+
+    private static ImageOpenOptions ToImageOptions(LayerOpenOptions options)
+        => new() { Format = options.Format, ReadOnly = options.ReadOnly, Direct = options.Direct };
+}
