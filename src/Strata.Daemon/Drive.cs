@@ -33,7 +33,7 @@ public sealed partial class Drive : IAsyncDisposable
     public static async Task<Drive> OpenAsync(DriveSpec spec, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        var options = new ImageOpenOptions { Format = spec.Format, ReadOnly = spec.ReadOnly, Direct = spec.Direct };
+        var options = new ImageOpenOptions { Format = spec.Format, ReadOnly = spec.ReadOnly, Direct = spec.Direct, Drivers = spec.Drivers };
         var root = await ImageOpener.OpenAsync(spec.File, options, cancellationToken);
         return new Drive(spec, new RequestGate(root));
     }
