@@ -1,25 +1,31 @@
 using System.Text;
+using Strata.Block.Drivers;
+using Strata.Formats;
 
 namespace Strata.Daemon;
 
 /// <summary>
-/// One <c>--drive id=NAME,file=PATH[,format=raw|qcow2][,readonly=on][,cache=writeback|none]</c>, QEMU's
+/// One <c>--drive id=NAME,file=LOCATOR[,format=FMT][,readonly=on][,cache=writeback|none]</c>, QEMU's
 /// key=value spelling (a comma inside a value is written twice, as in QEMU). QEMU's
 /// <c>cache.direct=on|off</c> is read too: for a drive it means the same as cache=none|writeback
-/// (the last of the two given wins).
+/// (the last of the two given wins). FMT is a format of <see cref="Drivers"/>.
 /// </summary>
 public sealed record DriveSpec(string Id, string File, string? Format = null, bool ReadOnly = false, bool Direct = false)
 {
+    /// <summary>The drivers that open the drive's image: <see cref="StandardDrivers.Registry"/> unless given.</summary>
+    public DriverRegistry Drivers { get; init; } = StandardDrivers.Registry;
+
     /// <summary>The id <c>-hda</c> gives its drive, as QEMU names its first IDE disk.</summary>
     public const string HdaId = "ide0-hd0";
 
     /// <summary>Parses the value of <c>--drive</c>; throws <see cref="FormatException"/> with a one-line message.</summary>
-    public static DriveSpec Parse(string text)
+    public static DriveSpec Parse(string text, DriverRegistry? drivers = null)
     {
         ArgumentNullException.ThrowIfNull(text);
+        drivers ??= StandardDrivers.Registry;
         string? id = null, file = null, format = null;
         bool readOnly = false, direct = false;
-        foreach (string pair in Formats.QemuOptionList.Split(text))
+        foreach (string pair in QemuOptionList.Split(text))
         {
             int eq = pair.IndexOf('=', StringComparison.Ordinal);
             if (eq <= 0)
@@ -37,9 +43,9 @@ public sealed record DriveSpec(string Id, string File, string? Format = null, bo
                     file = value;
                     break;
                 case "format":
-                    if (value is not ("raw" or "qcow2"))
+                    if (!drivers.HasFormat(value))
                     {
-                        throw new FormatException($"--drive '{text}': unknown format '{value}' (raw, qcow2)");
+                        throw new FormatException($"--drive '{text}': unknown format '{value}' ({drivers.FormatNames})");
                     }
 
                     format = value;
@@ -78,13 +84,9 @@ public sealed record DriveSpec(string Id, string File, string? Format = null, bo
             throw new FormatException("--drive: id is longer than 4096 bytes, the NBD limit for export names");
         }
 
-        return new DriveSpec(id, file, format, readOnly, direct);
+        return new DriveSpec(id, file, format, readOnly, direct) { Drivers = drivers };
     }
 
-    private static bool ParseSwitch(string text, string key, string value) => value switch
-    {
-        "on" or "true" or "yes" => true,
-        "off" or "false" or "no" => false,
-        _ => throw new FormatException($"--drive '{text}': {key} must be on or off"),
-    };
+    private static bool ParseSwitch(string text, string key, string value) =>
+        QemuOptionList.TryParseSwitch(value, out bool on) ? on : throw new FormatException($"--drive '{text}': {key} must be on or off");
 }

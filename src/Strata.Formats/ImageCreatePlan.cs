@@ -1,23 +1,26 @@
-using Strata.Formats.Qcow2;
+using Strata.Block.Drivers;
 
 namespace Strata.Formats;
 
 /// <summary>
 /// A validated image creation: what <see cref="ImageCreator.CreateAsync(ImageCreatePlan, Raw.FileCreation, CancellationToken)"/>
-/// will write, and the line qemu-img prints before writing it ("Formatting 'foo.img', fmt=raw size=…").
+/// will write, with every setting the image gets, so a caller can say what it is about to do.
 /// </summary>
 public sealed record ImageCreatePlan
 {
     public required string Path { get; init; }
 
-    /// <summary>"raw" or "qcow2".</summary>
+    /// <summary>A format of <see cref="Drivers"/>.</summary>
     public required string Format { get; init; }
 
     public required long Size { get; init; }
 
-    /// <summary>The qcow2 header fields; null for raw.</summary>
-    public Qcow2CreateOptions? Qcow2 { get; init; }
+    /// <summary>The format driver's part: its settings and how it writes them.</summary>
+    public required FormatCreatePlan Creation { get; init; }
 
-    /// <summary>The options as qemu-img lists them after "Formatting".</summary>
-    public required string Description { get; init; }
+    /// <summary>The <c>-o</c> option names the request gave (the rest of <see cref="FormatCreatePlan.Settings"/> are defaults).</summary>
+    public IReadOnlySet<string> GivenOptions { get; init; } = new HashSet<string>();
+
+    /// <summary>The drivers that planned it, and that will write it.</summary>
+    public DriverRegistry Drivers { get; init; } = StandardDrivers.Registry;
 }

@@ -1,14 +1,15 @@
 using System.Globalization;
-using System.Text;
 using Strata.Block;
-using Strata.Formats.Qcow2;
+using Strata.Block.Drivers;
 using Strata.Formats.Raw;
 
 namespace Strata.Formats;
 
 /// <summary>
-/// Creates raw and qcow2 images from a format name, a size and qemu-img style <c>-o</c> options
-/// (<c>cluster_size=4k,compat=1.1,…</c>), as <c>qemu-img create</c> does.
+/// Creates images of any registered format from a format name, a size and qemu-img style <c>-o</c>
+/// options (<c>cluster_size=4k,compat=1.1,…</c>), as <c>qemu-img create</c> does: the size and the
+/// backing file are settled here, the format's own options by its driver
+/// (<see cref="IFormatDriver.PlanCreate"/>), the bytes written through the locator's protocol driver.
 /// </summary>
 /// <remarks>
 /// A backing file given without a format is probed once and the probed format is recorded, so the
@@ -17,30 +18,6 @@ namespace Strata.Formats;
 /// </remarks>
 public static class ImageCreator
 {
-    /// <summary>The first bytes of a new raw file are written so that later O_DIRECT opens can probe alignment, as qemu-img does.</summary>
-    private const int RawFirstBlock = 4096;
-
-    /// <summary>The <c>-o</c> options of each format with their value type and description, as <c>-o help</c> lists them.</summary>
-    public static IReadOnlyList<(string Name, string Type, string Description)> OptionsOf(string format)
-    {
-        ImageOpener.CheckFormatName(format);
-        return format == ImageOpener.Raw
-            ? [("size", "size", "Virtual disk size")]
-            :
-            [
-                ("backing_file", "str", "File name of a base image"),
-                ("backing_fmt", "str", "Image format of the base image"),
-                ("cluster_size", "size", "qcow2 cluster size"),
-                ("compat", "str", "Compatibility level (v2 [0.10] or v3 [1.1])"),
-                ("compression_type", "str", "Compression method used for image cluster compression"),
-                ("extended_l2", "bool (on/off)", "Extended L2 tables (only off is supported)"),
-                ("lazy_refcounts", "bool (on/off)", "Postpone refcount updates"),
-                ("preallocation", "str", "Preallocation mode (only off is supported)"),
-                ("refcount_bits", "num", "Width of a reference count entry in bits"),
-                ("size", "size", "Virtual disk size"),
-            ];
-    }
-
     /// <summary>Splits "a=1,b=2" into pairs; ",," is a literal comma, as in QEMU option strings.</summary>
     public static IReadOnlyList<KeyValuePair<string, string>> ParseOptionList(string list)
     {
@@ -122,16 +99,22 @@ public static class ImageCreator
     /// Validates the request and fills in what is implied: the backing file's format (probed once
     /// when not given) and the size (the backing file's virtual size when not given).
     /// </summary>
-    public static async ValueTask<ImageCreatePlan> PlanAsync(string path, string format, long? size, string? backingFile,
+    public static ValueTask<ImageCreatePlan> PlanAsync(string path, string format, long? size, string? backingFile,
+        string? backingFormat, IEnumerable<KeyValuePair<string, string>> options, CancellationToken cancellationToken = default)
+        => PlanAsync(StandardDrivers.Registry, path, format, size, backingFile, backingFormat, options, cancellationToken);
+
+    /// <inheritdoc cref="PlanAsync(string, string, long?, string?, string?, IEnumerable{KeyValuePair{string, string}}, CancellationToken)"/>
+    public static async ValueTask<ImageCreatePlan> PlanAsync(DriverRegistry drivers, string path, string format, long? size, string? backingFile,
         string? backingFormat, IEnumerable<KeyValuePair<string, string>> options, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(drivers);
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(format);
         ArgumentNullException.ThrowIfNull(options);
-        ImageOpener.CheckFormatName(format);
-        var known = OptionsOf(format).Select(o => o.Name).ToHashSet();
-        var q = new Qcow2CreateOptions { Size = 0 };
-        bool compatGiven = false;
+        var driver = drivers.Format(format);
+        var known = driver.CreateOptions.Select(o => o.Name).ToHashSet();
+        var own = new List<KeyValuePair<string, string>>();
+        var given = new HashSet<string>();
         foreach (var (name, value) in options)
         {
             if (!known.Contains(name))
@@ -139,82 +122,34 @@ public static class ImageCreator
                 throw BlockException.Invalid($"Invalid parameter '{name}'");
             }
 
+            given.Add(name);
             switch (name)
             {
-                case "size":
+                case CreateOption.Size:
                     size = TryParseSize(value, out long s) ? s : throw BlockException.Invalid($"Parameter 'size' expects a non-negative number below 2^63");
                     break;
-                case "backing_file":
+                case CreateOption.BackingFile:
                     backingFile = value;
                     break;
-                case "backing_fmt":
+                case CreateOption.BackingFormat:
                     backingFormat = value;
                     break;
-                case "cluster_size":
-                    if (!TryParseSize(value, out long cs) || cs < 512 || cs > 2 * 1024 * 1024 || (cs & (cs - 1)) != 0)
-                    {
-                        throw BlockException.Invalid("Cluster size must be a power of two between 512 and 2048k");
-                    }
-
-                    q = q with { ClusterSize = (int)cs };
-                    break;
-                case "compat":
-                    q = q with
-                    {
-                        Compat = value switch
-                        {
-                            "0.10" or "v2" => "0.10",
-                            "1.1" or "v3" => "1.1",
-                            _ => throw BlockException.Invalid($"Parameter 'version' does not accept value '{value}'"),
-                        },
-                    };
-                    compatGiven = true;
-                    break;
-                case "refcount_bits":
-                    if (!int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int bits) || bits < 1 || bits > 64 || (bits & (bits - 1)) != 0)
-                    {
-                        throw BlockException.Invalid("Refcount width must be a power of two and may not exceed 64 bits");
-                    }
-
-                    q = q with { RefcountBits = bits };
-                    break;
-                case "lazy_refcounts":
-                    q = q with { LazyRefcounts = ParseBool(name, value) };
-                    break;
-                case "compression_type":
-                    q = q with
-                    {
-                        CompressionType = value is "zlib" or "zstd" ? value
-                            : throw BlockException.Invalid($"Parameter 'compression-type' does not accept value '{value}'"),
-                    };
-                    break;
-                case "extended_l2":
-                    if (ParseBool(name, value))
-                    {
-                        throw BlockException.NotSupported("Extended L2 tables are not supported");
-                    }
-
-                    break;
-                case "preallocation":
-                    if (value != "off")
-                    {
-                        throw BlockException.NotSupported($"Unsupported preallocation mode '{value}'");
-                    }
-
+                default:
+                    own.Add(new(name, value));
                     break;
             }
         }
 
-        if (format == ImageOpener.Raw)
+        if (!known.Contains(CreateOption.BackingFile))
         {
             if (backingFile is not null)
             {
-                throw BlockException.NotSupported("Backing file not supported for file format 'raw'");
+                throw BlockException.NotSupported($"Backing file not supported for file format '{format}'");
             }
 
             if (backingFormat is not null)
             {
-                throw BlockException.NotSupported("Backing file format not supported for file format 'raw'");
+                throw BlockException.NotSupported($"Backing file format not supported for file format '{format}'");
             }
         }
 
@@ -228,33 +163,7 @@ public static class ImageCreator
         }
         else
         {
-            if (backingFormat is not null)
-            {
-                ImageOpener.CheckFormatName(backingFormat);
-            }
-
-            string backingPath = ImageOpener.ResolveBackingPath(path, backingFile);
-            if (backingFormat is null || size is null)
-            {
-                try
-                {
-                    backingFormat ??= await ImageOpener.ProbeFormatAsync(backingPath, cancellationToken);
-                    if (size is null)
-                    {
-                        // Only its size is read, whoever uses it: no permission, everything shared, as
-                        // qemu-img create opens it (bdrv_img_create: force-share, no I/O).
-                        await using var backing = await ImageOpener.OpenAsync(backingPath, new ImageOpenOptions
-                        {
-                            Format = backingFormat, ReadOnly = true, OpenBacking = false, Permissions = NodePermissions.None, ForceShare = true,
-                        }, cancellationToken);
-                        size = backing.Size;
-                    }
-                }
-                catch (BlockException e)
-                {
-                    throw new BlockException(e.Error, $"Could not open backing image: {e.Message}", e);
-                }
-            }
+            (backingFormat, size) = await InspectBackingAsync(drivers, path, backingFile, backingFormat, size, cancellationToken);
         }
 
         if (size is not { } virtualSize)
@@ -262,50 +171,14 @@ public static class ImageCreator
             throw BlockException.Invalid("Image creation needs a size parameter");
         }
 
-        if (format == ImageOpener.Raw)
+        var creation = driver.PlanCreate(new FormatCreateRequest
         {
-            return new ImageCreatePlan
-            {
-                Path = path,
-                Format = format,
-                Size = virtualSize,
-                Description = Invariant($"fmt=raw size={virtualSize}"),
-            };
-        }
-
-        q = q with { Size = virtualSize, BackingFile = backingFile, BackingFormat = backingFormat };
-        if (q.Compat == "0.10")
+            Size = virtualSize, BackingFile = backingFile, BackingFormat = backingFormat, Options = own,
+        });
+        return new ImageCreatePlan
         {
-            if (q.RefcountBits != 16)
-            {
-                throw BlockException.Invalid("Different refcount widths than 16 bits require compatibility level 1.1 or above (use compat=1.1 or greater)");
-            }
-
-            if (q.LazyRefcounts)
-            {
-                throw BlockException.Invalid("Lazy refcounts only supported with compatibility level 1.1 and above (use compat=1.1 or greater)");
-            }
-
-            if (q.CompressionType != "zlib")
-            {
-                throw BlockException.Invalid("Compression type can only be changed with compat=1.1 or above");
-            }
-        }
-
-        // The order qemu-img 7.2 prints them in.
-        var text = new StringBuilder(Invariant($"fmt=qcow2 cluster_size={q.ClusterSize} extended_l2=off compression_type={q.CompressionType} size={virtualSize}"));
-        if (compatGiven)
-        {
-            text.Append(" compat=").Append(q.Compat);
-        }
-
-        if (backingFile is not null)
-        {
-            text.Append(" backing_file=").Append(backingFile).Append(" backing_fmt=").Append(backingFormat);
-        }
-
-        text.Append(" lazy_refcounts=").Append(q.LazyRefcounts ? "on" : "off").Append(Invariant($" refcount_bits={q.RefcountBits}"));
-        return new ImageCreatePlan { Path = path, Format = format, Size = virtualSize, Qcow2 = q, Description = text.ToString() };
+            Path = path, Format = format, Size = virtualSize, Creation = creation, GivenOptions = given, Drivers = drivers,
+        };
     }
 
     /// <summary>
@@ -317,28 +190,19 @@ public static class ImageCreator
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(plan);
-        var file = RawFileNode.Create(plan.Path, plan.Format == ImageOpener.Raw ? plan.Size : 0, creation);
+        var locator = plan.Drivers.Locate(plan.Path);
+        var protocol = plan.Drivers.Protocol(locator);
+        var file = await protocol.CreateAsync(locator, plan.Creation.InitialFileSize, creation == FileCreation.New, cancellationToken);
         try
         {
             await using (file)
             {
-                if (plan.Format == ImageOpener.Raw)
-                {
-                    int first = (int)Math.Min(plan.Size, RawFirstBlock);
-                    if (first > 0)
-                    {
-                        await file.WriteAsync(0, new byte[first], WriteFlags.None, cancellationToken);
-                    }
-                }
-                else
-                {
-                    await Qcow2Node.CreateAsync(file, plan.Qcow2!, cancellationToken);
-                }
+                await plan.Creation.WriteAsync(file, cancellationToken);
             }
         }
         catch when (creation == FileCreation.New)
         {
-            File.Delete(plan.Path);
+            await protocol.DeleteAsync(locator, CancellationToken.None);
             throw;
         }
     }
@@ -352,12 +216,48 @@ public static class ImageCreator
         return plan;
     }
 
-    private static bool ParseBool(string name, string value) => value switch
+    /// <summary>
+    /// The backing file's format (given, else probed once and then recorded) and the new image's size
+    /// (given, else the backing file's).
+    /// </summary>
+    private static async ValueTask<(string Format, long? Size)> InspectBackingAsync(DriverRegistry drivers, string path, string backingFile,
+        string? backingFormat, long? size, CancellationToken cancellationToken)
     {
-        "on" or "true" or "yes" => true,
-        "off" or "false" or "no" => false,
-        _ => throw BlockException.Invalid($"Parameter '{name}' expects 'on' or 'off'"),
-    };
+        if (backingFormat is not null)
+        {
+            drivers.Format(backingFormat);
+        }
 
-    private static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+        var backing = drivers.ResolveBacking(drivers.Locate(path), backingFile);
+        if (backingFormat is not null && size is not null)
+        {
+            return (backingFormat, size);
+        }
+
+        try
+        {
+            if (backingFormat is null)
+            {
+                await using var file = await drivers.Protocol(backing).OpenAsync(backing, new ProtocolOpenOptions { ReadOnly = true }, cancellationToken);
+                backingFormat = (await drivers.ProbeAsync(file, cancellationToken)).Name;
+            }
+
+            if (size is null)
+            {
+                // Only its size is read, whoever uses it: no permission, everything shared, as
+                // qemu-img create opens it (bdrv_img_create: force-share, no I/O).
+                await using var image = await ImageOpener.OpenAsync(backing, new ImageOpenOptions
+                {
+                    Drivers = drivers, Format = backingFormat, ReadOnly = true, OpenBacking = false, Permissions = NodePermissions.None, ForceShare = true,
+                }, cancellationToken);
+                size = image.Size;
+            }
+
+            return (backingFormat, size);
+        }
+        catch (BlockException e)
+        {
+            throw new BlockException(e.Error, $"Could not open backing image: {e.Message}", e);
+        }
+    }
 }

@@ -1,11 +1,15 @@
 using Strata.Block;
+using Strata.Block.Drivers;
 
 namespace Strata.Formats;
 
 public sealed record ImageOpenOptions
 {
-    /// <summary>"raw" or "qcow2"; null probes the file (qcow2 magic, else raw).</summary>
+    /// <summary>A format of <see cref="Drivers"/> ("raw", "qcow2"); null probes the image.</summary>
     public string? Format { get; init; }
+
+    /// <summary>The drivers that open the image and its backing chain, by name.</summary>
+    public DriverRegistry Drivers { get; init; } = StandardDrivers.Registry;
 
     public bool ReadOnly { get; init; }
 

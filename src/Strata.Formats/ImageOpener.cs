@@ -1,46 +1,56 @@
 using Strata.Block;
+using Strata.Block.Drivers;
 using Strata.Formats.Qcow2;
 using Strata.Formats.Raw;
 
 namespace Strata.Formats;
 
-/// <summary>Opens an image file and its backing chain, the way qemu-img does.</summary>
+/// <summary>
+/// Opens an image and its backing chain, the way qemu-img does: the locator's protocol driver opens
+/// the bytes, the given or probed format driver reads them (<see cref="ImageOpenOptions.Drivers"/>).
+/// </summary>
+/// <remarks>
+/// The string-path methods are the old entry points, kept as thin wrappers over the registry; new
+/// code passes an <see cref="ImageLocator"/>.
+/// </remarks>
 public static class ImageOpener
 {
-    public const string Raw = "raw";
-    public const string Qcow2Format = "qcow2";
+    /// <summary>The old spelling of <see cref="RawFormatDriver.FormatName"/>.</summary>
+    public const string Raw = RawFormatDriver.FormatName;
 
-    public static async ValueTask<IBlockNode> OpenAsync(string path, ImageOpenOptions options, CancellationToken cancellationToken = default)
+    /// <summary>The old spelling of <see cref="Qcow2FormatDriver.FormatName"/>.</summary>
+    public const string Qcow2Format = Qcow2FormatDriver.FormatName;
+
+    public static ValueTask<IBlockNode> OpenAsync(string path, ImageOpenOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(options);
-        return await OpenAsync(path, options, [], cancellationToken);
+        return OpenAsync(options.Drivers.Locate(path), options, cancellationToken);
+    }
+
+    public static async ValueTask<IBlockNode> OpenAsync(ImageLocator locator, ImageOpenOptions options, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(locator);
+        ArgumentNullException.ThrowIfNull(options);
+        return await OpenAsync(locator, options, [], cancellationToken);
     }
 
     /// <summary>
-    /// Guesses a file's format from its first sector: "qcow2" or "raw". A file that looks like a
+    /// Guesses an image's format from its first sector: "qcow2" or "raw". A file that looks like a
     /// format Strata does not read is refused rather than taken for raw (<see cref="ImageSignatures"/>).
     /// </summary>
     public static async ValueTask<string> ProbeFormatAsync(string path, CancellationToken cancellationToken = default)
     {
-        await using var file = RawFileNode.Open(path, readOnly: true);
-        return await ProbeFormatAsync(file, cancellationToken);
+        ArgumentNullException.ThrowIfNull(path);
+        var drivers = StandardDrivers.Registry;
+        var locator = drivers.Locate(path);
+        await using var file = await drivers.Protocol(locator).OpenAsync(locator, new ProtocolOpenOptions { ReadOnly = true }, cancellationToken);
+        return (await drivers.ProbeAsync(file, cancellationToken)).Name;
     }
 
     /// <inheritdoc cref="ProbeFormatAsync(string, CancellationToken)"/>
     public static async ValueTask<string> ProbeFormatAsync(IBlockNode file, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(file);
-        var start = new byte[(int)Math.Min(file.Size, ImageSignatures.ProbeLength)];
-        await file.ReadAsync(0, start, cancellationToken);
-        return ImageSignatures.Detect(start) switch
-        {
-            null => Raw,
-            Qcow2Format => Qcow2Format,
-            var other => throw BlockException.NotSupported(
-                $"'{file.FileName}' looks like a {other} image, which Strata does not read; give its format explicitly (format=raw serves its bytes as they are)"),
-        };
-    }
+        => (await StandardDrivers.Registry.ProbeAsync(file, cancellationToken)).Name;
 
     /// <summary>
     /// Where a backing file name recorded in <paramref name="overlayPath"/> points: absolute names as
@@ -50,13 +60,8 @@ public static class ImageOpener
     {
         ArgumentNullException.ThrowIfNull(overlayPath);
         ArgumentNullException.ThrowIfNull(backingName);
-        if (Path.IsPathRooted(backingName))
-        {
-            return backingName;
-        }
-
-        string folder = Path.GetDirectoryName(Path.GetFullPath(overlayPath)) ?? ".";
-        return Path.GetFullPath(Path.Combine(folder, backingName));
+        var drivers = StandardDrivers.Registry;
+        return drivers.ResolveBacking(drivers.Locate(overlayPath), backingName).Text;
     }
 
     /// <summary>
@@ -106,15 +111,10 @@ public static class ImageOpener
         }
     }
 
-    public static void CheckFormatName(string format)
-    {
-        if (format is not (Raw or Qcow2Format))
-        {
-            throw BlockException.Invalid($"Unknown driver '{format}' (supported: raw, qcow2)");
-        }
-    }
+    /// <summary>Throws the registry's one-line error when <paramref name="format"/> is no standard format.</summary>
+    public static void CheckFormatName(string format) => StandardDrivers.Registry.Format(format);
 
-    private static void TakeLocks(RawFileNode file, NodePermissions permissions, string path, ImageOpenOptions options)
+    private static void TakeLocks(IBlockNode file, NodePermissions permissions, string path, ImageOpenOptions options)
     {
         try
         {
@@ -126,12 +126,13 @@ public static class ImageOpener
         }
     }
 
-    private static async ValueTask<IBlockNode> OpenAsync(string path, ImageOpenOptions options, HashSet<string> seen, CancellationToken cancellationToken)
+    private static async ValueTask<IBlockNode> OpenAsync(ImageLocator locator, ImageOpenOptions options, HashSet<ImageLocator> seen,
+        CancellationToken cancellationToken)
     {
-        string full = Path.GetFullPath(path);
-        if (!seen.Add(full))
+        string path = locator.Text;
+        if (!seen.Add(locator))
         {
-            throw BlockException.Invalid($"Backing chain of '{path}' loops back to '{full}'");
+            throw BlockException.Invalid($"Backing chain of '{path}' loops back to '{locator.Target}'");
         }
 
         if (seen.Count > options.MaxChainDepth)
@@ -146,68 +147,50 @@ public static class ImageOpener
         }
 
         // With cache=none every file of the chain is opened with O_DIRECT; the file node aligns the
-        // probe's read and qcow2's metadata I/O itself.
-        var file = RawFileNode.Open(path, options.ReadOnly, options.Direct);
+        // probe's read and the format's metadata I/O itself.
+        var drivers = options.Drivers;
+        var file = await drivers.Protocol(locator).OpenAsync(locator, new ProtocolOpenOptions { ReadOnly = options.ReadOnly, Direct = options.Direct },
+            cancellationToken);
+        IFormatDriver format;
         try
         {
-            string format = options.Format ?? await ProbeFormatAsync(file, cancellationToken);
-            CheckFormatName(format);
-            if (format == Raw)
-            {
-                // A raw image is its file: the user's permissions are the file's (QEMU's raw format
-                // passes them through to its file child).
-                TakeLocks(file, permissions, path, options);
+            format = options.Format is { } name ? drivers.Format(name) : await drivers.ProbeAsync(file, cancellationToken);
 
-                // A guessed raw stays raw: its first sector may not be made to look like a format.
-                return options.Format is null ? new ProbedRawNode(file) : file;
-            }
-
-            // Locked before the image is opened: a read-write open writes the header.
-            TakeLocks(file, permissions.ForMetadataFile(!options.ReadOnly), path, options);
-            var image = options.Repair && !options.ReadOnly
-                ? await Qcow2Node.OpenForRepairAsync(file, cancellationToken)
-                : await Qcow2Node.OpenAsync(file, options.ReadOnly, cancellationToken);
-            file = null;
-            try
-            {
-                var info = image.Info;
-                if (options.OpenBacking && info.BackingFile is { } backingName)
-                {
-                    string backingPath = ResolveBackingPath(path, backingName);
-                    // The recorded format is trusted; only an image that records none is probed.
-                    var backingOptions = options with
-                    {
-                        Format = info.BackingFormat,
-                        ReadOnly = true,
-                        Permissions = permissions.ForBacking(),
-                        TakeOverLocks = false,
-                    };
-                    try
-                    {
-                        image.BackingEdge.Attach(await OpenAsync(backingPath, backingOptions, seen, cancellationToken), owns: true);
-                    }
-                    catch (BlockException e)
-                    {
-                        throw new BlockException(e.Error, $"Could not open backing file of '{path}': {e.Message}", e);
-                    }
-                }
-
-                return image;
-            }
-            catch
-            {
-                await image.DisposeAsync();
-                throw;
-            }
+            // Locked before the image is opened: a read-write open may write its header.
+            TakeLocks(file, format.FilePermissions(permissions, options.ReadOnly), path, options);
         }
         catch
         {
-            if (file is not null)
-            {
-                await file.DisposeAsync();
-            }
-
+            await file.DisposeAsync();
             throw;
+        }
+
+        return await format.OpenAsync(file, new FormatOpenRequest
+        {
+            Locator = locator,
+            ReadOnly = options.ReadOnly,
+            Repair = options.Repair,
+            Probed = options.Format is null,
+            OpenBacking = options.OpenBacking ? OpenBackingAsync : null,
+        }, cancellationToken);
+
+        async ValueTask<IBlockNode> OpenBackingAsync(string backingName, string? backingFormat, CancellationToken token)
+        {
+            var backingOptions = options with
+            {
+                Format = backingFormat,
+                ReadOnly = true,
+                Permissions = permissions.ForBacking(),
+                TakeOverLocks = false,
+            };
+            try
+            {
+                return await OpenAsync(drivers.ResolveBacking(locator, backingName), backingOptions, seen, token);
+            }
+            catch (BlockException e)
+            {
+                throw new BlockException(e.Error, $"Could not open backing file of '{path}': {e.Message}", e);
+            }
         }
     }
 }

@@ -18,7 +18,7 @@ namespace Strata.Formats;
 public static class ImageSignatures
 {
     /// <summary>The bytes probing looks at (QEMU's BLOCK_PROBE_BUF_SIZE).</summary>
-    public const int ProbeLength = 512;
+    public const int ProbeLength = Block.Drivers.DriverRegistry.ProbeLength;
 
     // Magic strings at offset 0 (each driver's header definition in qemu/block/*.c).
     private static readonly (string Format, byte[] Magic)[] Magics =

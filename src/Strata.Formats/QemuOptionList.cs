@@ -33,4 +33,24 @@ public static class QemuOptionList
         parts.Add(current.ToString());
         return parts;
     }
+
+    /// <summary>
+    /// QEMU's on/off spelling, the one parser for every switch (<c>-o</c> and <c>--drive</c>):
+    /// on/true/yes and off/false/no; callers word the error for anything else.
+    /// </summary>
+    public static bool TryParseSwitch(string value, out bool result)
+    {
+        switch (value)
+        {
+            case "on" or "true" or "yes":
+                result = true;
+                return true;
+            case "off" or "false" or "no":
+                result = false;
+                return true;
+            default:
+                result = false;
+                return false;
+        }
+    }
 }

@@ -1,9 +1,12 @@
 using System.Globalization;
-using Strata.Formats.Qcow2;
+using Strata.Block;
 
 namespace Strata.Cli.Img;
 
-/// <summary><c>strata img check</c>: qcow2 metadata consistency, with qemu-img's text, JSON and exit codes.</summary>
+/// <summary>
+/// <c>strata img check</c>: an image's metadata consistency (any format that can check itself,
+/// <see cref="IImageCheck"/>), with qemu-img's text, JSON and exit codes.
+/// </summary>
 public static class CheckCommand
 {
     /// <summary>qemu-img's status when the format has nothing to check (raw).</summary>
@@ -36,9 +39,9 @@ public static class CheckCommand
         bool json = OutputFormat.IsJson(parsed.Get("output"));
         var repair = (parsed.Get("r") ?? parsed.Get("repair")) switch
         {
-            null => Qcow2RepairMode.None,
-            "leaks" => Qcow2RepairMode.Leaks,
-            "all" => Qcow2RepairMode.All,
+            null => ImageRepair.None,
+            "leaks" => ImageRepair.Leaks,
+            "all" => ImageRepair.All,
             var other => throw new CliException($"Invalid option for -r: '{other}' (expected leaks or all)"),
         };
         if (parsed.Positionals.Count != 1)
@@ -48,21 +51,21 @@ public static class CheckCommand
 
         string file = parsed.Positionals[0];
         bool forceShare = ImgContext.ForceShare(parsed);
-        if (forceShare && repair != Qcow2RepairMode.None)
+        if (forceShare && repair != ImageRepair.None)
         {
             throw new CliException($"Could not open '{file}': force-share=on can only be used with read-only images");
         }
 
-        var node = await ImgContext.OpenAsync(file, parsed.Get("f"), readOnly: repair == Qcow2RepairMode.None, openBacking: false, forceShare: forceShare,
-            repair: repair != Qcow2RepairMode.None);
+        var node = await ImgContext.OpenAsync(file, parsed.Get("f"), readOnly: repair == ImageRepair.None, openBacking: false, forceShare: forceShare,
+            repair: repair != ImageRepair.None);
         try
         {
-            if (node is not Qcow2Node image)
+            if (node is not IImageCheck image)
             {
                 throw new CliException("This image format does not support checks", NotSupported);
             }
 
-            Qcow2CheckResult result;
+            ImageCheckResult result;
             try
             {
                 result = await image.CheckAsync(repair);
@@ -77,19 +80,19 @@ public static class CheckCommand
                         context.Say("Double checking the fixed image now...");
                     }
 
-                    var again = await image.CheckAsync(Qcow2RepairMode.None);
+                    var again = await image.CheckAsync(ImageRepair.None);
                     Report(context, again.Messages);
                     result = again with { LeaksFixed = result.LeaksFixed, CorruptionsFixed = result.CorruptionsFixed };
                 }
             }
-            catch (Block.BlockException e)
+            catch (BlockException e)
             {
                 throw new CliException($"Check failed: {e.Message}");
             }
 
             if (json)
             {
-                context.Say(ToJson(result, file));
+                context.Say(ToJson(result, file, node.DriverName));
             }
             else
             {
@@ -118,7 +121,7 @@ public static class CheckCommand
         }
     }
 
-    private static void WriteHuman(ImgContext context, Qcow2CheckResult r)
+    private static void WriteHuman(ImgContext context, ImageCheckResult r)
     {
         if (r.Corruptions == 0 && r.Leaks == 0 && r.CheckErrors == 0)
         {
@@ -158,7 +161,7 @@ public static class CheckCommand
     }
 
     /// <summary>qemu-img's keys; counters that are zero are left out, as qemu-img does.</summary>
-    private static string ToJson(Qcow2CheckResult r, string file) => OutputFormat.Json(w =>
+    private static string ToJson(ImageCheckResult r, string file, string format) => OutputFormat.Json(w =>
     {
         w.WriteStartObject();
         if (r.ImageEndOffset != 0)
@@ -176,7 +179,7 @@ public static class CheckCommand
         Optional(w, "fragmented-clusters", r.FragmentedClusters);
         Optional(w, "compressed-clusters", r.CompressedClusters);
         w.WriteString("filename", file);
-        w.WriteString("format", "qcow2");
+        w.WriteString("format", format);
         w.WriteEndObject();
     });
 

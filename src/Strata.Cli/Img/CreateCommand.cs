@@ -2,7 +2,7 @@ using Strata.Formats;
 
 namespace Strata.Cli.Img;
 
-/// <summary><c>strata img create</c>: a new raw or qcow2 image, optionally on a backing file.</summary>
+/// <summary><c>strata img create</c>: a new image of any registered format, optionally on a backing file.</summary>
 public static class CreateCommand
 {
     private const string Synopsis = "create [-f FMT] [-b BACKING [-F BACKING_FMT]] [-o OPTIONS] [-q] FILE [SIZE]";
@@ -16,9 +16,9 @@ public static class CreateCommand
         + "image is an overlay: unwritten clusters read from BACKING. A relative BACKING is relative to\n"
         + "FILE's folder. Without -F the backing file is probed once and the probed format is recorded.",
         [
-            ("-f FMT", "raw (default) or qcow2."),
+            ("-f FMT", $"One of {ImgContext.Drivers.FormatNames}; raw by default."),
             ("-b BACKING", "The backing file (qcow2 only)."),
-            ("-F BACKING_FMT", "The backing file's format (raw or qcow2); probed when omitted."),
+            ("-F BACKING_FMT", $"The backing file's format ({ImgContext.Drivers.FormatNames}); probed when omitted."),
             ("-o OPTIONS", "Comma-separated name=value list; '-o help' lists them. qcow2: cluster_size, compat\n"
                 + "(0.10 or 1.1), refcount_bits, lazy_refcounts (on/off), compression_type (zlib/zstd),\n"
                 + "backing_file, backing_fmt, size."),
@@ -31,7 +31,7 @@ public static class CreateCommand
         var parsed = Parser.Parse(args);
         context.Quiet = parsed.Has("q");
         string format = parsed.Get("f") ?? ImageOpener.Raw;
-        ImgContext.CheckFormat(format);
+        var driver = ImgContext.FormatDriver(format);
         var options = new List<KeyValuePair<string, string>>();
         foreach (string list in parsed.GetAll("o"))
         {
@@ -40,12 +40,7 @@ public static class CreateCommand
 
         if (options.Exists(o => o.Key is "help" or "?"))
         {
-            context.Out.WriteLine(format == ImageOpener.Raw ? "Supported raw options:" : "Supported options:");
-            foreach (var (name, type, description) in ImageCreator.OptionsOf(format))
-            {
-                context.Out.WriteLine($"  {$"{name}=<{type}>",-22} - {description}");
-            }
-
+            context.Out.Write(QemuImgCreateText.OptionHelp(driver));
             return 0;
         }
 
@@ -70,8 +65,8 @@ public static class CreateCommand
 
         try
         {
-            var plan = await ImageCreator.PlanAsync(file, format, size, parsed.Get("b"), backingFormat, options);
-            context.Say($"Formatting '{file}', {plan.Description}");
+            var plan = await ImageCreator.PlanAsync(ImgContext.Drivers, file, format, size, parsed.Get("b"), backingFormat, options);
+            context.Say(QemuImgCreateText.FormattingLine(file, plan));
             await using var held = await ImgContext.HoldForCreateAsync(file);
             await ImageCreator.CreateAsync(plan);
         }

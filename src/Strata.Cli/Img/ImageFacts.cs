@@ -1,6 +1,5 @@
 using Strata.Block;
-using Strata.Formats.Qcow2;
-using Strata.Formats.Raw;
+using Strata.Block.Drivers;
 
 namespace Strata.Cli.Img;
 
@@ -15,19 +14,30 @@ public sealed record ImageFacts
 
     public required long ActualSize { get; init; }
 
-    public Qcow2Info? Qcow2 { get; init; }
+    /// <summary>What the format says of its header, when it says anything (raw does not).</summary>
+    public ImageFormatInfo? FormatInfo { get; init; }
 
     /// <summary>The backing name as recorded in the header.</summary>
-    public string? BackingFile => Qcow2?.BackingFile;
+    public string? BackingFile { get; init; }
+
+    /// <summary>The backing file's format as recorded in the header.</summary>
+    public string? BackingFormat { get; init; }
 
     /// <summary>
     /// The backing name joined to the image's folder as qemu-img prints it ("sub/../foo.img"): not
     /// normalized, relative when the image name was.
     /// </summary>
-    public string? FullBackingFile => BackingFile is null ? null
-        : Path.IsPathRooted(BackingFile) ? BackingFile
-        : Path.GetDirectoryName(FileName) is { Length: > 0 } folder ? folder + "/" + BackingFile
-        : BackingFile;
+    public string? FullBackingFile => BackingFile is null ? null : JoinBackingName(FileName, BackingFile);
+
+    /// <summary>
+    /// A recorded backing name as qemu-img shows it below the image named <paramref name="imageName"/>:
+    /// joined to that name's folder without normalizing; absolute paths and locators of another
+    /// protocol as they are.
+    /// </summary>
+    public static string JoinBackingName(string imageName, string backing) =>
+        Path.IsPathRooted(backing) || !ImgContext.Drivers.Locate(backing).IsFile ? backing
+        : Path.GetDirectoryName(imageName) is { Length: > 0 } folder ? folder + "/" + backing
+        : backing;
 
     /// <summary>
     /// Reads one image's facts. Like qemu-img info, it reads no data, so it takes no permission on
@@ -38,19 +48,17 @@ public sealed record ImageFacts
         var node = await ImgContext.OpenAsync(path, format, readOnly: true, openBacking: false, permissions: NodePermissions.None, forceShare: forceShare);
         try
         {
-            var file = node switch
-            {
-                Qcow2Node q => q.File,
-                ProbedRawNode probed => probed.File,
-                _ => node,
-            };
+            var file = node is IFormatNode layer ? layer.File : node;
+            var record = node as IBackingFileRecord;
             return new ImageFacts
             {
                 FileName = path,
                 Format = node.DriverName,
                 VirtualSize = node.Size,
-                ActualSize = file is RawFileNode raw ? raw.AllocatedBytes() : file.Size,
-                Qcow2 = (node as Qcow2Node)?.Info,
+                ActualSize = file is IAllocatedSize storage ? storage.AllocatedBytes() : file.Size,
+                FormatInfo = (node as IImageFacts)?.FormatInfo,
+                BackingFile = record?.BackingFileName,
+                BackingFormat = record?.BackingFormat,
             };
         }
         finally
@@ -63,10 +71,10 @@ public sealed record ImageFacts
     public static async ValueTask<List<ImageFacts>> ReadChainAsync(string path, string? format, bool wholeChain, bool forceShare = false)
     {
         var chain = new List<ImageFacts>();
-        var seen = new HashSet<string>();
+        var seen = new HashSet<ImageLocator>();
         while (true)
         {
-            if (!seen.Add(Path.GetFullPath(path)))
+            if (!seen.Add(ImgContext.Drivers.Locate(path)))
             {
                 throw BlockException.Invalid($"Backing chain loops back to '{path}'");
             }
@@ -93,7 +101,7 @@ public sealed record ImageFacts
             }
 
             path = next;
-            format = facts.Qcow2!.BackingFormat;
+            format = facts.BackingFormat;
         }
     }
 }

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Strata.Block;
+using Strata.Block.Drivers;
 using Strata.Formats;
 using Strata.Formats.Raw;
 
@@ -11,6 +12,9 @@ public sealed class ImgContext(TextWriter output, TextWriter error)
     public TextWriter Out { get; } = output;
 
     public TextWriter Err { get; } = error;
+
+    /// <summary>The formats and protocols the command line opens and creates.</summary>
+    public static DriverRegistry Drivers => StandardDrivers.Registry;
 
     /// <summary>-q: print nothing but errors.</summary>
     public bool Quiet { get; set; }
@@ -56,6 +60,7 @@ public sealed class ImgContext(TextWriter output, TextWriter error)
             Permissions = permissions ?? (readOnly ? Reading : Writing),
             ForceShare = forceShare,
             Repair = repair,
+            Drivers = Drivers,
         });
     }
 
@@ -92,13 +97,11 @@ public sealed class ImgContext(TextWriter output, TextWriter error)
         }
     }
 
-    public static void CheckFormat(string format)
-    {
-        if (format is not (ImageOpener.Raw or ImageOpener.Qcow2Format))
-        {
-            throw new CliException($"Unknown file format '{format}'");
-        }
-    }
+    public static void CheckFormat(string format) => FormatDriver(format);
+
+    /// <summary>The driver of a format named on the command line, or qemu-img's one-line error.</summary>
+    public static IFormatDriver FormatDriver(string format) =>
+        Drivers.HasFormat(format) ? Drivers.Format(format) : throw new CliException($"Unknown file format '{format}'");
 
     /// <summary>A size argument, or the one-line error qemu-img gives for a bad one.</summary>
     public static long ParseSize(string text, string what = "image size")

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text;
 using System.Text.Json;
 
@@ -80,12 +81,12 @@ public static class InfoCommand
         text.Append("file format: ").Append(image.Format).Append('\n');
         text.Append($"virtual size: {ImgContext.HumanSize(image.VirtualSize)} ({image.VirtualSize} bytes)\n");
         text.Append("disk size: ").Append(ImgContext.HumanSize(image.ActualSize)).Append('\n');
-        if (image.Qcow2 is not { } q)
+        var info = image.FormatInfo;
+        if (info?.ClusterSize is { } clusterSize)
         {
-            return;
+            text.Append($"cluster_size: {clusterSize}\n");
         }
 
-        text.Append($"cluster_size: {q.ClusterSize}\n");
         if (image.BackingFile is { } backing)
         {
             text.Append("backing file: ").Append(backing);
@@ -95,81 +96,86 @@ public static class InfoCommand
             }
 
             text.Append('\n');
-            if (q.BackingFormat is { } backingFormat)
+            if (image.BackingFormat is { } backingFormat)
             {
                 text.Append("backing file format: ").Append(backingFormat).Append('\n');
             }
         }
 
-        if (q.Dirty)
+        if (info is null)
+        {
+            return;
+        }
+
+        if (info.Dirty)
         {
             text.Append("cleanly shut down: no\n");
         }
 
+        // qemu-img prints format-specific data generically: QAPI names with '-' shown as ' '.
         text.Append("Format specific information:\n");
-        text.Append("    compat: ").Append(q.Compat).Append('\n');
-        text.Append("    compression type: ").Append(q.CompressionType).Append('\n');
-        if (q.Version >= 3)
+        foreach (var (name, value) in info.Specific)
         {
-            text.Append("    lazy refcounts: ").Append(Bool(q.LazyRefcounts)).Append('\n');
-        }
-
-        text.Append($"    refcount bits: {q.RefcountBits}\n");
-        if (q.Version >= 3)
-        {
-            text.Append("    corrupt: ").Append(Bool(q.Corrupt)).Append('\n');
-            text.Append("    extended l2: ").Append(Bool(q.ExtendedL2)).Append('\n');
+            text.Append("    ").Append(name.Replace('-', ' ')).Append(": ").Append(value switch
+            {
+                bool b => Bool(b),
+                long n => n.ToString(CultureInfo.InvariantCulture),
+                _ => value.ToString(),
+            }).Append('\n');
         }
     }
 
     /// <summary>qemu-img 7.2's keys, in the order it prints them.</summary>
     private static void WriteJson(Utf8JsonWriter writer, ImageFacts image)
     {
-        var q = image.Qcow2;
+        var info = image.FormatInfo;
         writer.WriteStartObject();
-        if (q?.BackingFile is not null && q.BackingFormat is { } backingFormat)
+        if (image.BackingFile is not null && image.BackingFormat is { } backingFormat)
         {
             writer.WriteString("backing-filename-format", backingFormat);
         }
 
         writer.WriteNumber("virtual-size", image.VirtualSize);
         writer.WriteString("filename", image.FileName);
-        if (q is not null)
+        if (info?.ClusterSize is { } clusterSize)
         {
-            writer.WriteNumber("cluster-size", q.ClusterSize);
+            writer.WriteNumber("cluster-size", clusterSize);
         }
 
         writer.WriteString("format", image.Format);
         writer.WriteNumber("actual-size", image.ActualSize);
-        if (q is not null)
+        if (info is not null)
         {
             writer.WriteStartObject("format-specific");
-            writer.WriteString("type", "qcow2");
+            writer.WriteString("type", image.Format);
             writer.WriteStartObject("data");
-            writer.WriteString("compat", q.Compat);
-            writer.WriteString("compression-type", q.CompressionType);
-            if (q.Version >= 3)
+            foreach (var (name, value) in info.Specific)
             {
-                writer.WriteBoolean("lazy-refcounts", q.LazyRefcounts);
-            }
-
-            writer.WriteNumber("refcount-bits", q.RefcountBits);
-            if (q.Version >= 3)
-            {
-                writer.WriteBoolean("corrupt", q.Corrupt);
-                writer.WriteBoolean("extended-l2", q.ExtendedL2);
+                switch (value)
+                {
+                    case bool b:
+                        writer.WriteBoolean(name, b);
+                        break;
+                    case long n:
+                        writer.WriteNumber(name, n);
+                        break;
+                    default:
+                        writer.WriteString(name, value.ToString());
+                        break;
+                }
             }
 
             writer.WriteEndObject();
             writer.WriteEndObject();
-            if (image.BackingFile is { } backing)
-            {
-                writer.WriteString("full-backing-filename", image.FullBackingFile);
-                writer.WriteString("backing-filename", backing);
-            }
         }
 
-        writer.WriteBoolean("dirty-flag", q?.Dirty ?? false);
+        if (image.BackingFile is { } backing)
+        {
+            writer.WriteString("full-backing-filename", image.FullBackingFile);
+            writer.WriteString("backing-filename", backing);
+        }
+
+        writer.WriteBoolean("dirty-flag", info?.Dirty ?? false);
         writer.WriteEndObject();
     }
 

@@ -1,6 +1,5 @@
 using System.Text;
 using Strata.Block;
-using Strata.Formats.Qcow2;
 
 namespace Strata.Cli.Img;
 
@@ -94,11 +93,9 @@ public static class MapCommand
         for (var node = top; node is not null; node = node.Backing)
         {
             names[node] = name;
-            if (node is Qcow2Node { Info.BackingFile: { } backing })
+            if (node is IBackingFileRecord { BackingFileName: { } backing })
             {
-                name = Path.IsPathRooted(backing) ? backing
-                    : Path.GetDirectoryName(name) is { Length: > 0 } folder ? folder + "/" + backing
-                    : backing;
+                name = ImageFacts.JoinBackingName(name, backing);
             }
         }
 
@@ -115,7 +112,7 @@ public static class MapCommand
 
         bool zero = (e.State & BlockState.Zero) != 0;
         bool data = (e.State & BlockState.Data) != 0;
-        long? hostOffset = node.DriverName == "raw" ? e.Offset
+        long? hostOffset = node.DriverName == Formats.Raw.RawFormatDriver.FormatName ? e.Offset
             : (e.State & BlockState.Compressed) == 0 && e.HostOffset >= 0 ? e.HostOffset : null;
         return new MapEntry(e.Offset, e.Length, e.Depth, Present: true, zero, data, hostOffset, names.TryGetValue(node, out string? name) ? name : node.FileName);
     }

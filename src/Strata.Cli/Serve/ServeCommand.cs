@@ -15,7 +15,7 @@ public static class ServeCommand
     {
         var drive = new Option<string[]>("--drive")
         {
-            Description = "id=NAME,file=PATH[,format=raw|qcow2][,readonly=on][,cache=writeback|none]; repeatable, exported as NAME",
+            Description = $"id=NAME,file=PATH[,format={string.Join('|', Img.ImgContext.Drivers.Formats.Select(f => f.Name))}][,readonly=on][,cache=writeback|none]; repeatable, exported as NAME",
             AllowMultipleArgumentsPerToken = false,
         };
         var hda = new Option<string?>("-hda") { Description = "shorthand for --drive id=ide0-hd0,file=FILE" };
@@ -68,7 +68,7 @@ public static class ServeCommand
             specs.Add(new DriveSpec(DriveSpec.HdaId, hda));
         }
 
-        specs.AddRange(drives.Select(DriveSpec.Parse));
+        specs.AddRange(drives.Select(d => DriveSpec.Parse(d)));
         if (specs.Count == 0)
         {
             throw new ArgumentException("no drive to serve: give -hda FILE or --drive id=NAME,file=PATH");

@@ -8,13 +8,13 @@ namespace Strata.Formats.Qcow2;
 /// the header, L1/L2 tables, snapshots and the refcount structure, and compares with the refcounts.
 /// Messages use qemu-img's wording.
 /// </summary>
-public sealed partial class Qcow2Node
+public sealed partial class Qcow2Node : IImageCheck
 {
     // While a repair runs: references per host cluster, so new refcount blocks avoid used clusters.
     private uint[]? _repairReferences;
 
     /// <summary>Walks all metadata, compares refcounts with references, optionally repairs (qemu-img check).</summary>
-    public async ValueTask<Qcow2CheckResult> CheckAsync(Qcow2RepairMode repair, CancellationToken cancellationToken = default)
+    public async ValueTask<ImageCheckResult> CheckAsync(Qcow2RepairMode repair, CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (repair != Qcow2RepairMode.None && _readOnly)
@@ -33,7 +33,14 @@ public sealed partial class Qcow2Node
         }
     }
 
-    private async ValueTask<Qcow2CheckResult> CheckLockedAsync(Qcow2RepairMode repair, CancellationToken cancellationToken)
+    ValueTask<ImageCheckResult> IImageCheck.CheckAsync(ImageRepair repair, CancellationToken cancellationToken) => CheckAsync(repair switch
+    {
+        ImageRepair.None => Qcow2RepairMode.None,
+        ImageRepair.Leaks => Qcow2RepairMode.Leaks,
+        _ => Qcow2RepairMode.All,
+    }, cancellationToken);
+
+    private async ValueTask<ImageCheckResult> CheckLockedAsync(Qcow2RepairMode repair, CancellationToken cancellationToken)
     {
         // A node marked corrupt while open writes no more metadata unless asked to repair.
         if (!_readOnly && (!_markedCorrupt || repair != Qcow2RepairMode.None))
@@ -72,7 +79,7 @@ public sealed partial class Qcow2Node
         };
     }
 
-    private async ValueTask<Qcow2CheckResult> ScanLockedAsync(Qcow2RepairMode repair, CancellationToken cancellationToken)
+    private async ValueTask<ImageCheckResult> ScanLockedAsync(Qcow2RepairMode repair, CancellationToken cancellationToken)
     {
         long fileSize = _file.Size;
         long nbClusters = (fileSize + _clusterSize - 1) >> _clusterBits;
@@ -160,7 +167,7 @@ public sealed partial class Qcow2Node
         }
 
         corruptionsFixed += await CheckCopiedFlagsLocked(scan, repair == Qcow2RepairMode.All, cancellationToken);
-        return new Qcow2CheckResult
+        return new ImageCheckResult
         {
             Corruptions = scan.Corruptions,
             Leaks = scan.Leaks,

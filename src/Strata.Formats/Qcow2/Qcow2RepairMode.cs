@@ -1,6 +1,7 @@
 namespace Strata.Formats.Qcow2;
 
 /// <summary>What <c>check -r</c> may fix.</summary>
+/// <remarks>The old spelling of <see cref="Block.ImageRepair"/>, kept for callers that hold a <see cref="Qcow2Node"/>.</remarks>
 public enum Qcow2RepairMode
 {
     None,

@@ -17,7 +17,7 @@ namespace Strata.Formats.Raw;
 /// read afterwards. Requests touching the first sector are serialized, so two of them cannot each
 /// pass the check and together build a header.
 /// </remarks>
-public sealed class ProbedRawNode(IBlockNode file) : IBlockNode
+public sealed class ProbedRawNode(IBlockNode file) : IBlockNode, IFormatNode
 {
     private const int Guarded = ImageSignatures.ProbeLength;
 
@@ -28,7 +28,7 @@ public sealed class ProbedRawNode(IBlockNode file) : IBlockNode
     /// <summary>The raw file underneath.</summary>
     public IBlockNode File { get; } = file ?? throw new ArgumentNullException(nameof(file));
 
-    public string DriverName => ImageOpener.Raw;
+    public string DriverName => RawFormatDriver.FormatName;
 
     public string? FileName => File.FileName;
 

@@ -16,7 +16,7 @@ namespace Strata.Formats.Raw;
 /// another thread. With cache=none they go through <see cref="DirectIo"/>, which aligns them. Flush
 /// is the one slow call and runs on the thread pool.
 /// </remarks>
-public sealed class RawFileNode : IBlockNode
+public sealed class RawFileNode : IBlockNode, IAllocatedSize
 {
     private readonly SafeFileHandle _handle;
 
@@ -50,7 +50,7 @@ public sealed class RawFileNode : IBlockNode
             | NodeCapabilities.MultiConnection | NodeCapabilities.Resize;
     }
 
-    public string DriverName => "raw";
+    public string DriverName => RawFormatDriver.FormatName;
 
     public string? FileName { get; }
 

@@ -1,7 +1,10 @@
-namespace Strata.Formats.Qcow2;
+namespace Strata.Block;
 
-/// <summary>The outcome of a consistency check, with the fields of <c>qemu-img check --output=json</c>.</summary>
-public sealed record Qcow2CheckResult
+/// <summary>
+/// The outcome of a consistency check (<see cref="IImageCheck"/>), with the counters of
+/// <c>qemu-img check --output=json</c>; clusters are the format's allocation units.
+/// </summary>
+public sealed record ImageCheckResult
 {
     public long Corruptions { get; init; }
 
@@ -23,6 +26,6 @@ public sealed record Qcow2CheckResult
 
     public long CompressedClusters { get; init; }
 
-    /// <summary>One line per finding, as qemu-img prints them ("ERROR cluster 5 refcount=0 reference=1", "Leaked cluster 9 refcount=1 reference=0").</summary>
+    /// <summary>One line per finding, in the words QEMU's check uses for them ("ERROR cluster 5 refcount=0 reference=1", "Leaked cluster 9 refcount=1 reference=0").</summary>
     public IReadOnlyList<string> Messages { get; init; } = [];
 }

@@ -1,0 +1,7 @@
+namespace Strata.Block;
+
+/// <summary>A protocol node that knows how many bytes its storage really uses (a sparse file's blocks).</summary>
+public interface IAllocatedSize
+{
+    long AllocatedBytes();
+}

@@ -1,0 +1,36 @@
+using Strata.Block;
+
+namespace Strata.Formats.Qcow2;
+
+/// <summary>
+/// What a qcow2 image tells callers that do not know the format: its header facts for <c>info</c>
+/// (QEMU's ImageInfoSpecificQCow2 fields, by their QAPI names) and its file child.
+/// </summary>
+public sealed partial class Qcow2Node : IImageFacts, IFormatNode
+{
+    public ImageFormatInfo FormatInfo
+    {
+        get
+        {
+            var info = Info;
+            var specific = new List<KeyValuePair<string, object>>
+            {
+                new("compat", info.Compat),
+                new("compression-type", info.CompressionType),
+            };
+            if (info.Version >= 3)
+            {
+                specific.Add(new("lazy-refcounts", info.LazyRefcounts));
+            }
+
+            specific.Add(new("refcount-bits", (long)info.RefcountBits));
+            if (info.Version >= 3)
+            {
+                specific.Add(new("corrupt", info.Corrupt));
+                specific.Add(new("extended-l2", info.ExtendedL2));
+            }
+
+            return new ImageFormatInfo { ClusterSize = info.ClusterSize, Dirty = info.Dirty, Specific = specific };
+        }
+    }
+}
