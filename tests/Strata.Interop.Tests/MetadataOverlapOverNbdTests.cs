@@ -90,8 +90,8 @@ public sealed class MetadataOverlapOverNbdTests
 
             // The image was marked corrupt, so it opens read-only only (a one-line error, no trace).
             Assert.True(await again.WaitForExitAsync() == 1, "the image opened read-write after the refused write");
-            Assert.Contains("corrupt", again.Error, StringComparison.Ordinal);
-            Assert.DoesNotContain("   at ", again.Error);
+            Assert.Contains("corrupt", again.Stderr, StringComparison.Ordinal);
+            Assert.DoesNotContain("   at ", again.Stderr);
         }
 
         Assert.True(write.Stdout.Contains("Input/output error", StringComparison.Ordinal), $"the guest's write over the header was not refused with EIO\n{write}");
@@ -137,11 +137,11 @@ public sealed class MetadataOverlapOverNbdTests
         AssertUnchangedButTheCorruptBit(before, await File.ReadAllBytesAsync(image));
     }
 
-    private static ServeProcess Start(TempFolder dir, string image, string socket, bool readOnly)
+    private static BackgroundProcess Start(TempFolder dir, string image, string socket, bool readOnly)
         => ServeProcess.Start(dir.Path, null, "--drive", $"id=d,file={image},format=qcow2{(readOnly ? ",readonly=on" : "")}",
             "--nbd", $"unix:{socket}", "--qmp", $"unix:{dir.File("q.sock")}");
 
-    private static async Task StopAsync(ServeProcess serve)
+    private static async Task StopAsync(BackgroundProcess serve)
     {
         await serve.SignalAsync("TERM");
         Assert.Equal(0, await serve.WaitForExitAsync());

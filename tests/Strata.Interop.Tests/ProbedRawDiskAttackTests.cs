@@ -27,7 +27,7 @@ public sealed class ProbedRawDiskAttackTests
 
         using (var serve = await StartAsync(dir, disk))
         {
-            Assert.Contains("probing guessed raw", serve.Error, StringComparison.Ordinal);
+            Assert.Contains("probing guessed raw", serve.Stderr, StringComparison.Ordinal);
             var whole = Peer.Run("qemu-io", "-f", "raw", "-c", $"write -s {evil} 0 {evilLength}", uri);
             Assert.NotEqual(0, whole.ExitCode);
             Assert.Contains("Operation not permitted", whole.Stdout + whole.Stderr, StringComparison.Ordinal);
@@ -40,7 +40,7 @@ public sealed class ProbedRawDiskAttackTests
 
         using (var again = await StartAsync(dir, disk))
         {
-            Assert.Contains("drive 'ide0-hd0': raw", again.Output, StringComparison.Ordinal);
+            Assert.Contains("drive 'ide0-hd0': raw", again.Stdout, StringComparison.Ordinal);
             string copy = dir.File("seen.raw");
             Peer.Run("nbdcopy", uri, copy).EnsureSuccess();
             byte[] seen = await File.ReadAllBytesAsync(copy);
@@ -52,7 +52,7 @@ public sealed class ProbedRawDiskAttackTests
         }
     }
 
-    private static async Task<ServeProcess> StartAsync(TempFolder dir, string disk)
+    private static async Task<BackgroundProcess> StartAsync(TempFolder dir, string disk)
     {
         var serve = ServeProcess.Start(dir.Path, null, "-hda", disk, "--nbd", $"unix:{dir.File("n.sock")}", "--qmp", $"unix:{dir.File("q.sock")}");
         await serve.WaitForOutputAsync("NBD on");

@@ -376,7 +376,7 @@ public sealed class NbdConnectionTests
             $"the daemon stayed above {(baseline + Leftover) / MiB} MiB resident after the clients left", serve);
     }
 
-    private static async Task<ServeProcess> StartServeAsync(TempFolder folder, string image)
+    private static async Task<BackgroundProcess> StartServeAsync(TempFolder folder, string image)
     {
         var serve = ServeProcess.Start(folder.Path, null,
             "--drive", $"id=d,file={image},format=raw", "--nbd", $"unix:{folder.File("n.sock")}", "--qmp", $"unix:{folder.File("q.sock")}");
@@ -397,7 +397,7 @@ public sealed class NbdConnectionTests
     /// Runs every path the test will use once (reads of one piece and of many, writes), so that what
     /// the runtime compiles on first use is in the baseline; returns the resident set after the client left.
     /// </summary>
-    private static async Task<long> WarmUpAsync(ServeProcess serve, TempFolder folder, byte[]? image)
+    private static async Task<long> WarmUpAsync(BackgroundProcess serve, TempFolder folder, byte[]? image)
     {
         await using (var client = await NbdClient.ConnectAsync(NbdEndpoint.Unix(folder.File("n.sock")), "d"))
         {
@@ -461,7 +461,7 @@ public sealed class NbdConnectionTests
         return long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
     }
 
-    private static async Task WaitUntilAsync(Func<bool> condition, string failure, ServeProcess serve)
+    private static async Task WaitUntilAsync(Func<bool> condition, string failure, BackgroundProcess serve)
     {
         for (int i = 0; i < 600; i++)
         {
@@ -480,7 +480,7 @@ public sealed class NbdConnectionTests
     /// Waits until every request was sent, or until sending has made no progress for two seconds (the
     /// server holds the client back); bounded at one minute.
     /// </summary>
-    private static async Task WaitUntilSettledAsync(Func<int> sent, int total, ServeProcess serve)
+    private static async Task WaitUntilSettledAsync(Func<int> sent, int total, BackgroundProcess serve)
     {
         int last = -1;
         int still = 0;

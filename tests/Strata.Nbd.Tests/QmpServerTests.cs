@@ -59,7 +59,7 @@ public sealed class QmpServerTests
         var batch = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("{\"execute\":\"stop\"}\n{\"execute\":\"cont\"}\n", PairsPerBatch)));
         int pairs = 0;
         int eventsBefore = busy.EventsSkipped;
-        for (int round = 0; round < 40 && !served.Serve.Error.Contains("not reading", StringComparison.Ordinal); round++)
+        for (int round = 0; round < 40 && !served.Serve.Stderr.Contains("not reading", StringComparison.Ordinal); round++)
         {
             await busy.SendRawAsync(batch);
             for (int i = 0; i < 2 * PairsPerBatch; i++)
@@ -71,8 +71,8 @@ public sealed class QmpServerTests
             pairs += PairsPerBatch;
         }
 
-        Assert.True(served.Serve.Error.Contains("not reading", StringComparison.Ordinal),
-            $"after {2 * pairs} events the client that never reads was still not disconnected; log: {served.Serve.Error}");
+        Assert.True(served.Serve.Stderr.Contains("not reading", StringComparison.Ordinal),
+            $"after {2 * pairs} events the client that never reads was still not disconnected; log: {served.Serve.Stderr}");
         await silent.ReadToEndAsync(TimeSpan.FromSeconds(30));
         Assert.Equal(2 * pairs, busy.EventsSkipped - eventsBefore);
         var status = await busy.ExecuteAsync("""{"execute":"query-status","id":1}""");

@@ -59,7 +59,7 @@ public sealed class ServeCommandCacheNoneTests
             "--drive", "id=d,file=/proc/version,format=raw,readonly=on,cache=none", "--nbd", $"unix:{folder.File("n.sock")}");
         Assert.Equal(1, await serve.WaitForExitAsync());
         Assert.Equal("strata serve: cache=none: the file system of '/proc/version' does not support O_DIRECT (use cache=writeback)",
-            serve.Error.TrimEnd('\n'));
+            serve.Stderr.TrimEnd('\n'));
         Assert.False(File.Exists(folder.File("n.sock")));
     }
 

@@ -21,7 +21,7 @@ public sealed class ServeCommandLockingTests
 
         using var second = ServeProcess.Start(folder.Path, null, "--drive", $"id=d,file={image}", "--nbd", $"unix:{folder.File("b.sock")}", "--qmp", $"unix:{folder.File("qb.sock")}");
         Assert.Equal(1, await ExitOrServeAsync(second, folder.File("b.sock")));
-        string error = second.Error.Trim();
+        string error = second.Stderr.Trim();
         Assert.Single(error.Split('\n'));
         Assert.Contains($"Failed to get \"write\" lock. Is another process using the image [{image}]?", error);
         Assert.DoesNotContain("   at ", error);
@@ -52,8 +52,8 @@ public sealed class ServeCommandLockingTests
 
         using var serve = ServeProcess.Start(folder.Path, null, "--drive", $"id=d,file={image},format={format}", "--nbd", $"unix:{folder.File("s.sock")}");
         Assert.Equal(1, await ExitOrServeAsync(serve, folder.File("s.sock")));
-        Assert.Contains($"{expected}. Is another process using the image [{image}]? (qemu-storage-daemon, pid ", serve.Error);
-        Assert.Single(serve.Error.Trim().Split('\n'));
+        Assert.Contains($"{expected}. Is another process using the image [{image}]? (qemu-storage-daemon, pid ", serve.Stderr);
+        Assert.Single(serve.Stderr.Trim().Split('\n'));
     }
 
     [Fact]
@@ -124,7 +124,7 @@ public sealed class ServeCommandLockingTests
     }
 
     /// <summary>Creates <paramref name="image"/> with qemu-img and serves it writable as drive "d" on s.sock; returns once it serves.</summary>
-    private static async Task<ServeProcess> ServeNewImageAsync(TempFolder folder, string image, string format)
+    private static async Task<BackgroundProcess> ServeNewImageAsync(TempFolder folder, string image, string format)
     {
         await Tool.CheckAsync("qemu-img", "create", "-q", "-f", format, image, Size);
         var serve = ServeProcess.Start(folder.Path, null, "--drive", $"id=d,file={image},format={format}", "--nbd", $"unix:{folder.File("s.sock")}");
@@ -144,7 +144,7 @@ public sealed class ServeCommandLockingTests
     /// Waits (bounded) until the daemon exits or starts serving (its socket appears): its exit code,
     /// or -1 when it went on to serve.
     /// </summary>
-    private static async Task<int> ExitOrServeAsync(ServeProcess serve, string socket)
+    private static async Task<int> ExitOrServeAsync(BackgroundProcess serve, string socket)
     {
         var exit = serve.WaitForExitAsync();
         for (int i = 0; i < 600 && !exit.IsCompleted; i++)

@@ -109,11 +109,11 @@ public sealed class ServeCommandTests
         using var folder = new TempFolder();
         using var noDrive = ServeProcess.Start(folder.Path, null);
         Assert.Equal(1, await noDrive.WaitForExitAsync());
-        Assert.Contains("no drive", noDrive.Error);
+        Assert.Contains("no drive", noDrive.Stderr);
         using var missing = ServeProcess.Start(folder.Path, null, "-hda", folder.File("nope.img"), "--nbd", $"unix:{folder.File("n.sock")}");
         Assert.Equal(1, await missing.WaitForExitAsync());
-        Assert.Single(missing.Error.Trim().Split('\n'));
-        Assert.DoesNotContain("   at ", missing.Error);
+        Assert.Single(missing.Stderr.Trim().Split('\n'));
+        Assert.DoesNotContain("   at ", missing.Stderr);
     }
 
     [Fact]
@@ -162,7 +162,7 @@ public sealed class ServeCommandTests
         string image = await ImageAsync(folder);
         using var serve = ServeProcess.Start(folder.Path, null, "-hda", image, "--nbd", $"unix:{folder.File("n.sock")}", "--qmp", "tcp:127.0.0.1:0");
         Assert.Equal(1, await serve.WaitForExitAsync());
-        string line = Assert.Single(serve.Error.Trim().Split('\n'));
+        string line = Assert.Single(serve.Stderr.Trim().Split('\n'));
         Assert.Contains("unix:PATH", line, StringComparison.Ordinal);
         Assert.False(File.Exists(folder.File("n.sock")));
     }

@@ -10,13 +10,13 @@ namespace Strata.Nbd.Tests;
 public sealed class ServedControlSocket : IAsyncLifetime, IDisposable
 {
     private readonly TempFolder _folder = new("qmp");
-    private ServeProcess? _serve;
+    private BackgroundProcess? _serve;
 
     public string Folder => _folder.Path;
 
     public string SocketPath => _folder.File("q.sock");
 
-    public ServeProcess Serve => _serve ?? throw new InvalidOperationException("the daemon has not started");
+    public BackgroundProcess Serve => _serve ?? throw new InvalidOperationException("the daemon has not started");
 
     public async Task InitializeAsync()
     {
