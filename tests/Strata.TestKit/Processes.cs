@@ -85,6 +85,8 @@ public static class Processes
     /// <summary>Runs <c>strata ARGS</c> as a process, through the dotnet host that runs the tests.</summary>
     public static ProcessResult Strata(params string[] args) => StrataAsync(args).GetAwaiter().GetResult();
 
+    public static ProcessResult Strata(IEnumerable<string> args, ProcessOptions? options) => StrataAsync(args, options).GetAwaiter().GetResult();
+
     public static Task<ProcessResult> StrataAsync(params string[] args) => StrataAsync(args, null);
 
     public static Task<ProcessResult> StrataAsync(IEnumerable<string> args, ProcessOptions? options) =>
