@@ -12,9 +12,9 @@ public sealed class CommitCommandTests : IDisposable
     public void CommitCopiesTheOverlayIntoTheBaseAndEmptiesIt()
     {
         StrataCli.ImgOk("create", "-q", "-f", "raw", _dir.File("base.raw"), "4M");
-        QemuIo.Run(_dir.File("base.raw"), "raw", "write -P 1 0 1M");
+        QemuIo.Ok(_dir.File("base.raw"), "raw", "write -P 1 0 1M");
         StrataCli.ImgOk("create", "-q", "-f", "qcow2", "-b", "base.raw", _dir.File("ov.qcow2"));
-        QemuIo.Run(_dir.File("ov.qcow2"), "qcow2", "write -P 2 512k 1M", "write -z 3M 64k", "write -P 3 4095k 1k");
+        QemuIo.Ok(_dir.File("ov.qcow2"), "qcow2", "write -P 2 512k 1M", "write -z 3M 64k", "write -P 3 4095k 1k");
         Processes.Run("qemu-img", "convert", "-O", "raw", _dir.File("ov.qcow2"), _dir.File("expected.raw")).AssertSuccess();
 
         var result = StrataCli.ImgOk("commit", _dir.File("ov.qcow2"));
@@ -29,11 +29,11 @@ public sealed class CommitCommandTests : IDisposable
     public void CommitIntoAQcowBaseThroughAMiddleLayerWithDashB()
     {
         StrataCli.ImgOk("create", "-q", "-f", "qcow2", _dir.File("base.qcow2"), "2M");
-        QemuIo.Run(_dir.File("base.qcow2"), "qcow2", "write -P 1 0 2M");
+        QemuIo.Ok(_dir.File("base.qcow2"), "qcow2", "write -P 1 0 2M");
         StrataCli.ImgOk("create", "-q", "-f", "qcow2", "-b", "base.qcow2", _dir.File("mid.qcow2"));
-        QemuIo.Run(_dir.File("mid.qcow2"), "qcow2", "write -P 2 0 64k");
+        QemuIo.Ok(_dir.File("mid.qcow2"), "qcow2", "write -P 2 0 64k");
         StrataCli.ImgOk("create", "-q", "-f", "qcow2", "-b", "mid.qcow2", _dir.File("top.qcow2"));
-        QemuIo.Run(_dir.File("top.qcow2"), "qcow2", "write -P 3 1M 64k");
+        QemuIo.Ok(_dir.File("top.qcow2"), "qcow2", "write -P 3 1M 64k");
         Processes.Run("qemu-img", "convert", "-O", "raw", _dir.File("top.qcow2"), _dir.File("expected.raw")).AssertSuccess();
 
         StrataCli.ImgOk("commit", "-q", "-b", _dir.File("base.qcow2"), _dir.File("top.qcow2"));
@@ -47,12 +47,12 @@ public sealed class CommitCommandTests : IDisposable
         int seed = Environment.TickCount;
         var random = new Random(seed);
         StrataCli.ImgOk("create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", _dir.File("base.qcow2"), "6M");
-        QemuIo.Run(_dir.File("base.qcow2"), "qcow2", "write -P 17 0 6M");
+        QemuIo.Ok(_dir.File("base.qcow2"), "qcow2", "write -P 17 0 6M");
         StrataCli.ImgOk("create", "-q", "-f", "qcow2", "-b", "base.qcow2", _dir.File("top.qcow2"), "8M");
         var commands = Enumerable.Range(0, 20).Select(_ => random.Next(4) == 0
             ? $"write -z {random.Next(0, 8 * 1024 - 128) * 1024} {random.Next(1, 128) * 1024}"
             : $"write -P {random.Next(1, 255)} {random.Next(0, 8 * 1024 * 1024 - 70000)} {random.Next(1, 70000)}").ToArray();
-        QemuIo.Run(_dir.File("top.qcow2"), "qcow2", commands);
+        QemuIo.Ok(_dir.File("top.qcow2"), "qcow2", commands);
         Processes.Run("qemu-img", "convert", "-O", "raw", _dir.File("top.qcow2"), _dir.File("expected.raw")).AssertSuccess();
 
         var result = StrataCli.Img("commit", _dir.File("top.qcow2"));

@@ -9,7 +9,7 @@ public sealed class CompareCommandTests : IDisposable
     public CompareCommandTests()
     {
         Processes.Run("qemu-img", "create", "-q", "-f", "raw", _dir.File("a.raw"), "1M").AssertSuccess();
-        QemuIo.Run(_dir.File("a.raw"), "raw", "write -P 1 64k 64k", "write -P 2 512k 4k");
+        QemuIo.Ok(_dir.File("a.raw"), "raw", "write -P 1 64k 64k", "write -P 2 512k 4k");
         File.Copy(_dir.File("a.raw"), _dir.File("b.raw"));
     }
 
@@ -26,7 +26,7 @@ public sealed class CompareCommandTests : IDisposable
     [Fact]
     public void AMismatchReportsTheSectorLikeQemuImg()
     {
-        QemuIo.Run(_dir.File("b.raw"), "raw", "write -P 3 600003 1");
+        QemuIo.Ok(_dir.File("b.raw"), "raw", "write -P 3 600003 1");
         var qemu = Processes.Run("qemu-img", "compare", _dir.File("a.raw"), _dir.File("b.raw"));
         var result = StrataCli.Img("compare", _dir.File("a.raw"), _dir.File("b.raw"));
         Assert.Equal(1, result.ExitCode);
@@ -38,7 +38,7 @@ public sealed class CompareCommandTests : IDisposable
     public void SizeMismatchFollowsQemuImgWithAndWithoutStrict()
     {
         Processes.Run("qemu-img", "create", "-q", "-f", "raw", _dir.File("big.raw"), "2M").AssertSuccess();
-        QemuIo.Run(_dir.File("big.raw"), "raw", "write -P 1 64k 64k", "write -P 2 512k 4k");
+        QemuIo.Ok(_dir.File("big.raw"), "raw", "write -P 1 64k 64k", "write -P 2 512k 4k");
         foreach (string[] args in new[]
         {
             new[] { "compare", _dir.File("a.raw"), _dir.File("big.raw") },
@@ -51,7 +51,7 @@ public sealed class CompareCommandTests : IDisposable
             Assert.Equal(qemu.Stdout, result.Stdout);
         }
 
-        QemuIo.Run(_dir.File("big.raw"), "raw", "write -P 9 1536k 4k");
+        QemuIo.Ok(_dir.File("big.raw"), "raw", "write -P 9 1536k 4k");
         var after = StrataCli.Img("compare", _dir.File("big.raw"), _dir.File("a.raw"));
         Assert.Equal(1, after.ExitCode);
         Assert.Equal(Processes.Run("qemu-img", "compare", _dir.File("big.raw"), _dir.File("a.raw")).Stdout, after.Stdout);
@@ -62,7 +62,7 @@ public sealed class CompareCommandTests : IDisposable
     {
         StrataCli.ImgOk("create", "-q", "-f", "qcow2", "-b", "a.raw", _dir.File("o.qcow2"));
         Assert.Equal(0, StrataCli.Img("compare", _dir.File("o.qcow2"), _dir.File("b.raw")).ExitCode);
-        QemuIo.Run(_dir.File("o.qcow2"), "qcow2", "write -P 7 900k 4k");
+        QemuIo.Ok(_dir.File("o.qcow2"), "qcow2", "write -P 7 900k 4k");
         Assert.Equal(1, StrataCli.Img("compare", "-f", "qcow2", "-F", "raw", _dir.File("o.qcow2"), _dir.File("b.raw")).ExitCode);
     }
 

@@ -16,7 +16,7 @@ public sealed class ConvertCommandTests : IDisposable
         Processes.Run("qemu-img", "create", "-q", "-f", "raw", _dir.File("src.raw"), "8M").AssertSuccess();
         var writes = Enumerable.Range(0, 12).Select(_ =>
             $"write -P {random.Next(1, 255)} {random.Next(0, 8 * 1024 - 64) * 1024} {random.Next(1, 64) * 1024}").ToArray();
-        QemuIo.Run(_dir.File("src.raw"), "raw", writes);
+        QemuIo.Ok(_dir.File("src.raw"), "raw", writes);
 
         StrataCli.ImgOk("convert", "-O", "qcow2", _dir.File("src.raw"), _dir.File("mid.qcow2"));
         StrataCli.ImgOk("convert", "-f", "qcow2", "-O", "raw", _dir.File("mid.qcow2"), _dir.File("out.raw"));
@@ -33,9 +33,9 @@ public sealed class ConvertCommandTests : IDisposable
     public void AnOverlayIsFlattenedWithItsBacking()
     {
         Processes.Run("qemu-img", "create", "-q", "-f", "raw", _dir.File("base.raw"), "2M").AssertSuccess();
-        QemuIo.Run(_dir.File("base.raw"), "raw", "write -P 1 0 1M");
+        QemuIo.Ok(_dir.File("base.raw"), "raw", "write -P 1 0 1M");
         StrataCli.ImgOk("create", "-q", "-f", "qcow2", "-b", "base.raw", _dir.File("top.qcow2"));
-        QemuIo.Run(_dir.File("top.qcow2"), "qcow2", "write -P 2 512k 1M");
+        QemuIo.Ok(_dir.File("top.qcow2"), "qcow2", "write -P 2 512k 1M");
         var result = StrataCli.ImgOk("convert", "-p", "-O", "raw", _dir.File("top.qcow2"), _dir.File("flat.raw"));
         Assert.EndsWith("(100.00/100%)\r\n", result.Stdout);
         Assert.Equal(0, Processes.Run("qemu-img", "compare", _dir.File("top.qcow2"), _dir.File("flat.raw")).ExitCode);

@@ -58,11 +58,11 @@ public sealed class ImageCreatorSymlinkTests : IDisposable
     {
         string image = _dir.File("a.img");
         File.WriteAllBytes(image, new byte[3 << 20]);
-        QemuIo.Run(image, "raw", "write -P 7 0 1M");
+        QemuIo.Ok(image, "raw", "write -P 7 0 1M");
 
         StrataCli.ImgOk("create", "-q", "-f", "raw", image, "1M");
 
         Assert.Equal(1 << 20, new FileInfo(image).Length);
-        QemuIo.Run(image, "raw", "read -P 0 0 1M");
+        QemuIo.Ok(image, "raw", "read -P 0 0 1M");
     }
 }

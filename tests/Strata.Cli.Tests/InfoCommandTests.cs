@@ -21,7 +21,7 @@ public sealed class InfoCommandTests : IDisposable
     {
         Processes.Run("qemu-img", "create", "-q", "-f", "raw", _dir.File("base.raw"), "64M").AssertSuccess();
         Processes.Run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", _dir.File("top.qcow2")).AssertSuccess();
-        QemuIo.Run(_dir.File("top.qcow2"), "qcow2", "write -P 9 1M 200k");
+        QemuIo.Ok(_dir.File("top.qcow2"), "qcow2", "write -P 9 1M 200k");
         foreach (string[] args in new[]
         {
             new[] { "info", _dir.File("top.qcow2") },

@@ -12,7 +12,7 @@ public sealed class MapCommandTests : IDisposable
     public void RawMapEqualsQemuImgs()
     {
         Processes.Run("qemu-img", "create", "-q", "-f", "raw", _dir.File("a.raw"), "4M").AssertSuccess();
-        QemuIo.Run(_dir.File("a.raw"), "raw", "write -P 1 64k 64k", "write -P 2 1M 4k", "write -P 3 3M 1M");
+        QemuIo.Ok(_dir.File("a.raw"), "raw", "write -P 1 64k 64k", "write -P 2 1M 4k", "write -P 3 3M 1M");
         foreach (string output in new[] { "json", "human" })
         {
             Assert.Equal(Processes.Run("qemu-img", "map", "-f", "raw", "--output=" + output, _dir.File("a.raw")).AssertSuccess().Stdout,
@@ -24,11 +24,11 @@ public sealed class MapCommandTests : IDisposable
     public void QcowChainMapEqualsQemuImgs()
     {
         Processes.Run("qemu-img", "create", "-q", "-f", "raw", _dir.File("base.raw"), "2M").AssertSuccess();
-        QemuIo.Run(_dir.File("base.raw"), "raw", "write -P 1 64k 64k", "write -P 2 512k 4k");
+        QemuIo.Ok(_dir.File("base.raw"), "raw", "write -P 1 64k 64k", "write -P 2 512k 4k");
         Processes.Run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", _dir.File("mid.qcow2")).AssertSuccess();
-        QemuIo.Run(_dir.File("mid.qcow2"), "qcow2", "write -P 4 1M 128k");
+        QemuIo.Ok(_dir.File("mid.qcow2"), "qcow2", "write -P 4 1M 128k");
         Processes.Run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", _dir.File("top.qcow2")).AssertSuccess();
-        QemuIo.Run(_dir.File("top.qcow2"), "qcow2", "write -P 5 0 4k", "write -z 128k 64k", "write -P 6 1000k 24k");
+        QemuIo.Ok(_dir.File("top.qcow2"), "qcow2", "write -P 5 0 4k", "write -z 128k 64k", "write -P 6 1000k 24k");
         foreach (string file in new[] { "top.qcow2", "mid.qcow2" })
         {
             foreach (string output in new[] { "json", "human" })
@@ -43,7 +43,7 @@ public sealed class MapCommandTests : IDisposable
     public void QcowWithoutBackingMapEqualsQemuImgs()
     {
         Processes.Run("qemu-img", "create", "-q", "-f", "qcow2", _dir.File("n.qcow2"), "1M").AssertSuccess();
-        QemuIo.Run(_dir.File("n.qcow2"), "qcow2", "write -P 5 64k 4k");
+        QemuIo.Ok(_dir.File("n.qcow2"), "qcow2", "write -P 5 64k 4k");
         Assert.Equal(Processes.Run("qemu-img", "map", "--output=json", _dir.File("n.qcow2")).AssertSuccess().Stdout, StrataCli.ImgOk("map", "--output=json", _dir.File("n.qcow2")).Stdout);
     }
 }

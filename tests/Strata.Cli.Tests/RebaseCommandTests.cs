@@ -9,9 +9,9 @@ public sealed class RebaseCommandTests : IDisposable
     public RebaseCommandTests()
     {
         StrataCli.ImgOk("create", "-q", "-f", "raw", _dir.File("old.raw"), "2M");
-        QemuIo.Run(_dir.File("old.raw"), "raw", "write -P 1 0 1M");
+        QemuIo.Ok(_dir.File("old.raw"), "raw", "write -P 1 0 1M");
         StrataCli.ImgOk("create", "-q", "-f", "qcow2", "-b", "old.raw", _dir.File("ov.qcow2"));
-        QemuIo.Run(_dir.File("ov.qcow2"), "qcow2", "write -P 2 1M 64k");
+        QemuIo.Ok(_dir.File("ov.qcow2"), "qcow2", "write -P 2 1M 64k");
     }
 
     public void Dispose() => _dir.Dispose();
@@ -32,7 +32,7 @@ public sealed class RebaseCommandTests : IDisposable
     {
         Processes.Run("qemu-img", "convert", "-O", "raw", _dir.File("ov.qcow2"), _dir.File("before.raw")).AssertSuccess();
         StrataCli.ImgOk("create", "-q", "-f", "raw", _dir.File("new.raw"), "2M");
-        QemuIo.Run(_dir.File("new.raw"), "raw", "write -P 7 512k 1M");
+        QemuIo.Ok(_dir.File("new.raw"), "raw", "write -P 7 512k 1M");
         StrataCli.ImgOk("rebase", "-b", "new.raw", _dir.File("ov.qcow2"));
         Assert.Contains("backing file: new.raw", Processes.Run("qemu-img", "info", _dir.File("ov.qcow2")).AssertSuccess().Stdout);
         Assert.Equal(0, Processes.Run("qemu-img", "compare", _dir.File("ov.qcow2"), _dir.File("before.raw")).ExitCode);
