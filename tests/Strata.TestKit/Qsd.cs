@@ -13,11 +13,18 @@ public sealed class Qsd : IDisposable, IAsyncDisposable
 {
     private readonly BackgroundProcess _process;
 
-    private Qsd(BackgroundProcess process, string? qmpSocket)
+    private Qsd(BackgroundProcess process, string socket, string? qmpSocket)
     {
         _process = process;
+        Socket = socket;
         QmpSocket = qmpSocket;
     }
+
+    /// <summary>The socket start waited for (its NBD server's).</summary>
+    public string Socket { get; }
+
+    /// <summary>The URI of the export named "disk" (the one <see cref="ExportRawAsync"/> makes) on <see cref="Socket"/>.</summary>
+    public string Uri => $"nbd+unix:///disk?socket={Socket}";
 
     /// <summary>The QMP socket, when started with one.</summary>
     public string? QmpSocket { get; }
@@ -52,7 +59,7 @@ public sealed class Qsd : IDisposable, IAsyncDisposable
             throw;
         }
 
-        return new Qsd(process, qmpSocket);
+        return new Qsd(process, socket, qmpSocket);
     }
 
     /// <summary>Starts qsd with <paramref name="arguments"/> and waits for <paramref name="socket"/> (its NBD server's).</summary>
@@ -64,9 +71,6 @@ public sealed class Qsd : IDisposable, IAsyncDisposable
         "--blockdev", "driver=raw,node-name=fmt0,file=file0,discard=unmap",
         "--nbd-server", $"addr.type=unix,addr.path={socket}",
         "--export", $"type=nbd,id=exp0,node-name=fmt0,name=disk,writable={(writable ? "on" : "off")},allocation-depth=on");
-
-    /// <summary>The URI of export <paramref name="name"/> on <paramref name="socket"/>.</summary>
-    public static string Uri(string socket, string name = "disk") => $"nbd+unix:///{name}?socket={socket}";
 
     /// <summary>A control connection past capabilities negotiation; fails after 30 s.</summary>
     public async Task<QmpClient> ConnectQmpAsync()
