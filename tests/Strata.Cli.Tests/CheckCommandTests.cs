@@ -9,8 +9,8 @@ public sealed class CheckCommandTests : IDisposable
 
     public CheckCommandTests()
     {
-        Run.QemuImgOk("create", "-q", "-f", "qcow2", _dir.File("c.qcow2"), "1M");
-        Run.QemuIo(_dir.File("c.qcow2"), "qcow2", "write -P 0x55 0 128k");
+        Processes.Run("qemu-img", "create", "-q", "-f", "qcow2", _dir.File("c.qcow2"), "1M").AssertSuccess();
+        QemuIo.Ok(_dir.File("c.qcow2"), "qcow2", "write -P 0x55 0 128k");
     }
 
     public void Dispose() => _dir.Dispose();
@@ -18,10 +18,10 @@ public sealed class CheckCommandTests : IDisposable
     [Fact]
     public void ACleanImageExitsZeroLikeQemuImg()
     {
-        var result = Run.Img("check", _dir.File("c.qcow2"));
+        var result = StrataCli.Img("check", _dir.File("c.qcow2"));
         Assert.Equal(0, result.ExitCode);
-        Assert.Equal(Run.QemuImg("check", _dir.File("c.qcow2")).Output, result.Output);
-        JsonAssert.Equivalent(Run.QemuImg("check", "--output=json", _dir.File("c.qcow2")).Output, Run.ImgOk("check", "--output=json", _dir.File("c.qcow2")).Output);
+        Assert.Equal(Processes.Run("qemu-img", "check", _dir.File("c.qcow2")).Stdout, result.Stdout);
+        JsonAssert.Equivalent(Processes.Run("qemu-img", "check", "--output=json", _dir.File("c.qcow2")).Stdout, StrataCli.ImgOk("check", "--output=json", _dir.File("c.qcow2")).Stdout);
     }
 
     [Fact]
@@ -34,19 +34,19 @@ public sealed class CheckCommandTests : IDisposable
         }
 
         Qcow2Tamper.SetRefcount(_dir.File("c.qcow2"), (int)(new FileInfo(_dir.File("c.qcow2")).Length / 65536) - 1, 1);
-        Assert.Equal(3, Run.QemuImg("check", _dir.File("c.qcow2")).ExitCode);
+        Assert.Equal(3, Processes.Run("qemu-img", "check", _dir.File("c.qcow2")).ExitCode);
 
-        var result = Run.Img("check", _dir.File("c.qcow2"));
+        var result = StrataCli.Img("check", _dir.File("c.qcow2"));
         Assert.Equal(3, result.ExitCode);
-        Assert.Contains("1 leaked clusters were found on the image.", result.Output);
-        var json = Run.Img("check", "--output=json", _dir.File("c.qcow2"));
+        Assert.Contains("1 leaked clusters were found on the image.", result.Stdout);
+        var json = StrataCli.Img("check", "--output=json", _dir.File("c.qcow2"));
         Assert.Equal(3, json.ExitCode);
-        Assert.Equal(1, JsonDocument.Parse(json.Output).RootElement.GetProperty("leaks").GetInt64());
+        Assert.Equal(1, JsonDocument.Parse(json.Stdout).RootElement.GetProperty("leaks").GetInt64());
 
-        var repair = Run.Img("check", "-r", "leaks", _dir.File("c.qcow2"));
+        var repair = StrataCli.Img("check", "-r", "leaks", _dir.File("c.qcow2"));
         Assert.Equal(0, repair.ExitCode);
-        Assert.Contains("Double checking the fixed image now...", repair.Output);
-        Assert.Equal(0, Run.QemuImg("check", _dir.File("c.qcow2")).ExitCode);
+        Assert.Contains("Double checking the fixed image now...", repair.Stdout);
+        Assert.Equal(0, Processes.Run("qemu-img", "check", _dir.File("c.qcow2")).ExitCode);
     }
 
     [Fact]
@@ -54,13 +54,13 @@ public sealed class CheckCommandTests : IDisposable
     {
         // Cluster 5 holds guest data but its refcount says free: a corruption.
         Qcow2Tamper.SetRefcount(_dir.File("c.qcow2"), 5, 0);
-        Assert.Equal(2, Run.QemuImg("check", _dir.File("c.qcow2")).ExitCode);
-        var result = Run.Img("check", _dir.File("c.qcow2"));
+        Assert.Equal(2, Processes.Run("qemu-img", "check", _dir.File("c.qcow2")).ExitCode);
+        var result = StrataCli.Img("check", _dir.File("c.qcow2"));
         Assert.Equal(2, result.ExitCode);
-        Assert.Contains("errors were found on the image.", result.Output);
-        Assert.Equal(2, Run.Img("check", "--output=json", _dir.File("c.qcow2")).ExitCode);
-        Assert.Equal(0, Run.Img("check", "-q", "-r", "all", _dir.File("c.qcow2")).ExitCode);
-        Assert.Equal(0, Run.QemuImg("check", _dir.File("c.qcow2")).ExitCode);
+        Assert.Contains("errors were found on the image.", result.Stdout);
+        Assert.Equal(2, StrataCli.Img("check", "--output=json", _dir.File("c.qcow2")).ExitCode);
+        Assert.Equal(0, StrataCli.Img("check", "-q", "-r", "all", _dir.File("c.qcow2")).ExitCode);
+        Assert.Equal(0, Processes.Run("qemu-img", "check", _dir.File("c.qcow2")).ExitCode);
     }
 
     [Fact]
@@ -79,21 +79,21 @@ public sealed class CheckCommandTests : IDisposable
             file.Write(features);
         }
 
-        Assert.Contains("\"corrupt\": true", Run.QemuImg("info", "--output=json", image).Output, StringComparison.Ordinal);
-        var repair = Run.Img("check", "-r", "all", image);
+        Assert.Contains("\"corrupt\": true", Processes.Run("qemu-img", "info", "--output=json", image).Stdout, StringComparison.Ordinal);
+        var repair = StrataCli.Img("check", "-r", "all", image);
         Assert.Equal(0, repair.ExitCode);
-        Assert.Contains("\"corrupt\": false", Run.QemuImg("info", "--output=json", image).Output, StringComparison.Ordinal);
-        Assert.Equal(0, Run.QemuImg("check", image).ExitCode);
+        Assert.Contains("\"corrupt\": false", Processes.Run("qemu-img", "info", "--output=json", image).Stdout, StringComparison.Ordinal);
+        Assert.Equal(0, Processes.Run("qemu-img", "check", image).ExitCode);
     }
 
     [Fact]
     public void RawImagesDoNotSupportChecksLikeQemuImg()
     {
-        Run.ImgOk("create", "-q", _dir.File("a.raw"), "1M");
-        var qemu = Run.QemuImg("check", _dir.File("a.raw"));
-        var result = Run.Img("check", _dir.File("a.raw"));
+        StrataCli.ImgOk("create", "-q", _dir.File("a.raw"), "1M");
+        var qemu = Processes.Run("qemu-img", "check", _dir.File("a.raw"));
+        var result = StrataCli.Img("check", _dir.File("a.raw"));
         Assert.Equal(qemu.ExitCode, result.ExitCode);
         Assert.Equal(63, result.ExitCode);
-        Assert.Equal("strata img: This image format does not support checks\n", result.Error);
+        Assert.Equal("strata img: This image format does not support checks\n", result.Stderr);
     }
 }

@@ -11,34 +11,34 @@ public sealed class CommitCommandTests : IDisposable
     [Fact]
     public void CommitCopiesTheOverlayIntoTheBaseAndEmptiesIt()
     {
-        Run.ImgOk("create", "-q", "-f", "raw", _dir.File("base.raw"), "4M");
-        Run.QemuIo(_dir.File("base.raw"), "raw", "write -P 1 0 1M");
-        Run.ImgOk("create", "-q", "-f", "qcow2", "-b", "base.raw", _dir.File("ov.qcow2"));
-        Run.QemuIo(_dir.File("ov.qcow2"), "qcow2", "write -P 2 512k 1M", "write -z 3M 64k", "write -P 3 4095k 1k");
-        Run.QemuImgOk("convert", "-O", "raw", _dir.File("ov.qcow2"), _dir.File("expected.raw"));
+        StrataCli.ImgOk("create", "-q", "-f", "raw", _dir.File("base.raw"), "4M");
+        QemuIo.Ok(_dir.File("base.raw"), "raw", "write -P 1 0 1M");
+        StrataCli.ImgOk("create", "-q", "-f", "qcow2", "-b", "base.raw", _dir.File("ov.qcow2"));
+        QemuIo.Ok(_dir.File("ov.qcow2"), "qcow2", "write -P 2 512k 1M", "write -z 3M 64k", "write -P 3 4095k 1k");
+        Processes.Run("qemu-img", "convert", "-O", "raw", _dir.File("ov.qcow2"), _dir.File("expected.raw")).AssertSuccess();
 
-        var result = Run.ImgOk("commit", _dir.File("ov.qcow2"));
-        Assert.Equal("Image committed.\n", result.Output);
-        Assert.Equal(0, Run.QemuImg("compare", "-f", "raw", "-F", "raw", _dir.File("base.raw"), _dir.File("expected.raw")).ExitCode);
-        Assert.Equal(0, Run.QemuImg("check", _dir.File("ov.qcow2")).ExitCode);
-        Assert.DoesNotContain("\"depth\": 0", Run.QemuImgOk("map", "--output=json", _dir.File("ov.qcow2")).Output);
-        Assert.Equal(0, Run.QemuImg("compare", _dir.File("ov.qcow2"), _dir.File("expected.raw")).ExitCode);
+        var result = StrataCli.ImgOk("commit", _dir.File("ov.qcow2"));
+        Assert.Equal("Image committed.\n", result.Stdout);
+        Assert.Equal(0, Processes.Run("qemu-img", "compare", "-f", "raw", "-F", "raw", _dir.File("base.raw"), _dir.File("expected.raw")).ExitCode);
+        Assert.Equal(0, Processes.Run("qemu-img", "check", _dir.File("ov.qcow2")).ExitCode);
+        Assert.DoesNotContain("\"depth\": 0", Processes.Run("qemu-img", "map", "--output=json", _dir.File("ov.qcow2")).AssertSuccess().Stdout);
+        Assert.Equal(0, Processes.Run("qemu-img", "compare", _dir.File("ov.qcow2"), _dir.File("expected.raw")).ExitCode);
     }
 
     [Fact]
     public void CommitIntoAQcowBaseThroughAMiddleLayerWithDashB()
     {
-        Run.ImgOk("create", "-q", "-f", "qcow2", _dir.File("base.qcow2"), "2M");
-        Run.QemuIo(_dir.File("base.qcow2"), "qcow2", "write -P 1 0 2M");
-        Run.ImgOk("create", "-q", "-f", "qcow2", "-b", "base.qcow2", _dir.File("mid.qcow2"));
-        Run.QemuIo(_dir.File("mid.qcow2"), "qcow2", "write -P 2 0 64k");
-        Run.ImgOk("create", "-q", "-f", "qcow2", "-b", "mid.qcow2", _dir.File("top.qcow2"));
-        Run.QemuIo(_dir.File("top.qcow2"), "qcow2", "write -P 3 1M 64k");
-        Run.QemuImgOk("convert", "-O", "raw", _dir.File("top.qcow2"), _dir.File("expected.raw"));
+        StrataCli.ImgOk("create", "-q", "-f", "qcow2", _dir.File("base.qcow2"), "2M");
+        QemuIo.Ok(_dir.File("base.qcow2"), "qcow2", "write -P 1 0 2M");
+        StrataCli.ImgOk("create", "-q", "-f", "qcow2", "-b", "base.qcow2", _dir.File("mid.qcow2"));
+        QemuIo.Ok(_dir.File("mid.qcow2"), "qcow2", "write -P 2 0 64k");
+        StrataCli.ImgOk("create", "-q", "-f", "qcow2", "-b", "mid.qcow2", _dir.File("top.qcow2"));
+        QemuIo.Ok(_dir.File("top.qcow2"), "qcow2", "write -P 3 1M 64k");
+        Processes.Run("qemu-img", "convert", "-O", "raw", _dir.File("top.qcow2"), _dir.File("expected.raw")).AssertSuccess();
 
-        Run.ImgOk("commit", "-q", "-b", _dir.File("base.qcow2"), _dir.File("top.qcow2"));
-        Assert.Equal(0, Run.QemuImg("compare", _dir.File("base.qcow2"), _dir.File("expected.raw")).ExitCode);
-        Assert.Equal(0, Run.QemuImg("check", _dir.File("base.qcow2")).ExitCode);
+        StrataCli.ImgOk("commit", "-q", "-b", _dir.File("base.qcow2"), _dir.File("top.qcow2"));
+        Assert.Equal(0, Processes.Run("qemu-img", "compare", _dir.File("base.qcow2"), _dir.File("expected.raw")).ExitCode);
+        Assert.Equal(0, Processes.Run("qemu-img", "check", _dir.File("base.qcow2")).ExitCode);
     }
 
     [Fact]
@@ -46,29 +46,29 @@ public sealed class CommitCommandTests : IDisposable
     {
         int seed = Environment.TickCount;
         var random = new Random(seed);
-        Run.ImgOk("create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", _dir.File("base.qcow2"), "6M");
-        Run.QemuIo(_dir.File("base.qcow2"), "qcow2", "write -P 17 0 6M");
-        Run.ImgOk("create", "-q", "-f", "qcow2", "-b", "base.qcow2", _dir.File("top.qcow2"), "8M");
+        StrataCli.ImgOk("create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", _dir.File("base.qcow2"), "6M");
+        QemuIo.Ok(_dir.File("base.qcow2"), "qcow2", "write -P 17 0 6M");
+        StrataCli.ImgOk("create", "-q", "-f", "qcow2", "-b", "base.qcow2", _dir.File("top.qcow2"), "8M");
         var commands = Enumerable.Range(0, 20).Select(_ => random.Next(4) == 0
             ? $"write -z {random.Next(0, 8 * 1024 - 128) * 1024} {random.Next(1, 128) * 1024}"
             : $"write -P {random.Next(1, 255)} {random.Next(0, 8 * 1024 * 1024 - 70000)} {random.Next(1, 70000)}").ToArray();
-        Run.QemuIo(_dir.File("top.qcow2"), "qcow2", commands);
-        Run.QemuImgOk("convert", "-O", "raw", _dir.File("top.qcow2"), _dir.File("expected.raw"));
+        QemuIo.Ok(_dir.File("top.qcow2"), "qcow2", commands);
+        Processes.Run("qemu-img", "convert", "-O", "raw", _dir.File("top.qcow2"), _dir.File("expected.raw")).AssertSuccess();
 
-        var result = Run.Img("commit", _dir.File("top.qcow2"));
+        var result = StrataCli.Img("commit", _dir.File("top.qcow2"));
         Assert.True(result.ExitCode == 0, $"seed {seed}: {result}");
-        Assert.True(Run.QemuImg("compare", _dir.File("base.qcow2"), _dir.File("expected.raw")).ExitCode == 0,
+        Assert.True(Processes.Run("qemu-img", "compare", _dir.File("base.qcow2"), _dir.File("expected.raw")).ExitCode == 0,
             $"seed {seed}: base differs after commit of {string.Join("; ", commands)}");
-        Assert.True(Run.QemuImg("check", _dir.File("base.qcow2")).ExitCode == 0, $"seed {seed}");
-        Assert.True(Run.QemuImg("compare", _dir.File("top.qcow2"), _dir.File("expected.raw")).ExitCode == 0, $"seed {seed}");
+        Assert.True(Processes.Run("qemu-img", "check", _dir.File("base.qcow2")).ExitCode == 0, $"seed {seed}");
+        Assert.True(Processes.Run("qemu-img", "compare", _dir.File("top.qcow2"), _dir.File("expected.raw")).ExitCode == 0, $"seed {seed}");
     }
 
     [Fact]
     public void AnImageWithoutBackingCannotBeCommitted()
     {
-        Run.ImgOk("create", "-q", _dir.File("a.raw"), "1M");
-        var result = Run.Img("commit", _dir.File("a.raw"));
+        StrataCli.ImgOk("create", "-q", _dir.File("a.raw"), "1M");
+        var result = StrataCli.Img("commit", _dir.File("a.raw"));
         Assert.Equal(1, result.ExitCode);
-        Assert.Equal("strata img: Image does not have a backing file\n", result.Error);
+        Assert.Equal("strata img: Image does not have a backing file\n", result.Stderr);
     }
 }

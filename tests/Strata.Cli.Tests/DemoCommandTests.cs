@@ -11,20 +11,20 @@ public sealed class DemoCommandTests : IDisposable
     [Fact]
     public void TheOfflineDemoPassesEveryStepAndKeepsItsImagesInDir()
     {
-        var result = Run.Strata("demo", "--offline", "--dir", _dir.Path);
+        var result = StrataCli.Run("demo", "--offline", "--dir", _dir.Path);
         Assert.True(result.ExitCode == 0, result.ToString());
-        Assert.Contains("all steps passed", result.Output);
-        Assert.DoesNotContain("FAILED", result.Output);
+        Assert.Contains("all steps passed", result.Stdout);
+        Assert.DoesNotContain("FAILED", result.Stdout);
         Assert.True(File.Exists(_dir.File("foo.img")));
-        Assert.Equal(0, Run.QemuImg("check", _dir.File("tmp_disk.img")).ExitCode);
+        Assert.Equal(0, Processes.Run("qemu-img", "check", _dir.File("tmp_disk.img")).ExitCode);
     }
 
     [Fact]
     public void TheRootCommandListsImgAndDemo()
     {
-        var result = Run.Strata("--help");
+        var result = StrataCli.Run("--help");
         Assert.Equal(0, result.ExitCode);
-        Assert.Contains("img", result.Output);
-        Assert.Contains("demo", result.Output);
+        Assert.Contains("img", result.Stdout);
+        Assert.Contains("demo", result.Stdout);
     }
 }

@@ -27,16 +27,16 @@ public sealed class ImageCreatorSymlinkTests : IDisposable
         string link = _dir.File("new.img");
         File.CreateSymbolicLink(link, victim);
         string source = _dir.File("src.raw");
-        Run.QemuImgOk("create", "-q", "-f", "raw", source, "1M");
+        Processes.Run("qemu-img", "create", "-q", "-f", "raw", source, "1M").AssertSuccess();
 
         var result = command == "create"
-            ? Run.Img("create", "-q", "-f", format, link, "1M")
-            : Run.Img("convert", "-f", "raw", "-O", format, source, link);
+            ? StrataCli.Img("create", "-q", "-f", format, link, "1M")
+            : StrataCli.Img("convert", "-f", "raw", "-O", format, source, link);
 
         Assert.Equal(1, result.ExitCode);
-        Assert.Single(result.Error.TrimEnd('\n').Split('\n'));
-        Assert.StartsWith("strata img: ", result.Error);
-        Assert.Contains($"Could not create '{link}': it is a symbolic link, which is never followed", result.Error);
+        Assert.Single(result.Stderr.TrimEnd('\n').Split('\n'));
+        Assert.StartsWith("strata img: ", result.Stderr);
+        Assert.Contains($"Could not create '{link}': it is a symbolic link, which is never followed", result.Stderr);
         Assert.Equal(Precious, File.ReadAllBytes(victim));
         Assert.Equal(victim, new FileInfo(link).LinkTarget);
     }
@@ -47,7 +47,7 @@ public sealed class ImageCreatorSymlinkTests : IDisposable
         string link = _dir.File("new.img");
         File.CreateSymbolicLink(link, _dir.File("elsewhere"));
 
-        var result = Run.Img("create", "-q", "-f", "raw", link, "1M");
+        var result = StrataCli.Img("create", "-q", "-f", "raw", link, "1M");
 
         Assert.Equal(1, result.ExitCode);
         Assert.False(File.Exists(_dir.File("elsewhere")));
@@ -58,11 +58,11 @@ public sealed class ImageCreatorSymlinkTests : IDisposable
     {
         string image = _dir.File("a.img");
         File.WriteAllBytes(image, new byte[3 << 20]);
-        Run.QemuIo(image, "raw", "write -P 7 0 1M");
+        QemuIo.Ok(image, "raw", "write -P 7 0 1M");
 
-        Run.ImgOk("create", "-q", "-f", "raw", image, "1M");
+        StrataCli.ImgOk("create", "-q", "-f", "raw", image, "1M");
 
         Assert.Equal(1 << 20, new FileInfo(image).Length);
-        Run.QemuIo(image, "raw", "read -P 0 0 1M");
+        QemuIo.Ok(image, "raw", "read -P 0 0 1M");
     }
 }

@@ -28,11 +28,11 @@ public sealed class ImgToolTests : IDisposable
     [MemberData(nameof(BadCommandLines))]
     public void ErrorsAreOneLineWithoutAStackTrace(string[] args)
     {
-        var result = Run.Img(args);
+        var result = StrataCli.Img(args);
         Assert.NotEqual(0, result.ExitCode);
-        Assert.StartsWith("strata img: ", result.Error);
-        Assert.Single(result.Error.TrimEnd('\n').Split('\n'));
-        Assert.DoesNotContain("   at ", result.Error);
+        Assert.StartsWith("strata img: ", result.Stderr);
+        Assert.Single(result.Stderr.TrimEnd('\n').Split('\n'));
+        Assert.DoesNotContain("   at ", result.Stderr);
     }
 
     [Fact]
@@ -48,21 +48,21 @@ public sealed class ImgToolTests : IDisposable
         File.WriteAllBytes(_dir.File("bad.qcow2"), bytes);
         foreach (string command in new[] { "info", "map", "check" })
         {
-            var result = Run.Img(command, _dir.File("bad.qcow2"));
+            var result = StrataCli.Img(command, _dir.File("bad.qcow2"));
             Assert.NotEqual(0, result.ExitCode);
-            Assert.Single(result.Error.TrimEnd('\n').Split('\n'));
-            Assert.DoesNotContain("   at ", result.Error);
+            Assert.Single(result.Stderr.TrimEnd('\n').Split('\n'));
+            Assert.DoesNotContain("   at ", result.Stderr);
         }
     }
 
     [Fact]
     public void HelpListsEveryCommandAndEachCommandHasAManual()
     {
-        var help = Run.ImgOk("--help");
+        var help = StrataCli.ImgOk("--help");
         foreach (string command in new[] { "create", "info", "check", "compare", "map", "convert", "commit", "rebase", "resize", "bench" })
         {
-            Assert.Contains(command + " ", help.Output);
-            var manual = Run.ImgOk(command, "--help").Output;
+            Assert.Contains(command + " ", help.Stdout);
+            var manual = StrataCli.ImgOk(command, "--help").Stdout;
             Assert.Contains("SYNOPSIS", manual);
             Assert.Contains("OPTIONS", manual);
             Assert.Contains("EXIT STATUS", manual);

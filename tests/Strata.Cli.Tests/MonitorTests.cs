@@ -186,7 +186,7 @@ public sealed class MonitorTests
         public static async Task<Served> StartAsync()
         {
             var folder = new TempFolder();
-            Peer.Run("qemu-img", "create", "-q", "-f", "raw", folder.File("foo.img"), "16M").EnsureSuccess();
+            Processes.Run("qemu-img", "create", "-q", "-f", "raw", folder.File("foo.img"), "16M").AssertSuccess();
             var daemon = new StorageDaemon(new DaemonOptions
             {
                 Drives = [new DriveSpec(DriveSpec.HdaId, folder.File("foo.img"), "raw")],

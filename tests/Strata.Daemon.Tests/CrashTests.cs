@@ -21,7 +21,7 @@ public sealed class CrashTests
         using var folder = new TempFolder();
         string baseImage = folder.File("foo.img");
         string overlay = folder.File("tmp_disk.img");
-        Peer.Run("qemu-img", "create", "-q", "-f", "raw", baseImage, DiskSize.ToString()).EnsureSuccess();
+        Processes.Run("qemu-img", "create", "-q", "-f", "raw", baseImage, DiskSize.ToString()).AssertSuccess();
         var random = new Random(seed);
         var flushed = new byte[DiskSize];
         bool switched;
@@ -64,7 +64,7 @@ public sealed class CrashTests
         using var folder = new TempFolder();
         string baseImage = folder.File("foo.img");
         string overlay = folder.File("tmp_disk.img");
-        Peer.Run("qemu-img", "create", "-q", "-f", "raw", baseImage, DiskSize.ToString()).EnsureSuccess();
+        Processes.Run("qemu-img", "create", "-q", "-f", "raw", baseImage, DiskSize.ToString()).AssertSuccess();
         var random = new Random(seed);
         var model = new byte[DiskSize];
         var flushed = new byte[DiskSize];
@@ -131,17 +131,17 @@ public sealed class CrashTests
     private static void CheckNoCorruption(string image)
     {
         // Exit 0: clean; 3: leaked clusters only, which a crash may leave (never corruption: 2).
-        var check = Peer.Run("qemu-img", "check", image);
+        var check = Processes.Run("qemu-img", "check", image);
         Assert.True(check.ExitCode is 0 or 3, check.ToString());
     }
 
     private static string ImageFormat(string image) =>
-        JsonNode.Parse(Peer.Run("qemu-img", "info", "--output=json", image).EnsureSuccess().Stdout)!["format"]!.GetValue<string>();
+        JsonNode.Parse(Processes.Run("qemu-img", "info", "--output=json", image).AssertSuccess().Stdout)!["format"]!.GetValue<string>();
 
     private static byte[] ReadChain(string image)
     {
         string raw = image + ".raw";
-        Peer.Run("qemu-img", "convert", "-O", "raw", image, raw).EnsureSuccess();
+        Processes.Run("qemu-img", "convert", "-O", "raw", image, raw).AssertSuccess();
         try
         {
             return File.ReadAllBytes(raw);

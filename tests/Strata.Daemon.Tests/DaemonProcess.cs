@@ -8,9 +8,9 @@ namespace Strata.Daemon.Tests;
 /// <summary>`strata serve` as a real process (so it can be killed with SIGKILL), serving one drive on sockets in a folder.</summary>
 public sealed class DaemonProcess : IAsyncDisposable
 {
-    private readonly ServeProcess _process;
+    private readonly BackgroundProcess _process;
 
-    private DaemonProcess(ServeProcess process, string folder)
+    private DaemonProcess(BackgroundProcess process, string folder)
     {
         _process = process;
         NbdSocket = Path.Combine(folder, "nbd.sock");
@@ -58,7 +58,7 @@ public sealed class DaemonProcess : IAsyncDisposable
     public Task<int> WaitForExitAsync() => _process.WaitForExitAsync();
 
     /// <summary>What the daemon printed so far, for failure messages.</summary>
-    public string Output => $"stdout: {_process.Output} stderr: {_process.Error}";
+    public string Output => $"stdout: {_process.Stdout} stderr: {_process.Stderr}";
 
     /// <summary>SIGKILL: no flush, no clean close — a crash.</summary>
     public Task KillAsync() => _process.KillAsync();

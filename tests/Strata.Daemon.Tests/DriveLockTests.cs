@@ -27,7 +27,7 @@ public sealed class DriveLockTests
         string overlay = d.Folder.File("overlay.qcow2");
         await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject { ["device"] = DriveId, ["snapshot-file"] = overlay });
 
-        (await QemuImgInfoAsync(d.Base)).EnsureSuccess();
+        (await QemuImgInfoAsync(d.Base)).AssertSuccess();
         Refused(await QemuIoWriteAsync(d.Base), WriteLock);
         Refused(await QemuIoWriteAsync(overlay), WriteLock);
         Refused(await QemuImgInfoAsync(overlay), SharedWriteLock);
@@ -50,7 +50,7 @@ public sealed class DriveLockTests
         Refused(await QemuImgInfoAsync(d.Base), SharedWriteLock);
 
         // The merged overlay is closed, and with it its locks (qemu-io would open the base below it).
-        (await QemuImgInfoAsync(overlay)).EnsureSuccess();
+        (await QemuImgInfoAsync(overlay)).AssertSuccess();
     }
 
     [Fact]
@@ -63,7 +63,7 @@ public sealed class DriveLockTests
 
         await qmp.ExecuteAsync("job-cancel", new JsonObject { ["id"] = "m" });
         await qmp.WaitForEventAsync("BLOCK_JOB_CANCELLED", EventTimeout);
-        (await QemuImgInfoAsync(d.Base)).EnsureSuccess();
+        (await QemuImgInfoAsync(d.Base)).AssertSuccess();
         Refused(await QemuIoWriteAsync(d.Base), WriteLock);
     }
 
@@ -77,16 +77,16 @@ public sealed class DriveLockTests
         await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject { ["device"] = DriveId, ["snapshot-file"] = mid });
         await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject { ["device"] = DriveId, ["snapshot-file"] = top });
         Refused(await QemuIoWriteAsync(mid), WriteLock);
-        (await QemuImgInfoAsync(mid)).EnsureSuccess();
+        (await QemuImgInfoAsync(mid)).AssertSuccess();
 
         await qmp.ExecuteAsync("block-commit", new JsonObject { ["device"] = DriveId, ["job-id"] = "m", ["top"] = mid });
         await qmp.WaitForEventAsync("BLOCK_JOB_COMPLETED", EventTimeout);
 
-        (await QemuImgInfoAsync(d.Base)).EnsureSuccess();
+        (await QemuImgInfoAsync(d.Base)).AssertSuccess();
         Refused(await QemuIoWriteAsync(d.Base), WriteLock);
         // The merged layer is closed: it may be written, its backing file left unopened.
         string alone = $$"""json:{"driver": "qcow2", "file": {"driver": "file", "filename": "{{mid}}"}, "backing": null}""";
-        (await Peer.RunAsync("qemu-io", "-c", "write 0 4k", alone)).EnsureSuccess();
+        (await Processes.RunAsync("qemu-io", "-c", "write 0 4k", alone)).AssertSuccess();
     }
 
     [Fact]
@@ -103,8 +103,8 @@ public sealed class DriveLockTests
 
             Refused(await QemuIoWriteAsync(overlay), WriteLock);
             await d.Daemon.StopAsync();
-            (await QemuIoWriteAsync(overlay)).EnsureSuccess();
-            (await QemuIoWriteAsync(d.Base)).EnsureSuccess();
+            (await QemuIoWriteAsync(overlay)).AssertSuccess();
+            (await QemuIoWriteAsync(d.Base)).AssertSuccess();
         }
         finally
         {
@@ -122,11 +122,11 @@ public sealed class DriveLockTests
         return overlay;
     }
 
-    private static Task<PeerResult> QemuIoWriteAsync(string image) => Peer.RunAsync("qemu-io", "-c", "write -P 9 0 4k", image);
+    private static Task<ProcessResult> QemuIoWriteAsync(string image) => Processes.RunAsync("qemu-io", "-c", "write -P 9 0 4k", image);
 
-    private static Task<PeerResult> QemuImgInfoAsync(string image) => Peer.RunAsync("qemu-img", "info", image);
+    private static Task<ProcessResult> QemuImgInfoAsync(string image) => Processes.RunAsync("qemu-img", "info", image);
 
-    private static void Refused(PeerResult result, string expected)
+    private static void Refused(ProcessResult result, string expected)
         => Assert.True(result.ExitCode != 0 && result.Stderr.Contains(expected, StringComparison.Ordinal), $"expected '{expected}': {result}");
 
     /// <summary>An in-process daemon serving one qcow2 drive "d" (base.qcow2, made by qemu-img) on sockets in a temp folder.</summary>
@@ -149,8 +149,8 @@ public sealed class DriveLockTests
         {
             var folder = new TempFolder("lock");
             string image = folder.File("base.qcow2");
-            (await Peer.RunAsync("qemu-img", "create", "-q", "-f", "qcow2", image, "8M")).EnsureSuccess();
-            (await Peer.RunAsync("qemu-io", "-c", "write -P 3 0 2M", image)).EnsureSuccess();
+            (await Processes.RunAsync("qemu-img", "create", "-q", "-f", "qcow2", image, "8M")).AssertSuccess();
+            (await Processes.RunAsync("qemu-io", "-c", "write -P 3 0 2M", image)).AssertSuccess();
             var daemon = new StorageDaemon(new DaemonOptions
             {
                 Drives = [new DriveSpec(DriveId, image, "qcow2")],

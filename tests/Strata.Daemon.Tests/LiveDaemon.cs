@@ -38,12 +38,12 @@ public sealed class LiveDaemon : IAsyncDisposable
     {
         var folder = new TempFolder();
         string image = folder.File("foo.img");
-        Peer.Run("qemu-img", "create", "-q", "-f", "raw", image, size.ToString()).EnsureSuccess();
+        Processes.Run("qemu-img", "create", "-q", "-f", "raw", image, size.ToString()).AssertSuccess();
         var drives = new List<DriveSpec> { new(DriveId, image, "raw") };
         foreach (var id in extraDrives)
         {
             string other = folder.File($"{id}.img");
-            Peer.Run("qemu-img", "create", "-q", "-f", "raw", other, size.ToString()).EnsureSuccess();
+            Processes.Run("qemu-img", "create", "-q", "-f", "raw", other, size.ToString()).AssertSuccess();
             drives.Add(new DriveSpec(id, other, "raw"));
         }
 

@@ -61,7 +61,7 @@ public sealed class LiveMergeTests
         var block = (await qmp.ExecuteAsync("query-block"))!.AsArray();
         Assert.Equal(overlay, block[0]!["inserted"]!["file"]!.GetValue<string>());
         Assert.True(LiveDaemon.SameBytes(d.Model, await d.ReadAllAsync(guest)), $"the guest does not read the model (seed {seed})");
-        Peer.Run("qemu-img", "check", "-U", overlay).EnsureSuccess();
+        Processes.Run("qemu-img", "check", "-U", overlay).AssertSuccess();
     }
 
     [Fact]
@@ -91,9 +91,9 @@ public sealed class LiveMergeTests
         Assert.Equal(top, block[0]!["inserted"]!["file"]!.GetValue<string>());
         Assert.Equal(d.BaseImage, block[0]!["inserted"]!["backing_file"]!.GetValue<string>());
         Assert.True(LiveDaemon.SameBytes(d.Model, await d.ReadAllAsync(guest)), $"the guest does not read the model (seed {seed})");
-        var info = Peer.Run("qemu-img", "info", "-U", "--output=json", top).EnsureSuccess();
+        var info = Processes.Run("qemu-img", "info", "-U", "--output=json", top).AssertSuccess();
         Assert.Contains("foo.img", info.Stdout);
-        Peer.Run("qemu-img", "check", "-U", top).EnsureSuccess();
+        Processes.Run("qemu-img", "check", "-U", top).AssertSuccess();
     }
 
     [Theory]
@@ -105,9 +105,9 @@ public sealed class LiveMergeTests
         using var folder = new TempFolder();
         string baseImage = folder.File("base.raw");
         string overlay = folder.File("top.qcow2");
-        Peer.Run("qemu-img", "create", "-q", "-f", "raw", baseImage, "4M").EnsureSuccess();
-        Peer.Run("qemu-img", "create", "-q", "-f", "qcow2", "-b", baseImage, "-F", "raw", overlay).EnsureSuccess();
-        Peer.Run("qemu-io", "-f", "qcow2", overlay, "-c", "write -P 5 1M 64k", "-c", "write -P 6 2M 64k").EnsureSuccess();
+        Processes.Run("qemu-img", "create", "-q", "-f", "raw", baseImage, "4M").AssertSuccess();
+        Processes.Run("qemu-img", "create", "-q", "-f", "qcow2", "-b", baseImage, "-F", "raw", overlay).AssertSuccess();
+        Processes.Run("qemu-io", "-f", "qcow2", overlay, "-c", "write -P 5 1M 64k", "-c", "write -P 6 2M 64k").AssertSuccess();
         using (var file = new FileStream(overlay, FileMode.Open))
         {
             file.SetLength(file.Length - (64 << 10));
@@ -189,7 +189,7 @@ public sealed class LiveMergeTests
         Assert.Equal([layers[1], d.BaseImage], Chain(await qmp.ExecuteAsync("query-block")));
         Assert.True(LiveDaemon.SameBytes(d.Model, await d.ReadAllAsync(guest)), $"after merging the middle (seed {seed})");
         await guest.FlushAsync();
-        Peer.Run("qemu-img", "check", "-U", layers[1]).EnsureSuccess();
+        Processes.Run("qemu-img", "check", "-U", layers[1]).AssertSuccess();
         await d.WriteRandomlyAsync(guest, seed + 10, 50);
 
         // The rest, back to the raw disk alone.

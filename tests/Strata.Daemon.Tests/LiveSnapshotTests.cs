@@ -29,7 +29,7 @@ public sealed class LiveSnapshotTests
 
         Assert.True(LiveDaemon.SameBytes(frozen, await File.ReadAllBytesAsync(d.BaseImage)), $"the snapshot changed (seed {seed})");
         Assert.True(LiveDaemon.SameBytes(d.Model, await d.ReadAllAsync(guest)), $"the guest does not read the model (seed {seed})");
-        Peer.Run("qemu-img", "check", "-U", overlay).EnsureSuccess();
+        Processes.Run("qemu-img", "check", "-U", overlay).AssertSuccess();
         var block = (await qmp.ExecuteAsync("query-block"))!.AsArray();
         Assert.Equal(overlay, block[0]!["inserted"]!["file"]!.GetValue<string>());
         Assert.Equal(d.BaseImage, block[0]!["inserted"]!["backing_file"]!.GetValue<string>());
@@ -41,7 +41,7 @@ public sealed class LiveSnapshotTests
         await using var d = await LiveDaemon.StartAsync();
         await using var qmp = await d.ConnectQmpAsync();
         string overlay = d.Folder.File("tmp_disk.img");
-        Peer.Run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "foo.img", "-F", "raw", overlay).EnsureSuccess();
+        Processes.Run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "foo.img", "-F", "raw", overlay).AssertSuccess();
         await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject
         {
             ["device"] = LiveDaemon.DriveId, ["snapshot-file"] = overlay, ["mode"] = "existing",
@@ -56,9 +56,9 @@ public sealed class LiveSnapshotTests
         await using var d = await LiveDaemon.StartAsync();
         await using var qmp = await d.ConnectQmpAsync();
         string other = d.Folder.File("other.img");
-        Peer.Run("qemu-img", "create", "-q", "-f", "raw", other, "8M").EnsureSuccess();
+        Processes.Run("qemu-img", "create", "-q", "-f", "raw", other, "8M").AssertSuccess();
         string overlay = d.Folder.File("tmp_disk.img");
-        Peer.Run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "other.img", "-F", "raw", overlay).EnsureSuccess();
+        Processes.Run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "other.img", "-F", "raw", overlay).AssertSuccess();
         var e = await Assert.ThrowsAsync<QmpException>(() => qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject
         {
             ["device"] = LiveDaemon.DriveId, ["snapshot-file"] = overlay, ["mode"] = "existing",
@@ -145,7 +145,7 @@ public sealed class LiveSnapshotTests
         await guest.FlushAsync();
         Assert.Equal(before + 1, old.WritesSeen);
         Assert.True(LiveDaemon.SameBytes(d.Model, await d.ReadAllAsync(guest)), $"the guest does not read the model (seed {seed})");
-        Peer.Run("qemu-img", "check", "-U", overlay).EnsureSuccess();
+        Processes.Run("qemu-img", "check", "-U", overlay).AssertSuccess();
     }
 
     private static JsonObject Action(string device, string file) => new()

@@ -24,12 +24,12 @@ public sealed class LiveUnderFioTests
 
         // fio checks every block it wrote by reading it back a little later (verify_backlog), so
         // blocks written before a switch are read back after it; verify_fatal ends it at the first mismatch.
-        var fio = Peer.RunAsync("fio", [
+        var fio = Processes.RunAsync("fio", [
             "--name=guest", "--ioengine=nbd", $"--uri=nbd+unix:///{LiveDaemon.DriveId}?socket={d.NbdSocket}",
             "--rw=randwrite", "--bs=4k", "--iodepth=16", $"--offset={Half}", $"--size={Half}",
             "--verify=crc32c", "--verify_backlog=512", "--verify_fatal=1", $"--randseed={seed}",
             "--time_based", $"--runtime={FioSeconds}", "--output-format=json",
-        ], TimeSpan.FromMinutes(2));
+        ], ProcessOptions.Default);
 
         using var stop = new CancellationTokenSource();
         var writer = Task.Run(() => d.WriteRandomlyAsync(guest, seed, 1_000_000, stop: stop.Token, end: Half));

@@ -21,7 +21,7 @@ public sealed class ProbedDiskMergeTests
     {
         using var dir = new TempFolder("probe");
         string image = dir.File("foo.img");
-        Peer.Run("qemu-img", "create", "-q", "-f", "raw", image, $"{Size}").EnsureSuccess();
+        Processes.Run("qemu-img", "create", "-q", "-f", "raw", image, $"{Size}").AssertSuccess();
         await using var daemon = new StorageDaemon(new DaemonOptions
         {
             Drives = [new DriveSpec(DriveSpec.HdaId, image)],

@@ -10,10 +10,10 @@ public sealed class SeedWorkflowTests
         using var folder = new TempFolder();
         string script = Path.Combine(RepositoryRoot(), "examples", "seed-workflow.sh");
         string wrapper = folder.File("strata");
-        await File.WriteAllTextAsync(wrapper, $"#!/bin/sh\nexec '{Peer.DotnetHost()}' '{Path.Combine(AppContext.BaseDirectory, "strata.dll")}' \"$@\"\n");
-        Peer.Run("chmod", "+x", wrapper).EnsureSuccess();
+        await File.WriteAllTextAsync(wrapper, $"#!/bin/sh\nexec '{Processes.DotnetHost()}' '{Path.Combine(AppContext.BaseDirectory, "strata.dll")}' \"$@\"\n");
+        Processes.Run("chmod", "+x", wrapper).AssertSuccess();
 
-        var result = await Peer.RunAsync("env", [$"STRATA={wrapper}", "bash", script, folder.File("work")], TimeSpan.FromMinutes(5));
+        var result = await Processes.RunAsync("env", [$"STRATA={wrapper}", "bash", script, folder.File("work")], new ProcessOptions { Timeout = TimeSpan.FromMinutes(5) });
 
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Contains("seed workflow: OK", result.Stdout);

@@ -49,7 +49,7 @@ public sealed class StorageDaemonPidFileTests
     private static async Task ServeAndStopAsync(TempFolder folder, string pidFile)
     {
         string image = folder.File("foo.img");
-        Peer.Run("qemu-img", "create", "-q", "-f", "raw", image, "1M").EnsureSuccess();
+        Processes.Run("qemu-img", "create", "-q", "-f", "raw", image, "1M").AssertSuccess();
         string nbd = folder.File("n.sock");
         using var serve = ServeProcess.Start(folder.Path, null,
             "--drive", $"id=d,file={image},format=raw", "--nbd", $"unix:{nbd}", "--qmp", $"unix:{folder.File("q.sock")}", "--pidfile", pidFile);

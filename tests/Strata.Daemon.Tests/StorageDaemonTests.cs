@@ -33,7 +33,7 @@ public sealed class StorageDaemonTests
         string top = folder.File("top.qcow2");
 
         // Lazy refcounts: an image left open for writing keeps its dirty bit, so a clean close shows in the header.
-        Peer.Run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", baseImage, $"{DiskSize}").EnsureSuccess();
+        Processes.Run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", baseImage, $"{DiskSize}").AssertSuccess();
         var random = new Random(seed);
         var model = new byte[DiskSize];
         (long Offset, byte[] Data)? uncertain;
@@ -42,7 +42,7 @@ public sealed class StorageDaemonTests
             await using var guest = await daemon.ConnectNbdAsync();
             await using var qmp = await daemon.ConnectQmpAsync();
             await CrashTests.WriteAsync(guest, random, model, 40);
-            Peer.Run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", "-b", baseImage, "-F", "qcow2", top).EnsureSuccess();
+            Processes.Run("qemu-img", "create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", "-b", baseImage, "-F", "qcow2", top).AssertSuccess();
             await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject
             {
                 ["device"] = LiveDaemon.DriveId, ["snapshot-file"] = top, ["mode"] = "existing",
@@ -51,7 +51,7 @@ public sealed class StorageDaemonTests
             await guest.FlushAsync();
 
             // Two guests write until the stop: fio (its own process) in the upper half, the model writer in the lower.
-            var fio = Peer.RunAsync("fio", FioArguments(daemon.NbdSocket, seed), TimeSpan.FromMinutes(2));
+            var fio = Processes.RunAsync("fio", FioArguments(daemon.NbdSocket, seed), ProcessOptions.Default);
             await WaitForFioAsync(guest, fio);
             var writer = Task.Run(() => WriteUntilStoppedAsync(guest, new Random(seed + 1), model));
 
@@ -91,7 +91,7 @@ public sealed class StorageDaemonTests
         // The stopped merge left the chain as it was: the top over the base reads what the guest wrote
         // (the write in flight at the stop may or may not have been served).
         string chain = folder.File("chain.raw");
-        Peer.Run("qemu-img", "convert", "-f", "qcow2", "-O", "raw", top, chain).EnsureSuccess();
+        Processes.Run("qemu-img", "convert", "-f", "qcow2", "-O", "raw", top, chain).AssertSuccess();
         var lower = (await File.ReadAllBytesAsync(chain)).AsMemory(0, (int)Half);
         var served = (byte[])model.Clone();
         if (uncertain is { } w)
@@ -118,7 +118,7 @@ public sealed class StorageDaemonTests
         }
 
         CheckClosedClean(baseImage);
-        var compare = Peer.Run("qemu-img", "compare", "-f", "raw", "-F", "qcow2", chain, baseImage);
+        var compare = Processes.Run("qemu-img", "compare", "-f", "raw", "-F", "qcow2", chain, baseImage);
         Assert.True(compare.ExitCode == 0, $"after the second merge the base differs from the chain before it (seed {seed}): {compare}");
     }
 
@@ -127,7 +127,7 @@ public sealed class StorageDaemonTests
     {
         using var folder = new TempFolder();
         string image = folder.File("foo.img");
-        Peer.Run("qemu-img", "create", "-q", "-f", "raw", image, $"{DiskSize}").EnsureSuccess();
+        Processes.Run("qemu-img", "create", "-q", "-f", "raw", image, $"{DiskSize}").AssertSuccess();
         var daemon = new StorageDaemon(new DaemonOptions
         {
             Drives = [new DriveSpec(LiveDaemon.DriveId, image, "raw")],
@@ -206,7 +206,7 @@ public sealed class StorageDaemonTests
     ];
 
     /// <summary>Waits (bounded) until the upper half, zero before, shows a write: fio is writing.</summary>
-    private static async Task WaitForFioAsync(NbdClient guest, Task<PeerResult> fio)
+    private static async Task WaitForFioAsync(NbdClient guest, Task<ProcessResult> fio)
     {
         var upper = new byte[Half];
         for (int i = 0; i < 1000; i++)
@@ -276,7 +276,7 @@ public sealed class StorageDaemonTests
     /// <summary>qemu-img check finds nothing to report, and the image's dirty bit is clear (it was closed).</summary>
     private static void CheckClosedClean(string image)
     {
-        var check = Peer.Run("qemu-img", "check", image);
+        var check = Processes.Run("qemu-img", "check", image);
         Assert.True(check.ExitCode == 0, check.ToString());
         ulong incompatible = Qcow2HeaderOffsets.ReadUInt64(image, Qcow2HeaderOffsets.IncompatibleFeatures);
         Assert.True((incompatible & 1) == 0, $"{Path.GetFileName(image)} was left open: its dirty bit is set");

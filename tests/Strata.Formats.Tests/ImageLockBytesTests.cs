@@ -84,8 +84,8 @@ public sealed class ImageLockBytesTests
         await using var node = await ImageOpener.OpenAsync(image, new ImageOpenOptions());
         node.SetPermissions(NodePermissions.Writer.ForBacking(), PermissionCheck.Conflicts);
         Assert.Equal([100, 201, 203], LockedBytes(image));
-        Peer.Run("qemu-img", "info", image).EnsureSuccess();
-        Assert.Contains("Failed to get \"write\" lock", Peer.Run("qemu-io", "-c", "write 0 4k", image).Stderr);
+        Processes.Run("qemu-img", "info", image).AssertSuccess();
+        Assert.Contains("Failed to get \"write\" lock", Processes.Run("qemu-io", "-c", "write 0 4k", image).Stderr);
     }
 
     [Fact]
@@ -101,7 +101,7 @@ public sealed class ImageLockBytesTests
         Assert.Equal([100, 100, 101, 101, 103, 103, 201, 201, 203, 203], LockedBytes(baseImage));
         await readOnlyBase.DisposeAsync();
         Assert.Equal([100, 101, 103, 201, 203], LockedBytes(baseImage));
-        Assert.Contains("Failed to get \"write\" lock", Peer.Run("qemu-io", "-c", "write 0 4k", baseImage).Stderr);
+        Assert.Contains("Failed to get \"write\" lock", Processes.Run("qemu-io", "-c", "write 0 4k", baseImage).Stderr);
         await writableBase.WriteAsync(0, new byte[4096]);
     }
 
@@ -126,7 +126,7 @@ public sealed class ImageLockBytesTests
         using var folder = new TempFolder("lock");
         string image = await ImageAsync(folder, "qcow2");
         using var stop = new CancellationTokenSource();
-        var holder = Peer.RunAsync("qemu-io", ["-c", "sleep 60000", image], TimeSpan.FromMinutes(2), cancellationToken: stop.Token);
+        var holder = Processes.RunAsync("qemu-io", ["-c", "sleep 60000", image], ProcessOptions.Default, stop.Token);
         try
         {
             string file = FileKey(image);
@@ -156,11 +156,11 @@ public sealed class ImageLockBytesTests
         string image = await ImageAsync(folder, "qcow2");
         using var stop = new CancellationTokenSource();
         var node = await ImageOpener.OpenAsync(image, new ImageOpenOptions());
-        var child = Peer.RunAsync("sleep", ["60"], TimeSpan.FromMinutes(2), cancellationToken: stop.Token);
+        var child = Processes.RunAsync("sleep", ["60"], ProcessOptions.Default, stop.Token);
         try
         {
             await node.DisposeAsync();
-            Peer.Run("qemu-io", "-c", "write 0 4k", image).EnsureSuccess();
+            Processes.Run("qemu-io", "-c", "write 0 4k", image).AssertSuccess();
         }
         finally
         {
@@ -168,8 +168,8 @@ public sealed class ImageLockBytesTests
         }
     }
 
-    /// <summary>Stops a peer started with <paramref name="stop"/>'s token: Peer kills it by its PID and its reads end cancelled.</summary>
-    private static async Task StopAsync(CancellationTokenSource stop, Task<PeerResult> peer)
+    /// <summary>Stops a peer started with <paramref name="stop"/>'s token: the runner kills it with its children and throws <see cref="OperationCanceledException"/>.</summary>
+    private static async Task StopAsync(CancellationTokenSource stop, Task<ProcessResult> peer)
     {
         await stop.CancelAsync();
         try
@@ -187,21 +187,21 @@ public sealed class ImageLockBytesTests
     {
         string baseImage = await ImageAsync(folder, "qcow2");
         string top = folder.File("top.qcow2");
-        (await Peer.RunAsync("qemu-img", "create", "-q", "-f", "qcow2", "-b", baseImage, "-F", "qcow2", top)).EnsureSuccess();
+        (await Processes.RunAsync("qemu-img", "create", "-q", "-f", "qcow2", "-b", baseImage, "-F", "qcow2", top)).AssertSuccess();
         return (top, baseImage);
     }
 
     private static async Task<string> ImageAsync(TempFolder folder, string format)
     {
         string image = folder.File($"disk.{format}");
-        (await Peer.RunAsync("qemu-img", "create", "-q", "-f", format, image, "4M")).EnsureSuccess();
+        (await Processes.RunAsync("qemu-img", "create", "-q", "-f", format, image, "4M")).AssertSuccess();
         return image;
     }
 
     /// <summary>The kernel's name of the file in its lock lines: "MAJOR:MINOR:INODE" (hex, hex, decimal).</summary>
     private static string FileKey(string path)
     {
-        string[] stat = Peer.Run("stat", "-c", "%d %i", path).EnsureSuccess().Stdout.Split(' ', StringSplitOptions.TrimEntries);
+        string[] stat = Processes.Run("stat", "-c", "%d %i", path).AssertSuccess().Stdout.Split(' ', StringSplitOptions.TrimEntries);
         long device = long.Parse(stat[0]);
         return $"{(device >> 8) & 0xfff:x2}:{(device & 0xff) | ((device >> 12) & 0xfff00):x2}:{stat[1]}";
     }

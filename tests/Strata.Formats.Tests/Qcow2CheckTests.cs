@@ -41,7 +41,7 @@ public sealed class Qcow2CheckTests
     {
         using var dir = new TempFolder();
         string path = await ImageWithDataAsync(dir);
-        var qemu = QemuTool.Check(path);
+        var qemu = QemuImg.Check(path);
         await using var node = await Qcow2TestImage.OpenAsync(path, readOnly: true);
         var ours = await node.CheckAsync(Qcow2RepairMode.None);
         Assert.Equal(0, ours.Corruptions);
@@ -64,7 +64,7 @@ public sealed class Qcow2CheckTests
             stream.SetLength((fileClusters + 1) * 65536);
         }
 
-        var qemu = QemuTool.Check(path);
+        var qemu = QemuImg.Check(path);
         Assert.Equal(1, Field(qemu, "leaks"));
         await using (var node = await Qcow2TestImage.OpenAsync(path))
         {
@@ -76,7 +76,7 @@ public sealed class Qcow2CheckTests
             Assert.Equal(0, repaired.Leaks);
         }
 
-        QemuTool.AssertClean(path);
+        QemuImg.AssertClean(path);
     }
 
     [Fact]
@@ -87,7 +87,7 @@ public sealed class Qcow2CheckTests
 
         // Cluster 4 is the first data cluster (header, refcount table, refcount block, L1, then data/L2).
         PokeRefcount(path, 5, 0);
-        var qemu = QemuTool.Check(path);
+        var qemu = QemuImg.Check(path);
         Assert.Equal(2, Field(qemu, "corruptions"));
         await using (var node = await Qcow2TestImage.OpenAsync(path, readOnly: true))
         {
@@ -104,7 +104,7 @@ public sealed class Qcow2CheckTests
             Assert.Equal(0, repaired.Corruptions);
         }
 
-        QemuTool.AssertClean(path);
+        QemuImg.AssertClean(path);
     }
 
     [Fact]
@@ -131,8 +131,8 @@ public sealed class Qcow2CheckTests
             await node.WriteAsync(500_000, Qcow2TestImage.Pattern(1000, 3));
         }
 
-        QemuTool.AssertClean(path);
-        var info = QemuTool.Info(path);
+        QemuImg.AssertClean(path);
+        var info = QemuImg.Info(path);
         Assert.False(info.GetProperty("dirty-flag").GetBoolean());
     }
 }

@@ -28,7 +28,7 @@ public sealed class Qcow2CrashTests
             total = counting.WritesSeen;
         }
 
-        QemuTool.AssertClean(path);
+        QemuImg.AssertClean(path);
         for (long k = 0; k <= total; k++)
         {
             await Qcow2TestImage.CreateAsync(path, options);
@@ -57,7 +57,7 @@ public sealed class Qcow2CrashTests
                 }
             }
 
-            var check = QemuTool.Check(path);
+            var check = QemuImg.Check(path);
             Assert.True(check.TryGetProperty("corruptions", out var c) ? c.GetInt32() == 0 : true, $"crash after {k} writes corrupted the image: {check}");
             Assert.False(check.TryGetProperty("check-errors", out var ce) && ce.GetInt32() != 0, $"crash after {k}: {check}");
 
@@ -81,7 +81,7 @@ public sealed class Qcow2CrashTests
 
             if (k % 8 == 0)
             {
-                QemuTool.AssertClean(path, $"after crash at {k} and repair");
+                QemuImg.AssertClean(path, $"after crash at {k} and repair");
             }
         }
     }

@@ -18,9 +18,9 @@ public sealed class Qcow2CreateTests
         string ours = dir.File("ours.qcow2");
         string theirs = dir.File("theirs.qcow2");
         await Qcow2TestImage.CreateAsync(ours, new Qcow2CreateOptions { Size = size, ClusterSize = clusterSize, Compat = compat, RefcountBits = refcountBits });
-        QemuTool.Ok("qemu-img", "create", "-q", "-f", "qcow2", "-o", $"cluster_size={clusterSize},compat={compat},refcount_bits={refcountBits}", theirs, size.ToString());
+        Processes.Ok("qemu-img", "create", "-q", "-f", "qcow2", "-o", $"cluster_size={clusterSize},compat={compat},refcount_bits={refcountBits}", theirs, size.ToString());
         Assert.Equal(File.ReadAllBytes(theirs), File.ReadAllBytes(ours));
-        QemuTool.AssertClean(ours);
+        QemuImg.AssertClean(ours);
     }
 
     [Fact]
@@ -35,9 +35,9 @@ public sealed class Qcow2CreateTests
         {
             Size = 1 << 30, BackingFile = "base.raw", BackingFormat = "raw", LazyRefcounts = true, CompressionType = "zstd",
         });
-        QemuTool.Ok("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", "-o", "lazy_refcounts=on,compression_type=zstd", theirs, "1G");
+        Processes.Ok("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", "-o", "lazy_refcounts=on,compression_type=zstd", theirs, "1G");
         Assert.Equal(File.ReadAllBytes(theirs), File.ReadAllBytes(ours));
-        var info = QemuTool.Info(ours);
+        var info = QemuImg.Info(ours);
         Assert.Equal("base.raw", info.GetProperty("backing-filename").GetString());
         Assert.Equal("zstd", info.GetProperty("format-specific").GetProperty("data").GetProperty("compression-type").GetString());
     }

@@ -21,9 +21,9 @@ public sealed class Qcow2InteropTests
         using var dir = new TempFolder();
         string path = dir.File("q.qcow2");
         string raw = dir.File("q.raw");
-        QemuTool.Ok("qemu-img", "create", "-q", "-f", "qcow2", "-o", options, path, "3M");
-        QemuTool.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 100k", "-c", "write -P 0x22 1M 5k", "-c", "write -z 2M 64k", path);
-        QemuTool.Ok("qemu-img", "convert", "-f", "qcow2", "-O", "raw", path, raw);
+        Processes.Ok("qemu-img", "create", "-q", "-f", "qcow2", "-o", options, path, "3M");
+        Processes.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 100k", "-c", "write -P 0x22 1M 5k", "-c", "write -z 2M 64k", path);
+        Processes.Ok("qemu-img", "convert", "-f", "qcow2", "-O", "raw", path, raw);
         var expected = File.ReadAllBytes(raw);
         await using (var node = await Qcow2TestImage.OpenAsync(path))
         {
@@ -38,8 +38,8 @@ public sealed class Qcow2InteropTests
         }
 
         File.WriteAllBytes(raw, expected);
-        QemuTool.AssertClean(path, options);
-        QemuTool.Ok("qemu-img", "compare", "-F", "raw", path, raw);
+        QemuImg.AssertClean(path, options);
+        Processes.Ok("qemu-img", "compare", "-F", "raw", path, raw);
     }
 
     [Fact]
@@ -47,10 +47,10 @@ public sealed class Qcow2InteropTests
     {
         using var dir = new TempFolder();
         string path = dir.File("s.qcow2");
-        QemuTool.Ok("qemu-img", "create", "-q", "-f", "qcow2", path, "1M");
-        QemuTool.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 0x33 0 64k", path);
-        QemuTool.Ok("qemu-img", "snapshot", "-c", "snap1", path);
-        QemuTool.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 0x44 0 4k", path);
+        Processes.Ok("qemu-img", "create", "-q", "-f", "qcow2", path, "1M");
+        Processes.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 0x33 0 64k", path);
+        Processes.Ok("qemu-img", "snapshot", "-c", "snap1", path);
+        Processes.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 0x44 0 4k", path);
         var e = await Assert.ThrowsAsync<BlockException>(async () => await Qcow2TestImage.OpenAsync(path));
         Assert.Contains("internal snapshot", e.Message, StringComparison.Ordinal);
         await using var node = await Qcow2TestImage.OpenAsync(path, readOnly: true);
@@ -80,14 +80,14 @@ public sealed class Qcow2InteropTests
             Assert.Equal("qcow2 images cannot shrink", e.Message);
         }
 
-        QemuTool.AssertClean(path);
-        Assert.Equal(64L << 20, QemuTool.Info(path).GetProperty("virtual-size").GetInt64());
+        QemuImg.AssertClean(path);
+        Assert.Equal(64L << 20, QemuImg.Info(path).GetProperty("virtual-size").GetInt64());
         string raw = dir.File("r.raw");
         var expected = new byte[64 << 20];
         data.CopyTo(expected, 1000);
         data.CopyTo(expected, (64 << 20) - 5000);
         File.WriteAllBytes(raw, expected);
-        QemuTool.Ok("qemu-img", "compare", "-F", "raw", path, raw);
+        Processes.Ok("qemu-img", "compare", "-F", "raw", path, raw);
     }
 
     [Fact]
@@ -108,7 +108,7 @@ public sealed class Qcow2InteropTests
             }
         }
 
-        QemuTool.AssertClean(path);
+        QemuImg.AssertClean(path);
         var header = new byte[64];
         using (var stream = File.OpenRead(path))
         {
@@ -120,7 +120,7 @@ public sealed class Qcow2InteropTests
         var expected = new byte[8 << 20];
         data.CopyTo(expected, 0);
         File.WriteAllBytes(raw, expected);
-        QemuTool.Ok("qemu-img", "compare", "-F", "raw", path, raw);
+        Processes.Ok("qemu-img", "compare", "-F", "raw", path, raw);
     }
 
     [Fact]
@@ -130,10 +130,10 @@ public sealed class Qcow2InteropTests
         string a = dir.File("a.qcow2");
         string b = dir.File("b.qcow2");
         string c = dir.File("c.qcow2");
-        QemuTool.Ok("qemu-img", "create", "-q", "-f", "qcow2", a, "1M");
-        QemuTool.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 1 0 300k", a);
-        QemuTool.Ok("qemu-img", "create", "-q", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", b, "2M");
-        QemuTool.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 2 100k 100k", b);
+        Processes.Ok("qemu-img", "create", "-q", "-f", "qcow2", a, "1M");
+        Processes.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 1 0 300k", a);
+        Processes.Ok("qemu-img", "create", "-q", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", b, "2M");
+        Processes.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 2 100k 100k", b);
         await Qcow2TestImage.CreateAsync(c, new Qcow2CreateOptions { Size = 3 << 20, BackingFile = "b.qcow2", BackingFormat = "qcow2" });
         await using (var top = await ImageOpener.OpenAsync(c, new ImageOpenOptions()))
         {
@@ -148,7 +148,7 @@ public sealed class Qcow2InteropTests
             Assert.Equal(0, back[400 * 1024]);
         }
 
-        QemuTool.AssertClean(c);
+        QemuImg.AssertClean(c);
     }
 
     [Fact]
@@ -160,7 +160,7 @@ public sealed class Qcow2InteropTests
         string top = dir.File("top.qcow2");
         File.WriteAllBytes(basePath, Qcow2TestImage.Pattern(1 << 20, 1));
         File.Copy(basePath, other);
-        QemuTool.Ok("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", top, "1M");
+        Processes.Ok("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", top, "1M");
         await using (var node = await ImageOpener.OpenAsync(top, new ImageOpenOptions()) as Qcow2Node)
         {
             Assert.NotNull(node);
@@ -171,12 +171,12 @@ public sealed class Qcow2InteropTests
             await node.ChangeBackingFileAsync("other.raw", "raw");
         }
 
-        QemuTool.AssertClean(top);
-        var info = QemuTool.Info(top);
+        QemuImg.AssertClean(top);
+        var info = QemuImg.Info(top);
         Assert.Equal("other.raw", info.GetProperty("backing-filename").GetString());
         Assert.Equal("raw", info.GetProperty("backing-filename-format").GetString());
-        QemuTool.Ok("qemu-img", "compare", "-F", "raw", top, other);
-        var map = QemuTool.Ok("qemu-img", "map", "--output=json", top);
+        Processes.Ok("qemu-img", "compare", "-F", "raw", top, other);
+        var map = Processes.Ok("qemu-img", "map", "--output=json", top);
         Assert.DoesNotContain("\"depth\": 0", map, StringComparison.Ordinal);
     }
 
@@ -185,9 +185,9 @@ public sealed class Qcow2InteropTests
     {
         using var dir = new TempFolder();
         string path = dir.File("z.qcow2");
-        QemuTool.Ok("qemu-img", "create", "-q", "-f", "qcow2", path, "1M");
-        QemuTool.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 7 0 128k", "-c", "write -z 0 128k", path);
-        var map = QemuTool.Ok("qemu-img", "map", "--output=json", path);
+        Processes.Ok("qemu-img", "create", "-q", "-f", "qcow2", path, "1M");
+        Processes.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 7 0 128k", "-c", "write -z 0 128k", path);
+        var map = Processes.Ok("qemu-img", "map", "--output=json", path);
         Assert.Contains("\"zero\": true", map, StringComparison.Ordinal);
         var expected = new byte[1 << 20];
         await using (var node = await Qcow2TestImage.OpenAsync(path))
@@ -201,10 +201,10 @@ public sealed class Qcow2InteropTests
             Assert.Equal(expected, back);
         }
 
-        QemuTool.AssertClean(path);
+        QemuImg.AssertClean(path);
         string raw = dir.File("z.raw");
         File.WriteAllBytes(raw, expected);
-        QemuTool.Ok("qemu-img", "compare", "-F", "raw", path, raw);
+        Processes.Ok("qemu-img", "compare", "-F", "raw", path, raw);
     }
 
     [Fact]
@@ -212,8 +212,8 @@ public sealed class Qcow2InteropTests
     {
         using var dir = new TempFolder();
         string path = dir.File("d.qcow2");
-        QemuTool.Ok("qemu-img", "create", "-q", "-f", "qcow2", path, "1M");
-        QemuTool.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 5 0 3", path);
+        Processes.Ok("qemu-img", "create", "-q", "-f", "qcow2", path, "1M");
+        Processes.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 5 0 3", path);
         await using var node = await ImageOpener.OpenAsync(path, new ImageOpenOptions { Direct = true });
         var back = new byte[4];
         await node.ReadAsync(0, back);

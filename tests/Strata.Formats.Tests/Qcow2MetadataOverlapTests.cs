@@ -105,8 +105,8 @@ public sealed class Qcow2MetadataOverlapTests(ITestOutputHelper output)
     {
         using var dir = new TempFolder("overlap");
         string path = dir.File("qemu.qcow2");
-        QemuTool.Ok("qemu-img", "create", "-f", "qcow2", "-o", "cluster_size=65536", path, "2G");
-        QemuTool.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 64k", "-c", "write -P 0x22 1G 64k", path);
+        Processes.Ok("qemu-img", "create", "-f", "qcow2", "-o", "cluster_size=65536", path, "2G");
+        Processes.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 64k", "-c", "write -P 0x22 1G 64k", path);
         long l1 = (long)Qcow2HeaderOffsets.ReadUInt64(path, Qcow2HeaderOffsets.L1TableOffset);
         long first = (long)(Qcow2HeaderOffsets.ReadUInt64(path, l1) & 0x00ff_ffff_ffff_fe00UL);
         long second = (long)(Qcow2HeaderOffsets.ReadUInt64(path, l1 + (2 * 8)) & 0x00ff_ffff_ffff_fe00UL);
@@ -137,8 +137,8 @@ public sealed class Qcow2MetadataOverlapTests(ITestOutputHelper output)
             Assert.Equal(0, result.Corruptions);
         }
 
-        QemuTool.AssertClean(path, "after the repair");
-        Assert.False(QemuTool.Info(path).GetProperty("format-specific").GetProperty("data").GetProperty("corrupt").GetBoolean(), "the repair left the corrupt bit");
+        QemuImg.AssertClean(path, "after the repair");
+        Assert.False(QemuImg.Info(path).GetProperty("format-specific").GetProperty("data").GetProperty("corrupt").GetBoolean(), "the repair left the corrupt bit");
         await using (var node = await Qcow2TestImage.OpenAsync(path))
         {
             await WriteFreshClusterAsync(node);
@@ -147,7 +147,7 @@ public sealed class Qcow2MetadataOverlapTests(ITestOutputHelper output)
             Assert.True(first.AsSpan().IndexOfAnyExcept(builder.DataPattern) < 0, "guest cluster 0 lost its data");
         }
 
-        QemuTool.AssertClean(path, "after a write on the repaired image");
+        QemuImg.AssertClean(path, "after a write on the repaired image");
     }
 
     private static async Task WriteFreshClusterAsync(IBlockNode node)
@@ -217,7 +217,7 @@ public sealed class Qcow2MetadataOverlapTests(ITestOutputHelper output)
             }
         }
 
-        var info = QemuTool.Info(path);
+        var info = QemuImg.Info(path);
         Assert.True(info.GetProperty("format-specific").GetProperty("data").GetProperty("corrupt").GetBoolean(), "qemu-img info does not see the corrupt bit");
         AssertUnchangedButTheCorruptBit(image, await File.ReadAllBytesAsync(path));
     }

@@ -72,10 +72,10 @@ public sealed class Qcow2MetadataOverlapWorkloadTests
             await VerifyAsync(node, model, $"{context}, round {round}");
         }
 
-        QemuTool.AssertClean(path, context);
+        QemuImg.AssertClean(path, context);
         string raw = dir.File("model.raw");
         model.WriteRaw(raw);
-        QemuTool.Ok("qemu-img", "compare", "-f", "qcow2", "-F", "raw", path, raw);
+        Processes.Ok("qemu-img", "compare", "-f", "qcow2", "-F", "raw", path, raw);
     }
 
     private static async Task VerifyAsync(IBlockNode node, DiskModel model, string context)

@@ -34,8 +34,8 @@ public sealed class Qcow2ReadWriteTests
         }
 
         File.WriteAllBytes(raw, model);
-        QemuTool.AssertClean(path);
-        QemuTool.Ok("qemu-img", "compare", "-f", "qcow2", "-F", "raw", path, raw);
+        QemuImg.AssertClean(path);
+        Processes.Ok("qemu-img", "compare", "-f", "qcow2", "-F", "raw", path, raw);
     }
 
     [Fact]
@@ -43,8 +43,8 @@ public sealed class Qcow2ReadWriteTests
     {
         using var dir = new TempFolder();
         string path = dir.File("a.qcow2");
-        QemuTool.Ok("qemu-img", "create", "-q", "-f", "qcow2", path, "4M");
-        QemuTool.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 0xab 0 64k", "-c", "write -P 0xcd 100k 5k", "-c", "write -z 1M 128k", path);
+        Processes.Ok("qemu-img", "create", "-q", "-f", "qcow2", path, "4M");
+        Processes.Ok("qemu-io", "-f", "qcow2", "-c", "write -P 0xab 0 64k", "-c", "write -P 0xcd 100k 5k", "-c", "write -z 1M 128k", path);
         await using var node = await Qcow2TestImage.OpenAsync(path, readOnly: true);
         var buffer = new byte[4 << 20];
         await node.ReadAsync(0, buffer);
@@ -75,7 +75,7 @@ public sealed class Qcow2ReadWriteTests
         }
 
         File.WriteAllBytes(raw, content);
-        QemuTool.Ok("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", $"compression_type={compression}", raw, path);
+        Processes.Ok("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", $"compression_type={compression}", raw, path);
         await using (var node = await Qcow2TestImage.OpenAsync(path))
         {
             var back = new byte[content.Length];
@@ -92,8 +92,8 @@ public sealed class Qcow2ReadWriteTests
         }
 
         File.WriteAllBytes(raw, content);
-        QemuTool.AssertClean(path);
-        QemuTool.Ok("qemu-img", "compare", "-f", "qcow2", "-F", "raw", path, raw);
+        QemuImg.AssertClean(path);
+        Processes.Ok("qemu-img", "compare", "-f", "qcow2", "-F", "raw", path, raw);
     }
 
     [Fact]
@@ -125,9 +125,9 @@ public sealed class Qcow2ReadWriteTests
             Assert.Equal(BlockState.Unallocated, (await node.GetBlockStatusAsync(0, 65536)).State);
         }
 
-        QemuTool.AssertClean(top);
+        QemuImg.AssertClean(top);
         string raw = dir.File("expected.raw");
         File.WriteAllBytes(raw, expected);
-        QemuTool.Ok("qemu-img", "compare", "-F", "raw", top, raw);
+        Processes.Ok("qemu-img", "compare", "-F", "raw", top, raw);
     }
 }

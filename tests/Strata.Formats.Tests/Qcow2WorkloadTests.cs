@@ -73,10 +73,10 @@ public sealed class Qcow2WorkloadTests
             Assert.True(model.AsSpan().SequenceEqual(back), $"content differs from the model (seed {seed}, round {round})");
         }
 
-        QemuTool.AssertClean(path, $"(seed {seed})");
+        QemuImg.AssertClean(path, $"(seed {seed})");
         string raw = dir.File("model.raw");
         File.WriteAllBytes(raw, model);
-        QemuTool.Ok("qemu-img", "compare", "-F", "raw", path, raw);
+        Processes.Ok("qemu-img", "compare", "-F", "raw", path, raw);
     }
 
     [Fact]
@@ -109,7 +109,7 @@ public sealed class Qcow2WorkloadTests
             Assert.True(model.AsSpan().SequenceEqual(back), $"concurrent writes lost data (seed {seed})");
         }
 
-        QemuTool.AssertClean(path);
+        QemuImg.AssertClean(path);
     }
 
     [Fact]
@@ -237,9 +237,9 @@ public sealed class Qcow2WorkloadTests
             Assert.True(model.AsSpan().SequenceEqual(all), $"content differs from the model (seed {seed})");
         }
 
-        QemuTool.AssertClean(path, $"(seed {seed})");
+        QemuImg.AssertClean(path, $"(seed {seed})");
         string raw = dir.File("model.raw");
         File.WriteAllBytes(raw, model);
-        QemuTool.Ok("qemu-img", "compare", "-F", "raw", path, raw);
+        Processes.Ok("qemu-img", "compare", "-F", "raw", path, raw);
     }
 }

@@ -17,7 +17,7 @@ public sealed class RawFileNodeDirectTests
     {
         using var dir = new TempFolder();
         string path = dir.File("disk.raw");
-        Peer.Run("qemu-img", "create", "-q", "-f", "raw", path, "1M").EnsureSuccess();
+        Processes.Run("qemu-img", "create", "-q", "-f", "raw", path, "1M").AssertSuccess();
         await using (var direct = await ImageOpener.OpenAsync(path, new ImageOpenOptions { Format = ImageOpener.Raw, Direct = true }))
         {
             OpenFileFlags.Expect(path, direct: true);
@@ -38,7 +38,7 @@ public sealed class RawFileNodeDirectTests
 
         // An odd size, so that the last sector is partly beyond the end of the file.
         const long size = (2L << 20) + 1000;
-        Peer.Run("truncate", "-s", size.ToString(), path).EnsureSuccess();
+        Processes.Run("truncate", "-s", size.ToString(), path).AssertSuccess();
         var model = new DiskModel(size);
         await using (var node = await ImageOpener.OpenAsync(path, new ImageOpenOptions { Format = ImageOpener.Raw, Direct = true }))
         {
@@ -51,7 +51,7 @@ public sealed class RawFileNodeDirectTests
         Assert.Equal(size, new FileInfo(path).Length);
         string reference = dir.File("model.raw");
         model.WriteRaw(reference);
-        Peer.Run("qemu-img", "compare", "-f", "raw", "-F", "raw", reference, path).EnsureSuccess();
+        Processes.Run("qemu-img", "compare", "-f", "raw", "-F", "raw", reference, path).AssertSuccess();
     }
 
     [Theory]
@@ -67,7 +67,7 @@ public sealed class RawFileNodeDirectTests
         var random = new Random(seed);
         byte[] baseData = Workload.Pattern(random, (int)size);
         await File.WriteAllBytesAsync(basePath, baseData);
-        Peer.Run("qemu-img", "create", "-q", "-f", "qcow2", "-o", $"cluster_size={clusterSize}", "-b", "base.raw", "-F", "raw", path).EnsureSuccess();
+        Processes.Run("qemu-img", "create", "-q", "-f", "qcow2", "-o", $"cluster_size={clusterSize}", "-b", "base.raw", "-F", "raw", path).AssertSuccess();
         var model = new DiskModel(size, baseData);
         await using (var node = await ImageOpener.OpenAsync(path, new ImageOpenOptions { Format = ImageOpener.Qcow2Format, Direct = true }))
         {
@@ -79,10 +79,10 @@ public sealed class RawFileNodeDirectTests
             await node.FlushAsync();
         }
 
-        Peer.Run("qemu-img", "check", "-f", "qcow2", path).EnsureSuccess();
+        Processes.Run("qemu-img", "check", "-f", "qcow2", path).AssertSuccess();
         string reference = dir.File("model.raw");
         model.WriteRaw(reference);
-        Peer.Run("qemu-img", "compare", "-f", "raw", "-F", "qcow2", reference, path).EnsureSuccess();
+        Processes.Run("qemu-img", "compare", "-f", "raw", "-F", "qcow2", reference, path).AssertSuccess();
     }
 
     [Fact]

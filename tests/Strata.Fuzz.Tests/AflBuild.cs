@@ -25,9 +25,9 @@ public sealed class AflBuild : IDisposable
         ArgumentNullException.ThrowIfNull(output);
         var findings = new TempFolder($"fuzz-{target}");
         string script = Path.Combine(FuzzFolder.Root, "run.sh");
-        var run = await Peer.RunAsync("bash",
+        var run = await Processes.RunAsync("bash",
             [script, "-c", FuzzFolder.Configuration, "--no-build", "--build-dir", _build.Path, "--findings", findings.Path, target, $"{seconds}"],
-            RunLimit);
+            new ProcessOptions { Timeout = RunLimit });
         output.WriteLine(run.Stdout);
         if (run.ExitCode == 0)
         {

@@ -18,7 +18,7 @@ internal static class Triage
         for (int pass = 0; pass <= inputs.Count && signatures.Count < inputs.Count; pass++)
         {
             var rest = inputs.Where(i => !signatures.ContainsKey(i)).ToList();
-            var replay = await Peer.RunAsync(Peer.DotnetHost(), [FuzzFolder.Driver, target, "--brief", .. rest], ReplayLimit);
+            var replay = await Processes.RunAsync(Processes.DotnetHost(), [FuzzFolder.Driver, target, "--brief", .. rest], new ProcessOptions { Timeout = ReplayLimit });
             int before = signatures.Count;
             Read(replay.Stdout, signatures);
             Assert.True(signatures.Count > before, $"the driver replayed none of {rest.Count} inputs:\n{replay}");

@@ -15,13 +15,13 @@ public sealed class BackingChainBoundsTests
         using var dir = new TempFolder("chain");
         string a = dir.File("a.qcow2");
         string b = dir.File("b.qcow2");
-        Images.QemuImg("create", "-q", "-f", "qcow2", a, "1M").EnsureSuccess();
-        Images.QemuImg("create", "-q", "-f", "qcow2", "-b", a, "-F", "qcow2", b).EnsureSuccess();
-        Images.QemuImg("rebase", "-u", "-f", "qcow2", "-b", b, "-F", "qcow2", a).EnsureSuccess();
+        Images.QemuImg("create", "-q", "-f", "qcow2", a, "1M").AssertSuccess();
+        Images.QemuImg("create", "-q", "-f", "qcow2", "-b", a, "-F", "qcow2", b).AssertSuccess();
+        Images.QemuImg("rebase", "-u", "-f", "qcow2", "-b", b, "-F", "qcow2", a).AssertSuccess();
 
         var e = await Assert.ThrowsAsync<BlockException>(async () => await Images.OpenAsync(b, readOnly: true));
         Assert.Contains("loops back", e.Message, StringComparison.Ordinal);
-        var info = Peer.Strata("img", "info", "--backing-chain", b);
+        var info = Processes.Strata("img", "info", "--backing-chain", b);
         Assert.Equal(1, info.ExitCode);
         Assert.Single(info.Stderr.TrimEnd('\n').Split('\n'));
     }
@@ -31,11 +31,11 @@ public sealed class BackingChainBoundsTests
     {
         using var dir = new TempFolder("chain");
         string below = dir.File("0.qcow2");
-        Images.QemuImg("create", "-q", "-f", "qcow2", below, "1M").EnsureSuccess();
+        Images.QemuImg("create", "-q", "-f", "qcow2", below, "1M").AssertSuccess();
         for (int i = 1; i <= 65; i++)
         {
             string above = dir.File($"{i}.qcow2");
-            Images.QemuImg("create", "-q", "-f", "qcow2", "-b", below, "-F", "qcow2", above).EnsureSuccess();
+            Images.QemuImg("create", "-q", "-f", "qcow2", "-b", below, "-F", "qcow2", above).AssertSuccess();
             below = above;
         }
 

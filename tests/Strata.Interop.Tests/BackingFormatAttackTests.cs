@@ -27,11 +27,11 @@ public sealed class BackingFormatAttackTests
         using var dir = new TempFolder("attack");
         var (evil, secret) = Plant(dir);
         string overlay = dir.File("overlay.qcow2");
-        Images.QemuImg("create", "-f", "qcow2", "-b", "evil.raw", "-F", "raw", overlay).EnsureSuccess();
+        Images.QemuImg("create", "-f", "qcow2", "-b", "evil.raw", "-F", "raw", overlay).AssertSuccess();
         await AssertReadsTheRawBytesAsync(overlay, evil, secret);
 
         // QEMU agrees: the chain has two images, the raw one is its end.
-        var chain = Images.QemuImg("info", "--backing-chain", "--output=json", overlay).EnsureSuccess();
+        var chain = Images.QemuImg("info", "--backing-chain", "--output=json", overlay).AssertSuccess();
         Assert.Equal(2, System.Text.Json.JsonDocument.Parse(chain.Stdout).RootElement.GetArrayLength());
     }
 
@@ -41,13 +41,13 @@ public sealed class BackingFormatAttackTests
         using var dir = new TempFolder("attack");
         var (evil, secret) = Plant(dir);
         string overlay = dir.File("overlay.qcow2");
-        Images.QemuImg("create", "-f", "qcow2", "-b", "evil.raw", "-F", "raw", overlay).EnsureSuccess();
+        Images.QemuImg("create", "-f", "qcow2", "-b", "evil.raw", "-F", "raw", overlay).AssertSuccess();
         string flat = dir.File("flat.raw");
-        Peer.Strata("img", "convert", "-O", "raw", overlay, flat).EnsureSuccess();
+        Processes.Strata("img", "convert", "-O", "raw", overlay, flat).AssertSuccess();
         byte[] seen = File.ReadAllBytes(flat);
         Assert.True(seen.AsSpan().IndexOf(secret) < 0, "strata img convert copied the secret host file");
         Images.AssertSameBytes(File.ReadAllBytes(evil), seen, "converted overlay");
-        var chain = Peer.Strata("img", "info", "--backing-chain", "--output=json", overlay).EnsureSuccess();
+        var chain = Processes.Strata("img", "info", "--backing-chain", "--output=json", overlay).AssertSuccess();
         Assert.Equal(2, System.Text.Json.JsonDocument.Parse(chain.Stdout).RootElement.GetArrayLength());
     }
 

@@ -13,7 +13,7 @@ public sealed class HostileImageCliTests
     {
         using var dir = new TempFolder("cli");
         string path = Craft(which).WriteTo(dir.File($"{which}.qcow2"));
-        var result = Peer.Strata("img", "info", path);
+        var result = Processes.Strata("img", "info", path);
         Assert.True(result.ExitCode == 1, $"{which}: expected exit 1\n{result}");
         string[] lines = result.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.True(lines.Length == 1, $"{which}: expected one line on stderr\n{result}");
@@ -27,7 +27,7 @@ public sealed class HostileImageCliTests
     {
         using var dir = new TempFolder("cli");
         string path = Craft("huge-l1").WriteTo(dir.File("bad.qcow2"));
-        var result = Peer.Strata("img", "check", path);
+        var result = Processes.Strata("img", "check", path);
         Assert.True(result.ExitCode == 1, result.ToString());
         Assert.Single(result.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
         Assert.DoesNotContain("   at ", result.Stderr, StringComparison.Ordinal);

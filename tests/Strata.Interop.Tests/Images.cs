@@ -36,19 +36,11 @@ internal static class Images
         return all;
     }
 
-    public static PeerResult QemuImg(params string[] args) => Peer.Run("qemu-img", args);
+    public static ProcessResult QemuImg(params string[] args) => Processes.Run("qemu-img", args);
 
-    public static PeerResult QemuIo(string path, string format, params string[] commands)
+    public static ProcessResult QemuIo(string path, string format, params string[] commands)
     {
-        var args = new List<string> { "-f", format };
-        foreach (string command in commands)
-        {
-            args.Add("-c");
-            args.Add(command);
-        }
-
-        args.Add(path);
-        var result = Peer.Run("qemu-io", args, Peer.DefaultTimeout);
+        var result = TestKit.QemuIo.Run(path, format, commands);
         Assert.True(result.ExitCode == 0 && !result.Stdout.Contains("error", StringComparison.OrdinalIgnoreCase)
             && !result.Stdout.Contains("fail", StringComparison.OrdinalIgnoreCase), result.ToString());
         return result;
@@ -78,7 +70,7 @@ internal static class Images
         }
 
         args.AddRange(["-O", "raw", path, raw]);
-        Peer.Run("qemu-img", args, Peer.DefaultTimeout).EnsureSuccess();
+        Processes.Run("qemu-img", args).AssertSuccess();
         try
         {
             return File.ReadAllBytes(raw);

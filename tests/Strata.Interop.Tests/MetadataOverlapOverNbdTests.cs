@@ -58,11 +58,11 @@ public sealed class MetadataOverlapOverNbdTests
         await File.WriteAllBytesAsync(payload, header);
 
         string socket = dir.File("n.sock");
-        PeerResult write;
+        ProcessResult write;
         using (var serve = Start(dir, image, socket, readOnly: false))
         {
             await serve.WaitForFileAsync(socket);
-            write = await Peer.RunAsync("qemu-io", ["-f", "raw", "-c", $"write -s {payload} 1M 64k", Uri(socket)], Peer.DefaultTimeout);
+            write = await Processes.RunAsync("qemu-io", ["-f", "raw", "-c", $"write -s {payload} 1M 64k", Uri(socket)]);
             await StopAsync(serve);
         }
 
@@ -82,16 +82,16 @@ public sealed class MetadataOverlapOverNbdTests
 
             if (started.IsCompletedSuccessfully)
             {
-                var convert = await Peer.RunAsync("qemu-img", ["convert", "-f", "raw", "-O", "raw", Uri(socket), seen], Peer.DefaultTimeout);
-                convert.EnsureSuccess();
+                var convert = await Processes.RunAsync("qemu-img", ["convert", "-f", "raw", "-O", "raw", Uri(socket), seen]);
+                convert.AssertSuccess();
                 Assert.True((await File.ReadAllBytesAsync(seen)).AsSpan().IndexOf(marker) < 0, "after the restart, the guest reads the host file");
                 await StopAsync(again);
             }
 
             // The image was marked corrupt, so it opens read-only only (a one-line error, no trace).
             Assert.True(await again.WaitForExitAsync() == 1, "the image opened read-write after the refused write");
-            Assert.Contains("corrupt", again.Error, StringComparison.Ordinal);
-            Assert.DoesNotContain("   at ", again.Error);
+            Assert.Contains("corrupt", again.Stderr, StringComparison.Ordinal);
+            Assert.DoesNotContain("   at ", again.Stderr);
         }
 
         Assert.True(write.Stdout.Contains("Input/output error", StringComparison.Ordinal), $"the guest's write over the header was not refused with EIO\n{write}");
@@ -99,13 +99,13 @@ public sealed class MetadataOverlapOverNbdTests
         {
             await readOnly.WaitForFileAsync(socket);
             string seen = dir.File("seen-ro.raw");
-            var convert = await Peer.RunAsync("qemu-img", ["convert", "-f", "raw", "-O", "raw", Uri(socket), seen], Peer.DefaultTimeout);
-            convert.EnsureSuccess();
+            var convert = await Processes.RunAsync("qemu-img", ["convert", "-f", "raw", "-O", "raw", Uri(socket), seen]);
+            convert.AssertSuccess();
             Assert.True((await File.ReadAllBytesAsync(seen)).AsSpan().IndexOf(marker) < 0, "the guest reads the host file");
             await StopAsync(readOnly);
         }
 
-        var info = JsonDocument.Parse(Images.QemuImg("info", "--output=json", "-f", "qcow2", image).EnsureSuccess().Stdout).RootElement;
+        var info = JsonDocument.Parse(Images.QemuImg("info", "--output=json", "-f", "qcow2", image).AssertSuccess().Stdout).RootElement;
         Assert.False(info.TryGetProperty("backing-filename", out var backing), $"the image now has a backing file: {backing}");
         AssertUnchangedButTheCorruptBit(before, await File.ReadAllBytesAsync(image));
     }
@@ -122,26 +122,26 @@ public sealed class MetadataOverlapOverNbdTests
         using (var serve = Start(dir, image, socket, readOnly: false))
         {
             await serve.WaitForFileAsync(socket);
-            var refused = await Peer.RunAsync("qemu-io", ["-f", "raw", "-c", attack, Uri(socket)], Peer.DefaultTimeout);
+            var refused = await Processes.RunAsync("qemu-io", ["-f", "raw", "-c", attack, Uri(socket)]);
             Assert.True(refused.Stdout.Contains("Input/output error", StringComparison.Ordinal), $"qemu-io's write was not refused with EIO\n{refused}");
-            var again = await Peer.RunAsync("qemu-io", ["-f", "raw", "-c", "write -P 0x55 2M 4k", Uri(socket)], Peer.DefaultTimeout);
+            var again = await Processes.RunAsync("qemu-io", ["-f", "raw", "-c", "write -P 0x55 2M 4k", Uri(socket)]);
             Assert.True(again.Stdout.Contains("Input/output error", StringComparison.Ordinal), $"a later write was not refused\n{again}");
-            var reads = await Peer.RunAsync("qemu-io", ["-f", "raw", "-c", read, Uri(socket)], Peer.DefaultTimeout);
+            var reads = await Processes.RunAsync("qemu-io", ["-f", "raw", "-c", read, Uri(socket)]);
             Assert.True(reads.ExitCode == 0 && !reads.Stdout.Contains("fail", StringComparison.OrdinalIgnoreCase)
                 && !reads.Stdout.Contains("error", StringComparison.OrdinalIgnoreCase), $"reads stopped working\n{reads}");
             await StopAsync(serve);
         }
 
-        var info = JsonDocument.Parse(Images.QemuImg("info", "--output=json", "-f", "qcow2", image).EnsureSuccess().Stdout).RootElement;
+        var info = JsonDocument.Parse(Images.QemuImg("info", "--output=json", "-f", "qcow2", image).AssertSuccess().Stdout).RootElement;
         Assert.True(info.GetProperty("format-specific").GetProperty("data").GetProperty("corrupt").GetBoolean(), "qemu-img info does not see the corrupt bit");
         AssertUnchangedButTheCorruptBit(before, await File.ReadAllBytesAsync(image));
     }
 
-    private static ServeProcess Start(TempFolder dir, string image, string socket, bool readOnly)
+    private static BackgroundProcess Start(TempFolder dir, string image, string socket, bool readOnly)
         => ServeProcess.Start(dir.Path, null, "--drive", $"id=d,file={image},format=qcow2{(readOnly ? ",readonly=on" : "")}",
             "--nbd", $"unix:{socket}", "--qmp", $"unix:{dir.File("q.sock")}");
 
-    private static async Task StopAsync(ServeProcess serve)
+    private static async Task StopAsync(BackgroundProcess serve)
     {
         await serve.SignalAsync("TERM");
         Assert.Equal(0, await serve.WaitForExitAsync());

@@ -22,27 +22,27 @@ public sealed class ProbedRawDiskAttackTests
         string evil = new Qcow2ImageBuilder { BackingFile = secretPath, BackingFormat = "raw", DataPattern = 0 }.WriteTo(dir.File("evil.qcow2"));
         long evilLength = new FileInfo(evil).Length;
         string disk = dir.File("foo.img");
-        Images.QemuImg("create", "-q", "-f", "raw", disk, $"{DiskSize}").EnsureSuccess();
+        Images.QemuImg("create", "-q", "-f", "raw", disk, $"{DiskSize}").AssertSuccess();
         string uri = $"nbd+unix:///ide0-hd0?socket={dir.File("n.sock")}";
 
         using (var serve = await StartAsync(dir, disk))
         {
-            Assert.Contains("probing guessed raw", serve.Error, StringComparison.Ordinal);
-            var whole = Peer.Run("qemu-io", "-f", "raw", "-c", $"write -s {evil} 0 {evilLength}", uri);
+            Assert.Contains("probing guessed raw", serve.Stderr, StringComparison.Ordinal);
+            var whole = Processes.Run("qemu-io", "-f", "raw", "-c", $"write -s {evil} 0 {evilLength}", uri);
             Assert.NotEqual(0, whole.ExitCode);
             Assert.Contains("Operation not permitted", whole.Stdout + whole.Stderr, StringComparison.Ordinal);
 
             // The rest of the image, past the first sector, is ordinary data and is written.
-            Peer.Run("qemu-io", "-f", "raw", "-c", $"write -s {evil} 0 512", uri);
+            Processes.Run("qemu-io", "-f", "raw", "-c", $"write -s {evil} 0 512", uri);
             await serve.SignalAsync("TERM");
             Assert.Equal(0, await serve.WaitForExitAsync());
         }
 
         using (var again = await StartAsync(dir, disk))
         {
-            Assert.Contains("drive 'ide0-hd0': raw", again.Output, StringComparison.Ordinal);
+            Assert.Contains("drive 'ide0-hd0': raw", again.Stdout, StringComparison.Ordinal);
             string copy = dir.File("seen.raw");
-            Peer.Run("nbdcopy", uri, copy).EnsureSuccess();
+            Processes.Run("nbdcopy", uri, copy).AssertSuccess();
             byte[] seen = await File.ReadAllBytesAsync(copy);
             Assert.Equal(DiskSize, seen.LongLength);
             Assert.True(seen.AsSpan().IndexOf("TOP-SECRET"u8) < 0, "the guest reads the host file through a backing file it planted");
@@ -52,7 +52,7 @@ public sealed class ProbedRawDiskAttackTests
         }
     }
 
-    private static async Task<ServeProcess> StartAsync(TempFolder dir, string disk)
+    private static async Task<BackgroundProcess> StartAsync(TempFolder dir, string disk)
     {
         var serve = ServeProcess.Start(dir.Path, null, "-hda", disk, "--nbd", $"unix:{dir.File("n.sock")}", "--qmp", $"unix:{dir.File("q.sock")}");
         await serve.WaitForOutputAsync("NBD on");

@@ -31,7 +31,7 @@ public sealed class Qcow2ImageBuilderTests
         File.WriteAllBytes(dir.File("base.raw"), new byte[4 * Images.MiB]);
         var builder = new Qcow2ImageBuilder { BackingFile = "base.raw", BackingFormat = "raw" };
         string path = builder.WriteTo(dir.File("over.qcow2"));
-        var result = Images.QemuImg("info", "--output=json", path).EnsureSuccess();
+        var result = Images.QemuImg("info", "--output=json", path).AssertSuccess();
         var json = System.Text.Json.JsonDocument.Parse(result.Stdout).RootElement;
         Assert.Equal("base.raw", json.GetProperty("backing-filename").GetString());
         Assert.Equal("raw", json.GetProperty("backing-filename-format").GetString());

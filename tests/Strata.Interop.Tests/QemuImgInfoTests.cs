@@ -41,7 +41,7 @@ public sealed class QemuImgInfoTests
     {
         using var dir = new TempFolder();
         string backing = dir.File($"base.{backingFormat}");
-        Images.QemuImg("create", "-f", backingFormat, backing, "3M").EnsureSuccess();
+        Images.QemuImg("create", "-f", backingFormat, backing, "3M").AssertSuccess();
         string path = dir.File("over.qcow2");
         await Images.CreateQcow2Async(path, new Qcow2CreateOptions { Size = 3 * Images.MiB, BackingFile = $"base.{backingFormat}", BackingFormat = backingFormat });
         var info = Info(path);
@@ -75,7 +75,7 @@ public sealed class QemuImgInfoTests
     {
         using var dir = new TempFolder();
         string path = dir.File("q.qcow2");
-        Images.QemuImg("create", "-f", "qcow2", "-o", "cluster_size=8192,refcount_bits=32,lazy_refcounts=on,compression_type=zstd", path, "7M").EnsureSuccess();
+        Images.QemuImg("create", "-f", "qcow2", "-o", "cluster_size=8192,refcount_bits=32,lazy_refcounts=on,compression_type=zstd", path, "7M").AssertSuccess();
         await using var node = (Qcow2Node)await Images.OpenAsync(path, readOnly: true);
         Assert.Equal(7 * Images.MiB, node.Size);
         Assert.Equal(3, node.Info.Version);
@@ -87,5 +87,5 @@ public sealed class QemuImgInfoTests
     }
 
     private static JsonElement Info(string path)
-        => JsonDocument.Parse(Images.QemuImg("info", "--output=json", path).EnsureSuccess().Stdout).RootElement;
+        => JsonDocument.Parse(Images.QemuImg("info", "--output=json", path).AssertSuccess().Stdout).RootElement;
 }

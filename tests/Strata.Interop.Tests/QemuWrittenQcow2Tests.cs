@@ -29,7 +29,7 @@ public sealed class QemuWrittenQcow2Tests
     {
         using var dir = new TempFolder();
         string path = dir.File("q.qcow2");
-        Images.QemuImg("create", "-f", "qcow2", "-o", $"cluster_size={clusterSize}", path, "4M").EnsureSuccess();
+        Images.QemuImg("create", "-f", "qcow2", "-o", $"cluster_size={clusterSize}", path, "4M").AssertSuccess();
         Images.QemuIo(path, "qcow2", Writes);
         await AssertStrataReadsAsQemuAsync(path, dir, $"cluster {clusterSize}");
     }
@@ -39,7 +39,7 @@ public sealed class QemuWrittenQcow2Tests
     {
         using var dir = new TempFolder();
         string path = dir.File("v2.qcow2");
-        Images.QemuImg("create", "-f", "qcow2", "-o", "compat=0.10", path, "4M").EnsureSuccess();
+        Images.QemuImg("create", "-f", "qcow2", "-o", "compat=0.10", path, "4M").AssertSuccess();
         Images.QemuIo(path, "qcow2", Writes);
         await AssertStrataReadsAsQemuAsync(path, dir, "compat=0.10");
     }
@@ -56,7 +56,7 @@ public sealed class QemuWrittenQcow2Tests
     {
         using var dir = new TempFolder();
         string path = dir.File("rc.qcow2");
-        Images.QemuImg("create", "-f", "qcow2", "-o", $"refcount_bits={refcountBits},cluster_size=4096", path, "4M").EnsureSuccess();
+        Images.QemuImg("create", "-f", "qcow2", "-o", $"refcount_bits={refcountBits},cluster_size=4096", path, "4M").AssertSuccess();
         Images.QemuIo(path, "qcow2", Writes);
         await AssertStrataReadsAsQemuAsync(path, dir, $"refcount_bits={refcountBits}");
 
@@ -104,7 +104,7 @@ public sealed class QemuWrittenQcow2Tests
         }
 
         args.AddRange([raw, path]);
-        Peer.Run("qemu-img", args, Peer.DefaultTimeout).EnsureSuccess();
+        Processes.Run("qemu-img", args).AssertSuccess();
         var check = Images.AssertQemuCheckClean(path, compression);
         Assert.True(check.GetProperty("compressed-clusters").GetInt64() > 0, $"qemu-img stored nothing compressed: {check}");
 
@@ -119,11 +119,11 @@ public sealed class QemuWrittenQcow2Tests
         string base0 = dir.File("base.qcow2");
         string mid = dir.File("mid.qcow2");
         string top = dir.File("top.qcow2");
-        Images.QemuImg("create", "-f", "qcow2", "-o", "cluster_size=65536", base0, "4M").EnsureSuccess();
+        Images.QemuImg("create", "-f", "qcow2", "-o", "cluster_size=65536", base0, "4M").AssertSuccess();
         Images.QemuIo(base0, "qcow2", "write -P 0x01 0 4M");
-        Images.QemuImg("create", "-f", "qcow2", "-o", "cluster_size=4096", "-b", "base.qcow2", "-F", "qcow2", mid).EnsureSuccess();
+        Images.QemuImg("create", "-f", "qcow2", "-o", "cluster_size=4096", "-b", "base.qcow2", "-F", "qcow2", mid).AssertSuccess();
         Images.QemuIo(mid, "qcow2", "write -P 0x02 1000 5000", "write -z 1M 64k", "discard 2M 512k", "write -P 0x03 3M 100k");
-        Images.QemuImg("create", "-f", "qcow2", "-o", "cluster_size=512", "-b", "mid.qcow2", "-F", "qcow2", top).EnsureSuccess();
+        Images.QemuImg("create", "-f", "qcow2", "-o", "cluster_size=512", "-b", "mid.qcow2", "-F", "qcow2", top).AssertSuccess();
         Images.QemuIo(top, "qcow2", "write -P 0x04 0 700", "write -z 3M 4k", "write -P 0x05 2100k 3k");
         await AssertStrataReadsAsQemuAsync(top, dir, "qemu-made chain");
         await AssertStrataReadsAsQemuAsync(mid, dir, "qemu-made chain, middle");
@@ -135,9 +135,9 @@ public sealed class QemuWrittenQcow2Tests
         using var dir = new TempFolder();
         string base0 = dir.File("base.raw");
         string top = dir.File("top.qcow2");
-        Images.QemuImg("create", "-f", "raw", base0, "2M").EnsureSuccess();
+        Images.QemuImg("create", "-f", "raw", base0, "2M").AssertSuccess();
         Images.QemuIo(base0, "raw", "write -P 0x0a 0 2M");
-        Images.QemuImg("create", "-f", "qcow2", "-b", base0, "-F", "raw", top).EnsureSuccess();
+        Images.QemuImg("create", "-f", "qcow2", "-b", base0, "-F", "raw", top).AssertSuccess();
         Images.QemuIo(top, "qcow2", "write -P 0x0b 4k 4k", "write -P 0x0c 70000 1000");
         await AssertStrataReadsAsQemuAsync(top, dir, "overlay on raw");
     }

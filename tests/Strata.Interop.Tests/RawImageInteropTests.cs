@@ -29,7 +29,7 @@ public sealed class RawImageInteropTests
     {
         using var dir = new TempFolder();
         string path = dir.File("disk.raw");
-        Images.QemuImg("create", "-f", "raw", path, "3M").EnsureSuccess();
+        Images.QemuImg("create", "-f", "raw", path, "3M").AssertSuccess();
         Images.QemuIo(path, "raw", "write -P 0x11 0 64k", "write -P 0x22 1000 3000", "write -P 0x33 1M 512k", "write -z 1100k 100k");
         byte[] expected = Images.QemuReadAll(path, dir.Path, "raw");
         await using var node = await Images.OpenAsync(path, readOnly: true);
@@ -51,7 +51,7 @@ public sealed class RawImageInteropTests
             Assert.True(extent.IsZero && !extent.IsData, $"Strata reports {extent} for the discarded range");
         }
 
-        var map = Images.QemuImg("map", "--output=json", "-f", "raw", path).EnsureSuccess();
+        var map = Images.QemuImg("map", "--output=json", "-f", "raw", path).AssertSuccess();
         var entries = System.Text.Json.JsonDocument.Parse(map.Stdout).RootElement.EnumerateArray()
             .Select(e => (Start: e.GetProperty("start").GetInt64(), Length: e.GetProperty("length").GetInt64(), Data: e.GetProperty("data").GetBoolean()))
             .ToList();

@@ -13,9 +13,9 @@ public sealed class StrataImgInteropTests
     public void CreateWithARelativeBackingWorksAsWrittenAndQemuImgAgrees()
     {
         using var dir = new TempFolder("cli");
-        Images.QemuImg("create", "-f", "raw", dir.File("foo.img"), "16M").EnsureSuccess();
+        Images.QemuImg("create", "-f", "raw", dir.File("foo.img"), "16M").AssertSuccess();
         string overlay = dir.File("tmp_disk.img");
-        Peer.Strata("img", "create", "-f", "qcow2", "-b", "foo.img", overlay, "10G").EnsureSuccess();
+        Processes.Strata("img", "create", "-f", "qcow2", "-b", "foo.img", overlay, "10G").AssertSuccess();
         var info = QemuInfo(overlay);
         Assert.Equal("qcow2", info.GetProperty("format").GetString());
         Assert.Equal(10L << 30, info.GetProperty("virtual-size").GetInt64());
@@ -31,8 +31,8 @@ public sealed class StrataImgInteropTests
     public void CreateWithoutASizeTakesTheBackingImageSize()
     {
         using var dir = new TempFolder("cli");
-        Images.QemuImg("create", "-f", "qcow2", dir.File("base.qcow2"), "7M").EnsureSuccess();
-        Peer.Strata("img", "create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", dir.File("top.qcow2")).EnsureSuccess();
+        Images.QemuImg("create", "-f", "qcow2", dir.File("base.qcow2"), "7M").AssertSuccess();
+        Processes.Strata("img", "create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", dir.File("top.qcow2")).AssertSuccess();
         Assert.Equal(7L << 20, QemuInfo(dir.File("top.qcow2")).GetProperty("virtual-size").GetInt64());
     }
 
@@ -40,11 +40,11 @@ public sealed class StrataImgInteropTests
     public void InfoJsonAgreesWithQemuImgInfoOnEveryKeyField()
     {
         using var dir = new TempFolder("cli");
-        Images.QemuImg("create", "-f", "raw", dir.File("base.raw"), "3M").EnsureSuccess();
+        Images.QemuImg("create", "-f", "raw", dir.File("base.raw"), "3M").AssertSuccess();
         string path = dir.File("over.qcow2");
-        Images.QemuImg("create", "-f", "qcow2", "-o", "cluster_size=4096", "-b", "base.raw", "-F", "raw", path).EnsureSuccess();
+        Images.QemuImg("create", "-f", "qcow2", "-o", "cluster_size=4096", "-b", "base.raw", "-F", "raw", path).AssertSuccess();
         var qemu = QemuInfo(path);
-        var strata = JsonDocument.Parse(Peer.Strata("img", "info", "--output=json", path).EnsureSuccess().Stdout).RootElement;
+        var strata = JsonDocument.Parse(Processes.Strata("img", "info", "--output=json", path).AssertSuccess().Stdout).RootElement;
         foreach (string key in new[] { "format", "virtual-size", "cluster-size", "backing-filename", "backing-filename-format", "full-backing-filename" })
         {
             Assert.True(strata.TryGetProperty(key, out var value), $"strata img info has no '{key}': {strata}");
@@ -81,7 +81,7 @@ public sealed class StrataImgInteropTests
         string path = builder.WriteTo(dir.File($"{state}.qcow2"));
         var qemu = Images.QemuImg("check", path);
         Assert.True(qemu.ExitCode == expected, $"the crafted image is not what the test thinks: {qemu}");
-        var strata = Peer.Strata("img", "check", path);
+        var strata = Processes.Strata("img", "check", path);
         Assert.True(strata.ExitCode == expected, $"strata img check exits {strata.ExitCode}, qemu-img check {qemu.ExitCode}\n{strata}\n{qemu}");
     }
 
@@ -90,7 +90,7 @@ public sealed class StrataImgInteropTests
     {
         using var dir = new TempFolder("cli");
         string path = new Qcow2ImageBuilder { L2Entry0 = 0 }.WriteTo(dir.File("leak.qcow2"));
-        var repair = Peer.Strata("img", "check", "-r", "leaks", path);
+        var repair = Processes.Strata("img", "check", "-r", "leaks", path);
         Assert.True(repair.ExitCode == 0, repair.ToString());
         Images.AssertQemuCheckClean(path, "after strata img check -r leaks");
     }
@@ -102,19 +102,19 @@ public sealed class StrataImgInteropTests
         string a = dir.File("a.qcow2");
         string b = dir.File("b.raw");
         string c = dir.File("c.raw");
-        Images.QemuImg("create", "-f", "qcow2", a, "2M").EnsureSuccess();
+        Images.QemuImg("create", "-f", "qcow2", a, "2M").AssertSuccess();
         Images.QemuIo(a, "qcow2", "write -P 0x31 64k 4k");
-        Images.QemuImg("convert", "-O", "raw", a, b).EnsureSuccess();
-        Images.QemuImg("convert", "-O", "raw", a, c).EnsureSuccess();
+        Images.QemuImg("convert", "-O", "raw", a, b).AssertSuccess();
+        Images.QemuImg("convert", "-O", "raw", a, c).AssertSuccess();
         Images.QemuIo(c, "raw", "write -P 0x32 1M 512");
         foreach (var (left, right, expected) in new[] { (a, b, 0), (a, c, 1), (b, c, 1) })
         {
             var qemu = Images.QemuImg("compare", left, right);
-            var strata = Peer.Strata("img", "compare", left, right);
+            var strata = Processes.Strata("img", "compare", left, right);
             Assert.True(qemu.ExitCode == expected && strata.ExitCode == expected, $"compare {Path.GetFileName(left)} {Path.GetFileName(right)}\n{strata}\n{qemu}");
         }
 
-        var missing = Peer.Strata("img", "compare", a, dir.File("missing.raw"));
+        var missing = Processes.Strata("img", "compare", a, dir.File("missing.raw"));
         Assert.True(missing.ExitCode == 2, missing.ToString());
     }
 
@@ -122,13 +122,13 @@ public sealed class StrataImgInteropTests
     public void MapJsonAgreesWithQemuImgMap()
     {
         using var dir = new TempFolder("cli");
-        Images.QemuImg("create", "-f", "raw", dir.File("base.raw"), "4M").EnsureSuccess();
+        Images.QemuImg("create", "-f", "raw", dir.File("base.raw"), "4M").AssertSuccess();
         Images.QemuIo(dir.File("base.raw"), "raw", "write -P 0x01 0 1M");
         string path = dir.File("top.qcow2");
-        Images.QemuImg("create", "-f", "qcow2", "-o", "cluster_size=65536", "-b", "base.raw", "-F", "raw", path).EnsureSuccess();
+        Images.QemuImg("create", "-f", "qcow2", "-o", "cluster_size=65536", "-b", "base.raw", "-F", "raw", path).AssertSuccess();
         Images.QemuIo(path, "qcow2", "write -P 0x02 512k 128k", "write -z 2M 256k", "write -P 0x03 3M 64k");
-        var qemu = MapEntries(Images.QemuImg("map", "--output=json", path).EnsureSuccess().Stdout);
-        var strata = MapEntries(Peer.Strata("img", "map", "--output=json", path).EnsureSuccess().Stdout);
+        var qemu = MapEntries(Images.QemuImg("map", "--output=json", path).AssertSuccess().Stdout);
+        var strata = MapEntries(Processes.Strata("img", "map", "--output=json", path).AssertSuccess().Stdout);
         Assert.Equal(qemu, strata);
     }
 
@@ -145,13 +145,13 @@ public sealed class StrataImgInteropTests
         }
 
         string dst = dir.File("dst.qcow2");
-        Peer.Strata("img", "convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", src, dst).EnsureSuccess();
+        Processes.Strata("img", "convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", src, dst).AssertSuccess();
         Images.AssertQemuCheckClean(dst, $"strata img convert, seed {seed}");
         Images.AssertQemuCompareEqual(dst, src, $"strata img convert, seed {seed}");
 
         // And back to raw, as qemu-img converts it.
         string back = dir.File("back.raw");
-        Peer.Strata("img", "convert", "-O", "raw", dst, back).EnsureSuccess();
+        Processes.Strata("img", "convert", "-O", "raw", dst, back).AssertSuccess();
         Images.AssertSameBytes(File.ReadAllBytes(src), File.ReadAllBytes(back), $"round trip, seed {seed}");
     }
 
@@ -163,14 +163,14 @@ public sealed class StrataImgInteropTests
         {
             string baseImage = dir.File($"{who}-base.qcow2");
             string top = dir.File($"{who}-top.qcow2");
-            Images.QemuImg("create", "-f", "qcow2", baseImage, "4M").EnsureSuccess();
+            Images.QemuImg("create", "-f", "qcow2", baseImage, "4M").AssertSuccess();
             Images.QemuIo(baseImage, "qcow2", "write -P 0x10 0 4M");
-            Images.QemuImg("create", "-f", "qcow2", "-o", "cluster_size=4096", "-b", $"{who}-base.qcow2", "-F", "qcow2", top).EnsureSuccess();
+            Images.QemuImg("create", "-f", "qcow2", "-o", "cluster_size=4096", "-b", $"{who}-base.qcow2", "-F", "qcow2", top).AssertSuccess();
             Images.QemuIo(top, "qcow2", "write -P 0x20 4k 8k", "write -z 1M 64k", "write -P 0x30 3M 1000");
         }
 
-        Images.QemuImg("commit", dir.File("qemu-top.qcow2")).EnsureSuccess();
-        Peer.Strata("img", "commit", dir.File("strata-top.qcow2")).EnsureSuccess();
+        Images.QemuImg("commit", dir.File("qemu-top.qcow2")).AssertSuccess();
+        Processes.Strata("img", "commit", dir.File("strata-top.qcow2")).AssertSuccess();
         Images.AssertQemuCheckClean(dir.File("strata-base.qcow2"), "base after strata img commit");
         Images.AssertQemuCheckClean(dir.File("strata-top.qcow2"), "top after strata img commit");
         var same = Images.QemuImg("compare", dir.File("qemu-base.qcow2"), dir.File("strata-base.qcow2"));
@@ -183,11 +183,11 @@ public sealed class StrataImgInteropTests
     public void RebaseUnsafeRecordsTheNewBackingAsQemuImgReadsIt()
     {
         using var dir = new TempFolder("cli");
-        Images.QemuImg("create", "-f", "raw", dir.File("old.raw"), "2M").EnsureSuccess();
-        Images.QemuImg("create", "-f", "raw", dir.File("new.raw"), "2M").EnsureSuccess();
+        Images.QemuImg("create", "-f", "raw", dir.File("old.raw"), "2M").AssertSuccess();
+        Images.QemuImg("create", "-f", "raw", dir.File("new.raw"), "2M").AssertSuccess();
         string path = dir.File("over.qcow2");
-        Images.QemuImg("create", "-f", "qcow2", "-b", "old.raw", "-F", "raw", path).EnsureSuccess();
-        Peer.Strata("img", "rebase", "-u", "-b", "new.raw", "-F", "raw", path).EnsureSuccess();
+        Images.QemuImg("create", "-f", "qcow2", "-b", "old.raw", "-F", "raw", path).AssertSuccess();
+        Processes.Strata("img", "rebase", "-u", "-b", "new.raw", "-F", "raw", path).AssertSuccess();
         var info = QemuInfo(path);
         Assert.Equal("new.raw", info.GetProperty("backing-filename").GetString());
         Assert.Equal("raw", info.GetProperty("backing-filename-format").GetString());
@@ -199,9 +199,9 @@ public sealed class StrataImgInteropTests
     {
         using var dir = new TempFolder("cli");
         string path = dir.File("r.qcow2");
-        Images.QemuImg("create", "-f", "qcow2", "-o", "cluster_size=512", path, "1M").EnsureSuccess();
+        Images.QemuImg("create", "-f", "qcow2", "-o", "cluster_size=512", path, "1M").AssertSuccess();
         Images.QemuIo(path, "qcow2", "write -P 0x44 0 64k");
-        Peer.Strata("img", "resize", path, "64M").EnsureSuccess();
+        Processes.Strata("img", "resize", path, "64M").AssertSuccess();
         Assert.Equal(64L << 20, QemuInfo(path).GetProperty("virtual-size").GetInt64());
         Images.AssertQemuCheckClean(path, "after strata img resize");
         Images.QemuIo(path, "qcow2", "read -P 0x44 0 64k", "write -P 0x45 60M 4k", "read -P 0x45 60M 4k");
@@ -220,12 +220,12 @@ public sealed class StrataImgInteropTests
         string strata = dir.File($"strata.{format}");
         foreach (string path in new[] { qemu, strata })
         {
-            Images.QemuImg("create", "-f", format, path, "8M").EnsureSuccess();
+            Images.QemuImg("create", "-f", format, path, "8M").AssertSuccess();
         }
 
         string[] args = ["bench", "-f", format, "-w", "-c", "700", "-d", "8", "-s", "4096", "-S", (4096L * 7919).ToString(), "--pattern=90"];
-        var q = Peer.Run("qemu-img", [.. args, qemu], Peer.DefaultTimeout).EnsureSuccess();
-        var s = Peer.Strata(["img", .. args, strata]).EnsureSuccess();
+        var q = Processes.Run("qemu-img", [.. args, qemu]).AssertSuccess();
+        var s = Processes.Strata(["img", .. args, strata]).AssertSuccess();
         Assert.Contains("Run completed in", s.Stdout, StringComparison.Ordinal);
         Assert.Equal(q.Stdout.Split('\n')[0], s.Stdout.Split('\n')[0]);
         var same = Images.QemuImg("compare", "-f", format, "-F", format, qemu, strata);
@@ -233,7 +233,7 @@ public sealed class StrataImgInteropTests
     }
 
     private static JsonElement QemuInfo(string path)
-        => JsonDocument.Parse(Images.QemuImg("info", "--output=json", path).EnsureSuccess().Stdout).RootElement;
+        => JsonDocument.Parse(Images.QemuImg("info", "--output=json", path).AssertSuccess().Stdout).RootElement;
 
     /// <summary>The entries of a <c>map --output=json</c>, with the fields qemu-img prints, as comparable strings.</summary>
     private static List<string> MapEntries(string json)

@@ -165,7 +165,7 @@ public sealed class StrataWrittenQcow2Tests
 
         model.WriteRaw(dir.File("ref.raw"));
         Images.AssertQemuCompareEqual(top, dir.File("ref.raw"), $"top of chain, seed {seed}");
-        var chain = Images.QemuImg("info", "--backing-chain", "--output=json", top).EnsureSuccess();
+        var chain = Images.QemuImg("info", "--backing-chain", "--output=json", top).AssertSuccess();
         Assert.Equal(4, System.Text.Json.JsonDocument.Parse(chain.Stdout).RootElement.GetArrayLength());
     }
 
@@ -176,7 +176,7 @@ public sealed class StrataWrittenQcow2Tests
         string context = $"seed {seed}";
         using var dir = new TempFolder();
         string path = dir.File("qemu.qcow2");
-        Images.QemuImg("create", "-f", "qcow2", "-o", "cluster_size=4096", path, "4M").EnsureSuccess();
+        Images.QemuImg("create", "-f", "qcow2", "-o", "cluster_size=4096", path, "4M").AssertSuccess();
         Images.QemuIo(path, "qcow2", "write -P 0x61 0 1M", "write -z 2M 64k", "write -P 0x62 3M 100k");
         var model = new DiskModel(4 * Images.MiB);
         model.Apply(new DiskOp(DiskOpKind.Write, 0, Images.MiB, Enumerable.Repeat((byte)0x61, Images.MiB).ToArray()));

@@ -45,8 +45,8 @@ public sealed partial class ImageLockInteropTests
         var mismatches = new List<string>();
         foreach (var command in ImgCommands)
         {
-            var theirs = Outcome.Of(await Peer.RunAsync("qemu-img", files.Expand(command)));
-            var ours = Outcome.Of(await Peer.StrataAsync(["img", .. files.Expand(command)]));
+            var theirs = Outcome.Of(await Processes.RunAsync("qemu-img", files.Expand(command)));
+            var ours = Outcome.Of(await Processes.StrataAsync(["img", .. files.Expand(command)]));
             if (ours != theirs)
             {
                 mismatches.Add($"img {string.Join(' ', command)}: qemu-img {theirs}, strata img {ours}");
@@ -89,7 +89,7 @@ public sealed partial class ImageLockInteropTests
     /// <summary>The held image is still the overlay of its backing file: no refused command overwrote it.</summary>
     private static async Task AssertUntouchedAsync(ImageSet files)
     {
-        var info = (await Peer.RunAsync("qemu-img", "info", "-U", "--output=json", files.Top)).EnsureSuccess();
+        var info = (await Processes.RunAsync("qemu-img", "info", "-U", "--output=json", files.Top)).AssertSuccess();
         Assert.Contains($"\"backing-filename\": \"{files.Base}\"", info.Stdout);
     }
 
@@ -98,12 +98,12 @@ public sealed partial class ImageLockInteropTests
         var outcomes = new List<Outcome>();
         foreach (var command in ImgCommands)
         {
-            outcomes.Add(Outcome.Of(await Peer.RunAsync("qemu-img", files.Expand(command))));
+            outcomes.Add(Outcome.Of(await Processes.RunAsync("qemu-img", files.Expand(command))));
         }
 
         foreach (var command in IoCommands)
         {
-            outcomes.Add(Outcome.Of(await Peer.RunAsync("qemu-io", files.Expand(command))));
+            outcomes.Add(Outcome.Of(await Processes.RunAsync("qemu-io", files.Expand(command))));
         }
 
         return outcomes;
@@ -113,17 +113,17 @@ public sealed partial class ImageLockInteropTests
     private static async Task<ImageSet> ImagesAsync(TempFolder folder)
     {
         var files = new ImageSet(folder.File("top.qcow2"), folder.File("base.qcow2"), folder.File("other.qcow2"), folder.File("out.img"), folder.File("new.qcow2"));
-        (await Peer.RunAsync("qemu-img", "create", "-q", "-f", "qcow2", files.Base, "4M")).EnsureSuccess();
-        (await Peer.RunAsync("qemu-img", "create", "-q", "-f", "qcow2", "-b", files.Base, "-F", "qcow2", files.Top)).EnsureSuccess();
-        (await Peer.RunAsync("qemu-img", "create", "-q", "-f", "qcow2", files.Other, "4M")).EnsureSuccess();
+        (await Processes.RunAsync("qemu-img", "create", "-q", "-f", "qcow2", files.Base, "4M")).AssertSuccess();
+        (await Processes.RunAsync("qemu-img", "create", "-q", "-f", "qcow2", "-b", files.Base, "-F", "qcow2", files.Top)).AssertSuccess();
+        (await Processes.RunAsync("qemu-img", "create", "-q", "-f", "qcow2", files.Other, "4M")).AssertSuccess();
         return files;
     }
 
-    private static Task<QemuStorageDaemonProcess> StartQemuStorageDaemonAsync(TempFolder folder, ImageSet files, bool writable)
+    private static Task<Qsd> StartQemuStorageDaemonAsync(TempFolder folder, ImageSet files, bool writable)
     {
         string readOnly = writable ? "off" : "on";
         string socket = folder.File("q.sock");
-        return QemuStorageDaemonProcess.StartAsync(socket,
+        return Qsd.StartAsync(socket,
             "--blockdev", $"driver=file,node-name=f0,filename={files.Top},read-only={readOnly}",
             "--blockdev", $"driver=qcow2,node-name=q0,file=f0,read-only={readOnly}",
             "--nbd-server", $"addr.type=unix,addr.path={socket}",
@@ -141,7 +141,7 @@ public sealed partial class ImageLockInteropTests
     /// <summary>What a run came to: success, or failure and the lock it names (none when it failed for another reason).</summary>
     private sealed record Outcome(bool Succeeded, string? Lock)
     {
-        public static Outcome Of(PeerResult result)
+        public static Outcome Of(ProcessResult result)
         {
             var match = LockPhrase().Match(result.Stderr);
             return new Outcome(result.ExitCode == 0, match.Success ? match.Value : result.ExitCode == 0 ? null : $"no lock error: {result.Stderr.Trim()}");

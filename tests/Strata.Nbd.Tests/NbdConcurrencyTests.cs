@@ -1,3 +1,5 @@
+using Strata.TestKit;
+
 namespace Strata.Nbd.Tests;
 
 public sealed class NbdConcurrencyTests
@@ -72,7 +74,7 @@ public sealed class NbdConcurrencyTests
     public async Task QemuIoClientsWritingDisjointRangesAtOnceAllLand()
     {
         await using var disk = await ServedDisk.StartAsync(8 * 1024 * 1024);
-        var runs = Enumerable.Range(0, 4).Select(i => Tool.CheckAsync("qemu-io", "-f", "raw",
+        var runs = Enumerable.Range(0, 4).Select(i => Processes.OkAsync("qemu-io", "-f", "raw",
             "-c", $"aio_write -P 0x{i + 1:x2} {i * 2}M 1M", "-c", $"aio_write -P 0x{i + 0x41:x2} {(i * 2) + 1}M 1M", "-c", "aio_flush",
             disk.Uri())).ToList();
         await Task.WhenAll(runs);

@@ -1,7 +1,9 @@
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Security.Cryptography;
+using System.Text.Json.Nodes;
 using Strata.Block;
+using Strata.Daemon.Control;
 using Strata.Nbd.Client;
 using Strata.Nbd.Protocol;
 using Strata.Nbd.Server;
@@ -34,7 +36,7 @@ public sealed class NbdConnectionTests
         // proto.md leaves the reply to a zero-length read open but says not to disconnect; without
         // structured replies only a simple reply is valid, and libnbd drops a server that sends a chunk.
         await using var disk = await ServedDisk.StartAsync(MiB);
-        string output = await Tool.NbdshAsync("-c", $$"""
+        string output = await Processes.NbdshAsync("-c", $$"""
             h.set_request_structured_replies({{(structured ? "True" : "False")}})
             h.set_strict_mode(h.get_strict_mode() & ~nbd.STRICT_ZERO_SIZE)
             h.connect_uri("{{disk.Uri()}}")
@@ -77,7 +79,7 @@ public sealed class NbdConnectionTests
             read,
             .. reads.Select(r => $"print(read({r.Length}, {r.Offset}))"),
         ]);
-        string[] lines = (await Tool.NbdshAsync("-c", script)).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        string[] lines = (await Processes.NbdshAsync("-c", script)).Split('\n', StringSplitOptions.RemoveEmptyEntries);
         for (int i = 0; i < reads.Length; i++)
         {
             string expected = Convert.ToHexStringLower(SHA256.HashData(image.AsSpan((int)reads[i].Offset, reads[i].Length)));
@@ -95,7 +97,7 @@ public sealed class NbdConnectionTests
         byte[] image = SparseImage(size, seed);
         await using var disk = await ServedDisk.StartAsync(size, prepare: path => File.WriteAllBytes(path, image));
         string copy = disk.Folder.File("copy.img");
-        await Tool.CheckAsync("nbdcopy", "--request-size=33554432", disk.Uri(), copy);
+        await Processes.OkAsync("nbdcopy", "--request-size=33554432", disk.Uri(), copy);
         byte[] copied = await File.ReadAllBytesAsync(copy);
         int same = copied.AsSpan().CommonPrefixLength(image);
         Assert.True(same == image.Length, $"seed {seed}: the copy differs from the image at byte {same}");
@@ -303,14 +305,13 @@ public sealed class NbdConnectionTests
         const long size = (long)clients * writes * writeSize;
         using var folder = new TempFolder();
         string path = folder.File("disk.img");
-        await Tool.CheckAsync("truncate", "-s", size.ToString(CultureInfo.InvariantCulture), path);
+        await Processes.OkAsync("truncate", "-s", size.ToString(CultureInfo.InvariantCulture), path);
         using var serve = await StartServeAsync(folder, path);
         long baseline = await WarmUpAsync(serve, folder, image: null);
-        var (qmp, _) = await QmpTestClient.ConnectAsync(folder.File("q.sock"));
-        using (qmp)
+        var qmp = await QmpClient.ConnectAsync(folder.File("q.sock"));
+        await using (qmp)
         {
-            await qmp.ExecuteAsync("""{"execute":"qmp_capabilities"}""");
-            Assert.True((await qmp.ExecuteAsync("""{"execute":"stop"}""")).TryGetProperty("return", out _), "stop failed");
+            Assert.True((await qmp.SendAsync(new JsonObject { ["execute"] = "stop" })).ContainsKey("return"), "stop failed");
 
             var connections = new List<RawConnection>();
             try
@@ -342,7 +343,7 @@ public sealed class NbdConnectionTests
                 Assert.True(grown <= promise + Slack,
                     $"seed {seed}: writes held by a stopped drive grew the daemon by {grown / MiB} MiB; the promise is {promise / MiB} MiB");
 
-                Assert.True((await qmp.ExecuteAsync("""{"execute":"cont"}""")).TryGetProperty("return", out _), "cont failed");
+                Assert.True((await qmp.SendAsync(new JsonObject { ["execute"] = "cont" })).ContainsKey("return"), "cont failed");
                 foreach (var raw in connections)
                 {
                     for (int i = 0; i < writes; i++)
@@ -376,7 +377,7 @@ public sealed class NbdConnectionTests
             $"the daemon stayed above {(baseline + Leftover) / MiB} MiB resident after the clients left", serve);
     }
 
-    private static async Task<ServeProcess> StartServeAsync(TempFolder folder, string image)
+    private static async Task<BackgroundProcess> StartServeAsync(TempFolder folder, string image)
     {
         var serve = ServeProcess.Start(folder.Path, null,
             "--drive", $"id=d,file={image},format=raw", "--nbd", $"unix:{folder.File("n.sock")}", "--qmp", $"unix:{folder.File("q.sock")}");
@@ -397,7 +398,7 @@ public sealed class NbdConnectionTests
     /// Runs every path the test will use once (reads of one piece and of many, writes), so that what
     /// the runtime compiles on first use is in the baseline; returns the resident set after the client left.
     /// </summary>
-    private static async Task<long> WarmUpAsync(ServeProcess serve, TempFolder folder, byte[]? image)
+    private static async Task<long> WarmUpAsync(BackgroundProcess serve, TempFolder folder, byte[]? image)
     {
         await using (var client = await NbdClient.ConnectAsync(NbdEndpoint.Unix(folder.File("n.sock")), "d"))
         {
@@ -461,7 +462,7 @@ public sealed class NbdConnectionTests
         return long.Parse(line["VmRSS:".Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
     }
 
-    private static async Task WaitUntilAsync(Func<bool> condition, string failure, ServeProcess serve)
+    private static async Task WaitUntilAsync(Func<bool> condition, string failure, BackgroundProcess serve)
     {
         for (int i = 0; i < 600; i++)
         {
@@ -480,7 +481,7 @@ public sealed class NbdConnectionTests
     /// Waits until every request was sent, or until sending has made no progress for two seconds (the
     /// server holds the client back); bounded at one minute.
     /// </summary>
-    private static async Task WaitUntilSettledAsync(Func<int> sent, int total, ServeProcess serve)
+    private static async Task WaitUntilSettledAsync(Func<int> sent, int total, BackgroundProcess serve)
     {
         int last = -1;
         int still = 0;

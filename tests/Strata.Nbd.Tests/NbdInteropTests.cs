@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Strata.Nbd.Protocol;
+using Strata.TestKit;
 
 namespace Strata.Nbd.Tests;
 
@@ -12,7 +13,7 @@ public sealed class NbdInteropTests
     public async Task NbdinfoListsExportsAndContexts()
     {
         await using var disk = await ServedDisk.StartAsync(Size);
-        string list = await Tool.CheckAsync("nbdinfo", "--list", "--json", $"nbd+unix:///?socket={disk.SocketPath}");
+        string list = await Processes.OkAsync("nbdinfo", "--list", "--json", $"nbd+unix:///?socket={disk.SocketPath}");
         using var json = JsonDocument.Parse(list);
         var exports = json.RootElement.GetProperty("exports").EnumerateArray().ToList();
         Assert.Equal(["disk", "ro"], exports.Select(e => e.GetProperty("export-name").GetString()));
@@ -28,12 +29,12 @@ public sealed class NbdInteropTests
     public async Task NbdinfoReportsSizeAndMap()
     {
         await using var disk = await ServedDisk.StartAsync(Size, prepare: image => WriteAt(image, 1024 * 1024, 65536));
-        Assert.Equal($"{Size}", (await Tool.CheckAsync("nbdinfo", "--size", disk.Uri())).Trim());
-        string map = await Tool.CheckAsync("nbdinfo", "--map", disk.Uri());
+        Assert.Equal($"{Size}", (await Processes.OkAsync("nbdinfo", "--size", disk.Uri())).Trim());
+        string map = await Processes.OkAsync("nbdinfo", "--map", disk.Uri());
         Assert.Equal(
             ["0 1048576 3 hole,zero", "1048576 65536 0 data", $"1114112 {Size - 1114112} 3 hole,zero"],
             Lines(map));
-        string depth = await Tool.CheckAsync("nbdinfo", "--map=qemu:allocation-depth", disk.Uri());
+        string depth = await Processes.OkAsync("nbdinfo", "--map=qemu:allocation-depth", disk.Uri());
         Assert.Equal([$"0 {Size} 1 local"], Lines(depth));
     }
 
@@ -43,9 +44,9 @@ public sealed class NbdInteropTests
         await using var disk = await ServedDisk.StartAsync(Size);
         string source = disk.Folder.File("source.img");
         await File.WriteAllBytesAsync(source, NbdServerTests.Pattern((int)Size, 11));
-        await Tool.CheckAsync("nbdcopy", source, disk.Uri());
+        await Processes.OkAsync("nbdcopy", source, disk.Uri());
         string back = disk.Folder.File("back.img");
-        await Tool.CheckAsync("nbdcopy", disk.Uri(), back);
+        await Processes.OkAsync("nbdcopy", disk.Uri(), back);
         Assert.Equal(await File.ReadAllBytesAsync(source), await File.ReadAllBytesAsync(back));
         Assert.Equal(await File.ReadAllBytesAsync(source), await File.ReadAllBytesAsync(disk.ImagePath));
     }
@@ -54,7 +55,7 @@ public sealed class NbdInteropTests
     public async Task QemuIoWritesAndReadsPatterns()
     {
         await using var disk = await ServedDisk.StartAsync(Size);
-        string output = await Tool.CheckAsync("qemu-io", "-f", "raw",
+        string output = await Processes.OkAsync("qemu-io", "-f", "raw",
             "-c", "write -P 0x5a 0 1M", "-c", "write -z 4k 8k", "-c", "discard 512k 64k", "-c", "write -P 0x11 8128k 64k",
             "-c", "read -P 0x5a 0 4k", "-c", "read -P 0 4k 8k", "-c", "read -P 0x5a 12k 500k", "-c", "read -P 0x11 8128k 64k", "-c", "flush",
             disk.Uri());
@@ -72,25 +73,25 @@ public sealed class NbdInteropTests
             WriteAt(image, Size - 4096, 4096);
         });
         string referenceImage = disk.Folder.File("reference.img");
-        await Tool.CheckAsync("cp", "--sparse=always", disk.ImagePath, referenceImage);
-        using var qsd = await QemuStorageDaemon.StartAsync(referenceImage, disk.Folder.File("qsd.sock"));
+        await Processes.OkAsync("cp", "--sparse=always", disk.ImagePath, referenceImage);
+        using var qsd = await Qsd.ExportRawAsync(referenceImage, disk.Folder.File("qsd.sock"));
 
-        string ours = await Tool.CheckAsync("qemu-img", "map", "-f", "raw", "--output=json", disk.Uri());
-        string theirs = await Tool.CheckAsync("qemu-img", "map", "-f", "raw", "--output=json", qsd.Uri);
+        string ours = await Processes.OkAsync("qemu-img", "map", "-f", "raw", "--output=json", disk.Uri());
+        string theirs = await Processes.OkAsync("qemu-img", "map", "-f", "raw", "--output=json", qsd.Uri);
         Assert.Equal(WithoutOffsets(theirs), WithoutOffsets(ours));
-        Assert.Equal(Lines(await Tool.CheckAsync("nbdinfo", "--map", qsd.Uri)), Lines(await Tool.CheckAsync("nbdinfo", "--map", disk.Uri())));
+        Assert.Equal(Lines(await Processes.OkAsync("nbdinfo", "--map", qsd.Uri)), Lines(await Processes.OkAsync("nbdinfo", "--map", disk.Uri())));
 
-        await Tool.CheckAsync("qemu-img", "compare", "-f", "raw", "-F", "raw", disk.Uri(), qsd.Uri);
+        await Processes.OkAsync("qemu-img", "compare", "-f", "raw", "-F", "raw", disk.Uri(), qsd.Uri);
         string converted = disk.Folder.File("converted.qcow2");
-        await Tool.CheckAsync("qemu-img", "convert", "-f", "raw", "-O", "qcow2", disk.Uri(), converted);
-        await Tool.CheckAsync("qemu-img", "compare", "-f", "qcow2", "-F", "raw", converted, referenceImage);
+        await Processes.OkAsync("qemu-img", "convert", "-f", "raw", "-O", "qcow2", disk.Uri(), converted);
+        await Processes.OkAsync("qemu-img", "compare", "-f", "qcow2", "-F", "raw", converted, referenceImage);
 
         // And into the export: a qcow2 with data written by qemu-io, converted onto the NBD disk.
         string sourceQcow2 = disk.Folder.File("source.qcow2");
-        await Tool.CheckAsync("qemu-img", "create", "-f", "qcow2", sourceQcow2, $"{Size}");
-        await Tool.CheckAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x33 64k 1M", sourceQcow2);
-        await Tool.CheckAsync("qemu-img", "convert", "-n", "-f", "qcow2", "-O", "raw", sourceQcow2, disk.Uri());
-        await Tool.CheckAsync("qemu-img", "compare", "-f", "qcow2", "-F", "raw", sourceQcow2, disk.Uri());
+        await Processes.OkAsync("qemu-img", "create", "-f", "qcow2", sourceQcow2, $"{Size}");
+        await Processes.OkAsync("qemu-io", "-f", "qcow2", "-c", "write -P 0x33 64k 1M", sourceQcow2);
+        await Processes.OkAsync("qemu-img", "convert", "-n", "-f", "qcow2", "-O", "raw", sourceQcow2, disk.Uri());
+        await Processes.OkAsync("qemu-img", "compare", "-f", "qcow2", "-F", "raw", sourceQcow2, disk.Uri());
     }
 
     [Fact]
@@ -98,26 +99,26 @@ public sealed class NbdInteropTests
     {
         await using var disk = await ServedDisk.StartAsync(Size);
         string referenceImage = disk.Folder.File("reference.img");
-        await Tool.CheckAsync("truncate", "-s", $"{Size}", referenceImage);
-        using var qsd = await QemuStorageDaemon.StartAsync(referenceImage, disk.Folder.File("qsd.sock"));
+        await Processes.OkAsync("truncate", "-s", $"{Size}", referenceImage);
+        using var qsd = await Qsd.ExportRawAsync(referenceImage, disk.Folder.File("qsd.sock"));
         string[] commands = ["write -P 0x61 0 256k", "write -z 64k 64k", "discard 128k 64k", "write -P 0x62 5M 1M", "write -z -u 5M 4k", "flush"];
         foreach (string uri in new[] { disk.Uri(), qsd.Uri })
         {
-            await Tool.CheckAsync("qemu-io", ["-f", "raw", .. commands.SelectMany(c => new[] { "-c", c }), uri]);
+            await Processes.OkAsync("qemu-io", ["-f", "raw", .. commands.SelectMany(c => new[] { "-c", c }), uri]);
         }
 
         Assert.Equal(await File.ReadAllBytesAsync(referenceImage), await File.ReadAllBytesAsync(disk.ImagePath));
-        Assert.Equal(Lines(await Tool.CheckAsync("nbdinfo", "--map", qsd.Uri)), Lines(await Tool.CheckAsync("nbdinfo", "--map", disk.Uri())));
+        Assert.Equal(Lines(await Processes.OkAsync("nbdinfo", "--map", qsd.Uri)), Lines(await Processes.OkAsync("nbdinfo", "--map", disk.Uri())));
     }
 
     [Fact]
     public async Task FioVerifiesRandomWritesAtQueueDepth32()
     {
         await using var disk = await ServedDisk.StartAsync(Size);
-        var result = await Tool.RunAsync("fio", "--name=verify", "--ioengine=nbd", $"--uri={disk.Uri()}", "--rw=randwrite", "--bs=4k",
+        var result = await Processes.RunAsync("fio", "--name=verify", "--ioengine=nbd", $"--uri={disk.Uri()}", "--rw=randwrite", "--bs=4k",
             "--iodepth=32", "--size=8M", "--verify=crc32c", "--do_verify=1", "--verify_fatal=1", "--randseed=1234", "--output-format=json");
         Assert.True(result.ExitCode == 0, result.ToString());
-        using var json = JsonDocument.Parse(result.StandardOutput[result.StandardOutput.IndexOf('{', StringComparison.Ordinal)..]);
+        using var json = JsonDocument.Parse(result.Stdout[result.Stdout.IndexOf('{', StringComparison.Ordinal)..]);
         var job = json.RootElement.GetProperty("jobs")[0];
         Assert.Equal(0, job.GetProperty("error").GetInt32());
         Assert.True(job.GetProperty("read").GetProperty("io_bytes").GetInt64() >= Size, "fio verified less than the whole area");
@@ -127,7 +128,7 @@ public sealed class NbdInteropTests
     public async Task FioMixedLargeAndSmallRequestsVerify()
     {
         await using var disk = await ServedDisk.StartAsync(Size);
-        var result = await Tool.RunAsync("fio", "--name=mixed", "--ioengine=nbd", $"--uri={disk.Uri()}", "--rw=randwrite", "--bsrange=512-1M",
+        var result = await Processes.RunAsync("fio", "--name=mixed", "--ioengine=nbd", $"--uri={disk.Uri()}", "--rw=randwrite", "--bsrange=512-1M",
             "--iodepth=32", "--size=8M", "--verify=md5", "--do_verify=1", "--verify_fatal=1", "--randseed=99");
         Assert.True(result.ExitCode == 0, result.ToString());
     }
@@ -158,7 +159,7 @@ public sealed class NbdInteropTests
             assert h.pread(4096, 8192) == b"\xaa" * 4096
             print("ok")
             """;
-        string output = await Tool.NbdshAsync("--base-allocation", "-u", disk.Uri(), "-c", script);
+        string output = await Processes.NbdshAsync("--base-allocation", "-u", disk.Uri(), "-c", script);
         Assert.Contains("ok", output);
     }
 
@@ -178,7 +179,7 @@ public sealed class NbdInteropTests
             assert h.pread(512, 0) == bytes(512)
             print("ok")
             """;
-        Assert.Contains("ok", await Tool.NbdshAsync("-u", disk.Uri("ro"), "-c", script));
+        Assert.Contains("ok", await Processes.NbdshAsync("-u", disk.Uri("ro"), "-c", script));
     }
 
     private static void WriteAt(string image, long offset, int length)

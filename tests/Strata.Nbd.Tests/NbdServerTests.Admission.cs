@@ -46,9 +46,9 @@ public sealed partial class NbdServerTests
                 await OpenAsync(disk, connections);
             }
 
-            var info = await Tool.RunAsync("nbdinfo", [disk.Uri()], TimeSpan.FromSeconds(60));
+            var info = await Processes.RunAsync("nbdinfo", [disk.Uri()], new ProcessOptions { Timeout = TimeSpan.FromSeconds(60) });
             Assert.True(info.ExitCode == 0, $"nbdinfo did not get in past {limit} connections: {info}");
-            var io = await Tool.RunAsync("qemu-io", ["-f", "raw", "-r", "-c", "read 0 64k", disk.Uri()], TimeSpan.FromSeconds(60));
+            var io = await Processes.RunAsync("qemu-io", ["-f", "raw", "-r", "-c", "read 0 64k", disk.Uri()], new ProcessOptions { Timeout = TimeSpan.FromSeconds(60) });
             Assert.True(io.ExitCode == 0, $"qemu-io did not get in past {limit} connections: {io}");
 
             await stop.CancelAsync();
@@ -79,7 +79,7 @@ public sealed partial class NbdServerTests
             await used.ReadStructuredReadReplyAsync(1, 0, 4096);
             var unused = await OpenAsync(disk, connections);
 
-            var info = await Tool.RunAsync("nbdinfo", [disk.Uri()], TimeSpan.FromSeconds(60));
+            var info = await Processes.RunAsync("nbdinfo", [disk.Uri()], new ProcessOptions { Timeout = TimeSpan.FromSeconds(60) });
             Assert.True(info.ExitCode == 0, $"nbdinfo did not get in: {info}");
             Assert.True(await unused.IsClosedByServerAsync(), "the connection never used was not the one closed");
             await used.SendRequestAsync(NbdCommand.Read, NbdCommandFlags.None, 2, 4096, 4096);
@@ -97,7 +97,7 @@ public sealed partial class NbdServerTests
     [Fact]
     public async Task ServeRefusesANonPositiveEvictionDelayInOneLine()
     {
-        var result = await Peer.StrataAsync("serve", "-hda", "unused.img", "--evict-idle-after", "0");
+        var result = await Processes.StrataAsync("serve", "-hda", "unused.img", "--evict-idle-after", "0");
         Assert.Equal(1, result.ExitCode);
         Assert.Equal("strata serve: --max-connections, --handshake-timeout and --evict-idle-after must be positive", result.Stderr.Trim());
     }

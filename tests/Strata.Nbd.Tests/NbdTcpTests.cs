@@ -13,7 +13,7 @@ public sealed class NbdTcpTests
     {
         using var folder = new TempFolder();
         string image = folder.File("disk.img");
-        await Tool.CheckAsync("truncate", "-s", "4M", image);
+        await Processes.OkAsync("truncate", "-s", "4M", image);
         int port = FreeLoopbackPort();
         await using var daemon = new StorageDaemon(new DaemonOptions
         {
@@ -22,9 +22,9 @@ public sealed class NbdTcpTests
         });
         await daemon.StartAsync();
         string uri = $"nbd://127.0.0.1:{port}/disk";
-        string output = await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "write -P 0x3c 0 256k", "-c", "read -P 0x3c 0 256k", uri);
+        string output = await Processes.OkAsync("qemu-io", "-f", "raw", "-c", "write -P 0x3c 0 256k", "-c", "read -P 0x3c 0 256k", uri);
         Assert.DoesNotContain("verification failed", output);
-        Assert.Equal("4194304", (await Tool.CheckAsync("nbdinfo", "--size", uri)).Trim());
+        Assert.Equal("4194304", (await Processes.OkAsync("nbdinfo", "--size", uri)).Trim());
     }
 
     private static int FreeLoopbackPort()

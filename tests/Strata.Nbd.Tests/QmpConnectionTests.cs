@@ -80,7 +80,7 @@ public sealed class QmpConnectionTests : IClassFixture<ServedControlSocket>
         }
 
         Assert.Equal(Depth - 1, depth);
-        var next = await client.ExecuteAsync(Encoding.UTF8.GetString(Good));
+        var next = await client.ExchangeAsync(Encoding.UTF8.GetString(Good));
         Assert.True(next.TryGetProperty("return", out _), $"{next}");
     }
 
@@ -176,12 +176,12 @@ public sealed class QmpConnectionTests : IClassFixture<ServedControlSocket>
         }
 
         using var fresh = await _served.ConnectAsync();
-        var status = await fresh.ExecuteAsync("""{"execute":"query-status"}""");
+        var status = await fresh.ExchangeAsync("""{"execute":"query-status"}""");
         Assert.True(status.TryGetProperty("return", out _), $"seed {seed}: {status}");
     }
 
     /// <summary>The next reply; when none comes, the failure says what was sent (and the seed).</summary>
-    private static async Task<JsonElement> ReadAsync(QmpTestClient client, string context)
+    private static async Task<JsonElement> ReadAsync(QmpWire client, string context)
     {
         try
         {

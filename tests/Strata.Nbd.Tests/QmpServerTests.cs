@@ -13,17 +13,17 @@ public sealed class QmpServerTests
     {
         using var served = new ServedControlSocket();
         await served.InitializeAsync();
-        var open = new List<QmpTestClient>();
+        var open = new List<QmpWire>();
         try
         {
             for (int i = 0; i < ConnectionLimit; i++)
             {
-                var (client, greeting) = await QmpTestClient.ConnectAsync(served.SocketPath);
+                var (client, greeting) = await QmpWire.ConnectAsync(served.SocketPath);
                 open.Add(client);
                 Assert.True(greeting.TryGetProperty("QMP", out _), $"connection {i + 1} got {greeting} instead of a greeting");
             }
 
-            var (refused, first) = await QmpTestClient.ConnectAsync(served.SocketPath);
+            var (refused, first) = await QmpWire.ConnectAsync(served.SocketPath);
             using (refused)
             {
                 var (errorClass, desc) = ServedControlSocket.Error(first);
@@ -59,7 +59,7 @@ public sealed class QmpServerTests
         var batch = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("{\"execute\":\"stop\"}\n{\"execute\":\"cont\"}\n", PairsPerBatch)));
         int pairs = 0;
         int eventsBefore = busy.EventsSkipped;
-        for (int round = 0; round < 40 && !served.Serve.Error.Contains("not reading", StringComparison.Ordinal); round++)
+        for (int round = 0; round < 40 && !served.Serve.Stderr.Contains("not reading", StringComparison.Ordinal); round++)
         {
             await busy.SendRawAsync(batch);
             for (int i = 0; i < 2 * PairsPerBatch; i++)
@@ -71,11 +71,11 @@ public sealed class QmpServerTests
             pairs += PairsPerBatch;
         }
 
-        Assert.True(served.Serve.Error.Contains("not reading", StringComparison.Ordinal),
-            $"after {2 * pairs} events the client that never reads was still not disconnected; log: {served.Serve.Error}");
+        Assert.True(served.Serve.Stderr.Contains("not reading", StringComparison.Ordinal),
+            $"after {2 * pairs} events the client that never reads was still not disconnected; log: {served.Serve.Stderr}");
         await silent.ReadToEndAsync(TimeSpan.FromSeconds(30));
         Assert.Equal(2 * pairs, busy.EventsSkipped - eventsBefore);
-        var status = await busy.ExecuteAsync("""{"execute":"query-status","id":1}""");
+        var status = await busy.ExchangeAsync("""{"execute":"query-status","id":1}""");
         Assert.True(status.GetProperty("return").GetProperty("running").GetBoolean(), $"{status}");
     }
 
@@ -83,7 +83,7 @@ public sealed class QmpServerTests
     {
         for (int i = 0; i < attempts; i++)
         {
-            var (client, first) = await QmpTestClient.ConnectAsync(socket);
+            var (client, first) = await QmpWire.ConnectAsync(socket);
             using (client)
             {
                 if (first.TryGetProperty("QMP", out _))

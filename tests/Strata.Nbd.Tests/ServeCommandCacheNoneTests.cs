@@ -1,3 +1,4 @@
+using Strata.Daemon.Control;
 using Strata.TestKit;
 
 namespace Strata.Nbd.Tests;
@@ -17,9 +18,9 @@ public sealed class ServeCommandCacheNoneTests
         using var folder = new TempFolder();
         string basePath = folder.File("base.raw");
         string overlay = folder.File("top.qcow2");
-        await Tool.CheckAsync("qemu-img", "create", "-q", "-f", "raw", basePath, "4M");
-        await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "write -P 0x11 0 4M", basePath);
-        await Tool.CheckAsync("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", overlay);
+        await Processes.OkAsync("qemu-img", "create", "-q", "-f", "raw", basePath, "4M");
+        await Processes.OkAsync("qemu-io", "-f", "raw", "-c", "write -P 0x11 0 4M", basePath);
+        await Processes.OkAsync("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", overlay);
         string socket = folder.File("n.sock");
         string control = folder.File("q.sock");
         using var serve = ServeProcess.Start(folder.Path, null,
@@ -29,24 +30,22 @@ public sealed class ServeCommandCacheNoneTests
 
         OpenFileFlags.Expect(overlay, direct: true, serve.Id);
         OpenFileFlags.Expect(basePath, direct: true, serve.Id);
-        var (qmp, _) = await QmpTestClient.ConnectAsync(control);
-        using (qmp)
+        await using (var qmp = await QmpClient.ConnectAsync(control))
         {
-            await qmp.ExecuteAsync("""{"execute":"qmp_capabilities"}""");
-            var block = await qmp.ExecuteAsync("""{"execute":"query-block"}""");
-            Assert.Equal("none", block.GetProperty("return")[0].GetProperty("inserted").GetProperty("cache-mode").GetString());
+            var block = await qmp.ExecuteAsync("query-block");
+            Assert.Equal("none", block![0]!["inserted"]!["cache-mode"]!.GetValue<string>());
         }
 
         // Neither offsets nor lengths are sector multiples, and the second write shares sectors with the first.
         string uri = $"nbd+unix:///d?socket={socket}";
-        await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5a 1000 3000", "-c", "write -P 0x6b 4000 70001", uri);
-        await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "read -P 0x11 0 1000", "-c", "read -P 0x5a 1000 3000",
+        await Processes.OkAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5a 1000 3000", "-c", "write -P 0x6b 4000 70001", uri);
+        await Processes.OkAsync("qemu-io", "-f", "raw", "-c", "read -P 0x11 0 1000", "-c", "read -P 0x5a 1000 3000",
             "-c", "read -P 0x6b 4000 70001", "-c", "read -P 0x11 74001 100000", uri);
         await serve.SignalAsync("TERM");
         Assert.Equal(0, await serve.WaitForExitAsync());
 
-        await Tool.CheckAsync("qemu-img", "check", overlay);
-        await Tool.CheckAsync("qemu-io", "-f", "qcow2", "-c", "read -P 0x5a 1000 3000", "-c", "read -P 0x6b 4000 70001",
+        await Processes.OkAsync("qemu-img", "check", overlay);
+        await Processes.OkAsync("qemu-io", "-f", "qcow2", "-c", "read -P 0x5a 1000 3000", "-c", "read -P 0x6b 4000 70001",
             "-c", "read -P 0x11 74001 100000", overlay);
     }
 
@@ -59,7 +58,7 @@ public sealed class ServeCommandCacheNoneTests
             "--drive", "id=d,file=/proc/version,format=raw,readonly=on,cache=none", "--nbd", $"unix:{folder.File("n.sock")}");
         Assert.Equal(1, await serve.WaitForExitAsync());
         Assert.Equal("strata serve: cache=none: the file system of '/proc/version' does not support O_DIRECT (use cache=writeback)",
-            serve.Error.TrimEnd('\n'));
+            serve.Stderr.TrimEnd('\n'));
         Assert.False(File.Exists(folder.File("n.sock")));
     }
 
@@ -68,7 +67,7 @@ public sealed class ServeCommandCacheNoneTests
     {
         using var folder = new TempFolder();
         string image = folder.File("a.raw");
-        await Tool.CheckAsync("qemu-img", "create", "-q", "-f", "raw", image, "1M");
+        await Processes.OkAsync("qemu-img", "create", "-q", "-f", "raw", image, "1M");
         string socket = folder.File("n.sock");
         using var serve = ServeProcess.Start(folder.Path, null, "--drive", $"id=d,file={image},format=raw", "--nbd", $"unix:{socket}");
         await serve.WaitForFileAsync(socket);

@@ -1,4 +1,5 @@
-using System.Text.Json;
+using System.Text.Json.Nodes;
+using Strata.Daemon.Control;
 using Strata.TestKit;
 
 namespace Strata.Nbd.Tests;
@@ -13,25 +14,25 @@ public sealed class ServeCommandLockingTests
     {
         using var folder = new TempFolder("lock");
         string image = folder.File("disk.qcow2");
-        await Tool.CheckAsync("qemu-img", "create", "-q", "-f", "qcow2", image, Size);
+        await Processes.OkAsync("qemu-img", "create", "-q", "-f", "qcow2", image, Size);
         using var first = ServeProcess.Start(folder.Path, null, "--drive", $"id=d,file={image}", "--nbd", $"unix:{folder.File("a.sock")}", "--qmp", $"unix:{folder.File("qa.sock")}");
         await first.WaitForFileAsync(folder.File("a.sock"));
         string uri = $"nbd+unix:///d?socket={folder.File("a.sock")}";
-        await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 1M", "-c", "flush", uri);
+        await Processes.OkAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 1M", "-c", "flush", uri);
 
         using var second = ServeProcess.Start(folder.Path, null, "--drive", $"id=d,file={image}", "--nbd", $"unix:{folder.File("b.sock")}", "--qmp", $"unix:{folder.File("qb.sock")}");
         Assert.Equal(1, await ExitOrServeAsync(second, folder.File("b.sock")));
-        string error = second.Error.Trim();
+        string error = second.Stderr.Trim();
         Assert.Single(error.Split('\n'));
         Assert.Contains($"Failed to get \"write\" lock. Is another process using the image [{image}]?", error);
         Assert.DoesNotContain("   at ", error);
 
         // The first daemon goes on as if nothing happened.
-        await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "write -P 0x6b 1M 1M", "-c", "read -P 0x5a 0 1M", uri);
+        await Processes.OkAsync("qemu-io", "-f", "raw", "-c", "write -P 0x6b 1M 1M", "-c", "read -P 0x5a 0 1M", uri);
         await first.SignalAsync("TERM");
         Assert.Equal(0, await first.WaitForExitAsync());
-        Assert.Contains("No errors were found", await Tool.CheckAsync("qemu-img", "check", image));
-        string back = await Tool.CheckAsync("qemu-io", "-f", "qcow2", "-r", "-c", "read -P 0x5a 0 1M", "-c", "read -P 0x6b 1M 1M", image);
+        Assert.Contains("No errors were found", await Processes.OkAsync("qemu-img", "check", image));
+        string back = await Processes.OkAsync("qemu-io", "-f", "qcow2", "-r", "-c", "read -P 0x5a 0 1M", "-c", "read -P 0x6b 1M 1M", image);
         Assert.DoesNotContain("Pattern verification failed", back);
     }
 
@@ -42,9 +43,9 @@ public sealed class ServeCommandLockingTests
     {
         using var folder = new TempFolder("lock");
         string image = folder.File($"disk.{format}");
-        await Tool.CheckAsync("qemu-img", "create", "-q", "-f", format, image, Size);
+        await Processes.OkAsync("qemu-img", "create", "-q", "-f", format, image, Size);
         string qsdSocket = folder.File("q.sock");
-        using var holder = await QemuStorageDaemonProcess.StartAsync(qsdSocket,
+        using var holder = await Qsd.StartAsync(qsdSocket,
             "--blockdev", $"driver=file,node-name=f0,filename={image}",
             "--blockdev", $"driver={format},node-name=d0,file=f0",
             "--nbd-server", $"addr.type=unix,addr.path={qsdSocket}",
@@ -52,8 +53,8 @@ public sealed class ServeCommandLockingTests
 
         using var serve = ServeProcess.Start(folder.Path, null, "--drive", $"id=d,file={image},format={format}", "--nbd", $"unix:{folder.File("s.sock")}");
         Assert.Equal(1, await ExitOrServeAsync(serve, folder.File("s.sock")));
-        Assert.Contains($"{expected}. Is another process using the image [{image}]? (qemu-storage-daemon, pid ", serve.Error);
-        Assert.Single(serve.Error.Trim().Split('\n'));
+        Assert.Contains($"{expected}. Is another process using the image [{image}]? (qemu-storage-daemon, pid ", serve.Stderr);
+        Assert.Single(serve.Stderr.Trim().Split('\n'));
     }
 
     [Fact]
@@ -63,14 +64,14 @@ public sealed class ServeCommandLockingTests
         string image = folder.File("disk.qcow2");
         using var serve = await ServeNewImageAsync(folder, image, "qcow2");
 
-        var theirs = await Tool.RunAsync("qemu-img", "info", image);
-        var ours = await Peer.StrataAsync("img", "info", image);
-        Assert.Contains("Failed to get shared \"write\" lock", theirs.StandardError);
+        var theirs = await Processes.RunAsync("qemu-img", "info", image);
+        var ours = await Processes.StrataAsync("img", "info", image);
+        Assert.Contains("Failed to get shared \"write\" lock", theirs.Stderr);
         Assert.Equal(1, ours.ExitCode);
         Assert.Equal($"strata img: Could not open '{image}': Failed to get shared \"write\" lock. Is another process using the image [{image}]? (dotnet, pid {serve.Id} holds it)",
             ours.Stderr.Trim());
-        Assert.Contains("virtual size: 8 MiB", (await Peer.StrataAsync("img", "info", "-U", image)).EnsureSuccess().Stdout);
-        Assert.Contains("virtual size: 8 MiB", (await Peer.StrataAsync("img", "info", "--force-share", image)).EnsureSuccess().Stdout);
+        Assert.Contains("virtual size: 8 MiB", (await Processes.StrataAsync("img", "info", "-U", image)).AssertSuccess().Stdout);
+        Assert.Contains("virtual size: 8 MiB", (await Processes.StrataAsync("img", "info", "--force-share", image)).AssertSuccess().Stdout);
     }
 
     [Fact]
@@ -80,12 +81,12 @@ public sealed class ServeCommandLockingTests
         string image = folder.File("disk.img");
         using var serve = await ServeNewImageAsync(folder, image, "raw");
 
-        var write = await Tool.RunAsync("qemu-io", "-f", "raw", "-c", "write 0 4k", image);
+        var write = await Processes.RunAsync("qemu-io", "-f", "raw", "-c", "write 0 4k", image);
         Assert.NotEqual(0, write.ExitCode);
-        Assert.Contains("Failed to get \"write\" lock", write.StandardError);
+        Assert.Contains("Failed to get \"write\" lock", write.Stderr);
 
         // As with a running VM's raw disk: info opens no data and takes no lock on a raw file.
-        await Tool.CheckAsync("qemu-img", "info", image);
+        await Processes.OkAsync("qemu-img", "info", image);
     }
 
     [Fact]
@@ -94,39 +95,37 @@ public sealed class ServeCommandLockingTests
         using var folder = new TempFolder("lock");
         string image = folder.File("disk.qcow2");
         string overlay = folder.File("overlay.qcow2");
-        await Tool.CheckAsync("qemu-img", "create", "-q", "-f", "qcow2", image, Size);
+        await Processes.OkAsync("qemu-img", "create", "-q", "-f", "qcow2", image, Size);
         string qmpSocket = folder.File("q.sock");
         using var serve = ServeProcess.Start(folder.Path, null, "--drive", $"id=d,file={image}", "--nbd", $"unix:{folder.File("s.sock")}",
             "--qmp", $"unix:{qmpSocket}");
         await serve.WaitForFileAsync(qmpSocket);
-        var (qmp, _) = await QmpTestClient.ConnectAsync(qmpSocket);
-        using (qmp)
+        await using (var qmp = await QmpClient.ConnectAsync(qmpSocket))
         {
-            await qmp.ExecuteAsync("""{"execute": "qmp_capabilities"}""");
-            var reply = await qmp.ExecuteAsync(JsonSerializer.Serialize(new
+            var reply = await qmp.SendAsync(new JsonObject
             {
-                execute = "blockdev-snapshot-sync",
-                arguments = new Dictionary<string, string> { ["device"] = "d", ["snapshot-file"] = overlay },
-            }));
-            Assert.True(reply.TryGetProperty("return", out _), reply.ToString());
+                ["execute"] = "blockdev-snapshot-sync",
+                ["arguments"] = new JsonObject { ["device"] = "d", ["snapshot-file"] = overlay },
+            });
+            Assert.True(reply.ContainsKey("return"), reply.ToJsonString());
         }
 
         foreach (string held in new[] { overlay, image })
         {
-            var refused = await Tool.RunAsync("qemu-io", "-c", "write 0 4k", held);
-            Assert.True(refused.ExitCode != 0 && refused.StandardError.Contains("Failed to get \"write\" lock"), $"{held} while served: {refused}");
+            var refused = await Processes.RunAsync("qemu-io", "-c", "write 0 4k", held);
+            Assert.True(refused.ExitCode != 0 && refused.Stderr.Contains("Failed to get \"write\" lock"), $"{held} while served: {refused}");
         }
 
         await serve.SignalAsync("TERM");
         Assert.Equal(0, await serve.WaitForExitAsync());
-        await Tool.CheckAsync("qemu-io", "-c", "write -P 7 0 4k", overlay);
-        await Tool.CheckAsync("qemu-io", "-c", "write -P 7 0 4k", image);
+        await Processes.OkAsync("qemu-io", "-c", "write -P 7 0 4k", overlay);
+        await Processes.OkAsync("qemu-io", "-c", "write -P 7 0 4k", image);
     }
 
     /// <summary>Creates <paramref name="image"/> with qemu-img and serves it writable as drive "d" on s.sock; returns once it serves.</summary>
-    private static async Task<ServeProcess> ServeNewImageAsync(TempFolder folder, string image, string format)
+    private static async Task<BackgroundProcess> ServeNewImageAsync(TempFolder folder, string image, string format)
     {
-        await Tool.CheckAsync("qemu-img", "create", "-q", "-f", format, image, Size);
+        await Processes.OkAsync("qemu-img", "create", "-q", "-f", format, image, Size);
         var serve = ServeProcess.Start(folder.Path, null, "--drive", $"id=d,file={image},format={format}", "--nbd", $"unix:{folder.File("s.sock")}");
         try
         {
@@ -144,7 +143,7 @@ public sealed class ServeCommandLockingTests
     /// Waits (bounded) until the daemon exits or starts serving (its socket appears): its exit code,
     /// or -1 when it went on to serve.
     /// </summary>
-    private static async Task<int> ExitOrServeAsync(ServeProcess serve, string socket)
+    private static async Task<int> ExitOrServeAsync(BackgroundProcess serve, string socket)
     {
         var exit = serve.WaitForExitAsync();
         for (int i = 0; i < 600 && !exit.IsCompleted; i++)

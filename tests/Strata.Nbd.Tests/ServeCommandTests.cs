@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Strata.Daemon;
+using Strata.Daemon.Control;
 using Strata.Nbd.Client;
 using Strata.Nbd.Transport;
 using Strata.TestKit;
@@ -24,8 +25,8 @@ public sealed class ServeCommandTests
         Assert.Equal($"{serve.Id}", (await File.ReadAllTextAsync(pidFile)).Trim());
         await serve.WaitForOutputAsync(socket);
 
-        await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "write -P 0x77 64k 64k", $"nbd+unix:///ide0-hd0?socket={socket}");
-        Assert.Equal($"{Size}", (await Tool.CheckAsync("nbdinfo", "--size", $"nbd+unix:///?socket={socket}")).Trim());
+        await Processes.OkAsync("qemu-io", "-f", "raw", "-c", "write -P 0x77 64k 64k", $"nbd+unix:///ide0-hd0?socket={socket}");
+        Assert.Equal($"{Size}", (await Processes.OkAsync("nbdinfo", "--size", $"nbd+unix:///?socket={socket}")).Trim());
 
         // A client still connected when the signal comes: its requests finish, then it is closed.
         await using var client = await NbdClient.ConnectAsync(NbdEndpoint.Unix(socket), "ide0-hd0");
@@ -78,7 +79,7 @@ public sealed class ServeCommandTests
         string pidFile = folder.File("serve.pid");
         using var serve = ServeProcess.Start(folder.Path, null, [.. OneDrive(folder, image), "--pidfile", pidFile]);
         await serve.WaitForFileAsync(pidFile);
-        await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 64k", $"nbd+unix:///d?socket={folder.File("n.sock")}");
+        await Processes.OkAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5a 0 64k", $"nbd+unix:///d?socket={folder.File("n.sock")}");
         await serve.SignalAsync("HUP");
         Assert.Equal(0, await serve.WaitForExitAsync());
         Assert.False(File.Exists(folder.File("n.sock")), "the NBD socket was left behind");
@@ -109,11 +110,11 @@ public sealed class ServeCommandTests
         using var folder = new TempFolder();
         using var noDrive = ServeProcess.Start(folder.Path, null);
         Assert.Equal(1, await noDrive.WaitForExitAsync());
-        Assert.Contains("no drive", noDrive.Error);
+        Assert.Contains("no drive", noDrive.Stderr);
         using var missing = ServeProcess.Start(folder.Path, null, "-hda", folder.File("nope.img"), "--nbd", $"unix:{folder.File("n.sock")}");
         Assert.Equal(1, await missing.WaitForExitAsync());
-        Assert.Single(missing.Error.Trim().Split('\n'));
-        Assert.DoesNotContain("   at ", missing.Error);
+        Assert.Single(missing.Stderr.Trim().Split('\n'));
+        Assert.DoesNotContain("   at ", missing.Stderr);
     }
 
     [Fact]
@@ -125,29 +126,29 @@ public sealed class ServeCommandTests
         string socket = folder.File("n.sock");
         using var serve = ServeProcess.Start(folder.Path, null, "--drive", $"id=disk0,file={image},readonly=on", "--nbd", $"unix:{socket}", "--qmp", $"unix:{qmp}");
         await serve.WaitForFileAsync(qmp);
-        var (client, greeting) = await QmpTestClient.ConnectAsync(qmp);
+        var (client, greeting) = await QmpWire.ConnectAsync(qmp);
         using (client)
         {
             Assert.True(greeting.GetProperty("QMP").TryGetProperty("capabilities", out _));
-            var early = await client.ExecuteAsync("""{"execute": "query-block", "id": 1}""");
+            var early = await client.ExchangeAsync("""{"execute": "query-block", "id": 1}""");
             Assert.Equal("CommandNotFound", early.GetProperty("error").GetProperty("class").GetString());
-            var caps = await client.ExecuteAsync("""{"execute": "qmp_capabilities", "id": "a"}""");
+            var caps = await client.ExchangeAsync("""{"execute": "qmp_capabilities", "id": "a"}""");
             Assert.Equal("a", caps.GetProperty("id").GetString());
             Assert.Equal(JsonValueKind.Object, caps.GetProperty("return").ValueKind);
 
-            var blocks = (await client.ExecuteAsync("""{"execute": "query-block"}""")).GetProperty("return");
+            var blocks = (await client.ExchangeAsync("""{"execute": "query-block"}""")).GetProperty("return");
             var drive = Assert.Single(blocks.EnumerateArray());
             Assert.Equal("disk0", drive.GetProperty("device").GetString());
             Assert.True(drive.GetProperty("inserted").GetProperty("ro").GetBoolean());
             Assert.Equal("raw", drive.GetProperty("inserted").GetProperty("drv").GetString());
             Assert.Equal(Size, drive.GetProperty("inserted").GetProperty("image").GetProperty("virtual-size").GetInt64());
 
-            var unknown = await client.ExecuteAsync("""{"execute": "no-such-command"}""");
+            var unknown = await client.ExchangeAsync("""{"execute": "no-such-command"}""");
             Assert.Equal("CommandNotFound", unknown.GetProperty("error").GetProperty("class").GetString());
-            var garbage = await client.ExecuteAsync("""{"execute": 3}""");
+            var garbage = await client.ExchangeAsync("""{"execute": 3}""");
             Assert.Equal("GenericError", garbage.GetProperty("error").GetProperty("class").GetString());
 
-            Assert.Equal(JsonValueKind.Object, (await client.ExecuteAsync("""{"execute": "quit"}""")).GetProperty("return").ValueKind);
+            Assert.Equal(JsonValueKind.Object, (await client.ExchangeAsync("""{"execute": "quit"}""")).GetProperty("return").ValueKind);
         }
 
         Assert.Equal(0, await serve.WaitForExitAsync());
@@ -162,7 +163,7 @@ public sealed class ServeCommandTests
         string image = await ImageAsync(folder);
         using var serve = ServeProcess.Start(folder.Path, null, "-hda", image, "--nbd", $"unix:{folder.File("n.sock")}", "--qmp", "tcp:127.0.0.1:0");
         Assert.Equal(1, await serve.WaitForExitAsync());
-        string line = Assert.Single(serve.Error.Trim().Split('\n'));
+        string line = Assert.Single(serve.Stderr.Trim().Split('\n'));
         Assert.Contains("unix:PATH", line, StringComparison.Ordinal);
         Assert.False(File.Exists(folder.File("n.sock")));
     }
@@ -184,14 +185,12 @@ public sealed class ServeCommandTests
         await daemon.StartAsync();
         await using var nbd = await NbdClient.ConnectAsync(NbdEndpoint.Unix(socket), "d");
         var write = nbd.WriteAsync(0, NbdServerTests.Pattern(4096, 1));
-        var (client, _) = await QmpTestClient.ConnectAsync(qmp);
-        using (client)
+        await using (var client = await QmpClient.ConnectAsync(qmp))
         {
-            await client.ExecuteAsync("""{"execute": "qmp_capabilities"}""");
-            var status = (await client.ExecuteAsync("""{"execute": "query-status"}""")).GetProperty("return");
-            Assert.False(status.GetProperty("running").GetBoolean());
+            var status = await client.ExecuteAsync("query-status");
+            Assert.False(status!["running"]!.GetValue<bool>());
             Assert.False(write.IsCompleted, "a write ran while guest I/O was held");
-            await client.ExecuteAsync("""{"execute": "cont"}""");
+            await client.ExecuteAsync("cont");
         }
 
         await write;
@@ -209,7 +208,7 @@ public sealed class ServeCommandTests
         await first.StartAsync();
         // Another image, or the first daemon's lock on this one would refuse the second first.
         string other = folder.File("other.img");
-        await Tool.CheckAsync("truncate", "-s", $"{Size}", other);
+        await Processes.OkAsync("truncate", "-s", $"{Size}", other);
         await using var second = new StorageDaemon(options with { Drives = [new DriveSpec("d", other)] });
         var e = await Assert.ThrowsAsync<IOException>(() => second.StartAsync());
         Assert.Contains("in use", e.Message);
@@ -221,7 +220,7 @@ public sealed class ServeCommandTests
     private static async Task<string> ImageAsync(TempFolder folder)
     {
         string image = folder.File("foo.img");
-        await Tool.CheckAsync("truncate", "-s", $"{Size}", image);
+        await Processes.OkAsync("truncate", "-s", $"{Size}", image);
         return image;
     }
 

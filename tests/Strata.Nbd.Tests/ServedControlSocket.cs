@@ -10,28 +10,28 @@ namespace Strata.Nbd.Tests;
 public sealed class ServedControlSocket : IAsyncLifetime, IDisposable
 {
     private readonly TempFolder _folder = new("qmp");
-    private ServeProcess? _serve;
+    private BackgroundProcess? _serve;
 
     public string Folder => _folder.Path;
 
     public string SocketPath => _folder.File("q.sock");
 
-    public ServeProcess Serve => _serve ?? throw new InvalidOperationException("the daemon has not started");
+    public BackgroundProcess Serve => _serve ?? throw new InvalidOperationException("the daemon has not started");
 
     public async Task InitializeAsync()
     {
         string image = _folder.File("foo.img");
-        await Tool.CheckAsync("truncate", "-s", "1M", image);
+        await Processes.OkAsync("truncate", "-s", "1M", image);
         _serve = ServeProcess.Start(_folder.Path, null, "--drive", $"id=ide0-hd0,file={image},format=raw",
             "--nbd", $"unix:{_folder.File("n.sock")}", "--qmp", $"unix:{SocketPath}", "-v");
         await _serve.WaitForFileAsync(SocketPath);
     }
 
     /// <summary>A new connection past capabilities negotiation.</summary>
-    public async Task<QmpTestClient> ConnectAsync()
+    public async Task<QmpWire> ConnectAsync()
     {
-        var (client, _) = await QmpTestClient.ConnectAsync(SocketPath);
-        var reply = await client.ExecuteAsync("""{"execute": "qmp_capabilities"}""");
+        var (client, _) = await QmpWire.ConnectAsync(SocketPath);
+        var reply = await client.ExchangeAsync("""{"execute": "qmp_capabilities"}""");
         Assert.True(reply.TryGetProperty("return", out _), $"negotiation failed: {reply}");
         return client;
     }

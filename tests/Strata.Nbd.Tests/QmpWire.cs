@@ -4,29 +4,35 @@ using System.Text.Json;
 
 namespace Strata.Nbd.Tests;
 
-/// <summary>A line-at-a-time QMP client for tests.</summary>
-public sealed class QmpTestClient : IDisposable
+/// <summary>
+/// The control socket's wire, for tests of the server itself: what a connection is greeted (or refused)
+/// with before any negotiation, and bytes no client would send. It is not a client (it negotiates
+/// nothing and reads every line as it comes): a test that talks QMP uses the product's QmpClient,
+/// as an NBD test uses NbdClient and RawConnection only for the wire.
+/// </summary>
+public sealed class QmpWire : IDisposable
 {
     private readonly Socket _socket;
     private readonly StreamReader _reader;
     private readonly NetworkStream _stream;
 
-    private QmpTestClient(Socket socket)
+    private QmpWire(Socket socket)
     {
         _socket = socket;
         _stream = new NetworkStream(socket);
         _reader = new StreamReader(_stream, Encoding.UTF8);
     }
 
-    public static async Task<(QmpTestClient Client, JsonElement Greeting)> ConnectAsync(string path)
+    public static async Task<(QmpWire Client, JsonElement Greeting)> ConnectAsync(string path)
     {
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         await socket.ConnectAsync(new UnixDomainSocketEndPoint(path));
-        var client = new QmpTestClient(socket);
+        var client = new QmpWire(socket);
         return (client, await client.ReadAsync());
     }
 
-    public async Task<JsonElement> ExecuteAsync(string json)
+    /// <summary>Sends <paramref name="json"/> as one line and returns the next reply (events are skipped).</summary>
+    public async Task<JsonElement> ExchangeAsync(string json)
     {
         await _stream.WriteAsync(Encoding.UTF8.GetBytes(json + "\n"));
         while (true)
