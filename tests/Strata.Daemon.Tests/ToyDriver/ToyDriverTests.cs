@@ -54,11 +54,11 @@ public sealed class ToyDriverTests
         }
 
         string uri = $"nbd+unix:///{Export}?socket={socket}";
-        var written = Peer.Run("qemu-io", commands.SelectMany(c => new[] { "-c", c }).Prepend(uri).Prepend("raw").Prepend("-f").ToArray());
+        var written = Processes.Run("qemu-io", commands.SelectMany(c => new[] { "-c", c }).Prepend(uri).Prepend("raw").Prepend("-f").ToArray());
         Assert.True(written.ExitCode == 0 && !written.Stdout.Contains("error", StringComparison.OrdinalIgnoreCase), $"seed {seed}: {written}");
 
         string copy = folder.File("copy.raw");
-        Peer.Run("qemu-img", "convert", "-f", "raw", "-O", "raw", uri, copy).EnsureSuccess();
+        Processes.Run("qemu-img", "convert", "-f", "raw", "-O", "raw", uri, copy).AssertSuccess();
         byte[] served = await File.ReadAllBytesAsync(copy);
         Assert.True(model.AsSpan().SequenceEqual(served), $"seed {seed}: the disk read over NBD is not the model");
 
