@@ -20,7 +20,7 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
 {
     private readonly DaemonOptions _options;
 
-    // Opens, creates and reopens the images of every drive's graph.
+    // Opens the warm-up's images; each drive has an opener over its own drivers.
     private readonly ImageLayerOpener _opener = new();
     private readonly List<Drive> _drives = [];
     private readonly List<NbdExport> _exports = [];
@@ -97,7 +97,7 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
             foreach (var spec in _options.Drives)
             {
                 var drive = await Drive.OpenAsync(spec.Id, spec.File,
-                    new LayerOpenOptions { Format = spec.Format, ReadOnly = spec.ReadOnly, Direct = spec.Direct }, _opener, cancellationToken);
+                    new LayerOpenOptions { Format = spec.Format, ReadOnly = spec.ReadOnly, Direct = spec.Direct }, new ImageLayerOpener(spec.Drivers), cancellationToken);
                 _drives.Add(drive);
                 _exports.Add(new NbdExport(drive.Id, drive.Gate, drive.ReadOnly, $"{drive.Root.DriverName} image {spec.File}"));
                 Log($"drive {drive.Id}: {drive.Root.DriverName} {spec.File}, {drive.Root.Size} bytes{(drive.ReadOnly ? ", read-only" : "")}");

@@ -1,4 +1,5 @@
 using Strata.Block;
+using Strata.Block.Drivers;
 using Strata.Block.Graph;
 using Strata.Formats.Raw;
 
@@ -11,6 +12,11 @@ namespace Strata.Formats;
 /// </summary>
 public sealed class ImageLayerOpener : ILayerOpener
 {
+    private readonly DriverRegistry _drivers;
+
+    /// <summary>An opener over <paramref name="drivers"/> (null: <see cref="StandardDrivers.Registry"/>).</summary>
+    public ImageLayerOpener(DriverRegistry? drivers = null) => _drivers = drivers ?? StandardDrivers.Registry;
+
     /// <inheritdoc/>
     public async ValueTask<LayerChain> OpenChainAsync(string file, LayerOpenOptions options, CancellationToken cancellationToken = default)
     {
@@ -41,7 +47,7 @@ public sealed class ImageLayerOpener : ILayerOpener
         // (O_EXCL, O_NOFOLLOW; ImageCreator removes it if writing fails) and the rename replaces
         // nothing, so no link is followed and no file replaced.
         string partial = file + ".partial";
-        var plan = await ImageCreator.PlanAsync(partial, ImageOpener.Qcow2Format, backing.Size, backingFile, backing.DriverName, [], cancellationToken);
+        var plan = await ImageCreator.PlanAsync(_drivers, partial, ImageOpener.Qcow2Format, backing.Size, backingFile, backing.DriverName, [], cancellationToken);
         await ImageCreator.CreateAsync(plan, FileCreation.New, cancellationToken);
         try
         {
@@ -70,8 +76,8 @@ public sealed class ImageLayerOpener : ILayerOpener
     public void Delete(string file) => File.Delete(file);
 
     /// <inheritdoc/>
-    public string ResolveBackingFile(string overlayFile, string backingName) => ImageOpener.ResolveBackingPath(overlayFile, backingName);
+    public string ResolveBackingFile(string overlayFile, string backingName) => _drivers.ResolveBacking(_drivers.Locate(overlayFile), backingName).Text;
 
-    private static ImageOpenOptions ToImageOptions(LayerOpenOptions options)
-        => new() { Format = options.Format, ReadOnly = options.ReadOnly, Direct = options.Direct };
+    private ImageOpenOptions ToImageOptions(LayerOpenOptions options)
+        => new() { Format = options.Format, ReadOnly = options.ReadOnly, Direct = options.Direct, Drivers = _drivers };
 }
