@@ -6,7 +6,7 @@ namespace Strata.TestKit;
 /// An overlay held in memory with 4 KiB pages: written pages are allocated here, the rest reads from
 /// the backing node (a stand-in for a qcow2 overlay in engine tests that must not depend on qcow2).
 /// </summary>
-public sealed class MemoryOverlayNode : IBlockNode
+public sealed class MemoryOverlayNode : IBlockNode, IEmptiableLayer
 {
     private const int PageSize = 4096;
 
@@ -149,6 +149,17 @@ public sealed class MemoryOverlayNode : IBlockNode
 
     public ValueTask ResizeAsync(long newSize, CancellationToken cancellationToken = default)
         => throw BlockException.NotSupported("memory overlays have a fixed size");
+
+    public ValueTask MakeEmptyAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_lock)
+        {
+            Array.Clear(_state);
+            Array.Clear(_data);
+        }
+
+        return ValueTask.CompletedTask;
+    }
 
     public ValueTask DisposeAsync() => ValueTask.CompletedTask;
 

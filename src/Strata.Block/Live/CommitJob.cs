@@ -1,6 +1,4 @@
-using System.Buffers;
-using System.Diagnostics;
-using System.Runtime.ExceptionServices;
+using Strata.Block.Copy;
 using Strata.Block.Jobs;
 
 namespace Strata.Block.Live;
@@ -69,58 +67,19 @@ public sealed class CommitJob : Job
             _gate.ReplaceRoot(_mirror, drain);
         }
 
-        var work = await FindWorkAsync(cancellationToken);
-
-        // The chunks, in disk order, shared by a few copiers: while one waits for a read another
-        // writes, and both cores work on a merge of many small extents.
-        var chunks = new List<(long Offset, int Length)>();
-        foreach (var extent in work)
+        // A few copiers share the chunks: while one waits for a read another writes, and both
+        // cores work on a merge of many small extents.
+        var copy = new BlockCopy(new ChainView(_top, _baseDepth), _base, new BlockCopyOptions
         {
-            for (long offset = extent.Offset; offset < extent.End; offset += _options.ChunkSize)
-            {
-                chunks.Add((offset, (int)Math.Min(_options.ChunkSize, extent.End - offset)));
-            }
-        }
-
-        var clock = Stopwatch.StartNew();
-        int next = -1;
-        long copied = 0;
-        Exception? failure = null;
-        using var stopAll = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        async Task CopierAsync()
-        {
-            var buffer = ArrayPool<byte>.Shared.Rent(_options.ChunkSize);
-            try
-            {
-                for (int i = Interlocked.Increment(ref next); i < chunks.Count; i = Interlocked.Increment(ref next))
-                {
-                    await PausePointAsync(stopAll.Token);
-                    var (offset, length) = chunks[i];
-                    await CopyChunkRetryingAsync(offset, length, buffer.AsMemory(0, length), stopAll.Token);
-                    AddProgress(length);
-                    await ThrottleAsync(Interlocked.Add(ref copied, length), clock, stopAll.Token);
-                }
-            }
-            catch (Exception e) when (!cancellationToken.IsCancellationRequested)
-            {
-                // The first failure ends the merge; the other copiers stop at their next step.
-                Interlocked.CompareExchange(ref failure, e, null);
-                await stopAll.CancelAsync();
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(buffer);
-            }
-        }
-
-        int copiers = _options.Speed > 0 ? 1 : Math.Max(1, _options.Copiers);
-        await Task.WhenAll(Enumerable.Range(0, copiers).Select(_ => Task.Run(CopierAsync, CancellationToken.None)));
-        cancellationToken.ThrowIfCancellationRequested();
-        if (failure is not null)
-        {
-            ExceptionDispatchInfo.Throw(failure);
-        }
-
+            ChunkSize = _options.ChunkSize,
+            Parallelism = _options.Copiers,
+            Speed = _options.Speed,
+            ZeroFlags = ZeroFlags.MayUnmap,
+            Copied = AddProgress,
+            Step = CopyChunkRetryingAsync,
+        });
+        var plan = await FindWorkAsync(copy, cancellationToken);
+        await copy.RunAsync(plan, cancellationToken: cancellationToken);
         await _base.FlushAsync(cancellationToken);
         if (IsActive && !_options.AutoComplete)
         {
@@ -167,59 +126,25 @@ public sealed class CommitJob : Job
     public static int DepthOf(IBlockNode top, IBlockNode target) => top.DepthOf(target);
 
     /// <summary>What the layers above the base hold, under the job's error policy (a failed scan starts again once resumed).</summary>
-    private ValueTask<List<ChainExtent>> FindWorkAsync(CancellationToken cancellationToken) => RunStepAsync(async () =>
+    private ValueTask<CopyPlan> FindWorkAsync(BlockCopy copy, CancellationToken cancellationToken) => RunStepAsync(async () =>
     {
-        var work = new List<ChainExtent>();
-        await foreach (var e in ChainStatus.EnumerateAboveAsync(_top, _baseDepth, 0, _top.Size, cancellationToken))
-        {
-            // Present here means allocated in a layer above the base: the base is never asked.
-            if (e.IsPresent)
-            {
-                work.Add(e);
-            }
-        }
-
-        AddTotal(work.Sum(e => e.Length));
-        return work;
+        // The plan keeps what a layer above the base allocates: the base is never asked.
+        var plan = await copy.PlanAllAsync(_top.Size, cancellationToken);
+        AddTotal(plan.TotalBytes);
+        return plan;
     }, failedWriting: () => false, _options.OnError, cancellationToken);
 
     /// <summary>One chunk, under the job's error policy: a failed read or write fails the job or stops it until resumed.</summary>
-    private async ValueTask CopyChunkRetryingAsync(long offset, int length, Memory<byte> buffer, CancellationToken cancellationToken)
+    private async ValueTask CopyChunkRetryingAsync(CopyChunk chunk, CancellationToken cancellationToken)
     {
-        bool writing = false;
+        await PausePointAsync(cancellationToken);
         await RunStepAsync(async () =>
         {
-            writing = false;
-            using var held = await _locks.AcquireExclusiveAsync(offset, length, cancellationToken);
-
-            // Look again under the lock: the guest may have written here since the list was made, and
-            // what the layers above the base show now is what the base must hold.
-            var status = await ChainStatus.GetAboveAsync(_top, _baseDepth, offset, length, cancellationToken);
-            if (status.Length == length && status.IsPresent && status.IsZero && !status.IsData)
-            {
-                writing = true;
-                await _base.WriteZeroesAsync(offset, length, ZeroFlags.MayUnmap, cancellationToken);
-                return true;
-            }
-
-            await _top.ReadAsync(offset, buffer, cancellationToken);
-            writing = true;
-            await _base.WriteAsync(offset, buffer, WriteFlags.None, cancellationToken);
+            // The copy looks at the chunk again under the lock: the guest may have written here since
+            // the plan was made, and what the layers above the base show now is what the base must hold.
+            using var held = await _locks.AcquireExclusiveAsync(chunk.Range.Offset, chunk.Range.Length, cancellationToken);
+            await chunk.CopyAsync(cancellationToken);
             return true;
-        }, () => writing, _options.OnError, cancellationToken);
-    }
-
-    private async ValueTask ThrottleAsync(long copied, Stopwatch clock, CancellationToken cancellationToken)
-    {
-        if (_options.Speed <= 0)
-        {
-            return;
-        }
-
-        var due = TimeSpan.FromSeconds((double)copied / _options.Speed);
-        if (due > clock.Elapsed)
-        {
-            await Task.Delay(due - clock.Elapsed, cancellationToken);
-        }
+        }, () => chunk.IsWriting, _options.OnError, cancellationToken);
     }
 }

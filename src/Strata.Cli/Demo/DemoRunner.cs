@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Strata.Block;
+using Strata.Block.Copy;
 using Strata.Cli.Img;
 
 namespace Strata.Cli.Demo;
@@ -194,10 +195,10 @@ public sealed class DemoRunner(TextWriter output, TextWriter error, string folde
     {
         await using var disk = await ImgContext.OpenAsync(path, format, readOnly: true);
         var actual = new byte[disk.Size];
-        for (int at = 0; at < actual.Length; at += ImageCopy.ChunkSize)
+        for (int at = 0; at < actual.Length; at += BlockCopyOptions.DefaultChunkSize)
         {
             // One request stays within the node's largest transfer.
-            await disk.ReadAsync(at, actual.AsMemory(at, Math.Min(ImageCopy.ChunkSize, actual.Length - at)));
+            await disk.ReadAsync(at, actual.AsMemory(at, Math.Min(BlockCopyOptions.DefaultChunkSize, actual.Length - at)));
         }
 
         int first = actual.AsSpan().CommonPrefixLength(expected);

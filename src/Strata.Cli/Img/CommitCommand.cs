@@ -1,5 +1,6 @@
+using Strata.Block;
+using Strata.Block.Copy;
 using Strata.Formats;
-using Strata.Formats.Qcow2;
 
 namespace Strata.Cli.Img;
 
@@ -43,12 +44,11 @@ public static class CommitCommand
     }
 
     /// <summary>
-    /// The offline commit: every run allocated above the base is copied into the base (zero runs as
-    /// zeroes), the base is flushed, then the top is emptied unless <paramref name="drop"/>.
+    /// The offline commit (<see cref="OfflineCommit"/>): every run allocated above the base is copied
+    /// into the base, then the top is emptied unless <paramref name="drop"/>.
     /// </summary>
     public static async Task CommitAsync(string topPath, string? format, string? basePath, bool drop, Action<double> progress)
     {
-        ArgumentNullException.ThrowIfNull(progress);
         // qemu-img commit holds the top for writing even when it will not empty it.
         await using var top = await ImgContext.OpenAsync(topPath, format, readOnly: drop, permissions: ImgContext.Writing);
         if (top.Backing is null)
@@ -56,47 +56,12 @@ public static class CommitCommand
             throw new CliException("Image does not have a backing file");
         }
 
-        int baseDepth = 1;
-        var baseNode = top.Backing;
-        if (basePath is not null)
-        {
-            string wanted = Path.GetFullPath(basePath);
-            while (baseNode is not null && Path.GetFullPath(baseNode.FileName ?? "") != wanted)
-            {
-                baseNode = baseNode.Backing;
-                baseDepth++;
-            }
+        var baseNode = basePath is null ? top.Backing
+            : top.Backing.FindByFile(Path.GetFullPath(basePath)) ?? throw new CliException($"Did not find '{basePath}' in the backing chain of '{topPath}'");
 
-            if (baseNode is null)
-            {
-                throw new CliException($"Did not find '{basePath}' in the backing chain of '{topPath}'");
-            }
-        }
-
-        // The chain below the top is open read-only; the base gets a writable handle of its own, which
-        // takes over the read-only one's locks (docs/locking.md). The read-only one is consulted only
-        // for runs the copy skips (those at or below the base).
-        await using (var target = await ImageOpener.ReopenWritableAsync(baseNode, ImgContext.Writing.ForBacking(), ImgContext.Writing, new ImageOpenOptions()))
-        {
-            if (target.Size < top.Size)
-            {
-                await target.ResizeAsync(top.Size);
-            }
-
-            await ImageCopy.CopyAsync(top, target, top.Size, e => e.Node is not null && e.Depth < baseDepth,
-                targetIsZero: false, progress);
-            await target.FlushAsync();
-        }
-
-        if (!drop)
-        {
-            if (top is not Qcow2Node overlay)
-            {
-                throw new CliException($"'{topPath}' cannot be emptied: it is not a qcow2 image");
-            }
-
-            await overlay.MakeEmptyAsync();
-            await overlay.FlushAsync();
-        }
+        // The base gets a writable open of its own, which takes over the read-only one's locks (docs/locking.md).
+        await OfflineCommit.RunAsync(top, baseNode, (node, cancellationToken) =>
+            ImageOpener.ReopenWritableAsync(node, ImgContext.Writing.ForBacking(), ImgContext.Writing, new ImageOpenOptions(), cancellationToken),
+            emptyTop: !drop, progress);
     }
 }

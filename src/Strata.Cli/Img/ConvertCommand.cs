@@ -1,4 +1,5 @@
 using Strata.Block;
+using Strata.Block.Copy;
 using Strata.Formats;
 
 namespace Strata.Cli.Img;
@@ -85,8 +86,8 @@ public static class ConvertCommand
             throw new CliException($"Target '{targetPath}' is smaller than the source");
         }
 
-        await ProgressDisplay.RunAsync(context, parsed.Has("p"), "convert", progress =>
-            ImageCopy.CopyAsync(source, target, source.Size, _ => true, targetIsZero: create, progress));
+        var copy = new BlockCopy(ChainView.Whole(source), target, new BlockCopyOptions { TargetIsZero = create, DetectZeroes = true });
+        await ProgressDisplay.RunAsync(context, parsed.Has("p"), "convert", progress => copy.CopyAllAsync(source.Size, progress));
         await target.FlushAsync();
         return 0;
     }

@@ -1,6 +1,6 @@
 using Strata.Block;
+using Strata.Block.Copy;
 using Strata.Formats;
-using Strata.Formats.Qcow2;
 
 namespace Strata.Cli.Img;
 
@@ -58,7 +58,7 @@ public static class RebaseCommand
         bool safe = !parsed.Has("u");
         bool forceShare = ImgContext.ForceShare(parsed);
         await using var image = await ImgContext.OpenAsync(file, parsed.Get("f"), readOnly: false, openBacking: safe, forceShare: forceShare);
-        if (image is not Qcow2Node overlay)
+        if (image is not IBackingFileRecord record)
         {
             throw new CliException($"Could not change the backing file to '{backing}': Operation not supported");
         }
@@ -67,54 +67,11 @@ public static class RebaseCommand
         {
             await using var newChain = newBacking is null ? null
                 : await ImgContext.OpenAsync(ImageOpener.ResolveBackingPath(file, newBacking), backingFormat, readOnly: true, forceShare: forceShare);
-            await ProgressDisplay.RunAsync(context, parsed.Has("p"), "rebase", progress => CopyDifferencesAsync(overlay, newChain, progress));
+            await ProgressDisplay.RunAsync(context, parsed.Has("p"), "rebase", progress => BackingDifferences.CopyAsync(image, newChain, progress));
         }
 
-        await overlay.ChangeBackingFileAsync(newBacking, newBacking is null ? null : backingFormat);
-        await overlay.FlushAsync();
+        await record.ChangeBackingFileAsync(newBacking, newBacking is null ? null : backingFormat);
+        await image.FlushAsync();
         return 0;
-    }
-
-    /// <summary>Copies into the overlay every cluster it does not allocate whose old and new backing content differ.</summary>
-    private static async Task CopyDifferencesAsync(Qcow2Node overlay, IBlockNode? newChain, Action<double> progress)
-    {
-        int cluster = overlay.Info.ClusterSize;
-        var oldData = new byte[cluster];
-        var newData = new byte[cluster];
-        long size = overlay.Size;
-        long offset = 0;
-        while (offset < size)
-        {
-            var own = await overlay.GetBlockStatusAsync(offset, size - offset);
-            if (!own.IsAllocated)
-            {
-                for (long at = own.Offset; at < own.End; at += cluster)
-                {
-                    int n = (int)Math.Min(cluster, own.End - at);
-                    await ReadBelowAsync(overlay.Backing, at, oldData.AsMemory(0, n));
-                    await ReadBelowAsync(newChain, at, newData.AsMemory(0, n));
-                    if (!oldData.AsSpan(0, n).SequenceEqual(newData.AsSpan(0, n)))
-                    {
-                        await overlay.WriteAsync(at, oldData.AsMemory(0, n));
-                    }
-                }
-            }
-
-            offset = own.End;
-            progress(offset * 100.0 / size);
-        }
-    }
-
-    /// <summary>What a backing chain reads at <paramref name="offset"/>: zeroes past its end or without one.</summary>
-    private static async ValueTask ReadBelowAsync(IBlockNode? chain, long offset, Memory<byte> buffer)
-    {
-        buffer.Span.Clear();
-        if (chain is null || offset >= chain.Size)
-        {
-            return;
-        }
-
-        int n = (int)Math.Min(buffer.Length, chain.Size - offset);
-        await chain.ReadAsync(offset, buffer[..n]);
     }
 }

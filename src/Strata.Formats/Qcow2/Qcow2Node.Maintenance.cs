@@ -3,7 +3,7 @@ using Strata.Block;
 namespace Strata.Formats.Qcow2;
 
 /// <summary>Whole-image operations: resize, make-empty (after commit), changing the backing file name.</summary>
-public sealed partial class Qcow2Node
+public sealed partial class Qcow2Node : IEmptiableLayer
 {
     /// <summary>Grows the image (growing the L1 table when needed); shrinking is refused with NotSupported.</summary>
     public async ValueTask ResizeAsync(long newSize, CancellationToken cancellationToken = default)
@@ -37,7 +37,7 @@ public sealed partial class Qcow2Node
         }
     }
 
-    /// <summary>Deallocates every cluster so the image reads entirely from its backing (after a commit).</summary>
+    /// <summary>Deallocates every cluster so the image reads entirely from its backing (after a commit), durably.</summary>
     public async ValueTask MakeEmptyAsync(CancellationToken cancellationToken = default)
     {
         CheckWritable();
