@@ -22,6 +22,7 @@ public sealed class RequestGate
     private int _waiting;
     private int _heldCount;
     private long _longestWait;
+    private TimeSpan _drainTimeout = DefaultDrainTimeout;
 
     public RequestGate(IBlockNode root)
     {
@@ -69,7 +70,7 @@ public sealed class RequestGate
         }
     }
 
-    /// <summary>Swaps the root; the caller holds a drain (<see cref="DrainAsync"/>).</summary>
+    /// <summary>Swaps the root; the caller holds a drain (<see cref="DrainAsync(CancellationToken)"/>).</summary>
     public void ReplaceRoot(IBlockNode newRoot, Drain proofOfDrain)
     {
         ArgumentNullException.ThrowIfNull(newRoot);
@@ -113,11 +114,49 @@ public sealed class RequestGate
         }
     }
 
+    /// <summary>How long a drain waits for requests in flight when its caller gives no timeout.</summary>
+    /// <remarks>
+    /// The guest is held meanwhile, so this is also the longest pause a graph change may cost it. A
+    /// healthy request finishes in milliseconds and a flush of a slow disk in a few seconds; one still
+    /// running after this long is taken as hung (a remote store that stopped answering), and the
+    /// change is refused rather than waiting for it forever.
+    /// </remarks>
+    public static readonly TimeSpan DefaultDrainTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>The timeout of <see cref="DrainAsync(CancellationToken)"/>; <see cref="DefaultDrainTimeout"/> unless set.</summary>
+    public TimeSpan DrainTimeout
+    {
+        get => _drainTimeout;
+        set
+        {
+            if (value <= TimeSpan.Zero && value != Timeout.InfiniteTimeSpan)
+            {
+                throw new ArgumentOutOfRangeException(nameof(value), value, "a drain timeout is positive or infinite");
+            }
+
+            _drainTimeout = value;
+        }
+    }
+
     /// <summary>
-    /// Holds new requests and waits until none is in flight. Requests resume when the returned
+    /// Holds new requests and waits until none is in flight, for at most <see cref="DrainTimeout"/>.
+    /// Requests resume when the returned <see cref="Drain"/> is disposed. Drains nest.
+    /// </summary>
+    /// <exception cref="BlockException"><see cref="BlockError.TimedOut"/>: requests were still in flight at the deadline; the gate is released.</exception>
+    public Task<Drain> DrainAsync(CancellationToken cancellationToken = default) => DrainAsync(_drainTimeout, cancellationToken);
+
+    /// <summary>
+    /// Holds new requests and waits until none is in flight, for at most <paramref name="timeout"/>
+    /// (<see cref="Timeout.InfiniteTimeSpan"/>: no limit). Requests resume when the returned
     /// <see cref="Drain"/> is disposed. Drains nest.
     /// </summary>
-    public async Task<Drain> DrainAsync(CancellationToken cancellationToken = default)
+    /// <remarks>
+    /// A drain that fails, at its deadline (a <see cref="BlockException"/> with
+    /// <see cref="BlockError.TimedOut"/>) or cancelled (<see cref="OperationCanceledException"/>),
+    /// releases the requests it held before it throws: the guest goes on, the requests in flight go
+    /// on, and the caller changes nothing.
+    /// </remarks>
+    public async Task<Drain> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         Task wait;
         lock (_lock)
@@ -141,7 +180,14 @@ public sealed class RequestGate
         var drain = new Drain(this);
         try
         {
-            await wait.WaitAsync(cancellationToken);
+            await wait.WaitAsync(timeout, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            drain.Dispose();
+            int stuck = InFlight;
+            throw new BlockException(BlockError.TimedOut,
+                $"{stuck} request{(stuck == 1 ? "" : "s")} still in flight after {timeout.TotalSeconds:0.###} s: gave up waiting for them to finish");
         }
         catch
         {
