@@ -4,11 +4,12 @@ namespace Strata.Block;
 
 /// <summary>
 /// The one place guest requests pass through on their way to a node graph: it validates them once
-/// (so drivers never re-check), splits them at the node's transfer limit, counts them in flight,
+/// (so drivers never re-check), pads them to the node's alignment (RequestGate.Padding.cs), splits
+/// them at the node's transfer limit, counts them in flight,
 /// tells write observers, and can drain: hold new requests and wait for those in flight to finish,
 /// so that the graph can be changed with no request seeing half a change.
 /// </summary>
-public sealed class RequestGate
+public sealed partial class RequestGate
 {
     // Protects _inFlight, _holds, _drained and _resumed; held only for counter updates, never across I/O.
     private readonly Lock _lock = new();
@@ -204,11 +205,13 @@ public sealed class RequestGate
         try
         {
             var root = _root;
-            int max = root.Limits.MaxTransfer;
-            for (int done = 0; done < buffer.Length; done += max)
+            if (IsAligned(root, offset, buffer.Length))
             {
-                int n = Math.Min(max, buffer.Length - done);
-                await root.ReadAsync(offset + done, buffer.Slice(done, n), cancellationToken);
+                await ReadSplitAsync(root, offset, buffer, cancellationToken);
+            }
+            else
+            {
+                await ReadPaddedAsync(root, offset, buffer, cancellationToken);
             }
         }
         finally
@@ -224,11 +227,13 @@ public sealed class RequestGate
         try
         {
             var root = _root;
-            int max = root.Limits.MaxTransfer;
-            for (int done = 0; done < data.Length; done += max)
+            if (root.Limits.RequestAlignment <= 1)
             {
-                int n = Math.Min(max, data.Length - done);
-                await root.WriteAsync(offset + done, data.Slice(done, n), flags, cancellationToken);
+                await WriteSplitAsync(root, offset, data, flags, cancellationToken);
+            }
+            else
+            {
+                await WritePaddedAsync(root, offset, data, flags, cancellationToken);
             }
         }
         finally
@@ -243,7 +248,15 @@ public sealed class RequestGate
         await EnterAsync(offset, length, write: true, cancellationToken);
         try
         {
-            await _root.WriteZeroesAsync(offset, length, flags, cancellationToken);
+            var root = _root;
+            if (root.Limits.RequestAlignment <= 1)
+            {
+                await root.WriteZeroesAsync(offset, length, flags, cancellationToken);
+            }
+            else
+            {
+                await WriteZeroesPaddedAsync(root, offset, length, flags, cancellationToken);
+            }
         }
         finally
         {
@@ -256,7 +269,15 @@ public sealed class RequestGate
         await EnterAsync(offset, length, write: true, cancellationToken);
         try
         {
-            await _root.DiscardAsync(offset, length, cancellationToken);
+            var root = _root;
+            if (root.Limits.RequestAlignment <= 1)
+            {
+                await root.DiscardAsync(offset, length, cancellationToken);
+            }
+            else
+            {
+                await DiscardAlignedPartAsync(root, offset, length, cancellationToken);
+            }
         }
         finally
         {
@@ -300,7 +321,10 @@ public sealed class RequestGate
         await EnterAsync(offset, length, write: false, cancellationToken);
         try
         {
-            return await ChainStatus.GetAsync(_root, offset, length, cancellationToken);
+            var root = _root;
+            return IsAligned(root, offset, length)
+                ? await ChainStatus.GetAsync(root, offset, length, cancellationToken)
+                : await GetBlockStatusPaddedAsync(root, offset, length, cancellationToken);
         }
         finally
         {
@@ -308,19 +332,16 @@ public sealed class RequestGate
         }
     }
 
-    /// <summary>Checks a request against the contract of <see cref="IBlockNode"/>; throws <see cref="BlockError.InvalidArgument"/>.</summary>
+    /// <summary>
+    /// Checks a request against the contract of <see cref="IBlockNode"/> (bounds, writability); throws
+    /// <see cref="BlockError.InvalidArgument"/>. Alignment is not checked: the gate pads what is not aligned.
+    /// </summary>
     public static void Validate(IBlockNode node, long offset, long length, bool write)
     {
         ArgumentNullException.ThrowIfNull(node);
         if (offset < 0 || length < 0 || offset > node.Size - length)
         {
             throw BlockException.Invalid($"request at offset {offset} length {length} is beyond the end of the {node.Size}-byte disk");
-        }
-
-        int align = node.Limits.RequestAlignment;
-        if (align > 1 && (offset % align != 0 || length % align != 0))
-        {
-            throw BlockException.Invalid($"request at offset {offset} length {length} is not aligned to {align} bytes");
         }
 
         if (write && (node.Capabilities & NodeCapabilities.ReadOnly) != 0)

@@ -209,11 +209,12 @@ public sealed partial class NbdConnection
             ReplyInfoString(option, NbdInfoType.Description, description);
         }
 
-        // Sent whether asked or not: our minimum is the node's alignment (1 for a cached raw file).
+        // Sent whether asked or not. The minimum is 1: the gate pads what is not aligned to the node;
+        // the preferred size is at least the node's alignment, which spares that read-modify-write.
         var limits = export.Gate.Root.Limits;
         var blockSize = new byte[14];
         BinaryPrimitives.WriteUInt16BigEndian(blockSize, (ushort)NbdInfoType.BlockSize);
-        BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(2), (uint)Math.Max(1, limits.RequestAlignment));
+        BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(2), 1);
         BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(6), (uint)Math.Max(4096, Math.Max(limits.RequestAlignment, limits.PreferredAlignment)));
         BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(10), (uint)_options.MaxPayload);
         ReplyOption(option, NbdOptionReply.Info, blockSize);
