@@ -17,4 +17,10 @@ public enum BlockError
 
     /// <summary>Another user of the image holds what this one needs, or forbids it (docs/locking.md).</summary>
     Locked,
+
+    /// <summary>
+    /// A bounded wait ran out: a drain found requests still in flight at its deadline, so the graph
+    /// change that wanted it is refused and the guest goes on.
+    /// </summary>
+    TimedOut,
 }

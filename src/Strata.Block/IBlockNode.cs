@@ -4,9 +4,9 @@ namespace Strata.Block;
 /// One layer of a disk: an image format (raw, qcow2), a protocol (a file), or a filter.
 /// </summary>
 /// <remarks>
-/// Contract for callers (the <see cref="RequestGate"/> enforces it for guest I/O, so drivers never
-/// re-check): <c>0 &lt;= offset</c>, <c>offset + length &lt;= Size</c> without overflow, offset and
-/// length are multiples of <see cref="NodeLimits.RequestAlignment"/>, and one request is at most
+/// Contract for callers (the <see cref="RequestGate"/> keeps it for guest I/O, padding what is not
+/// aligned, so drivers never re-check): <c>0 &lt;= offset</c>, <c>offset + length &lt;= Size</c> without
+/// overflow, offset and length are multiples of <see cref="NodeLimits.RequestAlignment"/>, and one request is at most
 /// <see cref="NodeLimits.MaxTransfer"/> bytes. Requests may be issued concurrently; a driver
 /// serializes internally only what it must (for example two allocations of the same cluster).
 /// All I/O is positional: no node has a shared current position.

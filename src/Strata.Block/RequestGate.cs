@@ -4,11 +4,12 @@ namespace Strata.Block;
 
 /// <summary>
 /// The one place guest requests pass through on their way to a node graph: it validates them once
-/// (so drivers never re-check), splits them at the node's transfer limit, counts them in flight,
+/// (so drivers never re-check), pads them to the node's alignment (RequestGate.Padding.cs), splits
+/// them at the node's transfer limit, counts them in flight,
 /// tells write observers, and can drain: hold new requests and wait for those in flight to finish,
 /// so that the graph can be changed with no request seeing half a change.
 /// </summary>
-public sealed class RequestGate
+public sealed partial class RequestGate
 {
     // Protects _inFlight, _holds, _drained and _resumed; held only for counter updates, never across I/O.
     private readonly Lock _lock = new();
@@ -22,6 +23,7 @@ public sealed class RequestGate
     private int _waiting;
     private int _heldCount;
     private long _longestWait;
+    private TimeSpan _drainTimeout = DefaultDrainTimeout;
 
     public RequestGate(IBlockNode root)
     {
@@ -69,7 +71,7 @@ public sealed class RequestGate
         }
     }
 
-    /// <summary>Swaps the root; the caller holds a drain (<see cref="DrainAsync"/>).</summary>
+    /// <summary>Swaps the root; the caller holds a drain (<see cref="DrainAsync(CancellationToken)"/>).</summary>
     public void ReplaceRoot(IBlockNode newRoot, Drain proofOfDrain)
     {
         ArgumentNullException.ThrowIfNull(newRoot);
@@ -113,11 +115,49 @@ public sealed class RequestGate
         }
     }
 
+    /// <summary>How long a drain waits for requests in flight when its caller gives no timeout.</summary>
+    /// <remarks>
+    /// The guest is held meanwhile, so this is also the longest pause a graph change may cost it. A
+    /// healthy request finishes in milliseconds and a flush of a slow disk in a few seconds; one still
+    /// running after this long is taken as hung (a remote store that stopped answering), and the
+    /// change is refused rather than waiting for it forever.
+    /// </remarks>
+    public static readonly TimeSpan DefaultDrainTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>The timeout of <see cref="DrainAsync(CancellationToken)"/>; <see cref="DefaultDrainTimeout"/> unless set.</summary>
+    public TimeSpan DrainTimeout
+    {
+        get => _drainTimeout;
+        set
+        {
+            if (value <= TimeSpan.Zero && value != Timeout.InfiniteTimeSpan)
+            {
+                throw new ArgumentOutOfRangeException(nameof(value), value, "a drain timeout is positive or infinite");
+            }
+
+            _drainTimeout = value;
+        }
+    }
+
     /// <summary>
-    /// Holds new requests and waits until none is in flight. Requests resume when the returned
+    /// Holds new requests and waits until none is in flight, for at most <see cref="DrainTimeout"/>.
+    /// Requests resume when the returned <see cref="Drain"/> is disposed. Drains nest.
+    /// </summary>
+    /// <exception cref="BlockException"><see cref="BlockError.TimedOut"/>: requests were still in flight at the deadline; the gate is released.</exception>
+    public Task<Drain> DrainAsync(CancellationToken cancellationToken = default) => DrainAsync(_drainTimeout, cancellationToken);
+
+    /// <summary>
+    /// Holds new requests and waits until none is in flight, for at most <paramref name="timeout"/>
+    /// (<see cref="Timeout.InfiniteTimeSpan"/>: no limit). Requests resume when the returned
     /// <see cref="Drain"/> is disposed. Drains nest.
     /// </summary>
-    public async Task<Drain> DrainAsync(CancellationToken cancellationToken = default)
+    /// <remarks>
+    /// A drain that fails, at its deadline (a <see cref="BlockException"/> with
+    /// <see cref="BlockError.TimedOut"/>) or cancelled (<see cref="OperationCanceledException"/>),
+    /// releases the requests it held before it throws: the guest goes on, the requests in flight go
+    /// on, and the caller changes nothing.
+    /// </remarks>
+    public async Task<Drain> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         Task wait;
         lock (_lock)
@@ -141,7 +181,14 @@ public sealed class RequestGate
         var drain = new Drain(this);
         try
         {
-            await wait.WaitAsync(cancellationToken);
+            await wait.WaitAsync(timeout, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            drain.Dispose();
+            int stuck = InFlight;
+            throw new BlockException(BlockError.TimedOut,
+                $"{stuck} request{(stuck == 1 ? "" : "s")} still in flight after {timeout.TotalSeconds:0.###} s: gave up waiting for them to finish");
         }
         catch
         {
@@ -158,11 +205,13 @@ public sealed class RequestGate
         try
         {
             var root = _root;
-            int max = root.Limits.MaxTransfer;
-            for (int done = 0; done < buffer.Length; done += max)
+            if (IsAligned(root, offset, buffer.Length))
             {
-                int n = Math.Min(max, buffer.Length - done);
-                await root.ReadAsync(offset + done, buffer.Slice(done, n), cancellationToken);
+                await ReadSplitAsync(root, offset, buffer, cancellationToken);
+            }
+            else
+            {
+                await ReadPaddedAsync(root, offset, buffer, cancellationToken);
             }
         }
         finally
@@ -178,11 +227,13 @@ public sealed class RequestGate
         try
         {
             var root = _root;
-            int max = root.Limits.MaxTransfer;
-            for (int done = 0; done < data.Length; done += max)
+            if (root.Limits.RequestAlignment <= 1)
             {
-                int n = Math.Min(max, data.Length - done);
-                await root.WriteAsync(offset + done, data.Slice(done, n), flags, cancellationToken);
+                await WriteSplitAsync(root, offset, data, flags, cancellationToken);
+            }
+            else
+            {
+                await WritePaddedAsync(root, offset, data, flags, cancellationToken);
             }
         }
         finally
@@ -197,7 +248,15 @@ public sealed class RequestGate
         await EnterAsync(offset, length, write: true, cancellationToken);
         try
         {
-            await _root.WriteZeroesAsync(offset, length, flags, cancellationToken);
+            var root = _root;
+            if (root.Limits.RequestAlignment <= 1)
+            {
+                await root.WriteZeroesAsync(offset, length, flags, cancellationToken);
+            }
+            else
+            {
+                await WriteZeroesPaddedAsync(root, offset, length, flags, cancellationToken);
+            }
         }
         finally
         {
@@ -210,7 +269,15 @@ public sealed class RequestGate
         await EnterAsync(offset, length, write: true, cancellationToken);
         try
         {
-            await _root.DiscardAsync(offset, length, cancellationToken);
+            var root = _root;
+            if (root.Limits.RequestAlignment <= 1)
+            {
+                await root.DiscardAsync(offset, length, cancellationToken);
+            }
+            else
+            {
+                await DiscardAlignedPartAsync(root, offset, length, cancellationToken);
+            }
         }
         finally
         {
@@ -254,7 +321,10 @@ public sealed class RequestGate
         await EnterAsync(offset, length, write: false, cancellationToken);
         try
         {
-            return await ChainStatus.GetAsync(_root, offset, length, cancellationToken);
+            var root = _root;
+            return IsAligned(root, offset, length)
+                ? await ChainStatus.GetAsync(root, offset, length, cancellationToken)
+                : await GetBlockStatusPaddedAsync(root, offset, length, cancellationToken);
         }
         finally
         {
@@ -262,19 +332,16 @@ public sealed class RequestGate
         }
     }
 
-    /// <summary>Checks a request against the contract of <see cref="IBlockNode"/>; throws <see cref="BlockError.InvalidArgument"/>.</summary>
+    /// <summary>
+    /// Checks a request against the contract of <see cref="IBlockNode"/> (bounds, writability); throws
+    /// <see cref="BlockError.InvalidArgument"/>. Alignment is not checked: the gate pads what is not aligned.
+    /// </summary>
     public static void Validate(IBlockNode node, long offset, long length, bool write)
     {
         ArgumentNullException.ThrowIfNull(node);
         if (offset < 0 || length < 0 || offset > node.Size - length)
         {
             throw BlockException.Invalid($"request at offset {offset} length {length} is beyond the end of the {node.Size}-byte disk");
-        }
-
-        int align = node.Limits.RequestAlignment;
-        if (align > 1 && (offset % align != 0 || length % align != 0))
-        {
-            throw BlockException.Invalid($"request at offset {offset} length {length} is not aligned to {align} bytes");
         }
 
         if (write && (node.Capabilities & NodeCapabilities.ReadOnly) != 0)

@@ -15,7 +15,7 @@ public class DelegatingNode(IBlockNode inner) : IBlockNode
 
     public NodeCapabilities Capabilities => Inner.Capabilities;
 
-    public NodeLimits Limits => Inner.Limits;
+    public virtual NodeLimits Limits => Inner.Limits;
 
     public virtual IBlockNode? Backing => Inner.Backing;
 

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Text;
 using Strata.Block;
 using Strata.Nbd.Protocol;
+using Strata.Nbd.Server.MetaContexts;
 
 namespace Strata.Nbd.Server;
 
@@ -14,15 +15,13 @@ public sealed partial class NbdConnection
     /// <summary>An oversized option up to this length is drained so negotiation can go on; beyond it the connection ends.</summary>
     private const int MaxDrainedOptionLength = 16 * 1024 * 1024;
 
-    private const uint BaseAllocationId = 1;
-    private const uint AllocationDepthId = 2;
-
     private bool _structuredReplies;
     private bool _noZeroes;
     private NbdExport? _export;
     private string? _metaContextExport;
-    private bool _baseAllocation;
-    private bool _allocationDepth;
+
+    // The contexts the client set, each with the id this connection gave it (its place in the list, from 1).
+    private (uint Id, INbdMetaContext Context)[] _metaContexts = [];
 
     /// <summary>Negotiates; true when the client chose an export and transmission begins.</summary>
     private bool Handshake()
@@ -210,11 +209,12 @@ public sealed partial class NbdConnection
             ReplyInfoString(option, NbdInfoType.Description, description);
         }
 
-        // Sent whether asked or not: our minimum is the node's alignment (1 for a cached raw file).
+        // Sent whether asked or not. The minimum is 1: the gate pads what is not aligned to the node;
+        // the preferred size is at least the node's alignment, which spares that read-modify-write.
         var limits = export.Gate.Root.Limits;
         var blockSize = new byte[14];
         BinaryPrimitives.WriteUInt16BigEndian(blockSize, (ushort)NbdInfoType.BlockSize);
-        BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(2), (uint)Math.Max(1, limits.RequestAlignment));
+        BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(2), 1);
         BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(6), (uint)Math.Max(4096, Math.Max(limits.RequestAlignment, limits.PreferredAlignment)));
         BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(10), (uint)_options.MaxPayload);
         ReplyOption(option, NbdOptionReply.Info, blockSize);
@@ -305,33 +305,19 @@ public sealed partial class NbdConnection
             return;
         }
 
-        bool baseAllocation = false, allocationDepth = false;
-        if (queries.Count == 0 && !set)
+        // An empty LIST asks for every context the export has; an empty SET selects none.
+        var chosen = export.MetaContexts.Where(c => (queries.Count == 0 && !set) || queries.Any(q => c.Answers(q, listing: !set))).ToArray();
+        var selected = new (uint Id, INbdMetaContext Context)[chosen.Length];
+        for (int i = 0; i < chosen.Length; i++)
         {
-            // An empty list query asks for every context the server has.
-            baseAllocation = allocationDepth = true;
-        }
-
-        foreach (string query in queries)
-        {
-            baseAllocation |= query == NbdWire.BaseAllocation || (!set && query == "base:");
-            allocationDepth |= query == NbdWire.QemuAllocationDepth || (!set && query == "qemu:");
-        }
-
-        if (baseAllocation)
-        {
-            ReplyMetaContext(option, BaseAllocationId, NbdWire.BaseAllocation);
-        }
-
-        if (allocationDepth)
-        {
-            ReplyMetaContext(option, AllocationDepthId, NbdWire.QemuAllocationDepth);
+            // Ids are this connection's: a listing carries none (qemu and nbdkit send 0 there).
+            selected[i] = ((uint)i + 1, chosen[i]);
+            ReplyMetaContext(option, set ? selected[i].Id : 0, chosen[i].Name);
         }
 
         if (set)
         {
-            _baseAllocation = baseAllocation;
-            _allocationDepth = allocationDepth;
+            _metaContexts = selected;
             _metaContextExport = export.Name;
         }
 
@@ -344,7 +330,7 @@ public sealed partial class NbdConnection
         if (_metaContextExport != export.Name)
         {
             // Contexts were chosen for another export (or none): "the server MUST NOT" carry them over.
-            _baseAllocation = _allocationDepth = false;
+            _metaContexts = [];
         }
 
         Log($"client attached to export '{export.Name}' (structured replies {(_structuredReplies ? "on" : "off")})");

@@ -11,9 +11,6 @@ public sealed partial class NbdConnection
     /// <summary>Zero runs are looked for in steps of this many bytes (aligned on the export); shorter ones travel as data.</summary>
     private const int HoleGranule = 4096;
 
-    /// <summary>Most extents one reply describes (a client asks again from where the reply ends).</summary>
-    private const int MaxStatusExtents = 1024;
-
     /// <summary>Most chunks one sparse read is split into; past it the rest is sent as data.</summary>
     private const int MaxReadChunks = 64;
 
@@ -46,7 +43,7 @@ public sealed partial class NbdConnection
                 if (!_slots.Wait(0))
                 {
                     _writer.Uncork();
-                    _slots.Wait();
+                    _slots.Wait(RequestsCancelled);
                 }
 
                 holdingSlot = true;
@@ -107,6 +104,11 @@ public sealed partial class NbdConnection
         catch (Exception e) when (IsDisconnect(e))
         {
             Log(_stopping ? "server stopping: no more requests read" : $"connection ended: {e.Message}");
+            if (!_stopping)
+            {
+                // The client is gone: what it still has in flight is cancelled.
+                CancelRequests();
+            }
         }
         finally
         {
@@ -124,11 +126,10 @@ public sealed partial class NbdConnection
                 Abort();
             }
 
-            // Wait until every request in flight has answered (each gives its slot back).
-            for (int i = 0; i < _options.MaxRequestsInFlight; i++)
-            {
-                _slots.Wait();
-            }
+            // Wait until every request in flight has answered (each gives its slot back), unless the
+            // connection is gone: then no answer can reach the client, and a hung request must not
+            // hold the connection (and the server's stop) forever.
+            WaitForRequestsInFlight();
         }
     }
 
@@ -179,7 +180,7 @@ public sealed partial class NbdConnection
             {
                 if (request.Command == NbdCommand.Write)
                 {
-                    await WriteAsync(export.Gate, request, payload);
+                    await WriteAsync(export.Gate, request, payload, RequestsCancelled);
                     GiveBack(ref payload);
                     SendSimple(request.Cookie);
                 }
@@ -271,7 +272,7 @@ public sealed partial class NbdConnection
 
         if (request.Command == NbdCommand.BlockStatus)
         {
-            if (!_baseAllocation && !_allocationDepth)
+            if (_metaContexts.Length == 0)
             {
                 return (NbdErrno.InvalidArgument, "no metadata context was negotiated");
             }
@@ -302,12 +303,12 @@ public sealed partial class NbdConnection
     }
 
     /// <summary>NBD_CMD_WRITE: the payload's pieces in order, each with the request's FUA.</summary>
-    private static async ValueTask WriteAsync(RequestGate gate, NbdRequest request, WritePayload payload)
+    private static async ValueTask WriteAsync(RequestGate gate, NbdRequest request, WritePayload payload, CancellationToken cancellationToken)
     {
         var flags = (request.Flags & NbdCommandFlags.Fua) != 0 ? WriteFlags.Fua : WriteFlags.None;
         for (int i = 0; i < payload.PieceCount; i++)
         {
-            await gate.WriteAsync((long)request.Offset + ((long)i * NbdBufferPool.PieceSize), payload.Piece(i), flags);
+            await gate.WriteAsync((long)request.Offset + ((long)i * NbdBufferPool.PieceSize), payload.Piece(i), flags, cancellationToken);
         }
     }
 
@@ -322,13 +323,13 @@ public sealed partial class NbdConnection
                 await ReadAsync(gate, request);
                 return;
             case NbdCommand.Flush:
-                await gate.FlushAsync();
+                await gate.FlushAsync(RequestsCancelled);
                 break;
             case NbdCommand.Trim:
-                await gate.DiscardAsync(offset, request.Length);
+                await gate.DiscardAsync(offset, request.Length, RequestsCancelled);
                 if (fua)
                 {
-                    await gate.FlushAsync();
+                    await gate.FlushAsync(RequestsCancelled);
                 }
 
                 break;
@@ -349,13 +350,13 @@ public sealed partial class NbdConnection
                     zeroFlags |= ZeroFlags.Fua;
                 }
 
-                await gate.WriteZeroesAsync(offset, request.Length, zeroFlags);
+                await gate.WriteZeroesAsync(offset, request.Length, zeroFlags, RequestsCancelled);
                 break;
             case NbdCommand.Cache:
                 // A hint: every read already goes through the page cache. Still a request, so validated.
                 break;
             case NbdCommand.BlockStatus:
-                await BlockStatusAsync(gate, request);
+                await BlockStatusAsync(request, RequestsCancelled);
                 return;
         }
 
@@ -391,7 +392,7 @@ public sealed partial class NbdConnection
         byte[] buffer = _pool.Rent(piece);
         try
         {
-            await gate.ReadAsync((long)request.Offset, buffer.AsMemory(NbdBufferPool.HeaderRoom, piece));
+            await gate.ReadAsync((long)request.Offset, buffer.AsMemory(NbdBufferPool.HeaderRoom, piece), RequestsCancelled);
             bool fragment = _structuredReplies && (request.Flags & NbdCommandFlags.DontFragment) == 0;
             if (piece == length)
             {
@@ -425,7 +426,7 @@ public sealed partial class NbdConnection
             int piece = Math.Min(NbdBufferPool.PieceSize, length - done);
             if (done > 0)
             {
-                await gate.ReadAsync((long)request.Offset + done, buffer.AsMemory(NbdBufferPool.HeaderRoom, piece));
+                await gate.ReadAsync((long)request.Offset + done, buffer.AsMemory(NbdBufferPool.HeaderRoom, piece), RequestsCancelled);
             }
 
             SendPiece(request, buffer, done, piece, final: done + piece == length, fragment: true);
@@ -451,7 +452,7 @@ public sealed partial class NbdConnection
             var data = buffer.AsMemory(NbdBufferPool.HeaderRoom, piece);
             try
             {
-                await gate.ReadAsync((long)request.Offset + done, data);
+                await gate.ReadAsync((long)request.Offset + done, data, RequestsCancelled);
             }
             catch (Exception e) when (!IsDisconnect(e))
             {
@@ -614,91 +615,6 @@ public sealed partial class NbdConnection
         NbdReplyHeaders.WriteChunk(chunk, flags, NbdReplyType.OffsetHole, cookie, 12);
         BinaryPrimitives.WriteInt64BigEndian(chunk[NbdWire.ChunkHeaderSize..], offset);
         BinaryPrimitives.WriteInt32BigEndian(chunk[(NbdWire.ChunkHeaderSize + 8)..], length);
-    }
-
-    /// <summary>One NBD_REPLY_TYPE_BLOCK_STATUS chunk per negotiated context (proto.md, "Metadata querying").</summary>
-    private async ValueTask BlockStatusAsync(RequestGate gate, NbdRequest request)
-    {
-        long position = (long)request.Offset;
-        long end = position + request.Length;
-        var extents = new List<ChainExtent>();
-        while (position < end && extents.Count < MaxStatusExtents)
-        {
-            var extent = await gate.GetBlockStatusAsync(position, end - position);
-            extents.Add(extent);
-            position = extent.End;
-        }
-
-        bool one = (request.Flags & NbdCommandFlags.RequestOne) != 0;
-        var contexts = new List<(uint Id, List<(uint Length, uint Flags)> Descriptors)>();
-        if (_baseAllocation)
-        {
-            contexts.Add((BaseAllocationId, Describe(extents, static e =>
-                (e.IsData && e.IsPresent ? 0 : NbdWire.StateHole) | (e.IsZero ? NbdWire.StateZero : 0), one)));
-        }
-
-        if (_allocationDepth)
-        {
-            contexts.Add((AllocationDepthId, Describe(extents, static e => e.IsPresent ? (uint)e.Depth + 1 : 0, one)));
-        }
-
-        int total = 0;
-        foreach (var (_, descriptors) in contexts)
-        {
-            total += NbdWire.ChunkHeaderSize + 4 + (8 * descriptors.Count);
-        }
-
-        byte[] buffer = Rent(total);
-        try
-        {
-            int at = 0;
-            for (int i = 0; i < contexts.Count; i++)
-            {
-                var (id, descriptors) = contexts[i];
-                var flags = i == contexts.Count - 1 ? NbdReplyFlags.Done : NbdReplyFlags.None;
-                NbdReplyHeaders.WriteChunk(buffer.AsSpan(at), flags, NbdReplyType.BlockStatus, request.Cookie, 4 + (8 * descriptors.Count));
-                at += NbdWire.ChunkHeaderSize;
-                BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(at), id);
-                at += 4;
-                foreach (var (length, value) in descriptors)
-                {
-                    BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(at), length);
-                    BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(at + 4), value);
-                    at += 8;
-                }
-            }
-
-            _writer.Send(buffer.AsSpan(0, total));
-        }
-        finally
-        {
-            Return(buffer);
-        }
-    }
-
-    /// <summary>Merges neighbouring extents with the same value for one context; REQ_ONE keeps the first.</summary>
-    private static List<(uint Length, uint Flags)> Describe(List<ChainExtent> extents, Func<ChainExtent, uint> value, bool one)
-    {
-        var descriptors = new List<(uint Length, uint Flags)>();
-        foreach (var extent in extents)
-        {
-            uint flags = value(extent);
-            if (descriptors.Count > 0 && descriptors[^1].Flags == flags)
-            {
-                descriptors[^1] = (descriptors[^1].Length + (uint)extent.Length, flags);
-            }
-            else
-            {
-                if (one && descriptors.Count == 1)
-                {
-                    break;
-                }
-
-                descriptors.Add(((uint)extent.Length, flags));
-            }
-        }
-
-        return descriptors;
     }
 
     private void SendSimple(ulong cookie)

@@ -127,6 +127,7 @@ public sealed partial class NbdConnection : IDisposable
         }
 
         _socket.Dispose();
+        CancelRequests();
         _readBudget.Close();
         _writeBudget.Close();
     }
@@ -141,7 +142,8 @@ public sealed partial class NbdConnection : IDisposable
         Abort();
         _reader.Dispose();
         _writer.Dispose();
-        _slots.Dispose();
+
+        // _slots is not disposed: a request abandoned at close (NbdConnection.Cancellation.cs) gives its slot back when it ends.
     }
 
     private static bool IsDisconnect(Exception e) =>

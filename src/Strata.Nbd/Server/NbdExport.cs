@@ -1,13 +1,19 @@
 using Strata.Block;
+using Strata.Nbd.Server.MetaContexts;
 
 namespace Strata.Nbd.Server;
 
 /// <summary>
-/// What the server exports under one name: a request gate (the drive's), never an image format. The
-/// server only validates the wire and maps errors; the gate validates and runs the I/O.
+/// What the server exports under one name: a request gate (the drive's), never an image format, and
+/// the metadata contexts block status reports on. The server only validates the wire and maps
+/// errors; the gate validates and runs the I/O, each context answers for itself.
 /// </summary>
 public sealed class NbdExport
 {
+    // Protects writers of _metaContexts, which is replaced whole (readers take it without the lock).
+    private readonly Lock _lock = new();
+    private INbdMetaContext[] _metaContexts;
+
     public NbdExport(string name, RequestGate gate, bool readOnly = false, string? description = null)
     {
         ArgumentNullException.ThrowIfNull(name);
@@ -16,6 +22,7 @@ public sealed class NbdExport
         Gate = gate;
         ReadOnly = readOnly || gate.IsReadOnly;
         Description = description;
+        _metaContexts = [ChainStatusContext.BaseAllocation(gate), ChainStatusContext.AllocationDepth(gate)];
     }
 
     public string Name { get; }
@@ -25,4 +32,42 @@ public sealed class NbdExport
     public RequestGate Gate { get; }
 
     public bool ReadOnly { get; }
+
+    /// <summary>
+    /// The metadata contexts offered, in the order they are listed: "base:allocation" and
+    /// "qemu:allocation-depth" from the start, then those added. A connection that negotiated a
+    /// context keeps it until it negotiates again, even if the context is removed meanwhile.
+    /// </summary>
+    public IReadOnlyList<INbdMetaContext> MetaContexts => Volatile.Read(ref _metaContexts);
+
+    /// <summary>Offers <paramref name="context"/> to clients that negotiate from now on; its name must be new.</summary>
+    public void AddMetaContext(INbdMetaContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        lock (_lock)
+        {
+            if (_metaContexts.Any(c => c.Name == context.Name))
+            {
+                throw new ArgumentException($"export '{Name}' already has a metadata context named '{context.Name}'", nameof(context));
+            }
+
+            Volatile.Write(ref _metaContexts, [.. _metaContexts, context]);
+        }
+    }
+
+    /// <summary>Stops offering the context called <paramref name="name"/>; false when there is none.</summary>
+    public bool RemoveMetaContext(string name)
+    {
+        lock (_lock)
+        {
+            var kept = _metaContexts.Where(c => c.Name != name).ToArray();
+            if (kept.Length == _metaContexts.Length)
+            {
+                return false;
+            }
+
+            Volatile.Write(ref _metaContexts, kept);
+            return true;
+        }
+    }
 }
