@@ -97,7 +97,8 @@ public sealed partial class Drive : IAsyncDisposable
 
         try
         {
-            _closedHold = await Gate.DrainAsync(requestsDeadline);
+            // Closing has its own deadline (the caller's), not the gate's drain timeout: at it the requests are abandoned.
+            _closedHold = await Gate.DrainAsync(Timeout.InfiniteTimeSpan, requestsDeadline);
         }
         catch (OperationCanceledException)
         {
