@@ -27,9 +27,11 @@ public sealed class ProcessesTests
         string pidFile = folder.File("child.pid");
         using var cancel = new CancellationTokenSource();
         var run = Processes.RunAsync("sh", ["-c", $"echo $$ > {pidFile}; exec sleep 300"], ProcessOptions.Default, cancel.Token);
-        while (!File.Exists(pidFile) || File.ReadAllText(pidFile).Length == 0)
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (!File.Exists(pidFile) || !File.ReadAllText(pidFile).EndsWith('\n'))
         {
             Assert.False(run.IsCompleted, $"the child ended early: {await run}");
+            Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "the child wrote no pid file within 30 s");
             await Task.Delay(20);
         }
 

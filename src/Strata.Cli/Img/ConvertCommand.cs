@@ -4,7 +4,7 @@ using Strata.Formats;
 
 namespace Strata.Cli.Img;
 
-/// <summary><c>strata img convert</c>: copy an image (its whole chain) into a new raw or qcow2 image.</summary>
+/// <summary><c>strata img convert</c>: copy an image (its whole chain) into a new image of any registered format.</summary>
 public static class ConvertCommand
 {
     private const string Synopsis = "convert [-p] [-q] [-n] [-U] [-f FMT] -O OUTPUT_FMT [-o OPTIONS] [-B BACKING] SRC DST";
@@ -18,7 +18,7 @@ public static class ConvertCommand
         + "or by scanning the data, are not written.",
         [
             ("-f FMT", "SRC's format; probed when omitted."),
-            ("-O OUTPUT_FMT", "raw (default) or qcow2."),
+            ("-O OUTPUT_FMT", $"One of {ImgContext.Drivers.FormatNames}; raw when omitted."),
             ("-c", "Not supported yet: refused with an error."),
             ("-o OPTIONS", "Creation options of DST, as for create ('-o help' lists them)."),
             ("-B BACKING", "Not supported yet: refused with an error."),

@@ -105,7 +105,7 @@ public static class ImgTool
         text.AppendLine();
         text.AppendLine("DESCRIPTION");
         text.AppendLine("    The offline image tool, spelled like qemu-img: same commands, options, output and exit");
-        text.AppendLine("    codes. Formats: raw and qcow2. Sizes take the suffixes k, M, G, T, P, E (powers of 1024).");
+        text.AppendLine($"    codes. Formats: {ImgContext.Drivers.FormatNames}. Sizes take the suffixes k, M, G, T, P, E (powers of 1024).");
         text.AppendLine("    'strata img COMMAND --help' shows the manual of one command.");
         text.AppendLine();
         text.AppendLine("COMMANDS");

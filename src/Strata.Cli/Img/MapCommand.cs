@@ -90,7 +90,7 @@ public static class MapCommand
     {
         var names = new Dictionary<IBlockNode, string>(ReferenceEqualityComparer.Instance);
         string name = file;
-        for (var node = top; node is not null; node = node.Backing)
+        foreach (var node in top.Layers())
         {
             names[node] = name;
             if (node is IBackingFileRecord { BackingFileName: { } backing })
