@@ -13,6 +13,9 @@ command -v nbdinfo >/dev/null || need_apt+=(libnbd-bin)
 /usr/bin/python3 -c 'import nbd' 2>/dev/null || need_apt+=(python3-libnbd)
 command -v fio >/dev/null || need_apt+=(fio)
 command -v afl-fuzz >/dev/null || need_apt+=(afl++)  # the fuzz targets' smoke runs
+# ./strata publishes a native executable (Native AOT), which links with the C toolchain.
+command -v clang >/dev/null || need_apt+=(clang)
+[[ -f /usr/include/zlib.h ]] || need_apt+=(zlib1g-dev)
 if (( ${#need_apt[@]} )); then
     echo "test.sh: installing ${need_apt[*]}"
     sudo_cmd=()
@@ -30,6 +33,24 @@ dotnet test "$root/Strata.slnx" -c Release --logger "console;verbosity=normal" "
 read -r passed failed skipped < <(grep -E '^ +(Passed|Failed|Skipped): +[0-9]+ *$' "$log" \
     | awk '$1=="Passed:"{p+=$2} $1=="Failed:"{f+=$2} $1=="Skipped:"{s+=$2} END {print p+0, f+0, s+0}')
 echo "tests: ${passed} passed, ${failed} failed, ${skipped} skipped"
+
+# The tests run the JIT build; users run ./strata, a native executable. The front door must work as
+# built: the launcher's build is native (no strata.dll beside it: it did not fall back) and the demo,
+# the whole live workflow, passes on it.
+if (( status == 0 )); then
+    echo "test.sh: ./strata demo on the native build"
+    if ! "$root/strata" demo >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "test.sh: ./strata demo failed" >&2
+        status=1
+    elif [[ -f "$root/artifacts/cli/strata.dll" ]]; then
+        cat "$log" >&2
+        echo "test.sh: ./strata did not build natively (it fell back to a JIT build)" >&2
+        status=1
+    else
+        tail -n 1 "$log"
+    fi
+fi
 if (( status == 0 && passed == 0 )); then
     echo "test.sh: no test ran" >&2
     exit 1
