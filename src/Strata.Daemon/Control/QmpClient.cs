@@ -25,6 +25,9 @@ public sealed class QmpClient : IAsyncDisposable
 
     private QmpClient(Socket socket) => _socket = socket;
 
+    // Why the client closed itself, when the server broke the protocol; null otherwise.
+    private volatile string? _broken;
+
     /// <summary>The greeting's "QMP" object.</summary>
     public JsonObject? Greeting { get; private set; }
 
@@ -46,7 +49,17 @@ public sealed class QmpClient : IAsyncDisposable
 
         var client = new QmpClient(socket);
         client._receiver = Task.Run(client.ReceiveAsync, CancellationToken.None);
-        var greeting = await client._replies.Reader.ReadAsync(cancellationToken);
+        JsonObject greeting;
+        try
+        {
+            greeting = await client._replies.Reader.ReadAsync(cancellationToken);
+        }
+        catch (ChannelClosedException e)
+        {
+            await client.DisposeAsync();
+            throw new IOException(client._broken ?? "the server closed the connection before its greeting", e);
+        }
+
         client.Greeting = greeting["QMP"] as JsonObject ?? throw new IOException("the server did not send a QMP greeting");
         await client.ExecuteAsync("qmp_capabilities", null, cancellationToken);
         return client;
@@ -83,7 +96,7 @@ public sealed class QmpClient : IAsyncDisposable
         }
         catch (ChannelClosedException e)
         {
-            throw new IOException("the control socket closed", e);
+            throw new IOException(_broken ?? "the control socket closed", e);
         }
         finally
         {
@@ -145,7 +158,10 @@ public sealed class QmpClient : IAsyncDisposable
                 {
                     var line = pending.GetRange(0, newline).ToArray();
                     pending.RemoveRange(0, newline + 1);
-                    Dispatch(line);
+                    if (!Dispatch(line))
+                    {
+                        return;
+                    }
                 }
 
                 if (pending.Count > MaxMessageBytes)
@@ -162,14 +178,30 @@ public sealed class QmpClient : IAsyncDisposable
         {
             _replies.Writer.TryComplete();
             _events.Writer.TryComplete();
+            if (_broken is not null)
+            {
+                // Nothing more from this server can be matched to a command: hang up.
+                try
+                {
+                    _socket.Shutdown(SocketShutdown.Both);
+                }
+                catch (SocketException)
+                {
+                }
+            }
         }
     }
 
-    private void Dispatch(byte[] line)
+    /// <summary>
+    /// Passes one line on as a reply or an event. A line that is no JSON object breaks the protocol:
+    /// no reply can be matched to its command any more, so the client closes (false) and the command
+    /// waiting fails with the reason instead of waiting for ever.
+    /// </summary>
+    private bool Dispatch(byte[] line)
     {
         if (line.AsSpan().Trim((byte)'\r').IsEmpty)
         {
-            return;
+            return true;
         }
 
         JsonObject? message;
@@ -177,14 +209,16 @@ public sealed class QmpClient : IAsyncDisposable
         {
             message = JsonNode.Parse(line) as JsonObject;
         }
-        catch (JsonException)
+        catch (JsonException e)
         {
-            return;
+            _broken = $"the server sent a line that is not valid JSON ({e.Message})";
+            return false;
         }
 
         if (message is null)
         {
-            return;
+            _broken = "the server sent a line that is not a JSON object";
+            return false;
         }
 
         if (message.ContainsKey("event"))
@@ -195,5 +229,7 @@ public sealed class QmpClient : IAsyncDisposable
         {
             _replies.Writer.TryWrite(message);
         }
+
+        return true;
     }
 }
