@@ -228,7 +228,7 @@ public static class ImageCreator
             drivers.Format(backingFormat);
         }
 
-        var backing = drivers.ResolveBacking(drivers.Locate(path), backingFile);
+        var backing = drivers.ResolveBacking(path, backingFile);
         if (backingFormat is not null && size is not null)
         {
             return (backingFormat, size);

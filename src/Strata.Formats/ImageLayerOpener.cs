@@ -76,7 +76,7 @@ public sealed class ImageLayerOpener : ILayerOpener
     public void Delete(string file) => File.Delete(file);
 
     /// <inheritdoc/>
-    public string ResolveBackingFile(string overlayFile, string backingName) => _drivers.ResolveBacking(_drivers.Locate(overlayFile), backingName).Text;
+    public string ResolveBackingFile(string overlayFile, string backingName) => _drivers.ResolveBacking(overlayFile, backingName).Text;
 
     private ImageOpenOptions ToImageOptions(LayerOpenOptions options)
         => new() { Format = options.Format, ReadOnly = options.ReadOnly, Direct = options.Direct, Drivers = _drivers };

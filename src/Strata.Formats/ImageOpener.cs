@@ -60,8 +60,7 @@ public static class ImageOpener
     {
         ArgumentNullException.ThrowIfNull(overlayPath);
         ArgumentNullException.ThrowIfNull(backingName);
-        var drivers = StandardDrivers.Registry;
-        return drivers.ResolveBacking(drivers.Locate(overlayPath), backingName).Text;
+        return StandardDrivers.Registry.ResolveBacking(overlayPath, backingName).Text;
     }
 
     /// <summary>

@@ -94,6 +94,9 @@ public sealed class DriverRegistry
         return located.IsFile ? overlay.Sibling(name) : located;
     }
 
+    /// <summary>As <see cref="ResolveBacking(ImageLocator, string)"/>, for an overlay given by name.</summary>
+    public ImageLocator ResolveBacking(string overlay, string name) => ResolveBacking(Locate(overlay), name);
+
     /// <summary>
     /// Guesses an image's format from its first bytes: the driver whose probe scores highest. When
     /// only a driver that takes any content (raw) answers and the bytes look like a format no driver

@@ -52,7 +52,7 @@ public sealed class ImageLocator : IEquatable<ImageLocator>
     /// Where a relative backing name recorded in this image points: next to it, in the same store.
     /// A file's relative name joins its folder and is made full; an absolute path stays as written
     /// (as QEMU does, bdrv_get_full_backing_filename). Names that are themselves locators are resolved
-    /// by <see cref="DriverRegistry.ResolveBacking"/> before this is asked.
+    /// by <see cref="DriverRegistry.ResolveBacking(ImageLocator, string)"/> before this is asked.
     /// </summary>
     public ImageLocator Sibling(string name)
     {

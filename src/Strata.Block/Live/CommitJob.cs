@@ -38,7 +38,7 @@ public sealed class CommitJob : Job
         _top = top;
         _base = baseNode;
         _options = options ?? new CommitJobOptions();
-        _baseDepth = DepthOf(top, baseNode);
+        _baseDepth = top.DepthOf(baseNode);
         if (_baseDepth <= 0)
         {
             throw BlockException.Invalid("the base is not below the top in the backing chain");
@@ -121,9 +121,6 @@ public sealed class CommitJob : Job
             await onAbort(drain);
         }
     }
-
-    /// <summary>How many backing links lead from <paramref name="top"/> to <paramref name="target"/> (-1: not below).</summary>
-    public static int DepthOf(IBlockNode top, IBlockNode target) => top.DepthOf(target);
 
     /// <summary>What the layers above the base hold, under the job's error policy (a failed scan starts again once resumed).</summary>
     private ValueTask<CopyPlan> FindWorkAsync(BlockCopy copy, CancellationToken cancellationToken) => RunStepAsync(async () =>
