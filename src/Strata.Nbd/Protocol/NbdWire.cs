@@ -52,4 +52,10 @@ public static class NbdWire
 
     /// <summary>QEMU's context: 0 unallocated, 1 the top layer, N the (N-1)th backing file (qemu docs/interop/nbd.rst).</summary>
     public const string QemuAllocationDepth = "qemu:allocation-depth";
+
+    /// <summary>The prefix of QEMU's dirty-bitmap contexts, "qemu:dirty-bitmap:NAME" (qemu docs/interop/nbd.rst).</summary>
+    public const string QemuDirtyBitmapPrefix = "qemu:dirty-bitmap:";
+
+    /// <summary>The one flag of a dirty-bitmap context: the granule was written since the bitmap last was clear.</summary>
+    public const uint StateDirty = 1;
 }
