@@ -24,6 +24,8 @@ internal sealed class RunningProcess : IAsyncDisposable
 
     public int ExitCode => _process.ExitCode;
 
+    public int Id => _process.Id;
+
     public static RunningProcess Start(string program, IEnumerable<string> args) =>
         new(Process.Start(BenchProcess.StartInfo(program, args)) ?? throw new InvalidOperationException($"could not start {program}"));
 

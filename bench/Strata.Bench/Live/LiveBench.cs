@@ -15,6 +15,8 @@ internal static class LiveBench
         ("merge-speed", MergeSpeedBench.MeasureAsync),
         ("merge-load", MergeLoadBench.MeasureAsync),
         ("snapshot-cost", SnapshotCostBench.MeasureAsync),
+        ("bitmap-cost", BitmapCostBench.MeasureAsync),
+        ("bitmap-memory", BitmapMemoryBench.MeasureAsync),
     ];
 
     public static string Commands => "live|" + string.Join('|', Benches.Select(b => b.Name));

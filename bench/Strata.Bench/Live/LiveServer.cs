@@ -39,6 +39,24 @@ internal abstract class LiveServer : IAsyncDisposable
 
     private QmpClient Qmp => _qmp ?? throw new InvalidOperationException("the server is not started");
 
+    /// <summary>The node QMP's block-dirty-bitmap commands name for the exported disk.</summary>
+    public abstract string BitmapNode { get; }
+
+    /// <summary>The server's resident memory now, in bytes (VmRSS).</summary>
+    public long ResidentBytes()
+    {
+        var process = _process ?? throw new InvalidOperationException("the server is not started");
+        foreach (string line in File.ReadLines($"/proc/{process.Id}/status"))
+        {
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+            {
+                return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+            }
+        }
+
+        throw new InvalidOperationException($"{Name}: no VmRSS in /proc/{process.Id}/status");
+    }
+
     /// <summary>Starts the process and waits (bounded) until its NBD and QMP sockets answer.</summary>
     public async Task StartAsync(DiskImage disk, CancellationToken cancellationToken)
     {
@@ -172,7 +190,8 @@ internal abstract class LiveServer : IAsyncDisposable
 
     private static string? EventName(JsonObject e) => e["event"]?.GetValue<string>();
 
-    private async Task ExecuteAsync(string command, JsonObject arguments, CancellationToken cancellationToken)
+    /// <summary>One QMP command, bounded; a QMP error becomes an InvalidOperationException naming the server.</summary>
+    public async Task ExecuteAsync(string command, JsonObject arguments, CancellationToken cancellationToken)
     {
         using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         limit.CancelAfter(CommandTimeout);

@@ -37,6 +37,8 @@ internal sealed class QsdServer(string folder) : LiveServer("qsd", folder)
         return ("qemu-storage-daemon", args);
     }
 
+    public override string BitmapNode => _chain[^1];
+
     protected override JsonObject SnapshotArguments(string overlay) => new()
     {
         ["node-name"] = _chain[^1],

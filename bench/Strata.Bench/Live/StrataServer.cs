@@ -14,6 +14,8 @@ internal sealed class StrataServer(string program, string[] prefix, string folde
         "--nbd", $"unix:{NbdSocket}", "--qmp", $"unix:{QmpSocket}",
     ]);
 
+    public override string BitmapNode => "disk";
+
     protected override JsonObject SnapshotArguments(string overlay) =>
         new() { ["device"] = "disk", ["snapshot-file"] = overlay, ["format"] = "qcow2" };
 

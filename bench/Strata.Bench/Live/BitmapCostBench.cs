@@ -1,0 +1,107 @@
+using System.Text;
+using System.Text.Json.Nodes;
+
+namespace Strata.Bench.Live;
+
+/// <summary>
+/// What tracking dirty blocks costs the guest: fio 4 KiB random writes at QD32 and QD1 over NBD on a
+/// served raw image, with 0, 1 and 4 bitmaps recording (64 KiB and 4 KiB granularity), added and
+/// removed over QMP with QEMU's block-dirty-bitmap-add and -remove, on Strata and on
+/// qemu-storage-daemon. Strata's crash-safe dirty_bitmap files are extra rows (QEMU has no
+/// counterpart: its in-memory bitmaps are lost in a crash). A last phase without bitmaps is the
+/// control: its ratio to the first is the noise the other rows must be read against.
+/// </summary>
+internal static class BitmapCostBench
+{
+    private static readonly FioWorkload[] Workloads = [FioWorkload.RandWrite4K, FioWorkload.RandWrite4KQD1];
+    private static readonly TimeSpan Warmup = TimeSpan.FromSeconds(1);
+
+    public static async Task<string> MeasureAsync(LiveWork work, CancellationToken cancellationToken)
+    {
+        var options = work.Options;
+        string disk = work.Disk();
+        var results = await work.EachServerRunAsync("bitmap-cost", (server, folder) => RunOnceAsync(server, disk, folder, options, cancellationToken), cancellationToken);
+
+        var table = new StringBuilder();
+        table.AppendLine("### Cost of dirty bitmaps");
+        table.AppendLine();
+        table.AppendLine($"Guest: fio over NBD on a {options.DiskSize >> 20} MiB raw image, {options.Phase.TotalSeconds:0.#} s per workload and row after an unmeasured "
+            + $"{Warmup.TotalSeconds:0} s warm-up; bitmaps added before a row and removed after it. {options.Runs} run(s) per server, alternated; IOPS medians; "
+            + "ratios to the same server without bitmaps within each run, then their median. Target: Strata ≥ 0.98× itself without bitmaps, and ahead of qemu-storage-daemon.");
+        table.AppendLine();
+        var names = work.Servers.Select(s => s.Name).ToList();
+        table.AppendLine($"| workload | bitmaps | {string.Join(" | ", names.Select(n => $"{n} IOPS | {n} / itself without"))} | {names[0]} / {names[^1]} |");
+        table.AppendLine($"| --- | --- |{string.Concat(names.Select(_ => " ---: | ---: |"))} ---: |");
+        foreach (var workload in Workloads)
+        {
+            foreach (var row in BitmapCase.All)
+            {
+                var cells = new List<string>();
+                var medians = new List<double>();
+                foreach (string name in names)
+                {
+                    var runs = results[name];
+                    double iops = BenchStats.Median(runs.Select(r => r.Iops.GetValueOrDefault((workload, row), double.NaN)));
+                    var ratios = runs.Select(r => r.Iops.GetValueOrDefault((workload, row), double.NaN) / r.Iops[(workload, BitmapCase.None)]).ToList();
+                    medians.Add(iops);
+                    cells.Add(Cells.Number(iops, "N0"));
+                    cells.Add(ratios.All(double.IsNaN) ? "n/a" : Cells.WithSpread(ratios));
+                }
+
+                table.AppendLine($"| {workload.Label} | {row.Label} | {string.Join(" | ", cells)} | {Cells.Ratio(medians[0], medians[^1])} |");
+            }
+        }
+
+        return table.ToString();
+    }
+
+    private static async Task<CostRun> RunOnceAsync(ServerKind kind, string disk, string folder, LiveOptions options, CancellationToken cancellationToken)
+    {
+        await using var server = kind.Create(folder);
+        await server.StartAsync(new DiskImage(disk, "raw"), cancellationToken);
+        var iops = new Dictionary<(FioWorkload, BitmapCase), double>();
+        foreach (var workload in Workloads)
+        {
+            // Not measured: a fresh server's first requests (a .NET server compiles its I/O path then).
+            await Fio.RunAsync(workload, server.NbdUri, options.DiskSize, Warmup, cancellationToken);
+            foreach (var row in BitmapCase.All)
+            {
+                if (row.File && server.Name != "strata")
+                {
+                    continue;
+                }
+
+                var names = await AddAsync(server, row, folder, cancellationToken);
+                iops[(workload, row)] = await Fio.RunAsync(workload, server.NbdUri, options.DiskSize, options.Phase, cancellationToken);
+                foreach (string name in names)
+                {
+                    await server.ExecuteAsync("block-dirty-bitmap-remove", new JsonObject { ["node"] = server.BitmapNode, ["name"] = name }, cancellationToken);
+                }
+            }
+        }
+
+        return new CostRun(iops);
+    }
+
+    /// <summary>Adds the row's bitmaps, recording; their names.</summary>
+    private static async Task<List<string>> AddAsync(LiveServer server, BitmapCase row, string folder, CancellationToken cancellationToken)
+    {
+        var names = new List<string>();
+        for (int i = 0; i < row.Count; i++)
+        {
+            string name = $"b{i}";
+            var arguments = new JsonObject { ["node"] = server.BitmapNode, ["name"] = name, ["granularity"] = row.Granularity };
+            if (row.File)
+            {
+                arguments["file"] = Path.Combine(folder, $"{name}-{Guid.NewGuid():N}.dbmp");
+            }
+
+            await server.ExecuteAsync("block-dirty-bitmap-add", arguments, cancellationToken);
+            names.Add(name);
+        }
+
+        return names;
+    }
+
+    private sealed record CostRun(Dictionary<(FioWorkload, BitmapCase), double> Iops);
+}
