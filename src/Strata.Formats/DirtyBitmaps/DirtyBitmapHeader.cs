@@ -200,8 +200,8 @@ internal sealed record DirtyBitmapHeader
             throw BlockException.Corrupt($"intent region 2^{IntentGranularityBits} is smaller than the granularity or above 2^62");
         }
 
-        CheckArea("intent map", IntentOffset, IntentLength, WordBytes(DiskSize, IntentGranularity), MaxIntentLength, fileLength);
         CheckArea("bit area", BitsOffset, BitsLength, WordBytes(DiskSize, Granularity), MaxBitsLength, fileLength);
+        CheckArea("intent map", IntentOffset, IntentLength, WordBytes(DiskSize, IntentGranularity), MaxIntentLength, fileLength);
         if (IntentOffset < BitsOffset + BitsLength && BitsOffset < IntentOffset + IntentLength)
         {
             throw BlockException.Corrupt($"the intent map at {IntentOffset} overlaps the bit area at {BitsOffset}");
