@@ -6,8 +6,8 @@ namespace Strata.Formats.DirtyBitmaps;
 /// <summary>
 /// A dirty_bitmap file opened read-only, as <c>img info</c> and <c>img map</c> (and a backup) see
 /// it: a node of the disk's size that holds no data (reads are refused), describes the file
-/// (<see cref="IImageFacts"/>) and gives its bits (<see cref="IBitmapImage"/>). Block status
-/// reports dirty runs as data and clean runs as zeroes.
+/// (<see cref="IImageFacts"/>) and gives its bits (<see cref="IBitmapImage"/>). Block status is
+/// refused too, so that no copy (convert, compare) takes it for a disk of zeroes.
 /// </summary>
 internal sealed class DirtyBitmapView : IBlockNode, IFormatNode, IImageFacts, IBitmapImage
 {
@@ -86,10 +86,7 @@ internal sealed class DirtyBitmapView : IBlockNode, IFormatNode, IImageFacts, IB
     public ValueTask FlushAsync(CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
 
     public ValueTask<BlockExtent> GetBlockStatusAsync(long offset, long length, CancellationToken cancellationToken = default)
-    {
-        var (dirty, run) = Bits.GetRun(offset, length);
-        return ValueTask.FromResult(new BlockExtent(offset, run, BlockState.Allocated | (dirty ? BlockState.Data : BlockState.Zero)));
-    }
+        => ValueTask.FromException<BlockExtent>(NotADisk());
 
     public ValueTask ResizeAsync(long newSize, CancellationToken cancellationToken = default) => ValueTask.FromException(NotADisk());
 
