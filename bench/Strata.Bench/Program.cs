@@ -12,6 +12,11 @@ public static class Program
             return await ImgBench.RunAsync(args[1..]);
         }
 
+        if (args.Length > 0 && args[0] == BitmapIntentBench.Command)
+        {
+            return await BitmapIntentBench.RunAsync();
+        }
+
         if (args.Length > 0 && LiveBench.IsCommand(args[0]))
         {
             return await LiveBench.RunAsync(args[0], args[1..]);
@@ -19,6 +24,7 @@ public static class Program
 
         Console.Error.WriteLine("usage: dotnet run --project bench/Strata.Bench -c Release -- img [--dir DIR] [--runs N] [--size BYTES] [--quick] [--out FILE]");
         Console.Error.WriteLine($"       dotnet run --project bench/Strata.Bench -c Release -- {LiveBench.Commands} {LiveOptions.Usage}");
+        Console.Error.WriteLine($"       dotnet run --project bench/Strata.Bench -c Release -- {BitmapIntentBench.Command}");
         return args.Length == 0 ? 2 : 1;
     }
 }

@@ -33,6 +33,7 @@ public static class ImageSignatures
         ("parallels", "WithoutFreeSpace"u8.ToArray()),
         ("parallels", "WithouFreSpacExt"u8.ToArray()),
         ("bochs", "Bochs Virtual HD Image"u8.ToArray()),
+        ("dirty_bitmap", DirtyBitmaps.DirtyBitmapHeader.Magic.ToArray()), // Strata's own (docs/formats/dirty-bitmap.md)
         ("cloop", "#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n"u8.ToArray()),
     ];
 

@@ -1,4 +1,5 @@
 using Strata.Block.Drivers;
+using Strata.Formats.DirtyBitmaps;
 using Strata.Formats.Qcow2;
 using Strata.Formats.Raw;
 
@@ -15,6 +16,7 @@ public static class StandardDrivers
         [
             new RawFormatDriver(),
             new Qcow2FormatDriver(),
+            new DirtyBitmapFormatDriver(),
         ],
         [
             new FileProtocolDriver(),

@@ -21,7 +21,8 @@ public static class CreateCommand
             ("-F BACKING_FMT", $"The backing file's format ({ImgContext.Drivers.FormatNames}); probed when omitted."),
             ("-o OPTIONS", "Comma-separated name=value list; '-o help' lists them. qcow2: cluster_size, compat\n"
                 + "(0.10 or 1.1), refcount_bits, lazy_refcounts (on/off), compression_type (zlib/zstd),\n"
-                + "backing_file, backing_fmt, size."),
+                + "backing_file, backing_fmt, size. dirty_bitmap: cluster_size (bytes of disk per bit, a power\n"
+                + "of two from 512 to 64M, 64k by default), size (of the disk it tracks)."),
             ("-q", "Quiet: print nothing but errors."),
         ],
         "0 on success, 1 on any error."), RunAsync);

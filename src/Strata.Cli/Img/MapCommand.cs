@@ -14,7 +14,9 @@ public static class MapCommand
         "map", "show where an image's data is stored", "strata img " + Synopsis,
         "Walks the backing chain and prints, for each run of guest bytes, the layer that decides its\n"
         + "content. Text output lists the data runs (\"Offset Length Mapped to File\"); JSON lists every\n"
-        + "run with start, length, depth, present, zero, data and, when known, the host offset.",
+        + "run with start, length, depth, present, zero, data and, when known, the host offset.\n"
+        + "Of a dirty_bitmap file it lists the dirty extents (JSON: every run with start, length and dirty);\n"
+        + "while a tracker holds the file it refuses, unless -U is given.",
         [
             ("-f FMT", "The image's format; probed when omitted."),
             ("--output=human|json", "Text (default) or JSON, as qemu-img map prints them."),
@@ -33,6 +35,12 @@ public static class MapCommand
 
         string file = parsed.Positionals[0];
         await using var top = await ImgContext.OpenAsync(file, parsed.Get("f"), readOnly: true, forceShare: ImgContext.ForceShare(parsed));
+        if (top is Block.Bitmaps.IBitmapImage bitmap)
+        {
+            BitmapMap.Write(context, bitmap, file, json, ImgContext.ForceShare(parsed));
+            return 0;
+        }
+
         var names = LayerNames(top, file);
         var text = new StringBuilder();
         if (json)
@@ -149,7 +157,7 @@ public static class MapCommand
     }
 
     /// <summary>C's "%#x": "0" for zero, "0x…" otherwise.</summary>
-    private static string Hex(long value) => value == 0 ? "0" : $"0x{value:x}";
+    internal static string Hex(long value) => value == 0 ? "0" : $"0x{value:x}";
 
     private static string Bool(bool value) => value ? "true" : "false";
 }

@@ -1,6 +1,7 @@
 using System.Text;
 using Strata.Block.Drivers;
 using Strata.Formats;
+using Strata.Formats.DirtyBitmaps;
 using Strata.Formats.Qcow2;
 using Strata.Formats.Raw;
 
@@ -28,6 +29,13 @@ public static class QemuImgCreateText
         [CreateOption.Size] = "Virtual disk size",
     };
 
+    /// <summary>Descriptions of options that mean something else in a format qemu-img does not know.</summary>
+    private static readonly Dictionary<(string Format, string Option), string> OwnDescriptions = new()
+    {
+        [(DirtyBitmapFormatDriver.FormatName, DirtyBitmapFormatDriver.ClusterSizeOption)] = "Bytes of disk per bit (granularity, 512 to 64M)",
+        [(DirtyBitmapFormatDriver.FormatName, CreateOption.Size)] = "Size of the disk the bitmap tracks",
+    };
+
     /// <summary>
     /// The order qemu-img 7.2 prints a new image's settings in after "Formatting", per format; a name
     /// ending in '?' is printed only when it was given.
@@ -49,7 +57,7 @@ public static class QemuImgCreateText
         var text = new StringBuilder(driver.Name == RawFormatDriver.FormatName ? "Supported raw options:\n" : "Supported options:\n");
         foreach (var option in driver.CreateOptions)
         {
-            string description = Descriptions.GetValueOrDefault(option.Name, "");
+            string description = OwnDescriptions.GetValueOrDefault((driver.Name, option.Name)) ?? Descriptions.GetValueOrDefault(option.Name, "");
             text.Append($"  {$"{option.Name}=<{TypeName(option.Type)}>",-22} - {description}\n");
         }
 

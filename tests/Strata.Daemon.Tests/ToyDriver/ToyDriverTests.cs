@@ -72,7 +72,7 @@ public sealed class ToyDriverTests
     public void ADriveOfAFormatTheRegistryDoesNotHoldIsRefusedWithOneLine()
     {
         var e = Assert.Throws<FormatException>(() => DriveSpec.Parse($"id=x,file=mem:disk,format={ToyFormatDriver.FormatName}"));
-        Assert.Contains($"unknown format '{ToyFormatDriver.FormatName}' (raw, qcow2)", e.Message);
+        Assert.Contains($"unknown format '{ToyFormatDriver.FormatName}' (raw, qcow2, dirty_bitmap)", e.Message);
         Assert.DoesNotContain('\n', e.Message);
     }
 
@@ -80,8 +80,8 @@ public sealed class ToyDriverTests
     public void TheToyFormatIsListedWhereItIsRegisteredAndNowhereElse()
     {
         var drivers = StandardDrivers.Registry.With(new ToyFormatDriver());
-        Assert.Equal("raw, qcow2, toy", drivers.FormatNames);
-        Assert.Equal("raw, qcow2", StandardDrivers.Registry.FormatNames);
+        Assert.Equal("raw, qcow2, dirty_bitmap, toy", drivers.FormatNames);
+        Assert.Equal("raw, qcow2, dirty_bitmap", StandardDrivers.Registry.FormatNames);
         Assert.Equal("toy", DriveSpec.Parse("id=x,file=a.img,format=toy", drivers).Format);
     }
 }
