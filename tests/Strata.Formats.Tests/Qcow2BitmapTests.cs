@@ -211,20 +211,7 @@ public sealed class Qcow2BitmapTests
         return image;
     }
 
-    /// <summary>qemu-storage-daemon's x-debug-block-dirty-bitmap-sha256 of a bitmap, the image opened read-only (so nothing is marked in use).</summary>
-    internal static async Task<string> QemuSha256Async(TempFolder dir, string image, string bitmap)
-    {
-        string socket = dir.File($"q{Guid.NewGuid().ToString("N")[..6]}.sock");
-        await using var qsd = await Qsd.StartAsync(socket, socket + ".qmp",
-        [
-            "--blockdev", $"driver=file,node-name=file0,filename={image},read-only=on",
-            "--blockdev", "driver=qcow2,node-name=fmt0,file=file0,read-only=on",
-            "--nbd-server", $"addr.type=unix,addr.path={socket}",
-        ]);
-        await using var qmp = await qsd.ConnectQmpAsync();
-        var reply = await qmp.ExecuteAsync("x-debug-block-dirty-bitmap-sha256", new JsonObject { ["node"] = "fmt0", ["name"] = bitmap });
-        return reply!["sha256"]!.GetValue<string>();
-    }
+    internal static Task<string> QemuSha256Async(TempFolder dir, string image, string bitmap) => Qsd.BitmapSha256Async(image, bitmap, dir);
 
     private static async Task<string> StrataSha256Async(string image, string bitmap)
     {

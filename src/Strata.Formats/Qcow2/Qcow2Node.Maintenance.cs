@@ -41,7 +41,8 @@ public sealed partial class Qcow2Node : IEmptiableLayer
     public async ValueTask MakeEmptyAsync(CancellationToken cancellationToken = default)
     {
         CheckWritable();
-        await TrackWriteAsync(0, Size, cancellationToken);
+
+        // Not a write for the bitmaps (as QEMU's make_empty): after a commit the image reads the same.
         long clusters = (Size + _clusterSize - 1) >> _clusterBits;
         await UpdateClustersAsync(0, clusters, Qcow2ClusterUpdate.Deallocate, cancellationToken);
         await _metadataLock.WaitAsync(cancellationToken);
