@@ -3,7 +3,8 @@ namespace Strata.Block;
 /// <summary>
 /// What a format says about one image beyond its size, for <c>info</c>: driver-neutral facts, and
 /// the format's own fields by name (QEMU's "format-specific" data: names as its QAPI spells them,
-/// values a string, a whole number or a bool), in the order they are shown.
+/// values a string, a whole number, a bool, or a list of values or of objects, an object being a
+/// list of such name-value pairs, as qcow2's "bitmaps"), in the order they are shown.
 /// </summary>
 public sealed record ImageFormatInfo
 {

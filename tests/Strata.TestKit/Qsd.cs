@@ -72,6 +72,25 @@ public sealed class Qsd : IDisposable, IAsyncDisposable
         "--nbd-server", $"addr.type=unix,addr.path={socket}",
         "--export", $"type=nbd,id=exp0,node-name=fmt0,name=disk,writable={(writable ? "on" : "off")},allocation-depth=on");
 
+    /// <summary>
+    /// The x-debug-block-dirty-bitmap-sha256 of <paramref name="bitmap"/> in the qcow2 image
+    /// <paramref name="image"/>, opened read-only (so QEMU marks nothing in use), with its sockets in <paramref name="folder"/>.
+    /// </summary>
+    public static async Task<string> BitmapSha256Async(string image, string bitmap, TempFolder folder)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
+        string socket = folder.File($"q{Guid.NewGuid().ToString("N")[..6]}.sock");
+        await using var qsd = await StartAsync(socket, socket + ".qmp",
+        [
+            "--blockdev", $"driver=file,node-name=file0,filename={image},read-only=on",
+            "--blockdev", "driver=qcow2,node-name=fmt0,file=file0,read-only=on",
+            "--nbd-server", $"addr.type=unix,addr.path={socket}",
+        ]);
+        await using var qmp = await qsd.ConnectQmpAsync();
+        var reply = await qmp.ExecuteAsync("x-debug-block-dirty-bitmap-sha256", new System.Text.Json.Nodes.JsonObject { ["node"] = "fmt0", ["name"] = bitmap });
+        return reply!["sha256"]!.GetValue<string>();
+    }
+
     /// <summary>A control connection past capabilities negotiation; fails after 30 s.</summary>
     public async Task<QmpClient> ConnectQmpAsync()
     {

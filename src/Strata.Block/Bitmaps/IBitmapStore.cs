@@ -18,7 +18,7 @@ namespace Strata.Block.Bitmaps;
 /// crash, a bitmap that includes the range (crash-safe stores make an intent durable here; stores
 /// with QEMU's semantics return at once and recover nothing: their crashed bitmap is Inconsistent).
 /// Most calls must complete synchronously: this is on every write's path.</item>
-/// <item><see cref="SaveAsync"/> when tracking stops (disabled, handed off at a snapshot, removed, the
+/// <item><see cref="SaveAsync(DirtyBitmap, BitmapStoreState, CancellationToken)"/> when tracking stops (disabled, handed off at a snapshot, removed, the
 /// drive closes): no write is in flight (the drive holds a drain or tracking has ended), the bits
 /// passed are final, and after it returns the stored copy is complete and durable, in the given state.
 /// Tracking may begin again later with <see cref="BeginTrackingAsync"/>.</item>
@@ -54,6 +54,14 @@ public interface IBitmapStore : IAsyncDisposable
 
     /// <summary>Writes the final bits and the state (Frozen or Consistent), durably.</summary>
     ValueTask SaveAsync(DirtyBitmap bits, BitmapStoreState state, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// As <see cref="SaveAsync(DirtyBitmap, BitmapStoreState, CancellationToken)"/>, also recording
+    /// whether the bitmap records writes when its image is next used (qcow2's "auto" flag; QEMU's
+    /// enabled state). Stores that are always enabled (dirty_bitmap files) ignore it.
+    /// </summary>
+    ValueTask SaveAsync(DirtyBitmap bits, BitmapStoreState state, bool enabled, CancellationToken cancellationToken = default)
+        => SaveAsync(bits, state, cancellationToken);
 
     /// <summary>Writes the bits while staying Active, so recovery after a later crash is finer; under a drain.</summary>
     ValueTask CheckpointAsync(DirtyBitmap bits, CancellationToken cancellationToken = default);

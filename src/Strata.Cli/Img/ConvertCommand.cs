@@ -7,9 +7,9 @@ namespace Strata.Cli.Img;
 /// <summary><c>strata img convert</c>: copy an image (its whole chain) into a new image of any registered format.</summary>
 public static class ConvertCommand
 {
-    private const string Synopsis = "convert [-p] [-q] [-n] [-U] [-f FMT] -O OUTPUT_FMT [-o OPTIONS] [-B BACKING] SRC DST";
+    private const string Synopsis = "convert [-p] [-q] [-n] [-U] [--bitmaps [--skip-broken-bitmaps]] [-f FMT] -O OUTPUT_FMT [-o OPTIONS] [-B BACKING] SRC DST";
 
-    private static readonly ArgParser Parser = new("pqnf:O:o:B:cm:Wt:T:S:U", "force-share");
+    private static readonly ArgParser Parser = new("pqnf:O:o:B:cm:Wt:T:S:U", "force-share", "bitmaps", "skip-broken-bitmaps");
 
     public static ImgSubcommand Definition { get; } = new("convert", Synopsis, ManualText.Build(
         "convert", "copy an image into a new image of any format", "strata img " + Synopsis,
@@ -27,6 +27,9 @@ public static class ConvertCommand
             ("-q", "Quiet: print nothing but errors."),
             ("-U, --force-share", "Read SRC even while another process writes it (the copy may then be\n"
                 + "inconsistent). Without it SRC must not be written meanwhile, as with qemu-img."),
+            ("--bitmaps", "Also copy SRC's persistent bitmaps (qcow2 to qcow2), after the data. An inconsistent\n"
+                + "one (left in use) stops the convert before anything is copied."),
+            ("--skip-broken-bitmaps", "With --bitmaps: leave inconsistent bitmaps out, with a warning."),
             ("-m N, -W, -t CACHE, -T CACHE, -S SIZE", "Accepted for compatibility with qemu-img; no effect."),
         ],
         "0 on success, 1 on any error."), RunAsync);
@@ -65,6 +68,12 @@ public static class ConvertCommand
         string targetPath = parsed.Positionals[1];
         await using var source = await ImgContext.OpenAsync(sourcePath, parsed.Get("f"), readOnly: true, permissions: SourcePermissions,
             forceShare: ImgContext.ForceShare(parsed));
+        if (parsed.Has("skip-broken-bitmaps") && !parsed.Has("bitmaps"))
+        {
+            throw new CliException("--skip-broken-bitmaps requires --bitmaps");
+        }
+
+        var bitmaps = parsed.Has("bitmaps") ? ConvertBitmaps.Plan(source, parsed.Has("skip-broken-bitmaps"), context) : null;
         bool create = !parsed.Has("n");
         if (create)
         {
@@ -86,8 +95,18 @@ public static class ConvertCommand
             throw new CliException($"Target '{targetPath}' is smaller than the source");
         }
 
+        if (bitmaps is not null)
+        {
+            await ConvertBitmaps.CheckTargetAsync(target, format, targetPath, create);
+        }
+
         var copy = new BlockCopy(ChainView.Whole(source), target, new BlockCopyOptions { TargetIsZero = create, DetectZeroes = true });
         await ProgressDisplay.RunAsync(context, parsed.Has("p"), "convert", progress => copy.CopyAllAsync(source.Size, progress));
+        if (bitmaps is not null)
+        {
+            await ConvertBitmaps.CopyAsync(source, target, bitmaps);
+        }
+
         await target.FlushAsync();
         return 0;
     }

@@ -14,6 +14,7 @@ public static class ImgTool
     public static IReadOnlyList<ImgSubcommand> Commands { get; } =
     [
         BenchCommand.Definition,
+        BitmapCommand.Definition,
         CheckCommand.Definition,
         CommitCommand.Definition,
         CompareCommand.Definition,

@@ -114,14 +114,45 @@ public static class InfoCommand
 
         // qemu-img prints format-specific data generically: QAPI names with '-' shown as ' '.
         text.Append("Format specific information:\n");
-        foreach (var (name, value) in info.Specific)
+        WriteHumanObject(text, info.Specific, 4);
+    }
+
+    // qemu's dump_qobject: "name: value", a list or object under its name indented four more, list items as "[i]:".
+    private static void WriteHumanObject(StringBuilder text, IEnumerable<KeyValuePair<string, object>> fields, int indent)
+    {
+        foreach (var (name, value) in fields)
         {
-            text.Append("    ").Append(name.Replace('-', ' ')).Append(": ").Append(value switch
-            {
-                bool b => Bool(b),
-                long n => n.ToString(CultureInfo.InvariantCulture),
-                _ => value.ToString(),
-            }).Append('\n');
+            text.Append(' ', indent).Append(name.Replace('-', ' ')).Append(':');
+            WriteHumanValue(text, value, indent);
+        }
+    }
+
+    private static void WriteHumanValue(StringBuilder text, object value, int indent)
+    {
+        switch (value)
+        {
+            case IEnumerable<KeyValuePair<string, object>> fields:
+                text.Append('\n');
+                WriteHumanObject(text, fields, indent + 4);
+                break;
+            case System.Collections.IEnumerable items and not string:
+                text.Append('\n');
+                int i = 0;
+                foreach (object item in items)
+                {
+                    text.Append(' ', indent + 4).Append(CultureInfo.InvariantCulture, $"[{i++}]:");
+                    WriteHumanValue(text, item, indent + 4);
+                }
+
+                break;
+            default:
+                text.Append(' ').Append(value switch
+                {
+                    bool b => Bool(b),
+                    long n => n.ToString(CultureInfo.InvariantCulture),
+                    _ => value.ToString(),
+                }).Append('\n');
+                break;
         }
     }
 
@@ -148,24 +179,8 @@ public static class InfoCommand
         {
             writer.WriteStartObject("format-specific");
             writer.WriteString("type", image.Format);
-            writer.WriteStartObject("data");
-            foreach (var (name, value) in info.Specific)
-            {
-                switch (value)
-                {
-                    case bool b:
-                        writer.WriteBoolean(name, b);
-                        break;
-                    case long n:
-                        writer.WriteNumber(name, n);
-                        break;
-                    default:
-                        writer.WriteString(name, value.ToString());
-                        break;
-                }
-            }
-
-            writer.WriteEndObject();
+            writer.WritePropertyName("data");
+            WriteJsonValue(writer, info.Specific);
             writer.WriteEndObject();
         }
 
@@ -177,6 +192,41 @@ public static class InfoCommand
 
         writer.WriteBoolean("dirty-flag", info?.Dirty ?? false);
         writer.WriteEndObject();
+    }
+
+    private static void WriteJsonValue(Utf8JsonWriter writer, object value)
+    {
+        switch (value)
+        {
+            case bool b:
+                writer.WriteBooleanValue(b);
+                break;
+            case long n:
+                writer.WriteNumberValue(n);
+                break;
+            case IEnumerable<KeyValuePair<string, object>> fields:
+                writer.WriteStartObject();
+                foreach (var (name, field) in fields)
+                {
+                    writer.WritePropertyName(name);
+                    WriteJsonValue(writer, field);
+                }
+
+                writer.WriteEndObject();
+                break;
+            case System.Collections.IEnumerable items and not string:
+                writer.WriteStartArray();
+                foreach (object item in items)
+                {
+                    WriteJsonValue(writer, item);
+                }
+
+                writer.WriteEndArray();
+                break;
+            default:
+                writer.WriteStringValue(value.ToString());
+                break;
+        }
     }
 
     private static string Bool(bool value) => value ? "true" : "false";

@@ -69,6 +69,19 @@ internal sealed class Qcow2Header
 
     public string? BackingFormat { get; set; }
 
+    /// <summary>
+    /// The bitmaps extension when it is consistent (qcow2.txt, autoclear bit 0 set in a version 3
+    /// header); null when absent or ignored.
+    /// </summary>
+    public Qcow2BitmapExtension? Bitmaps { get; set; }
+
+    /// <summary>
+    /// The image has a bitmaps extension that must be considered inconsistent (autoclear bit 0 clear,
+    /// or a version 2 header): a program without bitmap support wrote the image. It is ignored, and
+    /// dropped when the header is next written.
+    /// </summary>
+    public bool BitmapsIgnored { get; set; }
+
     /// <summary>Extensions this driver does not interpret, kept as they were (as QEMU does).</summary>
     public List<Qcow2HeaderExtension> OtherExtensions { get; } = [];
 
@@ -233,7 +246,7 @@ internal sealed class Qcow2Header
             }
         }
 
-        h.ParseExtensions(buffer[..Math.Min(clusterSize, buffer.Length)]);
+        h.ParseExtensions(buffer[..Math.Min(clusterSize, buffer.Length)], fileSize);
 
         h.ValidateFeatures();
         return h;
@@ -274,7 +287,7 @@ internal sealed class Qcow2Header
             span[104] = CompressionType;
         }
 
-        // QEMU's order (qcow2_update_header): backing format, feature names (version 3), others, end.
+        // QEMU's order (qcow2_update_header): backing format, feature names (version 3), bitmaps, others, end.
         if (BackingFormat is not null)
         {
             pos = WriteExtension(span, pos, Qcow2HeaderExtension.BackingFormat, Encoding.UTF8.GetBytes(BackingFormat));
@@ -293,6 +306,11 @@ internal sealed class Qcow2Header
             }
 
             pos = WriteExtension(span, pos, Qcow2HeaderExtension.FeatureNameTable, names);
+        }
+
+        if (Bitmaps is { } bitmaps)
+        {
+            pos = WriteExtension(span, pos, Qcow2HeaderExtension.Bitmaps, bitmaps.Serialize());
         }
 
         foreach (var extension in OtherExtensions)
@@ -360,7 +378,7 @@ internal sealed class Qcow2Header
         return pos + 8 + padded;
     }
 
-    private void ParseExtensions(ReadOnlySpan<byte> cluster)
+    private void ParseExtensions(ReadOnlySpan<byte> cluster, long fileSize)
     {
         // Extensions run from header_length to the end marker, and never past the backing file name.
         int end = BackingFileOffset != 0 ? (int)BackingFileOffset : cluster.Length;
@@ -401,6 +419,18 @@ internal sealed class Qcow2Header
                         var raw = data.Slice(i + 2, 46);
                         int zero = raw.IndexOf((byte)0);
                         FeatureNames[(data[i], data[i + 1])] = Encoding.UTF8.GetString(zero < 0 ? raw : raw[..zero]);
+                    }
+
+                    break;
+                case Qcow2HeaderExtension.Bitmaps:
+                    // qcow2.txt, autoclear bit 0: without it the extension's data is inconsistent.
+                    if (Version >= 3 && (AutoclearFeatures & Qcow2Features.AutoclearBitmaps) != 0)
+                    {
+                        Bitmaps = Qcow2BitmapExtension.Parse(data, ClusterSize, fileSize);
+                    }
+                    else
+                    {
+                        BitmapsIgnored = true;
                     }
 
                     break;

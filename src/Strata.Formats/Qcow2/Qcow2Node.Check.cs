@@ -5,7 +5,7 @@ namespace Strata.Formats.Qcow2;
 
 /// <summary>
 /// Consistency check and repair (qemu-img check): counts every reference to every host cluster from
-/// the header, L1/L2 tables, snapshots and the refcount structure, and compares with the refcounts.
+/// the header, L1/L2 tables, snapshots, bitmaps and the refcount structure, and compares with the refcounts.
 /// Messages use qemu-img's wording.
 /// </summary>
 public sealed partial class Qcow2Node : IImageCheck
@@ -114,6 +114,8 @@ public sealed partial class Qcow2Node : IImageCheck
                 scan.Count(offset, _clusterSize);
             }
         }
+
+        await CountBitmapsAsync(scan, cancellationToken);
 
         long highest = -1;
         long leaksFixed = 0;
@@ -335,6 +337,41 @@ public sealed partial class Qcow2Node : IImageCheck
                 }
 
                 scan.Count(host, _clusterSize);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Counts the bitmap directory, each bitmap's table and its data clusters (qcow2.txt, "Bitmaps";
+    /// QEMU's qcow2_check_bitmaps_refcounts), so they are neither leaks nor freed by a repair. An
+    /// extension found inconsistent at open is not counted: its clusters are leaks, as for QEMU.
+    /// </summary>
+    private async ValueTask CountBitmapsAsync(Qcow2CheckScan scan, CancellationToken cancellationToken)
+    {
+        if (_header.Bitmaps is not { } extension)
+        {
+            return;
+        }
+
+        long fileSize = _file.Size;
+        scan.Count(extension.DirectoryOffset, extension.DirectorySize);
+        foreach (var entry in _bitmaps)
+        {
+            scan.Count(entry.TableOffset, entry.TableSize * 8L);
+            var table = await ReadTableAsync(_file, entry.TableOffset, entry.TableSize, cancellationToken);
+            for (int i = 0; i < table.Length; i++)
+            {
+                if (Qcow2BitmapTable.Problem(table[i], _clusterSize, fileSize) is { } problem)
+                {
+                    scan.Error($"ERROR bitmap '{entry.Name}' table entry {i}: {problem}");
+                    continue;
+                }
+
+                long host = Qcow2BitmapTable.HostOffset(table[i]);
+                if (host != 0)
+                {
+                    scan.Count(host, _clusterSize);
+                }
             }
         }
     }

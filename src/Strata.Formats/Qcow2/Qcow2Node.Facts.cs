@@ -23,6 +23,17 @@ public sealed partial class Qcow2Node : IImageFacts, IFormatNode
                 specific.Add(new("lazy-refcounts", info.LazyRefcounts));
             }
 
+            // QAPI's Qcow2BitmapInfo: flags (in-use, auto), name, granularity; shown only when there are bitmaps.
+            if (_bitmaps.Length > 0)
+            {
+                specific.Add(new("bitmaps", _bitmaps.Select(b => (IReadOnlyList<KeyValuePair<string, object>>)
+                [
+                    new("flags", (IReadOnlyList<object>)[.. new[] { (b.InUse, "in-use"), (b.Auto, "auto") }.Where(f => f.Item1).Select(f => f.Item2)]),
+                    new("name", b.Name),
+                    new("granularity", b.Granularity),
+                ]).ToList()));
+            }
+
             specific.Add(new("refcount-bits", (long)info.RefcountBits));
             if (info.Version >= 3)
             {

@@ -75,6 +75,7 @@ public sealed partial class Qcow2Node
         CheckWritable();
         try
         {
+            await TrackWriteAsync(offset, data.Length, cancellationToken);
             while (data.Length > 0)
             {
                 int n = await WriteRunAsync(offset, data, cancellationToken);
@@ -99,6 +100,7 @@ public sealed partial class Qcow2Node
         CheckWritable();
         try
         {
+            await TrackWriteAsync(offset, length, cancellationToken);
             long end = offset + length;
             long alignedStart = Math.Min(end, (offset + _clusterSize - 1) & ~(long)(_clusterSize - 1));
             long alignedEnd = Math.Max(alignedStart, end & ~(long)(_clusterSize - 1));
@@ -148,6 +150,8 @@ public sealed partial class Qcow2Node
         CheckWritable();
         try
         {
+            await TrackWriteAsync(offset, length, cancellationToken);
+
             // Only whole clusters can be discarded; the partial head and tail keep their data (discard is a hint).
             long first = (offset + _clusterSize - 1) >> _clusterBits;
             long end = (offset + length) >> _clusterBits;

@@ -29,7 +29,7 @@ public sealed partial class Qcow2Node : IEmptiableLayer
                 await GrowL1Locked((int)needL1, cancellationToken);
             }
 
-            await WriteSizeLocked(newSize, cancellationToken);
+            await ResizeWithBitmapsLocked(newSize, cancellationToken);
         }
         finally
         {
@@ -41,6 +41,8 @@ public sealed partial class Qcow2Node : IEmptiableLayer
     public async ValueTask MakeEmptyAsync(CancellationToken cancellationToken = default)
     {
         CheckWritable();
+
+        // Not a write for the bitmaps (as QEMU's make_empty): after a commit the image reads the same.
         long clusters = (Size + _clusterSize - 1) >> _clusterBits;
         await UpdateClustersAsync(0, clusters, Qcow2ClusterUpdate.Deallocate, cancellationToken);
         await _metadataLock.WaitAsync(cancellationToken);
@@ -70,10 +72,9 @@ public sealed partial class Qcow2Node : IEmptiableLayer
             string? oldFormat = _header.BackingFormat;
             _header.BackingFile = string.IsNullOrEmpty(backingFile) ? null : backingFile;
             _header.BackingFormat = _header.BackingFile is null ? null : backingFormat;
-            byte[] cluster;
             try
             {
-                cluster = _header.Serialize();
+                await WriteHeaderClusterLocked(cancellationToken);
             }
             catch
             {
@@ -81,10 +82,6 @@ public sealed partial class Qcow2Node : IEmptiableLayer
                 _header.BackingFormat = oldFormat;
                 throw;
             }
-
-            await _file.FlushAsync(cancellationToken);
-            await WriteMetadataLocked(0, cluster, Qcow2MetadataKind.Header, cancellationToken);
-            await _file.FlushAsync(cancellationToken);
         }
         finally
         {

@@ -12,8 +12,9 @@ namespace Strata.Formats.Qcow2;
 public sealed partial class Qcow2Node
 {
     // Host clusters holding metadata (header, L1 table, refcount table, refcount blocks, active L2
-    // tables). Protected by the metadata lock; changed with every L1 and refcount table entry and
-    // every table move, never rebuilt by walking the tables.
+    // tables, and on a writable image the bitmap directory and tables). Protected by the metadata
+    // lock; changed with every L1 and refcount table entry, every table move and every new bitmap
+    // directory, never rebuilt by walking the tables.
     private readonly Qcow2MetadataMap _metadata;
 
     private static Qcow2MetadataMap MapMetadata(Qcow2Header header, ulong[] l1, ulong[] refcountTable)

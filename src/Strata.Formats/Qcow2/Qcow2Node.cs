@@ -173,6 +173,7 @@ public sealed partial class Qcow2Node : IBackedLayer, IBackingFileRecord
         {
             _markedCorrupt = !readOnly && (header.IncompatibleFeatures & Qcow2Features.IncompatibleCorrupt) != 0,
         };
+        await node.LoadBitmapDirectoryAsync(cancellationToken);
         if (!readOnly)
         {
             try
@@ -217,6 +218,7 @@ public sealed partial class Qcow2Node : IBackedLayer, IBackingFileRecord
                 await _metadataLock.WaitAsync();
                 try
                 {
+                    await SaveTrackedBitmapsLocked(CancellationToken.None);
                     await FlushAllLockedAsync(CancellationToken.None);
                     if (_dirtyBitSetByUs)
                     {
@@ -273,7 +275,7 @@ public sealed partial class Qcow2Node : IBackedLayer, IBackingFileRecord
         return bytes;
     }
 
-    /// <summary>Read-write open: rebuild refcounts of a dirty image, clear autoclear bits, set the dirty bit for lazy refcounts.</summary>
+    /// <summary>Read-write open: rebuild refcounts of a dirty image, keep only the autoclear bits kept true, set the dirty bit for lazy refcounts.</summary>
     private async ValueTask PrepareForWritingAsync(CancellationToken cancellationToken)
     {
         await _metadataLock.WaitAsync(cancellationToken);
@@ -287,13 +289,16 @@ public sealed partial class Qcow2Node : IBackedLayer, IBackingFileRecord
                 await WriteIncompatibleFeaturesAsync(_header.IncompatibleFeatures & ~Qcow2Features.IncompatibleDirty, cancellationToken);
             }
 
-            if (IsV3 && _header.AutoclearFeatures != 0)
+            // Autoclear bits describe extensions a writer keeps up to date (qcow2.txt, "autoclear
+            // features"): bit 0 stays while the bitmaps extension is consistent, as this driver
+            // keeps it so; every other bit is cleared. An extension already found inconsistent is
+            // dropped with the next header (its clusters leak, as with QEMU: a later check frees them).
+            ulong autoclear = _header.Bitmaps is not null ? Qcow2Features.AutoclearBitmaps : 0;
+            if (_header.BitmapsIgnored || (IsV3 && _header.AutoclearFeatures != autoclear))
             {
-                // Autoclear bits describe extensions this driver does not keep up to date.
-                _header.AutoclearFeatures = 0;
-                var bytes = new byte[8];
-                await WriteMetadataLocked(88, bytes, Qcow2MetadataKind.Header, cancellationToken);
-                await _file.FlushAsync(cancellationToken);
+                _header.AutoclearFeatures = IsV3 ? autoclear : 0;
+                _header.BitmapsIgnored = false;
+                await WriteHeaderClusterLocked(cancellationToken);
             }
 
             if (IsV3 && (_header.CompatibleFeatures & Qcow2Features.CompatibleLazyRefcounts) != 0)
