@@ -220,6 +220,10 @@ public static class ImageCreator
     /// The backing file's format (given, else probed once and then recorded) and the new image's size
     /// (given, else the backing file's).
     /// </summary>
+    // A dirty_bitmap file holds no disk's bytes: an overlay on it would fail at its first read.
+    private static string RefuseNonDisk(DriverRegistry drivers, string format, string backingFile) =>
+        drivers.Format(format).IsDisk ? format : throw BlockException.Invalid($"'{backingFile}' is a {format} file, not a disk image: it cannot be a backing file");
+
     private static async ValueTask<(string Format, long? Size)> InspectBackingAsync(DriverRegistry drivers, string path, string backingFile,
         string? backingFormat, long? size, CancellationToken cancellationToken)
     {
@@ -231,7 +235,7 @@ public static class ImageCreator
         var backing = drivers.ResolveBacking(path, backingFile);
         if (backingFormat is not null && size is not null)
         {
-            return (backingFormat, size);
+            return (RefuseNonDisk(drivers, backingFormat, backingFile), size);
         }
 
         try
@@ -253,7 +257,7 @@ public static class ImageCreator
                 size = image.Size;
             }
 
-            return (backingFormat, size);
+            return (RefuseNonDisk(drivers, backingFormat, backingFile), size);
         }
         catch (BlockException e)
         {

@@ -184,12 +184,29 @@ public static class ImageOpener
             };
             try
             {
-                return await OpenAsync(drivers.ResolveBacking(locator, backingName), backingOptions, seen, token);
+                return await RefuseBitmapFileAsync(await OpenAsync(drivers.ResolveBacking(locator, backingName), backingOptions, seen, token));
             }
             catch (BlockException e)
             {
                 throw new BlockException(e.Error, $"Could not open backing file of '{path}': {e.Message}", e);
             }
         }
+    }
+
+    /// <summary>
+    /// Closes and refuses a dirty_bitmap file where a disk image is needed (a drive, a backing file):
+    /// it opens only read-only, for the image tools, and holds no data a guest could read.
+    /// </summary>
+    public static async ValueTask<IBlockNode> RefuseBitmapFileAsync(IBlockNode node)
+    {
+        ArgumentNullException.ThrowIfNull(node);
+        if (node is not Strata.Block.Bitmaps.IBitmapImage)
+        {
+            return node;
+        }
+
+        string name = node.FileName ?? node.DriverName;
+        await node.DisposeAsync();
+        throw BlockException.Invalid($"'{name}' is a dirty_bitmap file, not a disk image");
     }
 }

@@ -170,6 +170,29 @@ public sealed class DirtyBitmapCommandTests : IDisposable
     }
 
     [Fact]
+    public void ABitmapFileIsNoFormatToConvertTo()
+    {
+        StrataCli.ImgOk("create", "-q", "-f", "raw", File("disk.raw"), "1M");
+        var result = StrataCli.Img("convert", "-O", "dirty_bitmap", File("disk.raw"), File("out.dbmp"));
+        Assert.Equal(1, result.ExitCode);
+        Assert.Equal("strata img: 'dirty_bitmap' is not a disk image format: convert writes disk images\n", result.Stderr);
+        Assert.False(System.IO.File.Exists(File("out.dbmp")));
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void ABitmapFileIsNoBackingFileWhetherProbedOrNamed(bool named)
+    {
+        StrataCli.ImgOk("create", "-q", "-f", "dirty_bitmap", File("t0.dbmp"), "1M");
+        string[] format = named ? ["-F", "dirty_bitmap"] : [];
+        var result = StrataCli.Img(["create", "-f", "qcow2", "-b", File("t0.dbmp"), .. format, File("over.qcow2")]);
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("is a dirty_bitmap file, not a disk image: it cannot be a backing file", result.Stderr, StringComparison.Ordinal);
+        Assert.False(System.IO.File.Exists(File("over.qcow2")));
+    }
+
+    [Fact]
     public void HelpNamesTheFormatAndItsOptions()
     {
         Assert.Contains("dirty_bitmap: cluster_size", StrataCli.ImgOk("create", "--help").Stdout, StringComparison.Ordinal);

@@ -36,6 +36,12 @@ public interface IFormatDriver
     /// <summary>Opens the image in <paramref name="file"/> and, when asked, the backing chain it records.</summary>
     ValueTask<IBlockNode> OpenAsync(IBlockNode file, FormatOpenRequest request, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// False for a format that stores something other than a disk's bytes (a dirty_bitmap file): the
+    /// image tools show and create it, but it never backs an image, serves as a drive or takes a copy.
+    /// </summary>
+    bool IsDisk => true;
+
     /// <summary>Checks the request and says what <see cref="FormatCreatePlan.WriteAsync"/> will write.</summary>
     FormatCreatePlan PlanCreate(FormatCreateRequest request);
 }

@@ -64,6 +64,11 @@ public static class ConvertCommand
             throw new CliException(parsed.Positionals.Count < 2 ? "Expecting a source and a target file name" : $"Unexpected argument: {parsed.Positionals[2]}");
         }
 
+        if (!ImgContext.Drivers.Format(format).IsDisk)
+        {
+            throw new CliException($"'{format}' is not a disk image format: convert writes disk images");
+        }
+
         string sourcePath = parsed.Positionals[0];
         string targetPath = parsed.Positionals[1];
         await using var source = await ImgContext.OpenAsync(sourcePath, parsed.Get("f"), readOnly: true, permissions: SourcePermissions,

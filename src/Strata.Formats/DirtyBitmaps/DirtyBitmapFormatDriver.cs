@@ -26,6 +26,8 @@ public sealed class DirtyBitmapFormatDriver : IFormatDriver
 
     public string Name => FormatName;
 
+    public bool IsDisk => false;
+
     public IReadOnlyList<CreateOption> CreateOptions { get; } =
     [
         new(ClusterSizeOption, CreateOptionType.Size, "65536"),
