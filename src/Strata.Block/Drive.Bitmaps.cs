@@ -128,6 +128,7 @@ public sealed partial class Drive
                     }
 
                     var store = await host.CreateBitmapAsync(bitmap.Name, bitmap.Bits.Granularity, bitmap.Recording);
+                    await BitmapPlan.LoadCreatedAsync(store, null, CancellationToken.None);
                     if (bitmap.Tracking)
                     {
                         await store.BeginTrackingAsync();

@@ -19,6 +19,7 @@ internal sealed class BitmapPlan
     private readonly List<Func<ValueTask>> _undo = [];
     private readonly Dictionary<(Drive, string), DriveBitmap?> _view = [];
     private readonly HashSet<DriveBitmap> _touched = [];
+    private readonly HashSet<DriveBitmap> _switched = [];
     private readonly List<DriveBitmap> _removed = [];
     private readonly HashSet<Drive> _drives = [];
 
@@ -79,6 +80,11 @@ internal sealed class BitmapPlan
 
                 await store.DisposeAsync();
             });
+        }
+
+        foreach (var bitmap in _switched.Except(_removed))
+        {
+            await Guard(problems, bitmap, store => store.SetEnabledAsync(bitmap.Recording));
         }
 
         foreach (var bitmap in _touched.Except(_removed))
@@ -178,6 +184,7 @@ internal sealed class BitmapPlan
                 var bitmap = Lookup(action.Drive, action.Name);
                 CheckUsable(bitmap);
                 await BeginTrackingAsync(bitmap, cancellationToken);
+                _switched.Add(bitmap);
                 _steps.Add(drainOf => action.Drive.Bitmaps.SetRecording(bitmap, true, drainOf(action.Drive)));
                 break;
             }
@@ -187,6 +194,7 @@ internal sealed class BitmapPlan
                 var bitmap = Lookup(action.Drive, action.Name);
                 CheckUsable(bitmap);
                 _touched.Add(bitmap);
+                _switched.Add(bitmap);
                 _steps.Add(drainOf =>
                 {
                     action.Drive.Bitmaps.SetRecording(bitmap, false, drainOf(action.Drive));
@@ -312,7 +320,9 @@ internal sealed class BitmapPlan
             if (!files.Exists(file))
             {
                 var made = await files.CreateAsync(file, size, granularity, cancellationToken);
-                return (new DriveBitmap(action.Name, new DirtyBitmap(size, granularity), made, null, file) { ConsoleSet = action.HandOff }, true);
+                var empty = new DirtyBitmap(size, granularity);
+                await LoadCreatedAsync(made, empty, cancellationToken);
+                return (new DriveBitmap(action.Name, empty, made, null, file) { ConsoleSet = action.HandOff }, true);
             }
 
             var store = await files.OpenAsync(file, cancellationToken);
@@ -361,7 +371,27 @@ internal sealed class BitmapPlan
         }
 
         var created = await host.CreateBitmapAsync(action.Name, granularity, recording, cancellationToken);
-        return (new DriveBitmap(action.Name, new DirtyBitmap(size, granularity), created, top, null) { ConsoleSet = action.HandOff }, true);
+        var fresh = new DirtyBitmap(size, granularity);
+        await LoadCreatedAsync(created, fresh, cancellationToken);
+        return (new DriveBitmap(action.Name, fresh, created, top, null) { ConsoleSet = action.HandOff }, true);
+    }
+
+    /// <summary>
+    /// A store just created is loaded all the same (IBitmapStore's order: load before anything else),
+    /// into <paramref name="into"/> or, when null, a scratch bitmap; on failure it is removed again.
+    /// </summary>
+    internal static async ValueTask LoadCreatedAsync(IBitmapStore store, DirtyBitmap? into, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await store.LoadAsync(into ?? new DirtyBitmap(store.DiskSize, store.Granularity), cancellationToken);
+        }
+        catch
+        {
+            await store.RemoveAsync(CancellationToken.None);
+            await store.DisposeAsync();
+            throw;
+        }
     }
 
     /// <summary>A bitmap made from a store just loaded: an in-use or corrupt copy is Inconsistent; a recovered one is complete (a superset).</summary>

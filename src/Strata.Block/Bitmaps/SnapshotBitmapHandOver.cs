@@ -45,6 +45,7 @@ internal sealed class SnapshotBitmapHandOver
                 }
 
                 var store = await host.CreateBitmapAsync(bitmap.Name, bitmap.Bits.Granularity, goesOn, cancellationToken);
+                await BitmapPlan.LoadCreatedAsync(store, null, cancellationToken);
                 handOver._moves.Add(new Move(bitmap, store, false));
                 if (goesOn)
                 {

@@ -11,7 +11,7 @@ public sealed partial class QmpCommands
 {
     /// <summary>
     /// blockdev-snapshot-sync for one or several drives at one point in time (a transaction): the
-    /// actions are read into one engine call, <see cref="Drive.SnapshotAsync"/>. A failure before the
+    /// actions are read into one engine call, <see cref="Drive.SnapshotAsync(IReadOnlyList{SnapshotRequest}, IReadOnlyList{Strata.Block.Bitmaps.BitmapAction}?, CancellationToken)"/>. A failure before the
     /// switch leaves every drive as it was. From the switch on the command succeeds: if an old image
     /// could not be flushed afterwards, the reply lists it under "unflushed", a BLOCK_IO_ERROR event
     /// names it and the log says so (docs/live.md).
