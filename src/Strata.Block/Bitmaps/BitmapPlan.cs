@@ -20,6 +20,9 @@ internal sealed class BitmapPlan
     private readonly Dictionary<(Drive, string), DriveBitmap?> _view = [];
     private readonly HashSet<DriveBitmap> _touched = [];
     private readonly HashSet<DriveBitmap> _switched = [];
+
+    // Cleared by an earlier action of this plan: no longer inconsistent for the actions after it.
+    private readonly HashSet<DriveBitmap> _cleared = [];
     private readonly List<DriveBitmap> _removed = [];
     private readonly HashSet<Drive> _drives = [];
 
@@ -170,6 +173,7 @@ internal sealed class BitmapPlan
                 var bitmap = Lookup(action.Drive, action.Name);
                 CheckNotBusy(bitmap);
                 _touched.Add(bitmap);
+                _cleared.Add(bitmap);
                 _steps.Add(_ =>
                 {
                     // Empty from this point in time on: nothing in it is untrustworthy any more.
@@ -220,7 +224,7 @@ internal sealed class BitmapPlan
         {
             _drives.Add(source.Drive);
             var bitmap = Lookup(source.Drive, source.Name);
-            if (bitmap.Inconsistent)
+            if (bitmap.Inconsistent && !_cleared.Contains(bitmap))
             {
                 throw Inconsistent(bitmap);
             }
@@ -440,10 +444,10 @@ internal sealed class BitmapPlan
         }
     }
 
-    private static void CheckUsable(DriveBitmap bitmap)
+    private void CheckUsable(DriveBitmap bitmap)
     {
         CheckNotBusy(bitmap);
-        if (bitmap.Inconsistent)
+        if (bitmap.Inconsistent && !_cleared.Contains(bitmap))
         {
             throw Inconsistent(bitmap);
         }
