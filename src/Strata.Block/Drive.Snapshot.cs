@@ -38,6 +38,7 @@ public sealed partial class Drive
         long start = Stopwatch.GetTimestamp();
         await using var snapshot = new LiveSnapshot();
         var handOvers = new List<(Drive Drive, SnapshotBitmapHandOver HandOver)>();
+        var overlays = new Dictionary<Drive, IBlockNode>();
         BitmapPlan? plan = null;
         SnapshotResult result;
         try
@@ -46,12 +47,13 @@ public sealed partial class Drive
             {
                 var prepared = await request.Drive.PrepareSnapshotAsync(request.OverlayFile, request.Mode, cancellationToken);
                 snapshot.Add(prepared.ToSwitch());
+                overlays[request.Drive] = prepared.Overlay;
                 handOvers.Add((request.Drive, await SnapshotBitmapHandOver.PrepareAsync(request.Drive, prepared.Overlay, cancellationToken)));
             }
 
             if (bitmapActions is { Count: > 0 })
             {
-                plan = await BitmapPlan.PrepareAsync(bitmapActions, cancellationToken);
+                plan = await BitmapPlan.PrepareAsync(bitmapActions, cancellationToken, overlays);
                 foreach (var drive in plan.Drives.Where(d => !requests.Any(r => r.Drive == d)))
                 {
                     // Bitmap actions on a drive that is not snapshotted: it only takes part in the drain.

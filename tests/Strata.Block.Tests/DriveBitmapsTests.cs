@@ -345,6 +345,18 @@ public sealed class DriveBitmapsTests
     }
 
     [Fact]
+    public async Task APersistentBitmapAddedWithASnapshotLivesInTheOverlayNotInTheFrozenImage()
+    {
+        await using var t = await TestDrive.OpenAsync();
+        await Drive.SnapshotAsync([new SnapshotRequest(t.Drive, "tmp.img", SnapshotMode.AbsolutePaths)], t.Bind(Add("q") with { Persistent = true }));
+        await t.Drive.Gate.WriteAsync(0, new byte[4096]);
+
+        Assert.Empty(t.Image.Bitmaps);
+        Assert.Equal(BitmapStoreState.Active, Assert.Single(t.Opener["tmp.img"].Bitmaps).State);
+        Assert.Equal(Path.GetFullPath("tmp.img"), t.Drive.Bitmaps.Find("q")!.HostLayer!.FileName);
+    }
+
+    [Fact]
     public async Task ASnapshotWhoseBitmapActionFailsLeavesTheDriveTheBitmapsAndTheFilesAsTheyWere()
     {
         var files = new MemoryBitmapFiles();

@@ -29,10 +29,20 @@ internal sealed class BitmapPlan
     /// <summary>Every drive whose gate must be drained to apply the plan, in a fixed order.</summary>
     public IReadOnlyList<Drive> Drives => [.. _drives.OrderBy(d => d.Id, StringComparer.Ordinal)];
 
-    public static async Task<BitmapPlan> PrepareAsync(IReadOnlyList<BitmapAction> actions, CancellationToken cancellationToken)
+    private readonly IReadOnlyDictionary<Drive, IBlockNode> _newTops;
+
+    private BitmapPlan(IReadOnlyDictionary<Drive, IBlockNode> newTops) => _newTops = newTops;
+
+    /// <summary>
+    /// Checks and prepares <paramref name="actions"/>. <paramref name="newTops"/> are the overlays of
+    /// drives snapshotted in the same transaction: a persistent bitmap added to such a drive starts
+    /// at the switch, so it is kept in the overlay, not in the image the switch freezes.
+    /// </summary>
+    public static async Task<BitmapPlan> PrepareAsync(IReadOnlyList<BitmapAction> actions, CancellationToken cancellationToken,
+        IReadOnlyDictionary<Drive, IBlockNode>? newTops = null)
     {
         ArgumentNullException.ThrowIfNull(actions);
-        var plan = new BitmapPlan();
+        var plan = new BitmapPlan(newTops ?? new Dictionary<Drive, IBlockNode>());
         try
         {
             foreach (var action in actions)
@@ -267,7 +277,7 @@ internal sealed class BitmapPlan
         }
 
         bool recording = !action.Disabled;
-        var (bitmap, created) = await OpenStoreAsync(action, recording, cancellationToken);
+        var (bitmap, created) = await OpenStoreAsync(action, recording, _newTops.GetValueOrDefault(drive) ?? drive.Top, cancellationToken);
         _undo.Add(async () =>
         {
             if (bitmap.Store is not { } store)
@@ -313,7 +323,8 @@ internal sealed class BitmapPlan
     }
 
     /// <summary>The new bitmap with its store (a file opened or created, a bitmap created in the top qcow2 layer), loaded; and whether the store was created.</summary>
-    private static async Task<(DriveBitmap Bitmap, bool Created)> OpenStoreAsync(BitmapAction action, bool recording, CancellationToken cancellationToken)
+    private static async Task<(DriveBitmap Bitmap, bool Created)> OpenStoreAsync(BitmapAction action, bool recording, IBlockNode top,
+        CancellationToken cancellationToken)
     {
         var drive = action.Drive;
         long size = drive.Gate.Size;
@@ -358,7 +369,6 @@ internal sealed class BitmapPlan
             return (new DriveBitmap(action.Name, new DirtyBitmap(size, granularity), null, null, null) { ConsoleSet = action.HandOff }, false);
         }
 
-        var top = drive.Top;
         if (top is not IBitmapHost host)
         {
             throw BlockException.NotSupported($"Cannot store persistent bitmaps in a {top.DriverName} image (give 'file' for a dirty_bitmap file, or use a qcow2 image)");
