@@ -105,6 +105,7 @@ public sealed partial class Drive
         }
 
         var merged = top.Layers().TakeWhile(n => !ReferenceEquals(n, writableBase)).ToList();
+        await RehomeMergedBitmapsAsync(merged, writableBase, drain);
         foreach (var node in merged)
         {
             Gate.StopFlushing(node);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Strata.Block.Bitmaps;
 using Strata.Block.Graph;
 using Strata.Block.Live;
 
@@ -14,7 +15,19 @@ public sealed partial class Drive
     /// was and no file behind; from the switch on the call succeeds, and an old image that could not
     /// be flushed afterwards is listed in the result.
     /// </summary>
-    public static async Task<SnapshotResult> SnapshotAsync(IReadOnlyList<SnapshotRequest> requests, CancellationToken cancellationToken = default)
+    public static Task<SnapshotResult> SnapshotAsync(IReadOnlyList<SnapshotRequest> requests, CancellationToken cancellationToken = default)
+        => SnapshotAsync(requests, null, cancellationToken);
+
+    /// <summary>
+    /// A live snapshot with bitmap actions in the same transaction: the actions are checked and
+    /// prepared with the overlays, and applied at the switch, under the same drain, so a write lands
+    /// either before the switch (in the old image, and in a bitmap that stops there) or after it (in
+    /// the overlay, and in a bitmap that starts there), never in both or neither. Each snapshotted
+    /// drive's bitmaps follow it (<see cref="SnapshotBitmapHandOver"/>). If anything fails before the
+    /// switch, nothing happens. What could not be saved after the switch is in the result.
+    /// </summary>
+    public static async Task<SnapshotResult> SnapshotAsync(IReadOnlyList<SnapshotRequest> requests, IReadOnlyList<BitmapAction>? bitmapActions,
+        CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(requests);
         if (requests.GroupBy(r => r.Drive).FirstOrDefault(g => g.Count() > 1) is { } twice)
@@ -24,13 +37,70 @@ public sealed partial class Drive
 
         long start = Stopwatch.GetTimestamp();
         await using var snapshot = new LiveSnapshot();
-        foreach (var request in requests)
+        var handOvers = new List<(Drive Drive, SnapshotBitmapHandOver HandOver)>();
+        var overlays = new Dictionary<Drive, IBlockNode>();
+        BitmapPlan? plan = null;
+        SnapshotResult result;
+        try
         {
-            snapshot.Add((await request.Drive.PrepareSnapshotAsync(request.OverlayFile, request.Mode, cancellationToken)).ToSwitch());
+            foreach (var request in requests)
+            {
+                var prepared = await request.Drive.PrepareSnapshotAsync(request.OverlayFile, request.Mode, cancellationToken);
+                snapshot.Add(prepared.ToSwitch());
+                overlays[request.Drive] = prepared.Overlay;
+                handOvers.Add((request.Drive, await SnapshotBitmapHandOver.PrepareAsync(request.Drive, prepared.Overlay, cancellationToken)));
+            }
+
+            if (bitmapActions is { Count: > 0 })
+            {
+                plan = await BitmapPlan.PrepareAsync(bitmapActions, cancellationToken, overlays);
+                foreach (var drive in plan.Drives.Where(d => !requests.Any(r => r.Drive == d)))
+                {
+                    // Bitmap actions on a drive that is not snapshotted: it only takes part in the drain.
+                    snapshot.Add(new SnapshotSwitch(drive.Gate, null));
+                }
+            }
+
+            snapshot.AtSwitch = drainOf =>
+            {
+                foreach (var (drive, handOver) in handOvers)
+                {
+                    handOver.AtSwitch(drainOf(drive.Gate));
+                }
+
+                plan?.Apply(d => drainOf(d.Gate));
+            };
+            var prepare = Stopwatch.GetElapsedTime(start);
+            result = await snapshot.SwitchAsync(cancellationToken) with { Prepare = prepare };
+        }
+        catch
+        {
+            // Before the switch (it throws only then): the bitmaps made for it go before the overlays do.
+            foreach (var (_, handOver) in handOvers)
+            {
+                await handOver.AbortAsync();
+            }
+
+            if (plan is not null)
+            {
+                await plan.AbortAsync();
+            }
+
+            throw;
         }
 
-        var prepare = Stopwatch.GetElapsedTime(start);
-        return await snapshot.SwitchAsync(cancellationToken) with { Prepare = prepare };
+        var problems = new List<string>();
+        foreach (var (_, handOver) in handOvers)
+        {
+            problems.AddRange(await handOver.AfterAsync());
+        }
+
+        if (plan is not null)
+        {
+            problems.AddRange(await plan.FinishAsync(requests.Select(r => r.Drive).ToHashSet()));
+        }
+
+        return result with { BitmapProblems = problems };
     }
 
     /// <summary>

@@ -33,6 +33,7 @@ public sealed partial class Drive : IAsyncDisposable
         _chain = chain;
         _opener = opener;
         Gate = new RequestGate(chain.Layers[0]);
+        Bitmaps = new Bitmaps.DriveBitmaps(Gate);
     }
 
     /// <summary>The drive's name: the NBD export name, the device in commands.</summary>
@@ -61,7 +62,18 @@ public sealed partial class Drive : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(opener);
         var chain = await opener.OpenChainAsync(file, options, cancellationToken);
-        return new Drive(id, file, options, chain, opener);
+        var drive = new Drive(id, file, options, chain, opener);
+        try
+        {
+            await drive.LoadStoredBitmapsAsync(cancellationToken);
+        }
+        catch
+        {
+            await chain.DisposeAsync();
+            throw;
+        }
+
+        return drive;
     }
 
     /// <summary>
@@ -79,8 +91,10 @@ public sealed partial class Drive : IAsyncDisposable
 
     /// <summary>
     /// Closes the drive for good: waits for the requests in flight and holds every later one, flushes
-    /// the root and every former root the gate still flushes, then closes the chain, looking through a
-    /// merge's mirror, so a merge's top and base are both closed (a qcow2 image clears its dirty bit).
+    /// the root and every former root the gate still flushes, saves every tracking bitmap Consistent
+    /// and closes its store, then closes the chain, looking through a merge's mirror, so a merge's top
+    /// and base are both closed (a qcow2 image clears its dirty bit). Requests abandoned at the
+    /// deadline leave the bitmaps' stores Active: recovery rebuilds them.
     /// </summary>
     /// <param name="requestsDeadline">
     /// When to stop waiting for requests in flight. Those still running then are abandoned: the images
@@ -107,6 +121,7 @@ public sealed partial class Drive : IAsyncDisposable
                 + $"{await FlushAbandonedAsync(flushDeadline)}; not closed");
         }
 
+        var bitmapProblems = await CloseBitmapsAsync(_closedHold);
         if (!ReadOnly)
         {
             try
@@ -127,6 +142,10 @@ public sealed partial class Drive : IAsyncDisposable
         }
 
         await CloseChainAsync(flushDeadline);
+        if (bitmapProblems.Count > 0)
+        {
+            throw new IOException($"drive {Id}: {string.Join("; ", bitmapProblems)}");
+        }
     }
 
     /// <summary>Flushes what can be flushed of a drive whose requests were abandoned; says how that went.</summary>

@@ -13,7 +13,10 @@ public sealed partial class RequestGate
 {
     // Protects _inFlight, _holds, _drained and _resumed; held only for counter updates, never across I/O.
     private readonly Lock _lock = new();
-    private readonly List<IWriteObserver> _observers = [];
+
+    // Copy-on-write: replaced whole under _lock, read without it on every write. Empty (the same
+    // empty array) when nothing observes, so an unobserved write pays one field read.
+    private IWriteObserver[] _observers = [];
     private IBlockNode _root;
     private int _inFlight;
     private int _holds;
@@ -55,19 +58,31 @@ public sealed partial class RequestGate
 
     public bool IsReadOnly => (_root.Capabilities & NodeCapabilities.ReadOnly) != 0;
 
+    /// <summary>
+    /// Adds a write observer (see <see cref="IWriteObserver"/>). Add and remove observers under a
+    /// drain, so that no request in flight sees one call of a pair and not the other.
+    /// </summary>
     public void AddObserver(IWriteObserver observer)
     {
+        ArgumentNullException.ThrowIfNull(observer);
         lock (_lock)
         {
-            _observers.Add(observer);
+            _observers = [.. _observers, observer];
         }
     }
 
+    /// <summary>Removes a write observer; false when it was not there. Under a drain, as <see cref="AddObserver"/>.</summary>
     public bool RemoveObserver(IWriteObserver observer)
     {
         lock (_lock)
         {
-            return _observers.Remove(observer);
+            if (Array.IndexOf(_observers, observer) < 0)
+            {
+                return false;
+            }
+
+            _observers = _observers.Length == 1 ? [] : [.. _observers.Where(o => !ReferenceEquals(o, observer))];
+            return true;
         }
     }
 
@@ -224,8 +239,14 @@ public sealed partial class RequestGate
         CancellationToken cancellationToken = default)
     {
         await EnterAsync(offset, data.Length, write: true, cancellationToken);
+        var observers = Observers(data.Length);
         try
         {
+            if (observers.Length != 0)
+            {
+                await BeforeWriteAsync(observers, offset, data.Length, cancellationToken);
+            }
+
             var root = _root;
             if (root.Limits.RequestAlignment <= 1)
             {
@@ -238,6 +259,7 @@ public sealed partial class RequestGate
         }
         finally
         {
+            Written(observers, offset, data.Length);
             Leave();
         }
     }
@@ -246,8 +268,14 @@ public sealed partial class RequestGate
         CancellationToken cancellationToken = default)
     {
         await EnterAsync(offset, length, write: true, cancellationToken);
+        var observers = Observers(length);
         try
         {
+            if (observers.Length != 0)
+            {
+                await BeforeWriteAsync(observers, offset, length, cancellationToken);
+            }
+
             var root = _root;
             if (root.Limits.RequestAlignment <= 1)
             {
@@ -260,6 +288,7 @@ public sealed partial class RequestGate
         }
         finally
         {
+            Written(observers, offset, length);
             Leave();
         }
     }
@@ -267,8 +296,14 @@ public sealed partial class RequestGate
     public async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
         await EnterAsync(offset, length, write: true, cancellationToken);
+        var observers = Observers(length);
         try
         {
+            if (observers.Length != 0)
+            {
+                await BeforeWriteAsync(observers, offset, length, cancellationToken);
+            }
+
             var root = _root;
             if (root.Limits.RequestAlignment <= 1)
             {
@@ -281,6 +316,7 @@ public sealed partial class RequestGate
         }
         finally
         {
+            Written(observers, offset, length);
             Leave();
         }
     }
@@ -373,13 +409,6 @@ public sealed partial class RequestGate
                     {
                         Validate(_root, offset, length, write);
                         _inFlight++;
-                        if (write && length > 0)
-                        {
-                            foreach (var observer in _observers)
-                            {
-                                observer.OnWrite(offset, length);
-                            }
-                        }
                     }
                     catch (BlockException e)
                     {
@@ -428,6 +457,26 @@ public sealed partial class RequestGate
 
                 throw;
             }
+        }
+    }
+
+    /// <summary>The observers an admitted write of <paramref name="length"/> bytes tells; read once, so its two calls go to the same ones.</summary>
+    private IWriteObserver[] Observers(long length) => length > 0 ? Volatile.Read(ref _observers) : [];
+
+    private static async ValueTask BeforeWriteAsync(IWriteObserver[] observers, long offset, long length, CancellationToken cancellationToken)
+    {
+        foreach (var observer in observers)
+        {
+            await observer.BeforeWriteAsync(offset, length, cancellationToken);
+        }
+    }
+
+    // After the node's call, before Leave: a drain that completes has seen the mark.
+    private static void Written(IWriteObserver[] observers, long offset, long length)
+    {
+        foreach (var observer in observers)
+        {
+            observer.OnWritten(offset, length);
         }
     }
 

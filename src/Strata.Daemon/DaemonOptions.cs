@@ -1,3 +1,4 @@
+using Strata.Block.Bitmaps;
 using Strata.Nbd.Server;
 using Strata.Nbd.Transport;
 
@@ -7,6 +8,12 @@ namespace Strata.Daemon;
 public sealed record DaemonOptions
 {
     public IReadOnlyList<DriveSpec> Drives { get; init; } = [];
+
+    /// <summary>dirty_bitmap files the drives track from the start (--bitmap).</summary>
+    public IReadOnlyList<BitmapSpec> Bitmaps { get; init; } = [];
+
+    /// <summary>Opens and creates dirty_bitmap files for every drive; null: bitmaps with a file are refused.</summary>
+    public IBitmapFiles? BitmapFiles { get; init; }
 
     public IReadOnlyList<NbdEndpoint> NbdEndpoints { get; init; } = [];
 

@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using Strata.Block;
+using Strata.Block.Bitmaps;
 using Strata.Block.Graph;
 using Strata.Daemon.Control;
 using Strata.Daemon.Live;
@@ -101,14 +102,17 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
                 _drives.Add(drive);
                 _exports.Add(new NbdExport(drive.Id, drive.Gate, drive.ReadOnly, $"{drive.Root.DriverName} image {spec.File}"));
                 Log($"drive {drive.Id}: {drive.Root.DriverName} {spec.File}, {drive.Root.Size} bytes{(drive.ReadOnly ? ", read-only" : "")}");
+                drive.Bitmaps.Files = _options.BitmapFiles;
                 if (_options.Log is not null)
                 {
                     string id = drive.Id;
+                    drive.Bitmaps.Warning += line => Log($"drive {id}: {line}");
                     drive.Gate.HoldEnded += (count, longest) =>
                         Log($"drive {id}: {count} guest request{(count == 1 ? "" : "s")} held, the longest for {longest.TotalMilliseconds:0.000} ms");
                 }
             }
 
+            await TrackBitmapFilesAsync(cancellationToken);
             if (_options.StartPaused)
             {
                 var pauses = new List<RequestGate.Drain>();
@@ -185,6 +189,18 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
             }
 
             throw;
+        }
+    }
+
+    /// <summary>The --bitmap files: each drive tracks its own from the start, opened (recovered after a crash) or created.</summary>
+    private async Task TrackBitmapFilesAsync(CancellationToken cancellationToken)
+    {
+        foreach (var spec in _options.Bitmaps)
+        {
+            var drive = FindDrive(spec.Drive) ?? throw new ArgumentException($"--bitmap: no drive has the id '{spec.Drive}'");
+            await Drive.ChangeBitmapsAsync([new BitmapAction(BitmapActionKind.Add, drive, spec.Name) { File = spec.File }], cancellationToken);
+            var bitmap = drive.Bitmaps.Find(spec.Name)!;
+            Log($"drive {drive.Id}: bitmap '{spec.Name}' tracks into {spec.File}, {bitmap.Bits.Granularity}-byte granularity, {bitmap.Bits.DirtyBytes} bytes dirty");
         }
     }
 

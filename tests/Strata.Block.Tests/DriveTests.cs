@@ -310,6 +310,8 @@ public sealed class DriveTests
     {
         public bool[] Marked { get; } = new bool[size / Page];
 
-        public void OnWrite(long offset, long length) => Marked.AsSpan((int)(offset / Page), (int)((length + Page - 1) / Page)).Fill(true);
+        public ValueTask BeforeWriteAsync(long offset, long length, CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
+        public void OnWritten(long offset, long length) => Marked.AsSpan((int)(offset / Page), (int)((length + Page - 1) / Page)).Fill(true);
     }
 }

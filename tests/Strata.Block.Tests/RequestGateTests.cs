@@ -29,7 +29,7 @@ public sealed class RequestGateTests
     }
 
     [Fact]
-    public async Task WritesAreSeenByObserversBeforeTheyLand()
+    public async Task WritesAreSeenByObservers()
     {
         var gate = new RequestGate(new MemoryNode(1 << 20));
         var observer = new RecordingObserver();
@@ -125,7 +125,9 @@ public sealed class RequestGateTests
     {
         public List<(long, long)> Seen { get; } = [];
 
-        public void OnWrite(long offset, long length) => Seen.Add((offset, length));
+        public ValueTask BeforeWriteAsync(long offset, long length, CancellationToken cancellationToken) => ValueTask.CompletedTask;
+
+        public void OnWritten(long offset, long length) => Seen.Add((offset, length));
     }
 
     private sealed class SlowNode(IBlockNode inner) : DelegatingNode(inner)

@@ -100,6 +100,8 @@ public sealed class MonitorTests
     [InlineData("frobnicate", "unknown command 'frobnicate'")]
     [InlineData("change -l ide0-hd0", "usage: change -l DEVICE file=PATH")]
     [InlineData("merge_disk", "usage: merge_disk PATH")]
+    [InlineData("set_dirty ide0-hd0", "usage: set_dirty DEVICE FILE")]
+    [InlineData("set_dirty nowhere t0.dbmp", "Cannot find device='nowhere'")]
     [InlineData("{\"execute\": ", "JSON parse error")]
     [InlineData("[1, 2]", "unknown command")]
     public async Task BadInputIsOneClearErrorAndTheDaemonStaysUp(string command, string message)
@@ -134,7 +136,7 @@ public sealed class MonitorTests
         await using var served = await Served.StartAsync();
         var (code, stdout, _) = await RunAsync(served, "help");
         Assert.Equal(0, code);
-        foreach (string command in new[] { "change -l", "merge_disk", "info block", "info jobs", "stop", "cont", "quit" })
+        foreach (string command in new[] { "change -l", "merge_disk", "set_dirty", "info block", "info jobs", "stop", "cont", "quit" })
         {
             Assert.Contains(command, stdout, StringComparison.Ordinal);
         }

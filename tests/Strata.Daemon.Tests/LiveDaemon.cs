@@ -34,7 +34,10 @@ public sealed class LiveDaemon : IAsyncDisposable
     /// <summary>What the guest must read: every write the tests make through <see cref="WriteRandomlyAsync"/> lands here too.</summary>
     public byte[] Model { get; }
 
-    public static async Task<LiveDaemon> StartAsync(long size = 8 << 20, params string[] extraDrives)
+    public static Task<LiveDaemon> StartAsync(long size = 8 << 20, params string[] extraDrives) => StartAsync(o => o, size, extraDrives);
+
+    /// <summary>As <see cref="StartAsync(long, string[])"/>, with the daemon's options changed by <paramref name="configure"/> (bitmap files, -S…).</summary>
+    public static async Task<LiveDaemon> StartAsync(Func<DaemonOptions, DaemonOptions> configure, long size = 8 << 20, params string[] extraDrives)
     {
         var folder = new TempFolder();
         string image = folder.File("foo.img");
@@ -47,12 +50,12 @@ public sealed class LiveDaemon : IAsyncDisposable
             drives.Add(new DriveSpec(id, other, "raw"));
         }
 
-        var daemon = new StorageDaemon(new DaemonOptions
+        var daemon = new StorageDaemon(configure(new DaemonOptions
         {
             Drives = drives,
             NbdEndpoints = [NbdEndpoint.Unix(folder.File("nbd.sock"))],
             QmpEndpoints = [NbdEndpoint.Unix(folder.File("qmp.sock"))],
-        });
+        }));
         await daemon.StartAsync();
         return new LiveDaemon(folder, daemon, image, size);
     }

@@ -24,6 +24,8 @@ namespace Strata.Block.Bitmaps;
 /// Tracking may begin again later with <see cref="BeginTrackingAsync"/>.</item>
 /// <item><see cref="CheckpointAsync"/>, optionally, while tracking under a drain: write the bits,
 /// stay Active, and forget intents the written bits now cover.</item>
+/// <item><see cref="SetEnabledAsync"/>, at any time after loading, when the user enables or
+/// disables the bitmap: whether it records writes when next opened.</item>
 /// <item><see cref="RemoveAsync"/> when the user removes the bitmap for good; then dispose.</item>
 /// </list>
 /// Errors are <see cref="BlockException"/> or <see cref="IOException"/> with one clear line.
@@ -65,6 +67,13 @@ public interface IBitmapStore : IAsyncDisposable
 
     /// <summary>Writes the bits while staying Active, so recovery after a later crash is finer; under a drain.</summary>
     ValueTask CheckpointAsync(DirtyBitmap bits, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Records, durably, whether the bitmap records writes when it is next opened (qcow2's "auto"
+    /// flag, <see cref="BitmapLoadResult.Enabled"/>). A dirty_bitmap file always records when opened
+    /// for tracking, so the default does nothing.
+    /// </summary>
+    ValueTask SetEnabledAsync(bool enabled, CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
 
     /// <summary>Deletes the stored bitmap (the file, or the qcow2 directory entry and its clusters).</summary>
     ValueTask RemoveAsync(CancellationToken cancellationToken = default);

@@ -38,6 +38,13 @@ public sealed class LiveSnapshot : IAsyncDisposable
         Discarded,
     }
 
+    /// <summary>
+    /// Called once at the switch, while every drive is drained, after the roots changed (the drain of
+    /// a drive's gate is given for it): the bitmap hand-offs and a transaction's bitmap actions, so
+    /// no guest write lands in both or neither. It must not throw: it runs past the point of no return.
+    /// </summary>
+    public Action<Func<RequestGate, RequestGate.Drain>>? AtSwitch { get; set; }
+
     /// <summary>Takes one drive's prepared overlay into the snapshot; the snapshot now owns it.</summary>
     public void Add(SnapshotSwitch snapshotSwitch)
     {
@@ -83,16 +90,21 @@ public sealed class LiveSnapshot : IAsyncDisposable
             for (int i = 0; i < switches.Count; i++)
             {
                 oldRoots[i] = switches[i].Gate.Root;
-                newRoots[i] = switches[i].Attach(oldRoots[i]);
+                newRoots[i] = switches[i].Attach is { } attach ? attach(oldRoots[i]) : oldRoots[i];
             }
 
             // The point of no return: the roots change below, and nothing after this line may undo it.
             _stage = Stage.Switched;
             for (int i = 0; i < switches.Count; i++)
             {
-                switches[i].Gate.FlushAlso(oldRoots[i], drains[i]);
-                switches[i].Gate.ReplaceRoot(newRoots[i], drains[i]);
+                if (switches[i].Attach is not null)
+                {
+                    switches[i].Gate.FlushAlso(oldRoots[i], drains[i]);
+                    switches[i].Gate.ReplaceRoot(newRoots[i], drains[i]);
+                }
             }
+
+            AtSwitch?.Invoke(gate => drains[switches.FindIndex(s => s.Gate == gate)]);
         }
         finally
         {
@@ -106,6 +118,11 @@ public sealed class LiveSnapshot : IAsyncDisposable
         var unflushed = new List<UnflushedImage>();
         for (int i = 0; i < switches.Count; i++)
         {
+            if (switches[i].Attach is null)
+            {
+                continue;
+            }
+
             try
             {
                 // Not cancellable: the switch has happened, and the snapshot must reach the disk.

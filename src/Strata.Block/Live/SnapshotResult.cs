@@ -7,4 +7,7 @@ public sealed record SnapshotResult(SnapshotTimings Timings, IReadOnlyList<Unflu
 {
     /// <summary>How long making the overlays ready took, before the drain (zero when the caller prepared them).</summary>
     public TimeSpan Prepare { get; init; }
+
+    /// <summary>Bitmaps whose stores could not be saved after the switch, one line each (the bitmaps go on in memory).</summary>
+    public IReadOnlyList<string> BitmapProblems { get; init; } = [];
 }

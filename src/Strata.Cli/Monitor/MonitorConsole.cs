@@ -17,7 +17,10 @@ public sealed class MonitorConsole(QmpClient qmp, TextWriter output, TextWriter 
                                      (an existing overlay is taken as it is, else PATH is created)
         merge_disk PATH              merge the overlay PATH into its backing image, live, and switch the
                                      drive back to that image; returns when done
-        info block                   the drives and their image chains
+        set_dirty DEVICE FILE        from now on mark every write of DEVICE in the dirty_bitmap FILE (created,
+                                     at 64 KiB granularity, when missing); a bitmap set earlier this way
+                                     goes on until the next 'change -l' of DEVICE, where it stops
+        info block                   the drives, their image chains and their dirty bitmaps
         info jobs                    running merges and their progress
         stop | cont                  hold / release guest I/O
         quit                         stop the daemon (it flushes and closes every image)
@@ -68,7 +71,10 @@ public sealed class MonitorConsole(QmpClient qmp, TextWriter output, TextWriter 
                     await qmp.ExecuteAsync("quit");
                     quit();
                     return true;
-                case "guest_cmd" or "set_dirty":
+                case "set_dirty":
+                    await SetDirtyAsync(words);
+                    return true;
+                case "guest_cmd":
                     error.WriteLine($"Error: '{words[0]}' is not available yet in this version");
                     return false;
                 default:
@@ -114,6 +120,19 @@ public sealed class MonitorConsole(QmpClient qmp, TextWriter output, TextWriter 
                 error.WriteLine($"Warning: {image?["file"]} is frozen but not yet flushed ({image?["reason"]}); the next guest flush retries it");
             }
         }
+    }
+
+    /// <summary><c>set_dirty DEVICE FILE</c>: x-strata-set-dirty, the bitmap named after the file (docs/bitmaps.md).</summary>
+    private async Task SetDirtyAsync(string[] words)
+    {
+        if (words.Length != 3)
+        {
+            throw new UsageException("usage: set_dirty DEVICE FILE");
+        }
+
+        string path = Path.GetFullPath(words[2]);
+        await qmp.ExecuteAsync("x-strata-set-dirty", new JsonObject { ["device"] = words[1], ["file"] = path });
+        output.WriteLine($"{words[1]}: writes are now marked in {path} (bitmap {Path.GetFileNameWithoutExtension(path)})");
     }
 
     /// <summary>
@@ -228,7 +247,30 @@ public sealed class MonitorConsole(QmpClient qmp, TextWriter output, TextWriter 
                 depth++;
                 output.WriteLine($"    Backing file:     {image["filename"]} ({image["format"]}, chain depth: {depth})");
             }
+
+            foreach (var bitmap in inserted?["dirty-bitmaps"]?.AsArray() ?? [])
+            {
+                output.WriteLine($"    Dirty bitmap:     {BitmapLine(bitmap!)}");
+            }
         }
+    }
+
+    /// <summary>One bitmap of query-block as info block shows it: name, state, granularity, dirty bytes, where it lives.</summary>
+    private static string BitmapLine(JsonNode bitmap)
+    {
+        var state = new List<string> { bitmap["recording"]?.GetValue<bool>() == true ? "recording" : "stopped" };
+        if (bitmap["inconsistent"]?.GetValue<bool>() == true)
+        {
+            state.Add("inconsistent");
+        }
+
+        if (bitmap["busy"]?.GetValue<bool>() == true)
+        {
+            state.Add("busy");
+        }
+
+        string home = bitmap["file"] is { } file ? $", in {file}" : bitmap["persistent"]?.GetValue<bool>() == true ? ", in the image" : "";
+        return $"{bitmap["name"]} ({string.Join(", ", state)}, granularity {bitmap["granularity"]}, {bitmap["count"]} bytes dirty{home})";
     }
 
     private async Task InfoJobsAsync()

@@ -18,6 +18,11 @@ public static class ServeCommand
             Description = $"id=NAME,file=PATH[,format={string.Join('|', Img.ImgContext.Drivers.Formats.Select(f => f.Name))}][,readonly=on][,cache=writeback|none]; repeatable, exported as NAME",
             AllowMultipleArgumentsPerToken = false,
         };
+        var bitmap = new Option<string[]>("--bitmap")
+        {
+            Description = "drive=ID,file=PATH[,name=NAME]: the drive tracks writes into the dirty_bitmap file PATH from the start (created when missing); repeatable",
+            AllowMultipleArgumentsPerToken = false,
+        };
         var hda = new Option<string?>("-hda") { Description = "shorthand for --drive id=ide0-hd0,file=FILE" };
         var nbd = new Option<string[]>("--nbd")
         {
@@ -38,7 +43,7 @@ public static class ServeCommand
 
         var command = new Command("serve", "Serve disk images to guests over NBD (like qemu-storage-daemon).")
         {
-            drive, hda, nbd, qmp, paused, pidFile, verbose, maxConnections, handshakeTimeout, evictIdleAfter,
+            drive, hda, bitmap, nbd, qmp, paused, pidFile, verbose, maxConnections, handshakeTimeout, evictIdleAfter,
         };
         command.SetAction(result =>
         {
@@ -47,7 +52,8 @@ public static class ServeCommand
                 var options = BuildOptions(
                     result.GetValue(drive) ?? [], result.GetValue(hda), result.GetValue(nbd) ?? [], result.GetValue(qmp) ?? [],
                     result.GetValue(paused), result.GetValue(pidFile), result.GetValue(verbose),
-                    result.GetValue(maxConnections), result.GetValue(handshakeTimeout), result.GetValue(evictIdleAfter));
+                    result.GetValue(maxConnections), result.GetValue(handshakeTimeout), result.GetValue(evictIdleAfter))
+                    with { Bitmaps = [.. (result.GetValue(bitmap) ?? []).Select(BitmapSpec.Parse)] };
                 return RunAsync(options).GetAwaiter().GetResult();
             }
             catch (Exception e) when (e is FormatException or ArgumentException or IOException or SocketException or UnauthorizedAccessException)

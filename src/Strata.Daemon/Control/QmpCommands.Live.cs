@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Strata.Block;
+using Strata.Block.Bitmaps;
 using Strata.Block.Jobs;
 using Strata.Block.Live;
 using Strata.Daemon.Live;
@@ -11,20 +12,24 @@ public sealed partial class QmpCommands
 {
     /// <summary>
     /// blockdev-snapshot-sync for one or several drives at one point in time (a transaction): the
-    /// actions are read into one engine call, <see cref="Drive.SnapshotAsync"/>. A failure before the
+    /// actions are read into one engine call, <see cref="Drive.SnapshotAsync(IReadOnlyList{SnapshotRequest}, IReadOnlyList{Strata.Block.Bitmaps.BitmapAction}?, CancellationToken)"/>. A failure before the
     /// switch leaves every drive as it was. From the switch on the command succeeds: if an old image
     /// could not be flushed afterwards, the reply lists it under "unflushed", a BLOCK_IO_ERROR event
     /// names it and the log says so (docs/live.md).
     /// </summary>
-    private async Task<QmpResult> SnapshotAsync(IReadOnlyList<QmpArguments> actions, CancellationToken cancellationToken)
+    private async Task<QmpResult> SnapshotAsync(IReadOnlyList<QmpArguments> actions, CancellationToken cancellationToken,
+        IReadOnlyList<(string Type, QmpArguments Data)>? bitmapActions = null)
     {
         var requests = actions.Select(ToSnapshotRequest).ToList();
         await _daemon.GraphLock.WaitAsync(cancellationToken);
         try
         {
-            var result = await Drive.SnapshotAsync(requests, cancellationToken);
+            // Read under the lock: the bitmaps an action names are those of this moment.
+            var bitmaps = bitmapActions?.Select(b => ToBitmapAction(b.Type, b.Data)).ToList();
+            var result = await Drive.SnapshotAsync(requests, bitmaps, cancellationToken);
             var drives = requests.Select(r => r.Drive).ToList();
             _daemon.Log($"snapshot of {string.Join(", ", drives.Select(d => d.Id))}: overlays ready in {result.Prepare.TotalMilliseconds:0.000} ms, {result.Timings}");
+            LogBitmapProblems(result.BitmapProblems);
             return ReportUnflushed(result.Unflushed, drives);
         }
         finally
@@ -107,9 +112,17 @@ public sealed partial class QmpCommands
         });
     }
 
+    /// <summary>
+    /// transaction (qapi/transaction.json): blockdev-snapshot-sync and the bitmap actions QEMU takes,
+    /// at one point in time. With a snapshot, the bitmap actions happen at its switch, under its drain
+    /// (<see cref="Drive.SnapshotAsync(IReadOnlyList{SnapshotRequest}, IReadOnlyList{BitmapAction}?, CancellationToken)"/>);
+    /// without one, they take their own drain. Every action is checked before anything happens: one
+    /// that fails leaves everything as it was.
+    /// </summary>
     private async Task<QmpResult> TransactionAsync(QmpArguments args, CancellationToken cancellationToken)
     {
-        var actions = new List<QmpArguments>();
+        var snapshots = new List<QmpArguments>();
+        var bitmaps = new List<(string Type, QmpArguments Data)>();
         foreach (var action in args.Array("actions").EnumerateArray())
         {
             if (action.ValueKind != JsonValueKind.Object
@@ -118,20 +131,29 @@ public sealed partial class QmpCommands
                 throw new QmpException("Each transaction action needs a 'type'");
             }
 
-            if (type.GetString() != "blockdev-snapshot-sync")
+            string name = type.GetString()!;
+            if (!TransactionActions.ContainsKey(name))
             {
-                throw new QmpException($"Transaction action '{type.GetString()}' is not supported (blockdev-snapshot-sync)");
+                throw new QmpException($"Transaction action '{name}' is not supported ({string.Join(", ", TransactionActions.Keys)})");
             }
 
-            actions.Add(new QmpArguments(action.TryGetProperty("data", out var data) ? data : default));
+            var data = new QmpArguments(action.TryGetProperty("data", out var d) ? d : default);
+            if (name == "blockdev-snapshot-sync")
+            {
+                snapshots.Add(data);
+            }
+            else
+            {
+                bitmaps.Add((name, data));
+            }
         }
 
-        if (actions.Count == 0)
+        if (snapshots.Count == 0)
         {
-            return QmpResult.Empty;
+            return bitmaps.Count == 0 ? QmpResult.Empty : await ChangeBitmapsAsync(bitmaps.Select(b => ToBitmapAction(b.Type, b.Data)).ToList(), cancellationToken);
         }
 
-        return await SnapshotAsync(actions, cancellationToken);
+        return await SnapshotAsync(snapshots, cancellationToken, bitmaps);
     }
 
     /// <summary>

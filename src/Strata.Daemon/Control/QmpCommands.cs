@@ -5,7 +5,8 @@ namespace Strata.Daemon.Control;
 
 /// <summary>
 /// The commands of the control socket, spelled as in QEMU's qapi schema: <c>query-block</c>,
-/// <c>cont</c>, <c>quit</c> (issue 3); later issues add snapshot, merge and bitmap commands here.
+/// <c>cont</c>, <c>quit</c>; snapshot, merge and job commands (QmpCommands.Live.cs); dirty bitmap
+/// commands (QmpCommands.Bitmaps.cs).
 /// </summary>
 public sealed partial class QmpCommands
 {
@@ -21,6 +22,16 @@ public sealed partial class QmpCommands
         new("device", QmpType.String), new("node-name", QmpType.String), new("snapshot-file", QmpType.String),
         new("format", QmpType.String), new("mode", QmpType.String),
     ];
+
+    private static readonly QmpParameter[] BitmapName = [new("node", QmpType.String), new("name", QmpType.String)];
+
+    private static readonly QmpParameter[] BitmapAdd =
+    [
+        new("node", QmpType.String), new("name", QmpType.String), new("granularity", QmpType.Integer), new("persistent", QmpType.Boolean),
+        new("disabled", QmpType.Boolean), new("file", QmpType.String),
+    ];
+
+    private static readonly QmpParameter[] BitmapMerge = [new("node", QmpType.String), new("target", QmpType.String), new("bitmaps", QmpType.Array)];
 
     /// <summary>
     /// Every command this socket answers with the arguments its handler reads, in query-commands
@@ -43,12 +54,25 @@ public sealed partial class QmpCommands
         ]),
         ("job-pause", JobId), ("job-resume", JobId), ("job-cancel", JobId), ("job-complete", JobId), ("job-dismiss", JobId),
         ("block-job-pause", JobDevice), ("block-job-resume", JobDevice), ("block-job-cancel", JobDevice), ("block-job-complete", JobDevice),
+        ("block-dirty-bitmap-add", BitmapAdd), ("block-dirty-bitmap-remove", BitmapName), ("block-dirty-bitmap-clear", BitmapName),
+        ("block-dirty-bitmap-enable", BitmapName), ("block-dirty-bitmap-disable", BitmapName), ("block-dirty-bitmap-merge", BitmapMerge),
+        ("x-debug-block-dirty-bitmap-sha256", BitmapName),
+        ("x-strata-set-dirty", [new("device", QmpType.String), new("file", QmpType.String)]),
     ];
 
     private static readonly Dictionary<string, QmpParameter[]> Signatures = Table.ToDictionary(c => c.Name, c => c.Parameters);
 
     /// <summary>The transaction actions with a table entry for their "data" (others are refused by the handler).</summary>
-    private static readonly Dictionary<string, QmpParameter[]> TransactionActions = new() { ["blockdev-snapshot-sync"] = SnapshotParameters };
+    private static readonly Dictionary<string, QmpParameter[]> TransactionActions = new()
+    {
+        ["blockdev-snapshot-sync"] = SnapshotParameters,
+        ["block-dirty-bitmap-add"] = BitmapAdd,
+        ["block-dirty-bitmap-remove"] = BitmapName,
+        ["block-dirty-bitmap-clear"] = BitmapName,
+        ["block-dirty-bitmap-enable"] = BitmapName,
+        ["block-dirty-bitmap-disable"] = BitmapName,
+        ["block-dirty-bitmap-merge"] = BitmapMerge,
+    };
 
     private static readonly QmpParameter[] TransactionActionMembers = [new("type", QmpType.String), new("data", QmpType.Object)];
 
@@ -106,6 +130,10 @@ public sealed partial class QmpCommands
                 "job-cancel" or "block-job-cancel" => JobAction(args, command, j => j.Cancel()),
                 "job-complete" or "block-job-complete" => JobAction(args, command, j => j.Complete()),
                 "job-dismiss" => Dismiss(args),
+                "block-dirty-bitmap-add" or "block-dirty-bitmap-remove" or "block-dirty-bitmap-clear" or "block-dirty-bitmap-enable"
+                    or "block-dirty-bitmap-disable" or "block-dirty-bitmap-merge" => await ChangeBitmapsAsync([ToBitmapAction(command, args)], cancellationToken),
+                "x-debug-block-dirty-bitmap-sha256" => BitmapSha256(args),
+                "x-strata-set-dirty" => await SetDirtyAsync(args, cancellationToken),
                 _ => QmpResult.Error($"The command {command} has not been found", "CommandNotFound"),
             };
         }
@@ -258,6 +286,7 @@ public sealed partial class QmpCommands
                 }
 
                 w.WriteString("cache-mode", drive.Direct ? "none" : "writeback");
+                WriteDirtyBitmaps(w, drive);
                 w.WritePropertyName("image");
                 WriteImage(w, root);
                 w.WriteEndObject();

@@ -20,6 +20,9 @@ public sealed class MemoryImage(long size, string? backingFile = null, string? b
 
     public string? BackingFormat { get; set; } = backingFormat;
 
+    /// <summary>The bitmaps the image stores (what qcow2's bitmaps extension holds), by name, in the order added.</summary>
+    public List<Strata.TestKit.MemoryBitmapFile> Bitmaps { get; } = [];
+
     /// <summary>Pages written and not yet flushed by some open of the image.</summary>
     public int UnflushedWrites { get; set; }
 

@@ -1,13 +1,16 @@
+using Strata.Block.Bitmaps;
 using Strata.Block.Graph;
+using Strata.TestKit;
 
 namespace Strata.Block.Tests.Graph;
 
 /// <summary>
 /// One open of a <see cref="MemoryImage"/>: a layer with a backing edge and a recorded backing file,
 /// read-only or read-write, that remembers being closed (a stand-in for a qcow2 image in drive tests).
-/// Requests are page-aligned (its <see cref="Limits"/> say so, and the gate enforces it).
+/// Requests are page-aligned (its <see cref="Limits"/> say so, and the gate enforces it). It keeps
+/// bitmaps in its image as a qcow2 layer does (<see cref="IBitmapHost"/>).
 /// </summary>
-public sealed class MemoryImageNode(MemoryImage image, string fileName, bool readOnly, List<string>? closeLog = null) : IBackedLayer, IBackingFileRecord
+public sealed class MemoryImageNode(MemoryImage image, string fileName, bool readOnly, List<string>? closeLog = null) : IBackedLayer, IBackingFileRecord, IBitmapHost
 {
     public MemoryImage Image { get; } = image;
 
@@ -35,6 +38,50 @@ public sealed class MemoryImageNode(MemoryImage image, string fileName, bool rea
 
     /// <summary>The permissions last set on this open.</summary>
     public NodePermissions? Permissions { get; private set; }
+
+    public IReadOnlyList<StoredBitmapInfo> StoredBitmaps
+    {
+        get
+        {
+            lock (Image.Lock)
+            {
+                return [.. Image.Bitmaps.Select(b => new StoredBitmapInfo(b.Name, b.Granularity, b.Enabled, b.State == BitmapStoreState.Active))];
+            }
+        }
+    }
+
+    public IBitmapStore OpenBitmap(string name)
+    {
+        lock (Image.Lock)
+        {
+            var file = Image.Bitmaps.Find(b => b.Name == name) ?? throw BlockException.Invalid($"'{FileName}' has no bitmap '{name}'");
+            return Store(file);
+        }
+    }
+
+    public ValueTask<IBitmapStore> CreateBitmapAsync(string name, long granularity, bool enabled, CancellationToken cancellationToken = default)
+    {
+        CheckWritable();
+        lock (Image.Lock)
+        {
+            if (Image.Bitmaps.Exists(b => b.Name == name))
+            {
+                throw BlockException.Invalid($"'{FileName}' already has a bitmap '{name}'");
+            }
+
+            var file = new MemoryBitmapFile(name, Size, granularity) { Enabled = enabled, CrashSafe = false };
+            Image.Bitmaps.Add(file);
+            return ValueTask.FromResult<IBitmapStore>(Store(file));
+        }
+    }
+
+    private MemoryBitmapStore Store(MemoryBitmapFile file) => new(file, $"{Path.GetFileName(FileName)}, bitmap '{file.Name}'", () =>
+    {
+        lock (Image.Lock)
+        {
+            Image.Bitmaps.Remove(file);
+        }
+    });
 
     public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
