@@ -26,7 +26,7 @@ expect_dirty() {
     local got
     got="$("$strata" img map --output=json "$file" | python3 -c '
 import json, sys
-print(" ".join(f"{e[\"start\"]}+{e[\"length\"]}" for e in json.load(sys.stdin) if e["dirty"]))')"
+print(" ".join("%d+%d" % (e["start"], e["length"]) for e in json.load(sys.stdin) if e["dirty"]))')"
     local want
     want="$(for e in "$@"; do set -- $e; printf '%s+%s ' "$1" "$2"; done)"
     if [[ "$got" != "${want% }" ]]; then

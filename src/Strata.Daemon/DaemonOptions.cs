@@ -12,7 +12,7 @@ public sealed record DaemonOptions
     /// <summary>dirty_bitmap files the drives track from the start (--bitmap).</summary>
     public IReadOnlyList<BitmapSpec> Bitmaps { get; init; } = [];
 
-    /// <summary>Opens and creates dirty_bitmap files for every drive; null: bitmaps with a file are refused.</summary>
+    /// <summary>Opens and creates dirty_bitmap files for every drive; null: Strata.Formats' own, over the drive's drivers.</summary>
     public IBitmapFiles? BitmapFiles { get; init; }
 
     public IReadOnlyList<NbdEndpoint> NbdEndpoints { get; init; } = [];

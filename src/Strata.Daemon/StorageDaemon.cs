@@ -5,8 +5,10 @@ using Strata.Block.Graph;
 using Strata.Daemon.Control;
 using Strata.Daemon.Live;
 using Strata.Formats;
+using Strata.Formats.DirtyBitmaps;
 using Strata.Formats.Raw;
 using Strata.Nbd.Server;
+using Strata.Nbd.Server.MetaContexts;
 using Strata.Nbd.Transport;
 
 namespace Strata.Daemon;
@@ -102,7 +104,7 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
                 _drives.Add(drive);
                 _exports.Add(new NbdExport(drive.Id, drive.Gate, drive.ReadOnly, $"{drive.Root.DriverName} image {spec.File}"));
                 Log($"drive {drive.Id}: {drive.Root.DriverName} {spec.File}, {drive.Root.Size} bytes{(drive.ReadOnly ? ", read-only" : "")}");
-                drive.Bitmaps.Files = _options.BitmapFiles;
+                drive.Bitmaps.Files = _options.BitmapFiles ?? new DirtyBitmapFiles(spec.Drivers ?? StandardDrivers.Registry);
                 if (_options.Log is not null)
                 {
                     string id = drive.Id;
@@ -113,6 +115,7 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
             }
 
             await TrackBitmapFilesAsync(cancellationToken);
+            PublishBitmaps();
             if (_options.StartPaused)
             {
                 var pauses = new List<RequestGate.Drain>();
@@ -260,6 +263,35 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
     }
 
     public Drive? FindDrive(string id) => _drives.Find(d => d.Id == id);
+
+    /// <summary>
+    /// Makes each drive's export offer "qemu:dirty-bitmap:NAME" for exactly the bitmaps the drive
+    /// has now (docs/bitmaps.md, "Over NBD"): called after every change of bitmaps, under the graph
+    /// lock. A connection that chose a context keeps reading the bits it chose.
+    /// </summary>
+    public void PublishBitmaps()
+    {
+        foreach (var drive in _drives)
+        {
+            var export = _exports.Find(e => e.Name == drive.Id)!;
+            var bitmaps = drive.Bitmaps.All;
+            foreach (var context in export.MetaContexts.OfType<DirtyBitmapContext>().ToList())
+            {
+                if (!bitmaps.Any(b => context.Name == DirtyBitmapContext.NameOf(b.Name) && ReferenceEquals(context.Bits, b.Bits)))
+                {
+                    export.RemoveMetaContext(context.Name);
+                }
+            }
+
+            foreach (var bitmap in bitmaps)
+            {
+                if (!export.MetaContexts.Any(c => c.Name == DirtyBitmapContext.NameOf(bitmap.Name)))
+                {
+                    export.AddMetaContext(new DirtyBitmapContext(bitmap.Name, bitmap.Bits));
+                }
+            }
+        }
+    }
 
     public IReadOnlyList<NbdExport> List() => _exports;
 

@@ -66,6 +66,7 @@ public sealed partial class QmpCommands
         }
         finally
         {
+            _daemon.PublishBitmaps();
             _daemon.GraphLock.Release();
         }
     }

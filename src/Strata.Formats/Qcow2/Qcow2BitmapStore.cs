@@ -37,6 +37,8 @@ internal sealed class Qcow2BitmapStore(Qcow2Node node, string name, long granula
     public ValueTask SaveAsync(DirtyBitmap bits, BitmapStoreState state, bool enabled, CancellationToken cancellationToken = default)
         => Save(bits, state, enabled, cancellationToken);
 
+    public ValueTask SetEnabledAsync(bool enabled, CancellationToken cancellationToken = default) => node.SetBitmapEnabledAsync(name, enabled, cancellationToken);
+
     public ValueTask CheckpointAsync(DirtyBitmap bits, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(bits);

@@ -218,6 +218,12 @@ public sealed partial class Qcow2Node : IBitmapHost
         => ChangeBitmapAsync(name, entry => entry.InUse ? ValueTask.CompletedTask
             : StoreBitmapsLocked([(entry, null, entry.Flags | Qcow2BitmapDirectoryEntry.FlagInUse)], cancellationToken), cancellationToken);
 
+    /// <summary>The store's enable and disable: the auto flag alone, durably (nothing to do when it says so already).</summary>
+    internal ValueTask SetBitmapEnabledAsync(string name, bool enabled, CancellationToken cancellationToken)
+        => ChangeBitmapAsync(name, entry => entry.Auto == enabled ? ValueTask.CompletedTask
+            : StoreBitmapsLocked([(entry, null, enabled ? entry.Flags | Qcow2BitmapDirectoryEntry.FlagAuto : entry.Flags & ~Qcow2BitmapDirectoryEntry.FlagAuto)], cancellationToken),
+            cancellationToken);
+
     /// <summary>The store's save and checkpoint: new data, table and directory entry with the given flags.</summary>
     internal ValueTask SaveBitmapAsync(string name, DirtyBitmap bits, bool inUse, bool? enabled, CancellationToken cancellationToken)
         => ChangeBitmapAsync(name, entry =>

@@ -23,11 +23,17 @@ public sealed class DirtyBitmapContext : INbdMetaContext
     {
         ArgumentException.ThrowIfNullOrEmpty(bitmapName);
         ArgumentNullException.ThrowIfNull(bits);
-        Name = NbdWire.QemuDirtyBitmapPrefix + bitmapName;
+        Name = NameOf(bitmapName);
         _bits = bits;
     }
 
     public string Name { get; }
+
+    /// <summary>The bits this context answers from.</summary>
+    public DirtyBitmap Bits => _bits;
+
+    /// <summary>The context's name for the bitmap <paramref name="bitmapName"/>.</summary>
+    public static string NameOf(string bitmapName) => NbdWire.QemuDirtyBitmapPrefix + bitmapName;
 
     public ValueTask<NbdMetaExtent> GetExtentAsync(long offset, long length, CancellationToken cancellationToken)
     {
