@@ -99,9 +99,7 @@ public sealed class BitmapCrashUnderFioTests(ITestOutputHelper output)
                 }
             }
 
-            await using var qmp = await daemon.ConnectQmpAsync();
-            await qmp.SendAsync(new JsonObject { ["execute"] = "quit" });
-            Assert.Equal(0, await daemon.WaitForExitAsync());
+            Assert.Equal(0, await daemon.QuitAsync());
         }
 
         var saved = await LoadAsync(bitmapFile);

@@ -57,6 +57,17 @@ public sealed class DaemonProcess : IAsyncDisposable
     /// <summary>Sends a signal by name (TERM, INT, HUP …).</summary>
     public Task SignalAsync(string signal) => _process.SignalAsync(signal);
 
+    /// <summary>QMP "quit": the daemon closes every image cleanly; waits (bounded) for it to exit and returns its exit code.</summary>
+    public async Task<int> QuitAsync()
+    {
+        await using (var qmp = await ConnectQmpAsync())
+        {
+            await qmp.SendAsync(new System.Text.Json.Nodes.JsonObject { ["execute"] = "quit" });
+        }
+
+        return await WaitForExitAsync();
+    }
+
     /// <summary>Waits (bounded) for the daemon to exit and returns its exit code.</summary>
     public Task<int> WaitForExitAsync() => _process.WaitForExitAsync();
 
