@@ -128,7 +128,7 @@ public sealed class CrashTests
         }
     }
 
-    private static void CheckNoCorruption(string image)
+    internal static void CheckNoCorruption(string image)
     {
         // Exit 0: clean; 3: leaked clusters only, which a crash may leave (never corruption: 2).
         var check = Processes.Run("qemu-img", "check", image);

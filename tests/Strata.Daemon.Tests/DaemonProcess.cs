@@ -22,7 +22,10 @@ public sealed class DaemonProcess : IAsyncDisposable
     public string QmpSocket { get; }
 
     /// <summary>Starts `strata serve --drive id=ide0-hd0,file=IMAGE[,format=FORMAT]` and waits for both sockets to appear.</summary>
-    public static async Task<DaemonProcess> StartAsync(string folder, string image, string? format = null)
+    public static Task<DaemonProcess> StartAsync(string folder, string image, string? format = null) => StartAsync(folder, image, format, []);
+
+    /// <summary>As <see cref="StartAsync(string, string, string?)"/>, with more options for `strata serve` (`--bitmap …`).</summary>
+    public static async Task<DaemonProcess> StartAsync(string folder, string image, string? format, params string[] options)
     {
         foreach (var stale in new[] { "nbd.sock", "qmp.sock" })
         {
@@ -30,8 +33,8 @@ public sealed class DaemonProcess : IAsyncDisposable
         }
 
         string drive = $"id={LiveDaemon.DriveId},file={image}" + (format is null ? "" : $",format={format}");
-        var process = ServeProcess.Start(folder, null, "--drive", drive,
-            "--nbd", $"unix:{Path.Combine(folder, "nbd.sock")}", "--qmp", $"unix:{Path.Combine(folder, "qmp.sock")}");
+        var process = ServeProcess.Start(folder, null, ["--drive", drive,
+            "--nbd", $"unix:{Path.Combine(folder, "nbd.sock")}", "--qmp", $"unix:{Path.Combine(folder, "qmp.sock")}", .. options]);
         var daemon = new DaemonProcess(process, folder);
         try
         {
@@ -53,6 +56,17 @@ public sealed class DaemonProcess : IAsyncDisposable
 
     /// <summary>Sends a signal by name (TERM, INT, HUP …).</summary>
     public Task SignalAsync(string signal) => _process.SignalAsync(signal);
+
+    /// <summary>QMP "quit": the daemon closes every image cleanly; waits (bounded) for it to exit and returns its exit code.</summary>
+    public async Task<int> QuitAsync()
+    {
+        await using (var qmp = await ConnectQmpAsync())
+        {
+            await qmp.SendAsync(new System.Text.Json.Nodes.JsonObject { ["execute"] = "quit" });
+        }
+
+        return await WaitForExitAsync();
+    }
 
     /// <summary>Waits (bounded) for the daemon to exit and returns its exit code.</summary>
     public Task<int> WaitForExitAsync() => _process.WaitForExitAsync();

@@ -98,6 +98,9 @@ public sealed class Qsd : IDisposable, IAsyncDisposable
         return await QmpClient.ConnectAsync(QmpSocket ?? throw new InvalidOperationException("qemu-storage-daemon was started without a QMP socket"), timeout.Token);
     }
 
+    /// <summary>Waits (bounded) for qsd to exit on its own (after QMP "quit": images closed, persistent bitmaps stored) and returns its exit code.</summary>
+    public Task<int> WaitForExitAsync(TimeSpan? timeout = null) => _process.WaitForExitAsync(timeout);
+
     public void Dispose() => _process.Dispose();
 
     public ValueTask DisposeAsync() => _process.DisposeAsync();
