@@ -15,6 +15,14 @@ public sealed record DaemonOptions
     /// <summary>Opens and creates dirty_bitmap files for every drive; null: Strata.Formats' own, over the drive's drivers.</summary>
     public IBitmapFiles? BitmapFiles { get; init; }
 
+    /// <summary>
+    /// How often the bits of bitmaps kept in dirty_bitmap files are written to their files
+    /// (<see cref="Strata.Block.Drive.CheckpointBitmapsAsync"/>): after a crash, recovery is exact up
+    /// to the last checkpoint and coarse (whole intent regions) only for writes since. Each
+    /// checkpoint holds the guest for one write and flush of the bits. Infinite: never.
+    /// </summary>
+    public TimeSpan BitmapCheckpointInterval { get; init; } = TimeSpan.FromSeconds(30);
+
     public IReadOnlyList<NbdEndpoint> NbdEndpoints { get; init; } = [];
 
     /// <summary>Control sockets (QMP wire format).</summary>

@@ -41,6 +41,10 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
     private NbdServer? _nbd;
     private Task? _warmUp;
 
+    // The checkpoint loop of bitmap files, stopped first thing when the daemon stops.
+    private readonly CancellationTokenSource _stopCheckpoints = new();
+    private Task? _checkpoints;
+
     public StorageDaemon(DaemonOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -178,6 +182,10 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
             if (_drives.Any(d => !d.ReadOnly))
             {
                 _warmUp = SnapshotWarmUp.RunAsync(_opener, _options.Log);
+                if (_options.BitmapCheckpointInterval != Timeout.InfiniteTimeSpan)
+                {
+                    _checkpoints = CheckpointBitmapsAsync(_options.BitmapCheckpointInterval, _stopCheckpoints.Token);
+                }
             }
         }
         catch
@@ -192,6 +200,45 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
             }
 
             throw;
+        }
+    }
+
+    /// <summary>
+    /// Every <paramref name="interval"/>, checkpoints each drive's bitmap files, one drive at a time
+    /// under the graph lock (no snapshot or bitmap command interleaves). A drain that times out (a
+    /// hung request) or a failed write is logged and tried again next time.
+    /// </summary>
+    private async Task CheckpointBitmapsAsync(TimeSpan interval, CancellationToken stop)
+    {
+        using var timer = new PeriodicTimer(interval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stop))
+            {
+                foreach (var drive in _drives)
+                {
+                    await GraphLock.WaitAsync(stop);
+                    try
+                    {
+                        foreach (string problem in await drive.CheckpointBitmapsAsync(stop))
+                        {
+                            Log($"drive {drive.Id}: {problem}");
+                        }
+                    }
+                    catch (BlockException e)
+                    {
+                        Log($"drive {drive.Id}: bitmap checkpoint skipped: {e.Message}");
+                    }
+                    finally
+                    {
+                        GraphLock.Release();
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            // The daemon is stopping; closing the drives saves every bitmap.
         }
     }
 
@@ -360,6 +407,12 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
     {
         Log("stopping: no new connections, cancelling merge jobs, finishing requests in flight");
         var problems = new List<string>();
+        await _stopCheckpoints.CancelAsync();
+        if (_checkpoints is not null)
+        {
+            await _checkpoints;
+        }
+
         using (var requests = new CancellationTokenSource(StopGracePeriod))
         {
             if (!await FinishesAsync(Task.WhenAll(_controls.Select(c => c.DisposeAsync().AsTask())), requests.Token))

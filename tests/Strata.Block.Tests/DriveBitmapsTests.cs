@@ -131,6 +131,34 @@ public sealed class DriveBitmapsTests
     }
 
     [Fact]
+    public async Task ACheckpointWritesTheBitsOfFileBitmapsWhileTheyGoOnRecording()
+    {
+        var files = new MemoryBitmapFiles();
+        await using var t = await TestDrive.OpenAsync(files);
+        await t.RunAsync(Add("t0") with { File = "t0.dbmp", Granularity = 4096 }, Add("mem") with { Granularity = 4096 });
+        await t.Drive.Gate.WriteAsync(8192, new byte[4096]);
+
+        Assert.Empty(await t.Drive.CheckpointBitmapsAsync());
+        await t.Drive.Gate.WriteAsync(65536, new byte[4096]);
+
+        Assert.Equal([(8192L, 4096L)], files["t0.dbmp"].Bits().DirtyRuns());
+        Assert.Equal(BitmapStoreState.Active, files["t0.dbmp"].State);
+        Assert.Contains("checkpoint", files["t0.dbmp"].Calls);
+        Assert.Equal([(8192L, 4096L), (65536L, 4096L)], t.Drive.Bitmaps.Find("t0")!.Bits.DirtyRuns());
+    }
+
+    [Fact]
+    public async Task ACheckpointLeavesDisabledBitmapsAndDrivesWithoutFilesAlone()
+    {
+        var files = new MemoryBitmapFiles();
+        await using var t = await TestDrive.OpenAsync(files);
+        Assert.Empty(await t.Drive.CheckpointBitmapsAsync());
+        await t.RunAsync(Add("t0") with { File = "t0.dbmp", Disabled = true });
+        Assert.Empty(await t.Drive.CheckpointBitmapsAsync());
+        Assert.DoesNotContain("checkpoint", files["t0.dbmp"].Calls);
+    }
+
+    [Fact]
     public async Task AnInconsistentBitmapCanOnlyBeRemovedOrClearedAndIsUsableOnceCleared()
     {
         var files = new MemoryBitmapFiles();

@@ -23,6 +23,11 @@ public static class ServeCommand
             Description = "drive=ID,file=PATH[,name=NAME]: the drive tracks writes into the dirty_bitmap file PATH from the start (created when missing); repeatable",
             AllowMultipleArgumentsPerToken = false,
         };
+        var checkpoint = new Option<int>("--bitmap-checkpoint")
+        {
+            Description = "seconds between writes of the bitmap files' bits (after a crash, writes since the last one are recovered per 64 MiB region); 0: never",
+            DefaultValueFactory = _ => 30,
+        };
         var hda = new Option<string?>("-hda") { Description = "shorthand for --drive id=ide0-hd0,file=FILE" };
         var nbd = new Option<string[]>("--nbd")
         {
@@ -43,7 +48,7 @@ public static class ServeCommand
 
         var command = new Command("serve", "Serve disk images to guests over NBD (like qemu-storage-daemon).")
         {
-            drive, hda, bitmap, nbd, qmp, paused, pidFile, verbose, maxConnections, handshakeTimeout, evictIdleAfter,
+            drive, hda, bitmap, checkpoint, nbd, qmp, paused, pidFile, verbose, maxConnections, handshakeTimeout, evictIdleAfter,
         };
         command.SetAction(result =>
         {
@@ -53,7 +58,11 @@ public static class ServeCommand
                     result.GetValue(drive) ?? [], result.GetValue(hda), result.GetValue(nbd) ?? [], result.GetValue(qmp) ?? [],
                     result.GetValue(paused), result.GetValue(pidFile), result.GetValue(verbose),
                     result.GetValue(maxConnections), result.GetValue(handshakeTimeout), result.GetValue(evictIdleAfter))
-                    with { Bitmaps = [.. (result.GetValue(bitmap) ?? []).Select(BitmapSpec.Parse)] };
+                    with
+                    {
+                        Bitmaps = [.. (result.GetValue(bitmap) ?? []).Select(BitmapSpec.Parse)],
+                        BitmapCheckpointInterval = CheckpointInterval(result.GetValue(checkpoint)),
+                    };
                 return RunAsync(options).GetAwaiter().GetResult();
             }
             catch (Exception e) when (e is FormatException or ArgumentException or IOException or SocketException or UnauthorizedAccessException)
@@ -64,6 +73,13 @@ public static class ServeCommand
         });
         return command;
     }
+
+    private static TimeSpan CheckpointInterval(int seconds) => seconds switch
+    {
+        0 => Timeout.InfiniteTimeSpan,
+        > 0 => TimeSpan.FromSeconds(seconds),
+        _ => throw new ArgumentException("--bitmap-checkpoint must be 0 (never) or a number of seconds"),
+    };
 
     private static DaemonOptions BuildOptions(string[] drives, string? hda, string[] nbd, string[] qmp, bool paused, string? pidFile,
         bool verbose, int maxConnections, int handshakeTimeout, int evictIdleAfter)
