@@ -13,10 +13,18 @@ namespace Strata.Block.Backup;
 /// guest goes on (QEMU's on-cbw-error=break-snapshot). The filter owns neither the layers below nor
 /// the target.
 /// </remarks>
-internal sealed class CopyBeforeWriteNode(IBlockNode source, BackupCopier copier) : IBlockNode
+public sealed class CopyBeforeWriteNode : IBlockNode
 {
+    private readonly BackupCopier _copier;
+
+    internal CopyBeforeWriteNode(IBlockNode source, BackupCopier copier)
+    {
+        Source = source;
+        _copier = copier;
+    }
+
     /// <summary>The drive's top as it was when the filter went in.</summary>
-    public IBlockNode Source { get; } = source;
+    public IBlockNode Source { get; }
 
     public string DriverName => "copy-before-write";
 
@@ -35,19 +43,19 @@ internal sealed class CopyBeforeWriteNode(IBlockNode source, BackupCopier copier
 
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
     {
-        await copier.CopyBeforeWriteAsync(offset, data.Length, cancellationToken);
+        await _copier.CopyBeforeWriteAsync(offset, data.Length, cancellationToken);
         await Source.WriteAsync(offset, data, flags, cancellationToken);
     }
 
     public async ValueTask WriteZeroesAsync(long offset, long length, ZeroFlags flags = ZeroFlags.None, CancellationToken cancellationToken = default)
     {
-        await copier.CopyBeforeWriteAsync(offset, length, cancellationToken);
+        await _copier.CopyBeforeWriteAsync(offset, length, cancellationToken);
         await Source.WriteZeroesAsync(offset, length, flags, cancellationToken);
     }
 
     public async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
-        await copier.CopyBeforeWriteAsync(offset, length, cancellationToken);
+        await _copier.CopyBeforeWriteAsync(offset, length, cancellationToken);
         await Source.DiscardAsync(offset, length, cancellationToken);
     }
 
