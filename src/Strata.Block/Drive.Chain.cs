@@ -5,8 +5,13 @@ namespace Strata.Block;
 /// <summary>Walking a drive's chain and finding its layers (through <see cref="BlockChain"/>, the one walk).</summary>
 public sealed partial class Drive
 {
-    /// <summary>The drive's top image, looking through the mirror filter a live merge puts above it.</summary>
-    public IBlockNode Top => Root is MirrorNode mirror ? mirror.Overlay : Root;
+    /// <summary>The drive's top image, looking through the filter a live merge or a backup puts above it.</summary>
+    public IBlockNode Top => Root switch
+    {
+        MirrorNode mirror => mirror.Overlay,
+        Backup.CopyBeforeWriteNode filter => filter.Source,
+        _ => Root,
+    };
 
     /// <summary>Every layer of the chain, top first.</summary>
     public IEnumerable<IBlockNode> Layers() => Top.Layers();

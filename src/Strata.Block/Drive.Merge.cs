@@ -10,8 +10,8 @@ public sealed partial class Drive
     // The merge job last prepared on this drive: one at a time.
     private CommitJob? _merge;
 
-    /// <summary>True while a merge prepared on this drive has not concluded: no other graph change may start.</summary>
-    public bool IsBusy => _merge is { Status: not JobStatus.Concluded };
+    /// <summary>True while a merge or a backup prepared on this drive has not concluded: no other graph change may start.</summary>
+    public bool IsBusy => BusyWith is not null;
 
     /// <summary>The image a merge of <paramref name="top"/> goes into when none is named: the deepest of the chain, as in QEMU.</summary>
     public static IBlockNode DefaultMergeBase(IBlockNode top) => top.Layers().Last();
@@ -116,9 +116,9 @@ public sealed partial class Drive
 
     private void ThrowIfBusy()
     {
-        if (IsBusy)
+        if (BusyWith is { } job)
         {
-            throw BlockException.Invalid($"drive '{Id}' is busy: merge job '{_merge!.Id}' is running on it");
+            throw BlockException.Invalid($"drive '{Id}' is busy: {(job == _merge ? "merge" : job.Type)} job '{job.Id}' is running on it");
         }
     }
 }

@@ -55,8 +55,11 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
     /// <summary>Raised for every QMP event; each control connection forwards it to its client.</summary>
     public event Action<QmpEvent>? EventRaised;
 
-    /// <summary>The merge jobs (query-jobs).</summary>
+    /// <summary>The merge and backup jobs (query-jobs).</summary>
     public BlockJobs Jobs { get; }
+
+    /// <summary>The nodes blockdev-add made (backup targets), closed when the daemon stops.</summary>
+    public BlockNodes Nodes { get; } = new();
 
     /// <summary>Serializes graph changes (snapshots, merges) so two commands never interleave theirs.</summary>
     public SemaphoreSlim GraphLock { get; } = new(1, 1);
@@ -443,6 +446,7 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
             using var flushing = new CancellationTokenSource(StopGracePeriod);
             var closed = await Task.WhenAll(_drives.Select(drive => CloseDriveAsync(drive, stuckJobs, requests.Token, flushing.Token)));
             problems.AddRange(closed.OfType<string>());
+            problems.AddRange(await Nodes.CloseAllAsync());
         }
 
         // Only a pid file this daemon wrote: one that start never reached may be another daemon's.

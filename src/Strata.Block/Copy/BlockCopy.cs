@@ -34,7 +34,31 @@ public sealed class BlockCopy
         _options = options ?? new BlockCopyOptions();
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(_options.ChunkSize);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(_options.CompareGranularity);
+        if (_options.Alignment <= 0 || !int.IsPow2(_options.Alignment))
+        {
+            throw new ArgumentOutOfRangeException(nameof(options), _options.Alignment, "the alignment is a power of two");
+        }
+
         _chunkSize = Math.Min(_options.ChunkSize, Math.Min(source.MaxTransfer, target.Limits.MaxTransfer));
+        _chunkSize = Math.Max(_options.Alignment, _chunkSize / _options.Alignment * _options.Alignment);
+    }
+
+    /// <summary>The most bytes one chunk covers (a multiple of <see cref="BlockCopyOptions.Alignment"/>).</summary>
+    public int ChunkSize => _chunkSize;
+
+    /// <summary>
+    /// A chunk of <paramref name="range"/> outside any run, copied through <paramref name="buffer"/>
+    /// (at least the range's length) when its <see cref="CopyChunk.CopyAsync"/> is called: a backup's
+    /// copy-before-write takes the old data of a guest write's clusters this way.
+    /// </summary>
+    public CopyChunk ChunkOf(CopyRange range, Memory<byte> buffer)
+    {
+        if (range.Length <= 0 || range.Length > buffer.Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(range), range, "a chunk is not empty and fits its buffer");
+        }
+
+        return new CopyChunk(this, range, buffer[..(int)range.Length], Memory<byte>.Empty);
     }
 
     /// <summary>Plans a copy of every byte of [0, <paramref name="length"/>) that needs a write.</summary>
@@ -46,15 +70,19 @@ public sealed class BlockCopy
     {
         ArgumentNullException.ThrowIfNull(ranges);
         var extents = new List<CopyRange>();
+        long limit = 0;
         void Add(long offset, long length)
         {
-            if (extents.Count > 0 && extents[^1].End == offset)
+            long alignment = _options.Alignment;
+            long end = Math.Min(limit, (offset + length + alignment - 1) / alignment * alignment);
+            offset = offset / alignment * alignment;
+            if (extents.Count > 0 && extents[^1].End >= offset)
             {
-                extents[^1] = extents[^1] with { Length = extents[^1].Length + length };
+                extents[^1] = extents[^1] with { Length = Math.Max(extents[^1].End, end) - extents[^1].Offset };
             }
             else
             {
-                extents.Add(new CopyRange(offset, length));
+                extents.Add(new CopyRange(offset, end - offset));
             }
         }
 
@@ -64,6 +92,8 @@ public sealed class BlockCopy
             {
                 continue;
             }
+
+            limit = range.End;
 
             if (_options.CompareWith is not null)
             {

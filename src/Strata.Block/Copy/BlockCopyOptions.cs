@@ -21,6 +21,13 @@ public sealed record BlockCopyOptions
     /// <summary>Look into data runs too: a chunk that reads as zeroes is written as zeroes (or not at all).</summary>
     public bool DetectZeroes { get; init; }
 
+    /// <summary>
+    /// The plan rounds each extent out to multiples of this many bytes (never past the end of the
+    /// range it came from), and chunks are cut at multiples of it: a backup copies whole clusters of
+    /// its copy bitmap. A power of two; 1: no rounding.
+    /// </summary>
+    public int Alignment { get; init; } = 1;
+
     /// <summary>How zero runs are written to the target.</summary>
     public ZeroFlags ZeroFlags { get; init; }
 

@@ -24,6 +24,21 @@ public sealed class CopyChunk
     /// <summary>True once the last <see cref="CopyAsync"/> began writing the target (an error then was a write error).</summary>
     public bool IsWriting { get; internal set; }
 
+    /// <summary>
+    /// A piece of this chunk sharing its buffer, copied on its own: a step that copies only part of
+    /// its range (a backup skips the clusters copy-before-write has taken already).
+    /// </summary>
+    public CopyChunk Part(CopyRange part)
+    {
+        if (part.Offset < Range.Offset || part.End > Range.End || part.Length <= 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(part), part, $"a part lies inside the chunk {Range}");
+        }
+
+        return new CopyChunk(_copy, part, _buffer.Slice((int)(part.Offset - Range.Offset), (int)part.Length), _reference.IsEmpty ? _reference
+            : _reference.Slice((int)(part.Offset - Range.Offset), (int)part.Length));
+    }
+
     /// <summary>Copies the chunk as the source reads now; may run again after a failure.</summary>
     public ValueTask CopyAsync(CancellationToken cancellationToken)
     {

@@ -256,10 +256,19 @@ public abstract class Job : IDisposable
     /// again once it is resumed. <paramref name="failedWriting"/> says, after a failure, whether the
     /// step was writing.
     /// </summary>
-    protected async ValueTask<T> RunStepAsync<T>(Func<ValueTask<T>> step, Func<bool> failedWriting, JobErrorPolicy policy,
+    protected ValueTask<T> RunStepAsync<T>(Func<ValueTask<T>> step, Func<bool> failedWriting, JobErrorPolicy policy,
+        CancellationToken cancellationToken) => RunStepAsync(step, failedWriting, _ => policy, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="RunStepAsync{T}(Func{ValueTask{T}}, Func{bool}, JobErrorPolicy, CancellationToken)"/>,
+    /// with a policy for failed reads and another for failed writes (a backup's on-source-error and
+    /// on-target-error): <paramref name="policyFor"/> hears whether the step was writing.
+    /// </summary>
+    protected async ValueTask<T> RunStepAsync<T>(Func<ValueTask<T>> step, Func<bool> failedWriting, Func<bool, JobErrorPolicy> policyFor,
         CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(step);
+        ArgumentNullException.ThrowIfNull(policyFor);
         ArgumentNullException.ThrowIfNull(failedWriting);
         while (true)
         {
@@ -269,8 +278,10 @@ public abstract class Job : IDisposable
             }
             catch (BlockException e) when (!cancellationToken.IsCancellationRequested)
             {
+                bool writing = failedWriting();
+                var policy = policyFor(writing);
                 bool stop = policy == JobErrorPolicy.Stop || (policy == JobErrorPolicy.StopOnNoSpace && e.Error == BlockError.NoSpace);
-                IoError?.Invoke(this, new JobIoErrorEventArgs(failedWriting(), stop, e.Message));
+                IoError?.Invoke(this, new JobIoErrorEventArgs(writing, stop, e.Message));
                 if (!stop)
                 {
                     throw;

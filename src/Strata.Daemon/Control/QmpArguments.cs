@@ -57,6 +57,9 @@ public readonly struct QmpArguments(JsonElement arguments)
         return value.ValueKind == JsonValueKind.Array ? value : throw new QmpException($"Invalid parameter type for '{name}', expected: array");
     }
 
+    /// <summary>The value of <paramref name="name"/> as it was sent; undefined when absent (for a member of more than one type).</summary>
+    public JsonElement OptionalElement(string name) => TryGet(name, out var value) ? value : default;
+
     private bool TryGet(string name, out JsonElement value)
     {
         value = default;

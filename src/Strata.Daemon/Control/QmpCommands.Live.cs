@@ -264,7 +264,7 @@ public sealed partial class QmpCommands
         });
     }
 
-    private QmpResult JobAction(QmpArguments args, string command, Action<CommitJob> action)
+    private QmpResult JobAction(QmpArguments args, string command, Action<Job> action)
     {
         string id = command.StartsWith("block-job-", StringComparison.Ordinal) ? args.String("device") : args.String("id");
         var entry = _daemon.Jobs.Find(id) ?? throw new QmpException($"Job '{id}' not found", command.StartsWith("block-", StringComparison.Ordinal) ? "DeviceNotActive" : "GenericError");

@@ -58,6 +58,8 @@ public sealed partial class QmpCommands
         ("block-dirty-bitmap-enable", BitmapName), ("block-dirty-bitmap-disable", BitmapName), ("block-dirty-bitmap-merge", BitmapMerge),
         ("x-debug-block-dirty-bitmap-sha256", BitmapName),
         ("x-strata-set-dirty", [new("device", QmpType.String), new("file", QmpType.String)]),
+        ("drive-backup", DriveBackupParameters), ("blockdev-backup", BlockdevBackupParameters),
+        ("blockdev-add", BlockdevAddParameters), ("blockdev-del", [new("node-name", QmpType.String)]),
     ];
 
     private static readonly Dictionary<string, QmpParameter[]> Signatures = Table.ToDictionary(c => c.Name, c => c.Parameters);
@@ -134,6 +136,9 @@ public sealed partial class QmpCommands
                     or "block-dirty-bitmap-disable" or "block-dirty-bitmap-merge" => await ChangeBitmapsAsync([ToBitmapAction(command, args)], cancellationToken),
                 "x-debug-block-dirty-bitmap-sha256" => BitmapSha256(args),
                 "x-strata-set-dirty" => await SetDirtyAsync(args, cancellationToken),
+                "drive-backup" or "blockdev-backup" => await BackupAsync(command, args, cancellationToken),
+                "blockdev-add" => await BlockdevAddAsync(args, cancellationToken),
+                "blockdev-del" => await BlockdevDelAsync(args),
                 _ => QmpResult.Error($"The command {command} has not been found", "CommandNotFound"),
             };
         }

@@ -15,6 +15,7 @@ public readonly record struct QmpParameter(string Name, QmpType Type)
         QmpType.Integer => value.ValueKind == JsonValueKind.Number && value.TryGetInt64(out _),
         QmpType.Boolean => value.ValueKind is JsonValueKind.True or JsonValueKind.False,
         QmpType.Array => value.ValueKind == JsonValueKind.Array,
+        QmpType.StringOrObject => value.ValueKind is JsonValueKind.String or JsonValueKind.Object,
         _ => value.ValueKind == JsonValueKind.Object,
     };
 
@@ -25,6 +26,7 @@ public readonly record struct QmpParameter(string Name, QmpType Type)
         QmpType.Integer => "integer",
         QmpType.Boolean => "boolean",
         QmpType.Array => "array",
+        QmpType.StringOrObject => "BlockdevRef",
         _ => "object",
     };
 }

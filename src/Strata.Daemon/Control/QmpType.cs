@@ -10,4 +10,7 @@ public enum QmpType
     Boolean,
     Array,
     Object,
+
+    /// <summary>A node's name or its definition (qapi/block-core.json BlockdevRef).</summary>
+    StringOrObject,
 }

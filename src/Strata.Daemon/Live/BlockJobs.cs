@@ -1,6 +1,5 @@
 using System.Text.Json;
 using Strata.Block.Jobs;
-using Strata.Block.Live;
 using Strata.Daemon.Control;
 
 namespace Strata.Daemon.Live;
@@ -146,7 +145,7 @@ public sealed class BlockJobs(Action<QmpEvent> emit)
     {
         ArgumentNullException.ThrowIfNull(w);
         ArgumentNullException.ThrowIfNull(entry);
-        CommitJob job = entry.Job;
+        Job job = entry.Job;
         w.WriteString("type", job.Type);
         w.WriteString("device", job.Id);
         w.WriteNumber("len", job.TotalProgress);
