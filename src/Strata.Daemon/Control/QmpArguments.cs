@@ -57,6 +57,18 @@ public readonly struct QmpArguments(JsonElement arguments)
         return value.ValueKind == JsonValueKind.Array ? value : throw new QmpException($"Invalid parameter type for '{name}', expected: array");
     }
 
+    public JsonElement? OptionalArray(string name) => TryGet(name, out _) ? Array(name) : null;
+
+    public JsonElement Object(string name)
+    {
+        if (!TryGet(name, out var value))
+        {
+            throw new QmpException($"Parameter '{name}' is missing");
+        }
+
+        return value.ValueKind == JsonValueKind.Object ? value : throw new QmpException($"Invalid parameter type for '{name}', expected: object");
+    }
+
     private bool TryGet(string name, out JsonElement value)
     {
         value = default;
