@@ -15,11 +15,8 @@ public sealed class NbdExportRetireTests
     public async Task ARetiredExportRefusesNewClientsAndIsGoneWhenItsLastClientLeaves()
     {
         using var folder = new TempFolder();
-        var export = new NbdExport("disk", new RequestGate(new MemoryNode(1 << 20)));
-        await using var server = new NbdServer(new SingleExportCatalog(export));
-        var endpoint = NbdEndpoint.Unix(folder.File("nbd.sock"));
-        server.Listen(endpoint);
-
+        var (export, endpoint, server) = Serve(folder);
+        await using var stops = server;
         var client = await NbdClient.ConnectAsync(endpoint, "disk");
         Assert.Equal(1, export.ClientCount);
         var gone = export.Retire();
@@ -37,15 +34,22 @@ public sealed class NbdExportRetireTests
     public async Task DisconnectingClientsEndsTheirConnections()
     {
         using var folder = new TempFolder();
-        var export = new NbdExport("disk", new RequestGate(new MemoryNode(1 << 20)));
-        await using var server = new NbdServer(new SingleExportCatalog(export));
-        var endpoint = NbdEndpoint.Unix(folder.File("nbd.sock"));
-        server.Listen(endpoint);
+        var (export, endpoint, server) = Serve(folder);
+        await using var stops = server;
         await using var client = await NbdClient.ConnectAsync(endpoint, "disk");
 
         var gone = export.Retire();
         export.DisconnectClients();
         await gone.WaitAsync(Wait);
         await Assert.ThrowsAnyAsync<Exception>(() => client.ReadAsync(0, new byte[512]));
+    }
+
+    private static (NbdExport Export, NbdEndpoint Endpoint, NbdServer Server) Serve(TempFolder folder)
+    {
+        var export = new NbdExport("disk", new RequestGate(new MemoryNode(1 << 20)));
+        var server = new NbdServer(new SingleExportCatalog(export));
+        var endpoint = NbdEndpoint.Unix(folder.File("nbd.sock"));
+        server.Listen(endpoint);
+        return (export, endpoint, server);
     }
 }
