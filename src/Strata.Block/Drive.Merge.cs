@@ -47,6 +47,7 @@ public sealed partial class Drive
         }
 
         ThrowIfBusy();
+        ThrowIfViewed(baseNode, "a merge into or through it");
         bool active = ReferenceEquals(top, Root);
         var writableBase = await ReopenLayerAsync(baseNode, readOnly: false, cancellationToken);
         var parentOfTop = ParentOf(top);

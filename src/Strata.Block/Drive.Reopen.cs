@@ -21,6 +21,7 @@ public sealed partial class Drive
             throw BlockException.Invalid($"'{layer.FileName}' is not a layer of drive '{Id}'");
         }
 
+        ThrowIfViewed(layer, "reopening it or a layer below it");
         bool isRoot = ReferenceEquals(layer, Root);
         bool wasReadOnly = (layer.Capabilities & NodeCapabilities.ReadOnly) != 0;
         var wanted = readOnly ? (isRoot ? NodePermissions.Reader : BackingPermissions) : NodePermissions.Writer;

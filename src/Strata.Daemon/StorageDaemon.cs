@@ -19,13 +19,14 @@ namespace Strata.Daemon;
 /// requests finish, flushes and closes every image, and removes the sockets and the pid file, each
 /// stage bounded (docs/serve.md, "Stopping").
 /// </summary>
-public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
+public sealed partial class StorageDaemon : INbdExportCatalog, IAsyncDisposable
 {
     private readonly DaemonOptions _options;
 
     // Opens the warm-up's images; each drive has an opener over its own drivers.
     private readonly ImageLayerOpener _opener = new();
     private readonly List<Drive> _drives = [];
+    // The drives' own exports, one per drive, made at start and never changed (exports added over QMP: StorageDaemon.Exports.cs).
     private readonly List<NbdExport> _exports = [];
     private readonly List<QmpServer> _controls = [];
     private readonly TaskCompletionSource _stopRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -38,7 +39,6 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
     private readonly Lock _lock = new();
     private List<RequestGate.Drain>? _pauses;
     private Task? _stop;
-    private NbdServer? _nbd;
     private Task? _warmUp;
 
     // The checkpoint loop of bitmap files, stopped first thing when the daemon stops.
@@ -144,12 +144,14 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
                 RefuseLiveSocket(endpoint);
             }
 
-            _nbd = new NbdServer(this, _options.Nbd with { Log = _options.Nbd.Log ?? _options.Log });
+            lock (_exportsLock)
+            {
+                _nbd = NewNbdServer(_options.Nbd);
+            }
+
             foreach (var endpoint in _options.NbdEndpoints)
             {
-                CreateParent(endpoint);
-                _nbd.Listen(endpoint);
-                AddSocketFile(endpoint);
+                ListenNbd(endpoint);
             }
 
             foreach (var endpoint in _options.QmpEndpoints)
@@ -343,17 +345,18 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
         }
     }
 
-    public IReadOnlyList<NbdExport> List() => _exports;
+    public IReadOnlyList<NbdExport> List() => [.. _exports, .. ServedBlockExports()];
 
     public NbdExport? Find(string name)
     {
-        if (name.Length == 0 && _exports.Count == 1)
+        var all = List();
+        if (name.Length == 0 && all.Count == 1)
         {
             // The default export, so that nbd+unix:///?socket=… works when there is one drive.
-            return _exports[0];
+            return all[0];
         }
 
-        return _exports.Find(e => e.Name == name);
+        return all.FirstOrDefault(e => e.Name == name);
     }
 
     /// <summary>
@@ -425,7 +428,8 @@ public sealed class StorageDaemon : INbdExportCatalog, IAsyncDisposable
 
             // Held requests must be let through, or they could never finish.
             Resume();
-            var nbd = _nbd is null ? Task.CompletedTask : _nbd.DisposeAsync().AsTask();
+            var server = CurrentNbdServer;
+            var nbd = server is null ? Task.CompletedTask : server.DisposeAsync().AsTask();
             var jobs = Jobs.CancelAllAsync(requests.Token);
             if (_warmUp is not null && !await FinishesAsync(_warmUp, requests.Token))
             {

@@ -60,6 +60,18 @@ public readonly struct QmpArguments(JsonElement arguments)
     /// <summary>The value of <paramref name="name"/> as it was sent; undefined when absent (for a member of more than one type).</summary>
     public JsonElement OptionalElement(string name) => TryGet(name, out var value) ? value : default;
 
+    public JsonElement? OptionalArray(string name) => TryGet(name, out _) ? Array(name) : null;
+
+    public JsonElement Object(string name)
+    {
+        if (!TryGet(name, out var value))
+        {
+            throw new QmpException($"Parameter '{name}' is missing");
+        }
+
+        return value.ValueKind == JsonValueKind.Object ? value : throw new QmpException($"Invalid parameter type for '{name}', expected: object");
+    }
+
     private bool TryGet(string name, out JsonElement value)
     {
         value = default;

@@ -6,7 +6,7 @@ namespace Strata.Daemon.Control;
 /// <summary>
 /// The commands of the control socket, spelled as in QEMU's qapi schema: <c>query-block</c>,
 /// <c>cont</c>, <c>quit</c>; snapshot, merge and job commands (QmpCommands.Live.cs); dirty bitmap
-/// commands (QmpCommands.Bitmaps.cs).
+/// commands (QmpCommands.Bitmaps.cs); NBD server and export commands (QmpCommands.Exports.cs).
 /// </summary>
 public sealed partial class QmpCommands
 {
@@ -60,6 +60,9 @@ public sealed partial class QmpCommands
         ("x-strata-set-dirty", [new("device", QmpType.String), new("file", QmpType.String)]),
         ("drive-backup", DriveBackupParameters), ("blockdev-backup", BlockdevBackupParameters),
         ("blockdev-add", BlockdevAddParameters), ("blockdev-del", [new("node-name", QmpType.String)]),
+        ("nbd-server-start", NbdServerStartParameters), ("nbd-server-stop", None),
+        ("block-export-add", BlockExportAddParameters), ("block-export-del", BlockExportDelParameters), ("query-block-exports", None),
+        ("nbd-server-add", NbdServerAddParameters), ("nbd-server-remove", NbdServerRemoveParameters),
     ];
 
     private static readonly Dictionary<string, QmpParameter[]> Signatures = Table.ToDictionary(c => c.Name, c => c.Parameters);
@@ -139,6 +142,13 @@ public sealed partial class QmpCommands
                 "drive-backup" or "blockdev-backup" => await BackupAsync(command, args, cancellationToken),
                 "blockdev-add" => await BlockdevAddAsync(args, cancellationToken),
                 "blockdev-del" => await BlockdevDelAsync(args),
+                "nbd-server-start" => await NbdServerStartAsync(args, cancellationToken),
+                "nbd-server-stop" => await NbdServerStopAsync(cancellationToken),
+                "block-export-add" => await BlockExportAddAsync(args, cancellationToken),
+                "block-export-del" => await RemoveExportAsync(args.String("id"), args.OptionalString("mode"), needsServer: false, cancellationToken),
+                "query-block-exports" => QueryBlockExports(),
+                "nbd-server-add" => await NbdServerAddAsync(args, cancellationToken),
+                "nbd-server-remove" => await RemoveExportAsync(args.String("name"), args.OptionalString("mode"), needsServer: true, cancellationToken),
                 _ => QmpResult.Error($"The command {command} has not been found", "CommandNotFound"),
             };
         }

@@ -18,6 +18,9 @@ public sealed partial class NbdConnection
     private bool _structuredReplies;
     private bool _noZeroes;
     private NbdExport? _export;
+
+    // The export this connection attached to (NbdExport.TryAttach), detached when the connection ends.
+    private NbdExport? _attached;
     private string? _metaContextExport;
 
     // The contexts the client set, each with the id this connection gave it (its place in the list, from 1).
@@ -117,7 +120,7 @@ public sealed partial class NbdConnection
     /// <summary>NBD_OPT_EXPORT_NAME: no option reply; an unknown name ends the connection (the only way to refuse it).</summary>
     private bool ExportName(byte[] data)
     {
-        if (data.Length > NbdWire.MaxStringLength || FindExport(data) is not { } export)
+        if (data.Length > NbdWire.MaxStringLength || FindExport(data) is not { } export || !Attach(export))
         {
             Log("NBD_OPT_EXPORT_NAME for an unknown export: disconnecting");
             return false;
@@ -178,7 +181,7 @@ public sealed partial class NbdConnection
         }
 
         var nameBytes = data.AsSpan(4, (int)nameLength);
-        if (FindExport(nameBytes) is not { } export)
+        if (FindExport(nameBytes) is not { } export || (option == NbdOption.Go && !Attach(export)))
         {
             ReplyOptionError(option, NbdOptionReply.ErrorUnknown, $"no export named '{Encoding.UTF8.GetString(nameBytes)}'");
             return false;
@@ -334,6 +337,18 @@ public sealed partial class NbdConnection
         }
 
         Log($"client attached to export '{export.Name}' (structured replies {(_structuredReplies ? "on" : "off")})");
+    }
+
+    /// <summary>Attaches to the export the client chose; false when it is being removed (then, to the client, it does not exist).</summary>
+    private bool Attach(NbdExport export)
+    {
+        if (!export.TryAttach(this))
+        {
+            return false;
+        }
+
+        _attached = export;
+        return true;
     }
 
     private NbdExport? FindExport(ReadOnlySpan<byte> name)

@@ -102,6 +102,7 @@ public sealed partial class NbdConnection : IDisposable
         finally
         {
             Abort();
+            _attached?.Detach(this);
             _finished.TrySetResult();
         }
     }
