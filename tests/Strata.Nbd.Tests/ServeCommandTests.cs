@@ -216,6 +216,29 @@ public sealed class ServeCommandTests
         Assert.Equal(Size, client.Size);
     }
 
+    [Fact]
+    public async Task NbdNoneServesNothingUntilNbdServerStart()
+    {
+        using var folder = new TempFolder();
+        string image = await ImageAsync(folder);
+        string control = folder.File("q.sock"), nbd = folder.File("later.sock");
+        using var serve = ServeProcess.Start(folder.Path, null, "--drive", $"id=d,file={image},format=raw", "--nbd", "none", "--qmp", $"unix:{control}");
+        await serve.WaitForFileAsync(control);
+        Assert.DoesNotContain(Directory.GetFiles(folder.Path, "*.sock"), f => f != control);
+
+        var (qmp, _) = await QmpWire.ConnectAsync(control);
+        using (qmp)
+        {
+            await qmp.ExchangeAsync("""{"execute": "qmp_capabilities"}""");
+            var started = await qmp.ExchangeAsync("""{"execute": "nbd-server-start", "arguments": {"addr": {"type": "unix", "path": "PATH"}}}""".Replace("PATH", nbd, StringComparison.Ordinal));
+            Assert.True(started.TryGetProperty("return", out _), started.ToString());
+            Assert.Contains($"\"virtual-size\": {Size}", await Processes.OkAsync("qemu-img", "info", "--output=json", $"nbd+unix:///d?socket={nbd}"));
+            await qmp.ExchangeAsync("""{"execute": "quit"}""");
+        }
+
+        Assert.Equal(0, await serve.WaitForExitAsync());
+    }
+
     /// <summary>A <see cref="Size"/>-byte raw image, foo.img, in <paramref name="folder"/>.</summary>
     private static async Task<string> ImageAsync(TempFolder folder)
     {

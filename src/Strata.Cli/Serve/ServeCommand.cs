@@ -31,7 +31,7 @@ public static class ServeCommand
         var hda = new Option<string?>("-hda") { Description = "shorthand for --drive id=ide0-hd0,file=FILE" };
         var nbd = new Option<string[]>("--nbd")
         {
-            Description = "NBD listening socket: unix:PATH or tcp:HOST:PORT; repeatable (default: unix socket nbd.sock in the runtime folder)",
+            Description = "NBD listening socket: unix:PATH or tcp:HOST:PORT; repeatable (default: unix socket nbd.sock in the runtime folder); 'none': no NBD server until the control command nbd-server-start",
             AllowMultipleArgumentsPerToken = false,
         };
         var qmp = new Option<string[]>("--qmp")
@@ -102,7 +102,9 @@ public static class ServeCommand
         }
 
         string folder = SocketDefaults.Directory();
-        var nbdEndpoints = nbd.Length > 0 ? nbd.Select(NbdEndpoint.Parse).ToList() : [NbdEndpoint.Unix(Path.Combine(folder, SocketDefaults.NbdSocketName))];
+        var nbdEndpoints = nbd is ["none"] ? []
+            : nbd.Length > 0 ? nbd.Select(NbdEndpoint.Parse).ToList()
+            : [NbdEndpoint.Unix(Path.Combine(folder, SocketDefaults.NbdSocketName))];
         var qmpEndpoints = qmp.Length > 0 ? qmp.Select(ParseControlEndpoint).ToList() : [NbdEndpoint.Unix(Path.Combine(folder, SocketDefaults.QmpSocketName))];
         Action<string>? log = verbose ? line => Console.Error.WriteLine($"strata: {line}") : null;
         return new DaemonOptions
