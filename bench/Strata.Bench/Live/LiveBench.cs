@@ -17,6 +17,7 @@ internal static class LiveBench
         ("snapshot-cost", SnapshotCostBench.MeasureAsync),
         ("bitmap-cost", BitmapCostBench.MeasureAsync),
         ("bitmap-memory", BitmapMemoryBench.MeasureAsync),
+        ("backup", BackupBench.MeasureAsync),
     ];
 
     public static string Commands => "live|" + string.Join('|', Benches.Select(b => b.Name));

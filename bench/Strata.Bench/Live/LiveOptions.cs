@@ -38,6 +38,9 @@ internal sealed class LiveOptions
 
     public int Snapshots { get; private set; } = 20;
 
+    /// <summary>The raw image of the backup benchmarks (written throughout).</summary>
+    public long BackupDiskSize { get; private set; } = 4L << 30;
+
     public static string Usage =>
         "[--dir DIR] [--runs N] [--quick] [--out FILE] [--strata PATH] [--seed N] [--merge-timeout S] [--phase S]";
 
@@ -64,6 +67,7 @@ internal sealed class LiveOptions
                     o.MergeBaseSize = 1L << 30;
                     o.MergeDataSize = 128L << 20;
                     o.Snapshots = 5;
+                    o.BackupDiskSize = 256L << 20;
                     o.MergeTimeout = TimeSpan.FromSeconds(30);
                     break;
                 case "--out":

@@ -130,6 +130,29 @@ internal abstract class LiveServer : IAsyncDisposable
         return new MergeResult(ready, completed, null);
     }
 
+    /// <summary>
+    /// Starts a job with <paramref name="command"/> (its arguments name the job <paramref name="id"/>)
+    /// and waits for it to end, at most <paramref name="timeout"/>; how long that took, or null with
+    /// the reason when it failed, was cancelled or ran out of time (then it is cancelled).
+    /// </summary>
+    public async Task<(TimeSpan? Took, string? Failure)> RunJobAsync(string command, JsonObject arguments, string id, TimeSpan timeout,
+        CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        await ExecuteAsync(command, arguments, cancellationToken);
+        var end = await NextJobEventAsync(id, End, timeout, cancellationToken);
+        if (end is null)
+        {
+            var abandoned = await AbandonAsync(id, null, timeout, cancellationToken);
+            return (null, abandoned.Failure);
+        }
+
+        var took = clock.Elapsed;
+        return EventName(end) == "BLOCK_JOB_COMPLETED" && end["data"]?["error"] is null
+            ? (took, null)
+            : (null, $"{EventName(end)}: {end["data"]?["error"]}");
+    }
+
     /// <summary>Stops the server (as <see cref="DisposeAsync"/> does) and returns what it wrote to standard error.</summary>
     public async Task<string> StopAndReadLogAsync()
     {

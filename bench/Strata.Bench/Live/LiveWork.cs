@@ -8,6 +8,7 @@ namespace Strata.Bench.Live;
 internal sealed class LiveWork : IDisposable
 {
     private string? _disk;
+    private string? _backupDisk;
     private MergeTemplate? _template;
 
     public LiveWork(LiveOptions options)
@@ -36,6 +37,20 @@ internal sealed class LiveWork : IDisposable
         }
 
         return _disk;
+    }
+
+    /// <summary>A raw image of <see cref="LiveOptions.BackupDiskSize"/>, written with data throughout.</summary>
+    public string BackupDisk()
+    {
+        if (_backupDisk is null)
+        {
+            string path = Path.Combine(Folder, "backup-disk.raw");
+            Console.Error.WriteLine($"live bench: writing a {Options.BackupDiskSize >> 20} MiB raw image");
+            DataFile.Fill(path, Options.BackupDiskSize);
+            _backupDisk = path;
+        }
+
+        return _backupDisk;
     }
 
     public async Task<MergeTemplate> TemplateAsync(CancellationToken cancellationToken)
