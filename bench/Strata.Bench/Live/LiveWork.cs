@@ -26,31 +26,23 @@ internal sealed class LiveWork : IDisposable
     public string Folder { get; }
 
     /// <summary>A raw image of <see cref="LiveOptions.DiskSize"/>, written with data throughout (no holes).</summary>
-    public string Disk()
-    {
-        if (_disk is null)
-        {
-            string path = Path.Combine(Folder, "disk.raw");
-            Console.Error.WriteLine($"live bench: writing a {Options.DiskSize >> 20} MiB raw image");
-            DataFile.Fill(path, Options.DiskSize);
-            _disk = path;
-        }
-
-        return _disk;
-    }
+    public string Disk() => Filled(ref _disk, "disk.raw", Options.DiskSize);
 
     /// <summary>A raw image of <see cref="LiveOptions.BackupDiskSize"/>, written with data throughout.</summary>
-    public string BackupDisk()
+    public string BackupDisk() => Filled(ref _backupDisk, "backup-disk.raw", Options.BackupDiskSize);
+
+    // A raw image written throughout, made on first use.
+    private string Filled(ref string? made, string name, long size)
     {
-        if (_backupDisk is null)
+        if (made is null)
         {
-            string path = Path.Combine(Folder, "backup-disk.raw");
-            Console.Error.WriteLine($"live bench: writing a {Options.BackupDiskSize >> 20} MiB raw image");
-            DataFile.Fill(path, Options.BackupDiskSize);
-            _backupDisk = path;
+            string path = Path.Combine(Folder, name);
+            Console.Error.WriteLine($"live bench: writing a {size >> 20} MiB raw image");
+            DataFile.Fill(path, size);
+            made = path;
         }
 
-        return _backupDisk;
+        return made;
     }
 
     public async Task<MergeTemplate> TemplateAsync(CancellationToken cancellationToken)
