@@ -65,6 +65,7 @@ copy_with_libs() {
 # Packs folder ROOT as a newc cpio archive, gzip'd, owned by root (the guest runs as root).
 pack() { (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 | gzip -9n) > "$2"; }
 
+mkdir -p "$cache"
 if [[ ! -f "$base/base.cpio.gz" ]]; then
     work="$(mktemp -d "$cache/.build-XXXXXX")"
     trap 'rm -rf "$work"' EXIT
