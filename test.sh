@@ -16,11 +16,21 @@ command -v afl-fuzz >/dev/null || need_apt+=(afl++)  # the fuzz targets' smoke r
 # ./strata publishes a native executable (Native AOT), which links with the C toolchain.
 command -v clang >/dev/null || need_apt+=(clang)
 [[ -f /usr/include/zlib.h ]] || need_apt+=(zlib1g-dev)
+# The VM tests (tests/Strata.Vm.Tests): the emulator, e2fsprogs for the guest's ext4 data disk, cpio for
+# its initramfs. guest/build-initramfs.sh fetches the guest's own packages (kernel, busybox, qemu-ga)
+# with apt-get download, which needs the package lists.
+command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
+command -v debugfs >/dev/null || need_apt+=(e2fsprogs)
+command -v cpio >/dev/null || need_apt+=(cpio)
+need_lists=0
+apt-cache show --no-all-versions linux-image-cloud-amd64 >/dev/null 2>&1 || need_lists=1
+sudo_cmd=()
+[[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+if (( ${#need_apt[@]} || need_lists )); then
+    "${sudo_cmd[@]}" apt-get update -qq
+fi
 if (( ${#need_apt[@]} )); then
     echo "test.sh: installing ${need_apt[*]}"
-    sudo_cmd=()
-    [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
-    "${sudo_cmd[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
