@@ -124,7 +124,11 @@ public sealed class FakeGuestAgent : IAsyncDisposable
             // Stopped.
         }
 
-        File.Delete(SocketPath);
+        if (File.Exists(SocketPath))
+        {
+            File.Delete(SocketPath);
+        }
+
         _stop.Dispose();
     }
 
