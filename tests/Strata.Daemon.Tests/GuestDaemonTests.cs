@@ -12,7 +12,7 @@ public sealed class GuestDaemonTests
 
     private static readonly GuestChannelOptions Quick = new()
     {
-        Agent = new GuestAgentOptions { CallTimeout = TimeSpan.FromSeconds(1), FreezeTimeout = TimeSpan.FromSeconds(1) },
+        Agent = new GuestAgentOptions { CallTimeout = TimeSpan.FromSeconds(2), FreezeTimeout = TimeSpan.FromSeconds(2) },
         HealthInterval = TimeSpan.FromMilliseconds(200),
         MinReconnectDelay = TimeSpan.FromMilliseconds(20),
         MaxReconnectDelay = TimeSpan.FromMilliseconds(200),

@@ -6,7 +6,7 @@ public sealed class GuestAgentClientTests
 {
     private static readonly GuestAgentOptions Quick = new()
     {
-        CallTimeout = TimeSpan.FromMilliseconds(500), FreezeTimeout = TimeSpan.FromMilliseconds(500), ConnectTimeout = TimeSpan.FromSeconds(2),
+        CallTimeout = TimeSpan.FromSeconds(2), FreezeTimeout = TimeSpan.FromSeconds(2), ConnectTimeout = TimeSpan.FromSeconds(2),
     };
 
     [Fact]

@@ -7,7 +7,7 @@ public sealed class GuestChannelTests
 {
     private static readonly GuestChannelOptions Quick = new()
     {
-        Agent = new GuestAgentOptions { CallTimeout = TimeSpan.FromMilliseconds(500), FreezeTimeout = TimeSpan.FromMilliseconds(500) },
+        Agent = new GuestAgentOptions { CallTimeout = TimeSpan.FromSeconds(2), FreezeTimeout = TimeSpan.FromSeconds(2) },
         HealthInterval = TimeSpan.FromMilliseconds(100),
         MinReconnectDelay = TimeSpan.FromMilliseconds(20),
         MaxReconnectDelay = TimeSpan.FromMilliseconds(200),
