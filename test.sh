@@ -12,6 +12,8 @@ command -v qemu-storage-daemon >/dev/null || need_apt+=(qemu-system-common)
 command -v nbdinfo >/dev/null || need_apt+=(libnbd-bin)
 /usr/bin/python3 -c 'import nbd' 2>/dev/null || need_apt+=(python3-libnbd)
 command -v fio >/dev/null || need_apt+=(fio)
+# qemu-ga, run on the host with every command that could touch the host blocked (the guest tests).
+[[ -x /usr/sbin/qemu-ga ]] || command -v qemu-ga >/dev/null || need_apt+=(qemu-guest-agent)
 command -v afl-fuzz >/dev/null || need_apt+=(afl++)  # the fuzz targets' smoke runs
 # ./strata publishes a native executable (Native AOT), which links with the C toolchain.
 command -v clang >/dev/null || need_apt+=(clang)

@@ -37,6 +37,7 @@ public static class Program
         root.Subcommands.Add(ServeCommand.Build());
         root.Subcommands.Add(MonitorCommand.Build(output, error));
         root.Subcommands.Add(DemoCommand.Build(output, error));
+        root.Subcommands.Add(GuestWatchCommand.Build());
         root.SetAction(_ => output.WriteLine($"strata {version}"));
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
     }

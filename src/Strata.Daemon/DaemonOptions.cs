@@ -1,4 +1,5 @@
 using Strata.Block.Bitmaps;
+using Strata.Guest;
 using Strata.Nbd.Server;
 using Strata.Nbd.Transport;
 
@@ -22,6 +23,19 @@ public sealed record DaemonOptions
     /// checkpoint holds the guest for one write and flush of the bits. Infinite: never.
     /// </summary>
     public TimeSpan BitmapCheckpointInterval { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The guests whose agents the daemon talks to (--guest; docs/guest.md).</summary>
+    public IReadOnlyList<GuestSpec> Guests { get; init; } = [];
+
+    /// <summary>Timeouts, lease and reconnect delays of every guest channel.</summary>
+    public GuestChannelOptions GuestChannel { get; init; } = new();
+
+    /// <summary>
+    /// What thaws a frozen guest when the daemon dies (docs/guest.md, "A freeze always thaws");
+    /// <c>strata serve</c> gives its own <c>strata guest-watch</c>. Null: none, a killed daemon
+    /// leaves a frozen guest frozen (in-process tests only).
+    /// </summary>
+    public IFreezeWatch? FreezeWatch { get; init; }
 
     public IReadOnlyList<NbdEndpoint> NbdEndpoints { get; init; } = [];
 

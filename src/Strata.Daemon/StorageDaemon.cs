@@ -123,6 +123,7 @@ public sealed partial class StorageDaemon : INbdExportCatalog, IAsyncDisposable
 
             await TrackBitmapFilesAsync(cancellationToken);
             PublishBitmaps();
+            StartGuests();
             if (_options.StartPaused)
             {
                 var pauses = new List<RequestGate.Drain>();
@@ -412,7 +413,8 @@ public sealed partial class StorageDaemon : INbdExportCatalog, IAsyncDisposable
     private async Task StopOnceAsync()
     {
         Log("stopping: no new connections, cancelling merge jobs, finishing requests in flight");
-        var problems = new List<string>();
+        // Guests first: a frozen guest blocks every application in it until it is thawed.
+        var problems = await StopGuestsAsync();
         await _stopCheckpoints.CancelAsync();
         if (_checkpoints is not null)
         {

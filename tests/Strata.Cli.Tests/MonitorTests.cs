@@ -98,7 +98,7 @@ public sealed class MonitorTests
 
     [Theory]
     [InlineData("frobnicate", "unknown command 'frobnicate'")]
-    [InlineData("change -l ide0-hd0", "usage: change -l DEVICE file=PATH")]
+    [InlineData("change -l ide0-hd0", "usage: change -l [--freeze] DEVICE file=PATH")]
     [InlineData("merge_disk", "usage: merge_disk PATH")]
     [InlineData("set_dirty ide0-hd0", "usage: set_dirty DEVICE FILE")]
     [InlineData("set_dirty nowhere t0.dbmp", "Cannot find device='nowhere'")]

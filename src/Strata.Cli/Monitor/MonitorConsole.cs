@@ -13,8 +13,10 @@ public sealed class MonitorConsole(QmpClient qmp, TextWriter output, TextWriter 
     private static readonly TimeSpan MergeTimeout = TimeSpan.FromHours(24);
 
     public const string HelpText = """
-        change -l DEVICE file=PATH   live snapshot: from now on DEVICE writes go to the qcow2 overlay PATH
-                                     (an existing overlay is taken as it is, else PATH is created)
+        change -l [--freeze] DEVICE file=PATH
+                                     live snapshot: from now on DEVICE writes go to the qcow2 overlay PATH
+                                     (an existing overlay is taken as it is, else PATH is created);
+                                     --freeze: freeze the guest writing DEVICE around the switch
         merge_disk PATH              merge the overlay PATH into its backing image, live, and switch the
                                      drive back to that image; returns when done
         set_dirty DEVICE FILE        from now on mark every write of DEVICE in the dirty_bitmap FILE (created,
@@ -22,6 +24,12 @@ public sealed class MonitorConsole(QmpClient qmp, TextWriter output, TextWriter 
                                      goes on until the next 'change -l' of DEVICE, where it stops
         info block                   the drives, their image chains and their dirty bitmaps
         info jobs                    running merges and their progress
+        info guests                  the guests, their agents, drives and freeze state
+        guest_cmd begin_snapshot [GUEST]
+                                     freeze the guest's file systems; returns when its agent acknowledged
+        guest_cmd end_snapshot [GUEST]
+                                     thaw them (a freeze is thawed by itself after its lease, 5 s by default)
+        guest_cmd ping [GUEST]       is the guest's agent answering?
         stop | cont                  hold / release guest I/O
         quit                         stop the daemon (it flushes and closes every image)
         {"execute": ...}             any control command, in QMP's JSON
@@ -75,8 +83,11 @@ public sealed class MonitorConsole(QmpClient qmp, TextWriter output, TextWriter 
                     await SetDirtyAsync(words);
                     return true;
                 case "guest_cmd":
-                    error.WriteLine($"Error: '{words[0]}' is not available yet in this version");
-                    return false;
+                    await GuestCommandAsync(words);
+                    return true;
+                case "info" when words.Length == 2 && words[1] == "guests":
+                    await InfoGuestsAsync();
+                    return true;
                 default:
                     error.WriteLine($"Error: unknown command '{words[0]}' (type 'help')");
                     return false;
@@ -97,20 +108,33 @@ public sealed class MonitorConsole(QmpClient qmp, TextWriter output, TextWriter 
     /// <summary><c>change -l DEVICE file=PATH</c>: blockdev-snapshot-sync, taking an existing overlay as it is.</summary>
     private async Task ChangeAsync(string[] words)
     {
+        bool freeze = words.Length == 5 && words[2] == "--freeze";
+        if (freeze)
+        {
+            words = [words[0], words[1], words[3], words[4]];
+        }
+
         if (words.Length != 4 || words[1] != "-l" || !words[3].StartsWith("file=", StringComparison.Ordinal) || words[3].Length == 5)
         {
-            throw new UsageException("usage: change -l DEVICE file=PATH");
+            throw new UsageException("usage: change -l [--freeze] DEVICE file=PATH");
         }
 
         string path = Path.GetFullPath(words[3][5..]);
-        var reply = await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject
+        var arguments = new JsonObject
         {
             ["device"] = words[2],
             ["snapshot-file"] = path,
             ["format"] = "qcow2",
             ["mode"] = File.Exists(path) ? "existing" : "absolute-paths",
-        });
+        };
+        if (freeze)
+        {
+            arguments["x-strata-freeze"] = true;
+        }
+
+        var reply = await qmp.ExecuteAsync("blockdev-snapshot-sync", arguments);
         output.WriteLine($"{words[2]}: writes now go to {path}");
+        GuestReport.WriteSnapshot(reply, output, error);
 
         // The switch happened; an old image that could not be flushed after it is not yet durable.
         if (reply is JsonObject result && result["unflushed"] is JsonArray unflushed)
@@ -271,6 +295,44 @@ public sealed class MonitorConsole(QmpClient qmp, TextWriter output, TextWriter 
 
         string home = bitmap["file"] is { } file ? $", in {file}" : bitmap["persistent"]?.GetValue<bool>() == true ? ", in the image" : "";
         return $"{bitmap["name"]} ({string.Join(", ", state)}, granularity {bitmap["granularity"]}, {bitmap["count"]} bytes dirty{home})";
+    }
+
+    /// <summary><c>guest_cmd begin_snapshot|end_snapshot|ping [GUEST]</c>: the x-strata-guest-* commands (docs/guest.md).</summary>
+    private async Task GuestCommandAsync(string[] words)
+    {
+        if (words.Length is < 2 or > 3)
+        {
+            throw new UsageException("usage: guest_cmd begin_snapshot|end_snapshot|ping [GUEST]");
+        }
+
+        var arguments = new JsonObject();
+        if (words.Length == 3)
+        {
+            arguments["guest"] = words[2];
+        }
+
+        string command = words[1] switch
+        {
+            "begin_snapshot" => "x-strata-guest-begin-snapshot",
+            "end_snapshot" => "x-strata-guest-end-snapshot",
+            "ping" => "x-strata-guest-ping",
+            _ => throw new UsageException("usage: guest_cmd begin_snapshot|end_snapshot|ping [GUEST]"),
+        };
+        output.WriteLine(GuestReport.Line(words[1], await qmp.ExecuteAsync(command, arguments)));
+    }
+
+    private async Task InfoGuestsAsync()
+    {
+        var guests = (await qmp.ExecuteAsync("query-guests"))?.AsArray() ?? [];
+        if (guests.Count == 0)
+        {
+            output.WriteLine("No guests");
+        }
+
+        foreach (var guest in guests)
+        {
+            output.WriteLine(GuestReport.InfoLine(guest!));
+        }
     }
 
     private async Task InfoJobsAsync()

@@ -28,6 +28,16 @@ public static class ServeCommand
             Description = "seconds between writes of the bitmap files' bits (after a crash, writes since the last one are recovered per 64 MiB region); 0: never",
             DefaultValueFactory = _ => 30,
         };
+        var guest = new Option<string[]>("--guest")
+        {
+            Description = "id=NAME,socket=PATH,drives=ID[+ID...]: the guest agent (qemu-ga) of the VM writing those drives, at the unix socket of its virtio-serial channel; repeatable (docs/guest.md)",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var guestLease = new Option<int>("--guest-lease")
+        {
+            Description = "milliseconds a guest frozen by begin_snapshot stays frozen at most before Strata thaws it",
+            DefaultValueFactory = _ => 5000,
+        };
         var hda = new Option<string?>("-hda") { Description = "shorthand for --drive id=ide0-hd0,file=FILE" };
         var nbd = new Option<string[]>("--nbd")
         {
@@ -48,7 +58,7 @@ public static class ServeCommand
 
         var command = new Command("serve", "Serve disk images to guests over NBD (like qemu-storage-daemon).")
         {
-            drive, hda, bitmap, checkpoint, nbd, qmp, paused, pidFile, verbose, maxConnections, handshakeTimeout, evictIdleAfter,
+            drive, hda, bitmap, checkpoint, guest, guestLease, nbd, qmp, paused, pidFile, verbose, maxConnections, handshakeTimeout, evictIdleAfter,
         };
         command.SetAction(result =>
         {
@@ -62,6 +72,9 @@ public static class ServeCommand
                     {
                         Bitmaps = [.. (result.GetValue(bitmap) ?? []).Select(BitmapSpec.Parse)],
                         BitmapCheckpointInterval = CheckpointInterval(result.GetValue(checkpoint)),
+                        Guests = [.. (result.GetValue(guest) ?? []).Select(GuestSpec.Parse)],
+                        GuestChannel = new Strata.Guest.GuestChannelOptions { Lease = GuestLease(result.GetValue(guestLease)) },
+                        FreezeWatch = GuestWatchCommand.ForThisProgram(),
                     };
                 return RunAsync(options).GetAwaiter().GetResult();
             }
@@ -73,6 +86,10 @@ public static class ServeCommand
         });
         return command;
     }
+
+    private static TimeSpan GuestLease(int milliseconds) => milliseconds > 0
+        ? TimeSpan.FromMilliseconds(milliseconds)
+        : throw new ArgumentException("--guest-lease must be a positive number of milliseconds");
 
     private static TimeSpan CheckpointInterval(int seconds) => seconds switch
     {

@@ -21,19 +21,34 @@ public sealed partial class QmpCommands
         IReadOnlyList<(string Type, QmpArguments Data)>? bitmapActions = null)
     {
         var requests = actions.Select(ToSnapshotRequest).ToList();
+        bool freeze = actions.Any(a => a.OptionalBool("x-strata-freeze", false));
         await _daemon.GraphLock.WaitAsync(cancellationToken);
+        GuestHold? guests = null;
         try
         {
             // Read under the lock: the bitmaps an action names are those of this moment.
             var bitmaps = bitmapActions?.Select(b => ToBitmapAction(b.Type, b.Data)).ToList();
-            var result = await Drive.SnapshotAsync(requests, bitmaps, cancellationToken);
             var drives = requests.Select(r => r.Drive).ToList();
+
+            // The guests writing these drives: frozen now (x-strata-freeze), or held as they are so
+            // that a lease cannot end mid-switch; an expired freeze refuses the snapshot (docs/guest.md).
+            guests = await HoldGuestsAsync(drives, freeze, cancellationToken);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var result = await Drive.SnapshotAsync(requests, bitmaps, cancellationToken);
+            guests.Switch = clock.Elapsed;
+            await guests.ExitAsync();
             _daemon.Log($"snapshot of {string.Join(", ", drives.Select(d => d.Id))}: overlays ready in {result.Prepare.TotalMilliseconds:0.000} ms, {result.Timings}");
             LogBitmapProblems(result.BitmapProblems);
-            return ReportUnflushed(result.Unflushed, drives);
+            return ReportUnflushed(result.Unflushed, drives, guests.HasMembers ? guests.Write : null);
         }
         finally
         {
+            // A failed snapshot thaws too (a second exit does nothing).
+            if (guests is not null)
+            {
+                await guests.ExitAsync();
+            }
+
             _daemon.PublishBitmaps();
             _daemon.GraphLock.Release();
         }
@@ -70,9 +85,9 @@ public sealed partial class QmpCommands
     /// with a BLOCK_IO_ERROR event and a log line for each. Not an error reply: QEMU users read an
     /// error as "nothing changed" and might delete the overlay the drive now writes to.
     /// </summary>
-    private QmpResult ReportUnflushed(IReadOnlyList<UnflushedImage> unflushed, List<Drive> drives)
+    private QmpResult ReportUnflushed(IReadOnlyList<UnflushedImage> unflushed, List<Drive> drives, Action<Utf8JsonWriter>? more = null)
     {
-        if (unflushed.Count == 0)
+        if (unflushed.Count == 0 && more is null)
         {
             return QmpResult.Empty;
         }
@@ -98,17 +113,22 @@ public sealed partial class QmpCommands
         return new QmpResult(w =>
         {
             w.WriteStartObject();
-            w.WriteStartArray("unflushed");
-            foreach (var (device, file, reason) in entries)
+            if (entries.Count > 0)
             {
-                w.WriteStartObject();
-                w.WriteString("device", device);
-                w.WriteString("file", file);
-                w.WriteString("reason", reason);
-                w.WriteEndObject();
+                w.WriteStartArray("unflushed");
+                foreach (var (device, file, reason) in entries)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("device", device);
+                    w.WriteString("file", file);
+                    w.WriteString("reason", reason);
+                    w.WriteEndObject();
+                }
+
+                w.WriteEndArray();
             }
 
-            w.WriteEndArray();
+            more?.Invoke(w);
             w.WriteEndObject();
         });
     }

@@ -20,7 +20,7 @@ public sealed partial class QmpCommands
     private static readonly QmpParameter[] SnapshotParameters =
     [
         new("device", QmpType.String), new("node-name", QmpType.String), new("snapshot-file", QmpType.String),
-        new("format", QmpType.String), new("mode", QmpType.String),
+        new("format", QmpType.String), new("mode", QmpType.String), new("x-strata-freeze", QmpType.Boolean),
     ];
 
     private static readonly QmpParameter[] BitmapName = [new("node", QmpType.String), new("name", QmpType.String)];
@@ -63,6 +63,8 @@ public sealed partial class QmpCommands
         ("nbd-server-start", NbdServerStartParameters), ("nbd-server-stop", None),
         ("block-export-add", BlockExportAddParameters), ("block-export-del", BlockExportDelParameters), ("query-block-exports", None),
         ("nbd-server-add", NbdServerAddParameters), ("nbd-server-remove", NbdServerRemoveParameters),
+        ("x-strata-guest-add", GuestAddParameters), ("x-strata-guest-remove", [new("id", QmpType.String)]), ("query-guests", None),
+        ("x-strata-guest-ping", GuestName), ("x-strata-guest-begin-snapshot", GuestBegin), ("x-strata-guest-end-snapshot", GuestName),
     ];
 
     private static readonly Dictionary<string, QmpParameter[]> Signatures = Table.ToDictionary(c => c.Name, c => c.Parameters);
@@ -149,6 +151,12 @@ public sealed partial class QmpCommands
                 "query-block-exports" => QueryBlockExports(),
                 "nbd-server-add" => await NbdServerAddAsync(args, cancellationToken),
                 "nbd-server-remove" => await RemoveExportAsync(args.String("name"), args.OptionalString("mode"), needsServer: true, cancellationToken),
+                "x-strata-guest-add" => AddGuest(args),
+                "x-strata-guest-remove" => await RemoveGuestAsync(args),
+                "query-guests" => QueryGuests(),
+                "x-strata-guest-ping" => await GuestPingAsync(args, cancellationToken),
+                "x-strata-guest-begin-snapshot" => await GuestBeginAsync(args, cancellationToken),
+                "x-strata-guest-end-snapshot" => await GuestEndAsync(args, cancellationToken),
                 _ => QmpResult.Error($"The command {command} has not been found", "CommandNotFound"),
             };
         }
@@ -157,6 +165,10 @@ public sealed partial class QmpCommands
             return QmpResult.Error(e.Message, e.ErrorClass);
         }
         catch (BlockException e)
+        {
+            return QmpResult.Error(e.Message);
+        }
+        catch (Strata.Guest.GuestAgentException e)
         {
             return QmpResult.Error(e.Message);
         }

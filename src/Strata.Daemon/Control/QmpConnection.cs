@@ -70,6 +70,9 @@ public sealed class QmpConnection : IDisposable
         {
             _daemon.EventRaised -= OnEvent;
             _outbox.Complete();
+
+            // A freeze this client made must not outlive it (docs/guest.md, "A freeze always thaws").
+            await _commands.ReleaseGuestsAsync();
         }
     }
 
