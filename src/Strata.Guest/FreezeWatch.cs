@@ -28,16 +28,10 @@ public sealed class FreezeWatch(string fileName, IReadOnlyList<string> arguments
 
         lock (_lock)
         {
+            // Sent before it joins the armed list: a watch started by this send is told the list
+            // first, and must not hear this socket twice (one disarm would then leave it armed).
+            Send($"arm {socketPath}");
             _armed.Add(socketPath);
-            try
-            {
-                Send($"arm {socketPath}");
-            }
-            catch (IOException)
-            {
-                _armed.Remove(socketPath);
-                throw;
-            }
         }
     }
 

@@ -26,22 +26,30 @@ public sealed class GuestSnapshotTests(GuestBuild build, ITestOutputHelper outpu
         Ext4Image.Create(disk, "64M");
 
         int finalCount;
-        await using (var served = await ServedDisk.StartAsync(folder, disk))
+        // Strata reaches the guest's agent itself (--guest): the VM's chardev is the server, the
+        // daemon connects when it appears.
+        await using (var served = await ServedDisk.StartAsync(folder, disk, "--guest", $"id=vm0,socket={folder.File("qga.sock")},drives={ServedDisk.Export}"))
         {
             await using var vm = GuestVm.Start(build, folder, served.NbdSocket, ServedDisk.Export, $"strata.role=writer strata.seed={seed}");
             var clock = System.Diagnostics.Stopwatch.StartNew();
             await vm.WaitForAsync("strata-guest: mounted /data");
             output.WriteLine($"boot to the mounted data disk: {clock.Elapsed.TotalSeconds:0.0} s (TCG)");
             await vm.WaitForCompletedAsync(3);
-            await using var agent = await QgaTestClient.ConnectAsync(vm.AgentSocket);
             await using var qmp = await QmpClient.ConnectAsync(served.QmpSocket);
 
-            // Freeze, switch, thaw: every file complete before the freeze is in the base from here on.
+            // Freeze, switch, thaw in one command: every file complete before the freeze is in the base from here on.
             int completedBeforeFreeze = vm.Completed;
-            var frozen = await agent.CallAsync("guest-fsfreeze-freeze");
-            Assert.True(frozen!.GetValue<int>() >= 1, $"froze {frozen} file systems (seed {seed})");
-            await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject { ["device"] = ServedDisk.Export, ["snapshot-file"] = overlay, ["format"] = "qcow2" });
-            Assert.Equal(1, (await agent.CallAsync("guest-fsfreeze-thaw"))!.GetValue<int>());
+            var reply = await qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject
+            {
+                ["device"] = ServedDisk.Export, ["snapshot-file"] = overlay, ["format"] = "qcow2", ["x-strata-freeze"] = true,
+            });
+            var frozen = reply?["guests"]?[0];
+            Assert.True(frozen?["guest"]?.GetValue<string>() == "vm0" && frozen["filesystems"]!.GetValue<int>() >= 1,
+                $"the snapshot froze no file system of vm0 (seed {seed}): {reply?.ToJsonString()}");
+            Assert.Null(reply?["warnings"]);
+            output.WriteLine($"consistent snapshot: {reply?["timings"]?.ToJsonString()}");
+            var status = await qmp.ExecuteAsync("query-guests");
+            Assert.DoesNotContain("\"frozen\": true", status?.ToJsonString() ?? "", StringComparison.Ordinal);
 
             string copy = folder.File("frozen.img");
             File.Copy(disk, copy);
@@ -62,6 +70,9 @@ public sealed class GuestSnapshotTests(GuestBuild build, ITestOutputHelper outpu
             Assert.Null(completed["data"]?["error"]);
             await vm.WaitForCompletedAsync(vm.Completed + 2);
 
+            // The daemon lets go of the agent's socket (one client at a time), and the test shuts the guest down through it.
+            await qmp.ExecuteAsync("x-strata-guest-remove", new JsonObject { ["id"] = "vm0" });
+            await using var agent = await QgaTestClient.ConnectAsync(vm.AgentSocket);
             await agent.SendAsync("guest-shutdown");
             await vm.WaitForAsync("strata-guest: unmounted /data");
             Assert.Equal(0, await vm.WaitForExitAsync());

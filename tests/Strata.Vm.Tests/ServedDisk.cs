@@ -20,12 +20,16 @@ public sealed class ServedDisk : IAsyncDisposable
 
     public string QmpSocket { get; }
 
-    public static async Task<ServedDisk> StartAsync(TempFolder folder, string image)
+    /// <summary>Starts the daemon on <paramref name="image"/>; <paramref name="extra"/> are more `serve` options (e.g. --guest).</summary>
+    public static async Task<ServedDisk> StartAsync(TempFolder folder, string image, params string[] extra)
     {
         File.Delete(folder.File("nbd.sock"));
         File.Delete(folder.File("qmp.sock"));
         var serve = ServeProcess.Start(folder.Path, null,
-            "--drive", $"id={Export},file={image},format=raw", "--nbd", $"unix:{folder.File("nbd.sock")}", "--qmp", $"unix:{folder.File("qmp.sock")}");
+        [
+            "--drive", $"id={Export},file={image},format=raw", "--nbd", $"unix:{folder.File("nbd.sock")}", "--qmp", $"unix:{folder.File("qmp.sock")}",
+            .. extra,
+        ]);
         var disk = new ServedDisk(serve, folder);
         await serve.WaitForFileAsync(disk.QmpSocket);
         await serve.WaitForFileAsync(disk.NbdSocket);
