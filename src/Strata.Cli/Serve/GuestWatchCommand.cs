@@ -32,7 +32,7 @@ public static class GuestWatchCommand
     {
         string program = Environment.ProcessPath ?? throw new IOException("cannot tell which program to start as the freeze watch");
         return Path.GetFileNameWithoutExtension(program) == "dotnet"
-            ? new FreezeWatch(program, [typeof(GuestWatchCommand).Assembly.Location, "guest-watch"])
+            ? new FreezeWatch(program, [Path.Combine(AppContext.BaseDirectory, "strata.dll"), "guest-watch"])
             : new FreezeWatch(program, ["guest-watch"]);
     }
 }
