@@ -47,6 +47,11 @@ public static class BackupWriter
         int chunkSize = incremental ? last!.ChunkSize : request.ChunkSize;
         string? backing = incremental ? BackupSet.ImageName(point - 1) : null;
 
+        if (backing is not null && !File.Exists(set.ImagePath(point - 1)))
+        {
+            throw new BackupException($"the base of an incremental, point {point - 1} ({backing}), is missing from the set: refused");
+        }
+
         IReadOnlyList<string> chunks;
         long copied;
         await CreateImageAsync(imagePath, source.Size, backing, cancellationToken);
