@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Reflection;
+using Strata.Cli.Backup;
 using Strata.Cli.Img;
 using Strata.Cli.Monitor;
 using Strata.Cli.Serve;
@@ -38,6 +39,7 @@ public static class Program
         root.Subcommands.Add(MonitorCommand.Build(output, error));
         root.Subcommands.Add(DemoCommand.Build(output, error));
         root.Subcommands.Add(GuestWatchCommand.Build());
+        root.Subcommands.Add(BackupCommand.Build(output, error));
         root.SetAction(_ => output.WriteLine($"strata {version}"));
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
     }

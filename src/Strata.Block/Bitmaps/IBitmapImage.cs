@@ -15,4 +15,10 @@ public interface IBitmapImage
 
     /// <summary>A tracker holds the file now: the stored bits are behind it, and what is read may be incomplete.</summary>
     bool Tracked { get; }
+
+    /// <summary>
+    /// How many times the stored header was rewritten (begin tracking, save): a backup checks that a
+    /// bitmap it saw tracking was saved exactly once since, so no untracked gap lies between.
+    /// </summary>
+    ulong Generation { get; }
 }

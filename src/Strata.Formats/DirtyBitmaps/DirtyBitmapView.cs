@@ -44,6 +44,8 @@ internal sealed class DirtyBitmapView : IBlockNode, IFormatNode, IImageFacts, IB
 
     public bool Tracked { get; }
 
+    public ulong Generation => _header.Generation;
+
     /// <summary>
     /// The state's name for readers: "consistent", "frozen", "active" (a tracker holds the file
     /// now), "in use" (left active by a tracker that died: what is shown is the recovered superset)

@@ -1,0 +1,11 @@
+using Strata.Block.Bitmaps;
+
+namespace Strata.Backup;
+
+/// <summary>A dirty_bitmap file as a backup found it: its record for the manifest, and what decides whether it can be trusted.</summary>
+/// <param name="Record">What the manifest keeps of it.</param>
+/// <param name="DiskSize">The size of the disk the bitmap describes.</param>
+/// <param name="Tracked">A tracker holds the file now: its stored bits are behind.</param>
+/// <param name="State">The stored state (Active also when a tracker died and the bits are a recovered superset).</param>
+/// <param name="Bits">The bits as read.</param>
+public sealed record BitmapReading(BackupBitmap Record, long DiskSize, bool Tracked, BitmapStoreState State, DirtyBitmap Bits);

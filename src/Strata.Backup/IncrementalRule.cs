@@ -1,0 +1,69 @@
+using Strata.Block.Bitmaps;
+
+namespace Strata.Backup;
+
+/// <summary>
+/// When a bitmap may make an incremental point (docs/backup.md, "When a backup is incremental").
+/// A backup can never silently be wrong, so anything short of proof gives a full point, with the
+/// reason: the bitmap must be readable, complete (saved, not tracked now, not recovered, its
+/// checksum good), of the image's size, and it must have been tracking the disk when the set's last
+/// point was taken and been saved exactly once since (its generation one higher than the last
+/// manifest recorded): then it holds every write between that point and now.
+/// </summary>
+public static class IncrementalRule
+{
+    /// <param name="last">The set's last point, or null for an empty set.</param>
+    /// <param name="imageSize">The size of the image to back up.</param>
+    /// <param name="bitmapFile">The bitmap file given, or null.</param>
+    /// <param name="bitmap">What was read from it (null when it could not be read).</param>
+    /// <param name="readProblem">Why it could not be read.</param>
+    public static BackupPlan Decide(BackupManifest? last, long imageSize, string? bitmapFile, BitmapReading? bitmap, string? readProblem)
+    {
+        if (bitmapFile is null)
+        {
+            return BackupPlan.Full(null);
+        }
+
+        string name = Path.GetFileName(bitmapFile);
+        if (last is null)
+        {
+            return BackupPlan.Full("the set has no point yet");
+        }
+
+        if (bitmap is null)
+        {
+            return BackupPlan.Full($"bitmap '{name}' cannot be read ({readProblem ?? "unknown error"})");
+        }
+
+        string? why = bitmap switch
+        {
+            { Tracked: true } => $"bitmap '{name}' is being tracked now: its bits are not complete",
+            { State: BitmapStoreState.Active } => $"bitmap '{name}' was left in use by a tracker that stopped: when it stopped is unknown",
+            { State: BitmapStoreState.Inconsistent } => $"bitmap '{name}' is inconsistent (its bits failed their checksum)",
+            _ when bitmap.DiskSize != imageSize => $"bitmap '{name}' covers a disk of {bitmap.DiskSize} bytes, the image has {imageSize}",
+            _ when last.Size != imageSize => $"the disk is {imageSize} bytes, point {last.Point} was {last.Size}",
+            _ => null,
+        };
+        if (why is not null)
+        {
+            return BackupPlan.Full(why);
+        }
+
+        var seen = last.Tracking.FirstOrDefault(t => PathsEqual(t.File, bitmap.Record.File));
+        if (seen is null)
+        {
+            return BackupPlan.Full($"bitmap '{name}' was not tracking the disk when point {last.Point} was taken");
+        }
+
+        if (seen.Granularity != bitmap.Record.Granularity)
+        {
+            return BackupPlan.Full($"bitmap '{name}' is not the file seen at point {last.Point} (granularity {bitmap.Record.Granularity}, was {seen.Granularity})");
+        }
+
+        return bitmap.Record.Generation == seen.Generation + 1
+            ? BackupPlan.Incremental
+            : BackupPlan.Full($"bitmap '{name}' has generation {bitmap.Record.Generation}, {seen.Generation + 1} expected after point {last.Point}: it may have stopped tracking in between");
+    }
+
+    private static bool PathsEqual(string a, string b) => string.Equals(Path.GetFullPath(a), Path.GetFullPath(b), StringComparison.Ordinal);
+}

@@ -1,0 +1,49 @@
+using System.Text.Json;
+
+namespace Strata.Backup;
+
+/// <summary>How manifests are spelled on disk: kebab-case names as QEMU's JSON, enums as words, indented.</summary>
+public static class ManifestJson
+{
+    public static byte[] Serialize(BackupManifest manifest) => JsonSerializer.SerializeToUtf8Bytes(manifest, ManifestJsonContext.Default.BackupManifest);
+
+    /// <summary>Parses and checks a manifest; one line says what is wrong with a bad one.</summary>
+    public static BackupManifest Parse(ReadOnlySpan<byte> json, string description)
+    {
+        BackupManifest? manifest;
+        try
+        {
+            manifest = JsonSerializer.Deserialize(json, ManifestJsonContext.Default.BackupManifest);
+        }
+        catch (JsonException e)
+        {
+            throw new BackupException($"{description}: not a backup manifest ({e.Message})");
+        }
+
+        if (manifest is null)
+        {
+            throw new BackupException($"{description}: not a backup manifest (null)");
+        }
+
+        Check(manifest, description);
+        return manifest;
+    }
+
+    private static void Check(BackupManifest m, string description)
+    {
+        string? problem =
+            m.Version != BackupManifest.CurrentVersion ? $"unsupported manifest version {m.Version}"
+            : m.Size < 0 ? "negative disk size"
+            : m.ChunkSize <= 0 ? "chunk size must be positive"
+            : m.Chunks.Count != BackupManifest.ChunkCount(m.Size, m.ChunkSize) ? $"{m.Chunks.Count} chunk hashes for a disk of {m.Size} bytes in chunks of {m.ChunkSize}"
+            : m.Chunks.Any(c => c is not { Length: 64 } || !c.All(char.IsAsciiHexDigitLower)) ? "a chunk hash is not 64 lowercase hex digits"
+            : m.Image.Length == 0 || Path.GetFileName(m.Image) != m.Image ? $"image '{m.Image}' is not a file name in the set"
+            : m.Kind == BackupKind.Incremental && m.Backing is null ? "an incremental point without a backing image"
+            : m.Extents.Any(e => e.Offset < 0 || e.Length <= 0 || e.Offset > m.Size - e.Length) ? "an extent outside the disk"
+            : null;
+        if (problem is not null)
+        {
+            throw new BackupException($"{description}: {problem}");
+        }
+    }
+}

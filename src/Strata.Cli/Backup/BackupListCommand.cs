@@ -1,0 +1,64 @@
+using System.CommandLine;
+using System.Globalization;
+using Strata.Backup;
+using Strata.Cli.Img;
+
+namespace Strata.Cli.Backup;
+
+/// <summary>`strata backup list SET [--output=json]`.</summary>
+public static class BackupListCommand
+{
+    public static Command Build(TextWriter output, TextWriter error)
+    {
+        var set = new Argument<string>("SET") { Description = "the backup set's folder" };
+        var format = new Option<string?>("--output") { Description = "human (default) or json" };
+        var command = new Command("list", """
+            Lists the points of the set: number, time, kind, image, bytes copied, source and bitmap.
+            Exit status: 0 listed; 1 error.
+            """)
+        {
+            set, format,
+        };
+        command.SetAction(result => BackupCli.RunAsync(error, () =>
+        {
+            bool json = OutputFormat.IsJson(result.GetValue(format));
+            var backupSet = BackupSet.Open(result.GetValue(set)!);
+            if (json)
+            {
+                output.WriteLine(OutputFormat.Json(w =>
+                {
+                    w.WriteStartArray();
+                    foreach (var p in backupSet.Points)
+                    {
+                        w.WriteStartObject();
+                        w.WriteNumber("point", p.Point);
+                        w.WriteString("time", p.Time);
+                        w.WriteString("kind", p.Kind == BackupKind.Full ? "full" : "incremental");
+                        w.WriteString("image", p.Image);
+                        w.WriteString("backing", p.Backing);
+                        w.WriteNumber("size", p.Size);
+                        w.WriteNumber("bytes", p.Extents.Sum(e => e.Length));
+                        w.WriteString("source", p.Source.Drive ?? p.Source.Image);
+                        w.WriteString("bitmap", p.Bitmap?.File);
+                        w.WriteString("fallback", p.Fallback);
+                        w.WriteEndObject();
+                    }
+
+                    w.WriteEndArray();
+                }));
+                return Task.FromResult(BackupCli.Ok);
+            }
+
+            output.WriteLine($"{"Point",-6}{"Time (UTC)",-21}{"Kind",-13}{"Image",-12}{"Bytes",-10}Source");
+            foreach (var p in backupSet.Points)
+            {
+                string time = p.Time.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture);
+                string kind = p.Kind == BackupKind.Full ? "full" : "incremental";
+                output.WriteLine($"{p.Point,-6}{time,-21}{kind,-13}{p.Image,-12}{BackupCli.Bytes(p.Extents.Sum(e => e.Length)),-10}{p.Source.Drive ?? p.Source.Image}");
+            }
+
+            return Task.FromResult(BackupCli.Ok);
+        }));
+        return command;
+    }
+}

@@ -1,0 +1,58 @@
+using Strata.Block.Bitmaps;
+
+namespace Strata.Backup.Tests;
+
+public sealed class IncrementalRuleTests
+{
+    private const long Size = 8 << 20;
+    private const string File = "/srv/t1.dbmp";
+
+    private static readonly BackupManifest Last = Manifests.Full(Size, tracking: Manifests.Bitmap(File, 3, "active"));
+
+    private static BitmapReading Reading(ulong generation = 4, bool tracked = false, BitmapStoreState state = BitmapStoreState.Frozen,
+        long diskSize = Size, long granularity = 4096) =>
+        new(Manifests.Bitmap(File, generation, granularity: granularity), diskSize, tracked, state, new DirtyBitmap(diskSize, granularity));
+
+    [Fact]
+    public void ABitmapSeenTrackingAtTheLastPointAndSavedOnceSinceMakesAnIncremental()
+    {
+        Assert.Equal(BackupPlan.Incremental, IncrementalRule.Decide(Last, Size, File, Reading(), null));
+    }
+
+    [Fact]
+    public void AConsistentSaveCountsAsTheOneSaveToo()
+    {
+        Assert.Equal(BackupKind.Incremental, IncrementalRule.Decide(Last, Size, File, Reading(state: BitmapStoreState.Consistent), null).Kind);
+    }
+
+    [Fact]
+    public void NoBitmapGivenIsAFullPointWithoutComplaint()
+    {
+        Assert.Equal(BackupPlan.Full(null), IncrementalRule.Decide(Last, Size, null, null, null));
+    }
+
+    public static TheoryData<string, BackupManifest?, BitmapReading?, string> FallbackCases() => new()
+    {
+        { "an empty set", null, Reading(), "the set has no point yet" },
+        { "a missing file", Last, null, "cannot be read (no such file)" },
+        { "a bitmap tracked now", Last, Reading(tracked: true, state: BitmapStoreState.Active), "is being tracked now" },
+        { "a bitmap left in use", Last, Reading(state: BitmapStoreState.Active), "left in use by a tracker that stopped" },
+        { "an inconsistent bitmap", Last, Reading(state: BitmapStoreState.Inconsistent), "is inconsistent" },
+        { "a bitmap of another disk", Last, Reading(diskSize: Size * 2), $"covers a disk of {Size * 2} bytes" },
+        { "a disk that grew", Last with { Size = Size / 2, Chunks = [Manifests.ZeroHash(4 << 20)] }, Reading(), "point 0 was" },
+        { "a bitmap not seen at the last point", Manifests.Full(Size), Reading(), "was not tracking the disk when point 0 was taken" },
+        { "a bitmap saved twice since", Last, Reading(generation: 5), "generation 5, 4 expected" },
+        { "a bitmap never saved since", Last, Reading(generation: 3), "generation 3, 4 expected" },
+        { "another file of the same name", Last, Reading(granularity: 65536), "is not the file seen at point 0" },
+    };
+
+    [Theory]
+    [MemberData(nameof(FallbackCases))]
+    public void AnythingShortOfProofGivesAFullPointWithTheReason(string situation, BackupManifest? last, BitmapReading? reading, string reason)
+    {
+        var plan = IncrementalRule.Decide(last, Size, File, reading, reading is null ? "no such file" : null);
+
+        Assert.True(plan.Kind == BackupKind.Full, situation);
+        Assert.Contains(reason, plan.Fallback);
+    }
+}
