@@ -37,13 +37,14 @@ internal static class DriveBackup
         string name = $"backup-{set.Points.Count:D4}-{Guid.NewGuid().ToString("N")[..8]}";
         string bitmapFile = Path.Combine(set.BitmapFolder, name + ".dbmp");
         string overlay = Path.Combine(set.WorkFolder, name + ".qcow2");
-        var actions = new JsonArray { Action("block-dirty-bitmap-add", new JsonObject { ["node"] = drive, ["name"] = name, ["file"] = bitmapFile }) };
+        // JsonNode: the untyped Add, which the native build accepts (the generic one needs run-time code).
+        var actions = new JsonArray { (JsonNode)Action("block-dirty-bitmap-add", new JsonObject { ["node"] = drive, ["name"] = name, ["file"] = bitmapFile }) };
         if (incremental)
         {
-            actions.Add(Action("block-dirty-bitmap-disable", new JsonObject { ["node"] = drive, ["name"] = previous!.Name }));
+            actions.Add((JsonNode)Action("block-dirty-bitmap-disable", new JsonObject { ["node"] = drive, ["name"] = previous!.Name }));
         }
 
-        actions.Add(Action("blockdev-snapshot-sync", new JsonObject { ["device"] = drive, ["snapshot-file"] = overlay, ["format"] = "qcow2" }));
+        actions.Add((JsonNode)Action("blockdev-snapshot-sync", new JsonObject { ["device"] = drive, ["snapshot-file"] = overlay, ["format"] = "qcow2" }));
         await qmp.ExecuteAsync("transaction", new JsonObject { ["actions"] = actions }, cancellationToken);
 
         BackupResult made;
