@@ -39,7 +39,7 @@ internal static class BitmapMemoryBench
             // One write per page of bits makes every page of the bit array resident.
             await BenchProcess.RunAsync("fio", [
                 "--name=touch", "--ioengine=nbd", $"--uri={server.NbdUri}", "--rw=write", "--bs=4k", "--zonemode=strided",
-                "--zonesize=4k", $"--zonerange={PageSpan}", $"--size={DiskSize}", "--iodepth=32", "--output-format=terse",
+                "--zonesize=4k", $"--zonerange={PageSpan}", $"--size={DiskSize}", $"--io_size={DiskSize / PageSpan * 4096}", "--iodepth=32", "--output-format=terse",
             ], timeout: TimeSpan.FromMinutes(5), cancellationToken: cancellationToken);
             long touched = server.ResidentBytes();
             return (Added: added - before, Touched: touched - before);
