@@ -15,6 +15,10 @@ public static class BackupCreateCommand
         var bitmap = new Option<string?>("--bitmap") { Description = "with --image: a dirty_bitmap file holding every write since the set's last point: copy only its dirty extents" };
         var drive = new Option<string?>("--drive") { Description = "back up this drive of a running daemon, live, with bitmaps Strata manages" };
         var qmp = new Option<string?>("--qmp") { Description = "with --drive: the daemon's control socket (default: qmp.sock in the runtime folder)" };
+        var freeze = new Option<bool>("--freeze")
+        {
+            Description = "with --drive: freeze the guest that writes the drive (serve --guest) around the snapshot; without an agent the point is crash-consistent, and stderr says so",
+        };
         var progress = new Option<bool>("-p") { Description = "show progress" };
         var format = new Option<string?>("--output") { Description = "human (default) or json" };
         var command = new Command("create", """
@@ -31,12 +35,14 @@ public static class BackupCreateCommand
             --drive ID [--qmp SOCKET]: a live backup through the daemon. One transaction adds a new
             bitmap (SET/bitmaps/), stops the previous one and snapshots the drive into SET/work/; the
             frozen image is copied (full the first time, incremental after), then merged back. If the
-            copy fails the drive is merged back anyway and the set is left as it was.
+            copy fails the drive is merged back anyway and the set is left as it was. With --freeze the
+            guest's agent freezes its file systems for the snapshot and thaws right after it
+            (docs/guest.md): the point is consistent for the guest's file systems, not only after a crash.
 
             Exit status: 0 the point was added; 1 error (one line on stderr, the set unchanged).
             """)
         {
-            set, image, bitmap, drive, qmp, progress, format,
+            set, image, bitmap, drive, qmp, freeze, progress, format,
         };
         command.SetAction((result, cancellationToken) => BackupCli.RunAsync(error, async () =>
         {
@@ -54,9 +60,9 @@ public static class BackupCreateCommand
                 throw new CliException("--bitmap goes with --image; with --drive the bitmaps are Strata's");
             }
 
-            if (imagePath is not null && result.GetValue(qmp) is not null)
+            if (imagePath is not null && (result.GetValue(qmp) is not null || result.GetValue(freeze)))
             {
-                throw new CliException("--qmp goes with --drive");
+                throw new CliException("--qmp and --freeze go with --drive");
             }
 
             bool showProgress = result.GetValue(progress) && !json;
@@ -64,7 +70,8 @@ public static class BackupCreateCommand
             if (driveId is not null)
             {
                 string socket = result.GetValue(qmp) ?? Path.Combine(SocketDefaults.Directory(), SocketDefaults.QmpSocketName);
-                made = await DriveBackup.RunAsync(folder, driveId, socket, work => BackupCli.ProgressAsync(output, error, showProgress, "backup", work), cancellationToken);
+                made = await DriveBackup.RunAsync(folder, driveId, socket, result.GetValue(freeze), error,
+                    work => BackupCli.ProgressAsync(output, error, showProgress, "backup", work), cancellationToken);
             }
             else
             {

@@ -22,8 +22,9 @@ internal static class DriveBackup
     /// <summary>How long a merge back may take before the backup gives up waiting (the job goes on in the daemon).</summary>
     private static readonly TimeSpan MergeTimeout = TimeSpan.FromMinutes(30);
 
-    public static async Task<BackupResult> RunAsync(string folder, string drive, string socket, Func<Func<Action<double>, Task>, Task> progress,
-        CancellationToken cancellationToken)
+    /// <param name="freeze">Freeze the guest writing the drive around the snapshot (x-strata-freeze); the daemon's warnings go to <paramref name="error"/>.</param>
+    public static async Task<BackupResult> RunAsync(string folder, string drive, string socket, bool freeze, TextWriter error,
+        Func<Func<Action<double>, Task>, Task> progress, CancellationToken cancellationToken)
     {
         var set = BackupSet.Open(folder, create: true);
         Directory.CreateDirectory(set.BitmapFolder);
@@ -44,8 +45,21 @@ internal static class DriveBackup
             actions.Add((JsonNode)Action("block-dirty-bitmap-disable", new JsonObject { ["node"] = drive, ["name"] = previous!.Name }));
         }
 
-        actions.Add((JsonNode)Action("blockdev-snapshot-sync", new JsonObject { ["device"] = drive, ["snapshot-file"] = overlay, ["format"] = "qcow2" }));
-        await qmp.ExecuteAsync("transaction", new JsonObject { ["actions"] = actions }, cancellationToken);
+        var snapshot = new JsonObject { ["device"] = drive, ["snapshot-file"] = overlay, ["format"] = "qcow2" };
+        if (freeze)
+        {
+            snapshot["x-strata-freeze"] = true;
+        }
+
+        actions.Add((JsonNode)Action("blockdev-snapshot-sync", snapshot));
+        var switched = await qmp.ExecuteAsync("transaction", new JsonObject { ["actions"] = actions }, cancellationToken);
+        if (switched?["warnings"] is JsonArray warnings)
+        {
+            foreach (var warning in warnings)
+            {
+                error.WriteLine($"strata backup: warning: {warning}");
+            }
+        }
 
         BackupResult made;
         try
