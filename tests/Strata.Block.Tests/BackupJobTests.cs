@@ -94,6 +94,9 @@ public sealed class BackupJobTests(ITestOutputHelper output)
     public async Task ADriveWithABackupRefusesASecondBackupUntilItConcludes()
     {
         await using var drive = await OpenDriveAsync();
+
+        // Data to copy: a job with nothing to copy concludes before it ever looks at a pause.
+        await drive.Gate.WriteAsync(0, Filled(DiskSize, 0x11));
         var job = drive.PrepareBackup("b", new MemoryNode(DiskSize), new BackupJobOptions());
         job.Pause();
         job.Start();
