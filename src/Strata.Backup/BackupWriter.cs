@@ -92,7 +92,8 @@ public static class BackupWriter
         {
             node = await ImageOpener.OpenAsync(path, new ImageOpenOptions
             {
-                ReadOnly = true, Permissions = BitmapFileReader.SharedReading, ForceShare = true,
+                // A bitmap file is let through to be refused below with the hint the user needs.
+                ReadOnly = true, Permissions = BitmapFileReader.SharedReading, ForceShare = true, AllowNonDisk = true,
             }, cancellationToken);
         }
         catch (Exception e) when (e is BlockException or IOException or UnauthorizedAccessException)

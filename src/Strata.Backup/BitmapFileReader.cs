@@ -27,7 +27,7 @@ public static class BitmapFileReader
         {
             await using var node = await ImageOpener.OpenAsync(path, new ImageOpenOptions
             {
-                Format = DirtyBitmapFormatDriver.FormatName, ReadOnly = true, Permissions = SharedReading, ForceShare = true,
+                Format = DirtyBitmapFormatDriver.FormatName, ReadOnly = true, Permissions = SharedReading, ForceShare = true, AllowNonDisk = true,
             }, cancellationToken);
             if (node is not IBitmapImage image)
             {

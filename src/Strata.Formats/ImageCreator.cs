@@ -246,6 +246,7 @@ public static class ImageCreator
                 backingFormat = (await drivers.ProbeAsync(file, cancellationToken)).Name;
             }
 
+            RefuseNonDisk(drivers, backingFormat, backingFile);
             if (size is null)
             {
                 // Only its size is read, whoever uses it: no permission, everything shared, as
@@ -257,7 +258,7 @@ public static class ImageCreator
                 size = image.Size;
             }
 
-            return (RefuseNonDisk(drivers, backingFormat, backingFile), size);
+            return (backingFormat, size);
         }
         catch (BlockException e)
         {

@@ -21,17 +21,17 @@ public sealed class ImageLayerOpener : ILayerOpener
     public async ValueTask<LayerChain> OpenChainAsync(string file, LayerOpenOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var top = await ImageOpener.RefuseBitmapFileAsync(await ImageOpener.OpenAsync(file, ToImageOptions(options), cancellationToken));
+        var top = await ImageOpener.OpenAsync(file, ToImageOptions(options), cancellationToken);
 
         // The opener hands the chain over with owning edges; the caller's chain owns every layer instead.
         return LayerChain.Adopt(top);
     }
 
     /// <inheritdoc/>
-    public async ValueTask<IBlockNode> OpenLayerAsync(string file, LayerOpenOptions options, CancellationToken cancellationToken = default)
+    public ValueTask<IBlockNode> OpenLayerAsync(string file, LayerOpenOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return await ImageOpener.RefuseBitmapFileAsync(await ImageOpener.OpenAsync(file, ToImageOptions(options) with { OpenBacking = false }, cancellationToken));
+        return ImageOpener.OpenAsync(file, ToImageOptions(options) with { OpenBacking = false }, cancellationToken);
     }
 
     /// <inheritdoc/>

@@ -22,6 +22,13 @@ public sealed record ImageOpenOptions
     /// <summary>Open the backing chain (read-only) below a qcow2 image.</summary>
     public bool OpenBacking { get; init; } = true;
 
+    /// <summary>
+    /// Accept a format that holds no disk (<see cref="IFormatDriver.IsDisk"/> false: a dirty_bitmap
+    /// file), for the tools that show or read one. A drive, a backing file or a copy's source or
+    /// target never sets it; a backing file is never opened with it.
+    /// </summary>
+    public bool AllowNonDisk { get; init; }
+
     /// <summary>cache=none: bypass the page cache with O_DIRECT.</summary>
     public bool Direct { get; init; }
 

@@ -154,6 +154,11 @@ public static class ImageOpener
         try
         {
             format = options.Format is { } name ? drivers.Format(name) : await drivers.ProbeAsync(file, cancellationToken);
+            if (!format.IsDisk && !options.AllowNonDisk)
+            {
+                // A dirty_bitmap file holds no data a guest could read, and must never become one's disk.
+                throw BlockException.Invalid($"'{path}' is a {format.Name} file, not a disk image");
+            }
 
             // Locked before the image is opened: a read-write open may write its header.
             TakeLocks(file, format.FilePermissions(permissions, options.ReadOnly), path, options);
@@ -181,32 +186,16 @@ public static class ImageOpener
                 ReadOnly = true,
                 Permissions = permissions.ForBacking(),
                 TakeOverLocks = false,
+                AllowNonDisk = false,
             };
             try
             {
-                return await RefuseBitmapFileAsync(await OpenAsync(drivers.ResolveBacking(locator, backingName), backingOptions, seen, token));
+                return await OpenAsync(drivers.ResolveBacking(locator, backingName), backingOptions, seen, token);
             }
             catch (BlockException e)
             {
                 throw new BlockException(e.Error, $"Could not open backing file of '{path}': {e.Message}", e);
             }
         }
-    }
-
-    /// <summary>
-    /// Closes and refuses a dirty_bitmap file where a disk image is needed (a drive, a backing file):
-    /// it opens only read-only, for the image tools, and holds no data a guest could read.
-    /// </summary>
-    public static async ValueTask<IBlockNode> RefuseBitmapFileAsync(IBlockNode node)
-    {
-        ArgumentNullException.ThrowIfNull(node);
-        if (node is not Strata.Block.Bitmaps.IBitmapImage)
-        {
-            return node;
-        }
-
-        string name = node.FileName ?? node.DriverName;
-        await node.DisposeAsync();
-        throw BlockException.Invalid($"'{name}' is a dirty_bitmap file, not a disk image");
     }
 }

@@ -41,7 +41,7 @@ public sealed class BitmapCheckpointTests
         }
 
         Assert.Equal([(3L << 20, 64L << 10)], stored);
-        await using var view = await ImageOpener.OpenAsync(file, new ImageOpenOptions { ReadOnly = true, ForceShare = true });
+        await using var view = await ImageOpener.OpenAsync(file, new ImageOpenOptions { ReadOnly = true, ForceShare = true, AllowNonDisk = true });
         Assert.Equal(BitmapStoreState.Active, ((IBitmapImage)view).State);
     }
 
@@ -69,7 +69,7 @@ public sealed class BitmapCheckpointTests
     /// </summary>
     private static async Task<IReadOnlyList<(long, long)>> StoredRunsAsync(string file)
     {
-        await using var view = await ImageOpener.OpenAsync(file, new ImageOpenOptions { ReadOnly = true, ForceShare = true });
+        await using var view = await ImageOpener.OpenAsync(file, new ImageOpenOptions { ReadOnly = true, ForceShare = true, AllowNonDisk = true });
         return [.. ((IBitmapImage)view).Bits.DirtyRuns()];
     }
 }

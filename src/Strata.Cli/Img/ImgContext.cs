@@ -61,6 +61,9 @@ public sealed class ImgContext(TextWriter output, TextWriter error)
             ForceShare = forceShare,
             Repair = repair,
             Drivers = Drivers,
+
+            // The image tools show a dirty_bitmap file (info, map); copying one is refused where it is read.
+            AllowNonDisk = true,
         });
     }
 

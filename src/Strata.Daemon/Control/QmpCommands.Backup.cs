@@ -127,7 +127,7 @@ public sealed partial class QmpCommands
         IBlockNode? target = null;
         try
         {
-            target = await ImageOpener.RefuseBitmapFileAsync(await ImageOpener.OpenAsync(path, new ImageOpenOptions { Format = format }, cancellationToken));
+            target = await ImageOpener.OpenAsync(path, new ImageOpenOptions { Format = format }, cancellationToken);
             return drive.PrepareBackup(id, target, options with { OwnsTarget = true });
         }
         catch

@@ -55,7 +55,7 @@ public sealed class BlockNodes
         }
 
         string path = file?.FileName ?? Path.GetFullPath(fileName ?? throw BlockException.Invalid("Parameter 'file' is missing"));
-        var image = await ImageOpener.RefuseBitmapFileAsync(await ImageOpener.OpenAsync(path, new ImageOpenOptions { Format = format }, cancellationToken));
+        var image = await ImageOpener.OpenAsync(path, new ImageOpenOptions { Format = format }, cancellationToken);
         lock (_lock)
         {
             if (!_nodes.ContainsKey(name) && (file is null || _nodes.ContainsKey(file.Name)))
