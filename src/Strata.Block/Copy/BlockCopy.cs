@@ -154,6 +154,9 @@ public sealed class BlockCopy
             {
                 for (int i = Interlocked.Increment(ref next); i < chunks.Count; i = Interlocked.Increment(ref next))
                 {
+                    // The caller's token first: a linked token hears of a cancel only when its callback
+                    // runs, which CancelAsync leaves to the thread pool, and fast chunks outrun it.
+                    cancellationToken.ThrowIfCancellationRequested();
                     stopAll.Token.ThrowIfCancellationRequested();
                     var range = chunks[i];
                     int length = (int)range.Length;
