@@ -24,6 +24,17 @@ command -v clang >/dev/null || need_apt+=(clang)
 command -v qemu-system-x86_64 >/dev/null || need_apt+=(qemu-system-x86)
 command -v debugfs >/dev/null || need_apt+=(e2fsprogs)
 command -v cpio >/dev/null || need_apt+=(cpio)
+# The RBD and S3 tests (issue: drives on Ceph RBD, backups in an S3 store): a single-node Ceph started by
+# ceph/cluster.sh, librbd for the rbd driver, qemu-img's rbd driver and s3cmd as independent peers.
+command -v ceph-mon >/dev/null || need_apt+=(ceph-mon)
+command -v ceph-osd >/dev/null || need_apt+=(ceph-osd)
+command -v ceph-mgr >/dev/null || need_apt+=(ceph-mgr)
+command -v radosgw >/dev/null || need_apt+=(radosgw)
+command -v rbd >/dev/null || need_apt+=(ceph-common)
+[[ -f /usr/include/rbd/librbd.h ]] || need_apt+=(librbd-dev)
+command -v s3cmd >/dev/null || need_apt+=(s3cmd)
+command -v curl >/dev/null || need_apt+=(curl)
+[[ -n $(find /usr/lib -name block-rbd.so -path '*qemu*' 2>/dev/null | head -n 1) ]] || need_apt+=(qemu-block-extra)
 need_lists=0
 apt-cache show --no-all-versions linux-image-cloud-amd64 >/dev/null 2>&1 || need_lists=1
 sudo_cmd=()
@@ -37,13 +48,27 @@ if (( ${#need_apt[@]} )); then
 fi
 
 log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
+ceph_dir="$(mktemp -d)"
+cleanup() {
+    "$root/ceph/cluster.sh" stop "$ceph_dir" >/dev/null 2>&1 || true
+    rm -rf "$ceph_dir" "$log"
+}
+trap cleanup EXIT
 status=0
+
+# One Ceph cluster for the whole run; the tests find it through STRATA_CEPH_ENV.
+"$root/ceph/cluster.sh" start "$ceph_dir"
+export STRATA_CEPH_ENV="$ceph_dir/env"
 dotnet test "$root/Strata.slnx" -c Release --logger "console;verbosity=normal" "$@" 2>&1 | tee "$log" || status=$?
 
 # One closing line for the whole run, summed over the test assemblies.
 read -r passed failed skipped < <(grep -E '^ +(Passed|Failed|Skipped): +[0-9]+ *$' "$log" \
     | awk '$1=="Passed:"{p+=$2} $1=="Failed:"{f+=$2} $1=="Skipped:"{s+=$2} END {print p+0, f+0, s+0}')
+# The failures again, last, with their messages: a reader of the log's tail sees what failed.
+if (( failed )); then
+    echo "test.sh: the failed tests:"
+    grep -E -A 12 '^ +Failed [A-Za-z]' "$log" | cut -c1-400 || true
+fi
 echo "tests: ${passed} passed, ${failed} failed, ${skipped} skipped"
 
 # The tests run the JIT build; users run ./strata, a native executable. The front door must work as

@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# A throwaway single-node Ceph cluster for Strata's RBD and S3 tests and benchmarks: one monitor, one
+# manager, one OSD (memstore: the data lives in the OSD's memory), and a RADOS gateway (the S3 API) on
+# loopback, all in one folder, run as the calling user without systemd.
+#
+#   ceph/cluster.sh start DIR     start a cluster in DIR (created; must not hold a running cluster)
+#   ceph/cluster.sh stop DIR      stop it (the daemons this script started, by the PIDs it recorded)
+#   ceph/cluster.sh status DIR    `ceph -s` of it
+#
+# After start, DIR/env holds the settings a client needs, in shell syntax:
+#   CEPH_CONF                     the cluster's ceph.conf (librados and the ceph/rbd tools read it)
+#   STRATA_RBD_POOL               a pool made for RBD images
+#   AWS_ENDPOINT_URL              the gateway's S3 endpoint, http://127.0.0.1:PORT
+#   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION
+#                                 a gateway user's keys
+# Packages (Debian): ceph-mon ceph-osd ceph-mgr radosgw ceph-common.
+set -euo pipefail
+
+usage() { echo "usage: $0 start|stop|status DIR" >&2; exit 2; }
+(( $# == 2 )) || usage
+cmd=$1
+dir=$2
+
+# A port nobody listens on now, picked by the kernel.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+ceph_() { ceph -c "$dir/ceph.conf" --connect-timeout 10 "$@"; }
+
+# Waits up to $1 seconds for "$2..." to succeed.
+wait_for() {
+    local limit=$1; shift
+    local i
+    for (( i = 0; i < limit * 4; i++ )); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.25
+    done
+    return 1
+}
+
+# A daemon exits but can stay a zombie until its parent reaps it: read its state, not kill -0.
+running() {
+    local state
+    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n $state && $state != Z && $state != X ]]
+}
+
+start_daemon() {  # name, command...
+    local name=$1; shift
+    # setsid: the daemons outlive this script; their PIDs are recorded for stop.
+    setsid "$@" </dev/null >>"$dir/log/$name.out" 2>&1 &
+    echo $! >"$dir/run/$name.pid"
+}
+
+fail() {
+    echo "ceph/cluster.sh: $*" >&2
+    for f in "$dir"/log/*.log "$dir"/log/*.out; do
+        [[ -s $f ]] && { echo "--- $f (tail)" >&2; tail -n 15 "$f" >&2; }
+    done
+    stop
+    exit 1
+}
+
+# The cluster is thrown away: the OSD is killed at once (a memstore OSD stopped politely first writes
+# all it holds to its folder), the others get two seconds to exit.
+stop() {
+    local f pid i signal
+    for f in "$dir"/run/*.pid; do
+        [[ -f $f ]] || continue
+        pid=$(cat "$f")
+        signal=TERM
+        [[ $(basename "$f") == osd.* ]] && signal=KILL
+        running "$pid" && kill -"$signal" "$pid" 2>/dev/null || true
+    done
+    for f in "$dir"/run/*.pid; do
+        [[ -f $f ]] || continue
+        pid=$(cat "$f")
+        for (( i = 0; i < 20; i++ )); do running "$pid" || break; sleep 0.1; done
+        running "$pid" && kill -KILL "$pid" 2>/dev/null || true
+        rm -f "$f"
+    done
+}
+
+start() {
+    if compgen -G "$dir/run/*.pid" >/dev/null; then
+        echo "ceph/cluster.sh: $dir already holds a cluster; stop it first" >&2
+        exit 1
+    fi
+    mkdir -p "$dir"/{run,log,mon/ceph-a,mgr/ceph-x,osd/ceph-0,rgw}
+    dir=$(cd "$dir" && pwd)
+    local fsid mon_port rgw_port
+    fsid=$(cat /proc/sys/kernel/random/uuid)
+    mon_port=$(free_port)
+    rgw_port=$(free_port)
+    cat >"$dir/ceph.conf" <<CONF
+[global]
+fsid = $fsid
+mon host = v2:127.0.0.1:$mon_port
+mon initial members = a
+public addr = 127.0.0.1
+# A test cluster on loopback: no authentication. The gateway then still needs "secure" among the
+# monitor client modes, or it waits forever for its configuration.
+auth cluster required = none
+auth service required = none
+auth client required = none
+ms mon client mode = crc secure
+# The ceph tool gives up after 10 s instead of 300 when the monitor is gone.
+client mount timeout = 10
+rados mon op timeout = 30
+rados osd op timeout = 60
+run dir = $dir/run
+admin socket = $dir/run/\$name.asok
+log file = $dir/log/\$name.log
+log to stderr = false
+err to stderr = true
+# One OSD: one copy of everything, placement by OSD, few placement groups, no autoscaler.
+osd pool default size = 1
+osd pool default min size = 1
+mon allow pool size one = true
+mon allow pool delete = true
+osd crush chooseleaf type = 0
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd pool default pg autoscale mode = off
+# Warnings a throwaway cluster in a temporary folder always has; they keep HEALTH_OK away.
+mon data avail warn = 1
+mon data avail crit = 0
+mon warn on insecure global id reclaim = false
+mon warn on insecure global id reclaim allowed = false
+mon warn on pool no redundancy = false
+mgr initial modules =
+
+[mon]
+mon data = $dir/mon/\$cluster-\$id
+
+[mgr]
+mgr data = $dir/mgr/\$cluster-\$id
+
+[osd]
+osd data = $dir/osd/\$cluster-\$id
+osd objectstore = memstore
+memstore device bytes = ${STRATA_CEPH_OSD_BYTES:-6442450944}
+osd journal size = 0
+
+[client.rgw]
+rgw frontends = beast endpoint=127.0.0.1:$rgw_port
+rgw data = $dir/rgw
+rgw dns name = 127.0.0.1
+CONF
+
+    monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$mon_port]" "$dir/monmap" >/dev/null
+    ceph-mon -c "$dir/ceph.conf" --mkfs -i a --monmap "$dir/monmap" >>"$dir/log/mkfs.out" 2>&1 \
+        || fail "the monitor's store could not be made"
+    start_daemon mon.a ceph-mon -c "$dir/ceph.conf" -i a -f
+    wait_for 30 ceph_ mon stat || fail "the monitor did not answer"
+    start_daemon mgr.x ceph-mgr -c "$dir/ceph.conf" -i x -f
+
+    local uuid osd_id
+    uuid=$(cat /proc/sys/kernel/random/uuid)
+    osd_id=$(ceph_ osd new "$uuid") || fail "the OSD could not be registered"
+    [[ $osd_id == 0 ]] || fail "the OSD got id $osd_id, not 0"
+    ceph-osd -c "$dir/ceph.conf" -i 0 --mkfs --osd-uuid "$uuid" >>"$dir/log/mkfs.out" 2>&1 \
+        || fail "the OSD's store could not be made"
+    start_daemon osd.0 ceph-osd -c "$dir/ceph.conf" -i 0 -f
+    wait_for 30 bash -c "ceph -c '$dir/ceph.conf' --connect-timeout 10 osd stat -f json | grep -q '\"num_up_osds\":1'" \
+        || fail "the OSD did not come up"
+
+    local pool=rbd
+    ceph_ osd pool create "$pool" 8 8 >/dev/null 2>&1 || fail "the RBD pool could not be made"
+    ceph_ osd pool application enable "$pool" rbd >/dev/null 2>&1
+
+    start_daemon client.rgw radosgw -c "$dir/ceph.conf" -n client.rgw -f
+    local key secret
+    key=STRATATESTKEY$(printf '%07d' $((RANDOM * 7)))
+    secret=$(head -c 30 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40)
+    wait_for 45 curl -sf "http://127.0.0.1:$rgw_port/" || fail "the gateway did not answer"
+    radosgw-admin -c "$dir/ceph.conf" user create --uid=strata-test --display-name="Strata tests" \
+        --access-key="$key" --secret-key="$secret" >/dev/null || fail "the gateway user could not be made"
+
+    wait_for 45 bash -c "ceph -c '$dir/ceph.conf' --connect-timeout 10 health | grep -q HEALTH_OK" \
+        || fail "the cluster did not reach HEALTH_OK: $(ceph_ health detail 2>&1 | head -5)"
+
+    cat >"$dir/env" <<ENV
+CEPH_CONF=$dir/ceph.conf
+STRATA_RBD_POOL=$pool
+AWS_ENDPOINT_URL=http://127.0.0.1:$rgw_port
+AWS_ACCESS_KEY_ID=$key
+AWS_SECRET_ACCESS_KEY=$secret
+AWS_REGION=us-east-1
+ENV
+    echo "ceph/cluster.sh: cluster up in $dir (settings in $dir/env)"
+}
+
+case $cmd in
+    start) start ;;
+    stop) [[ -d $dir ]] && stop ;;
+    status) ceph_ -s ;;
+    *) usage ;;
+esac
