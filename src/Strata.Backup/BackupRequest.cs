@@ -12,6 +12,12 @@ public sealed record BackupRequest
     /// <summary>The bitmap's name on the drive, when a daemon manages it (recorded only).</summary>
     public string? BitmapName { get; init; }
 
+    /// <summary>With <see cref="Bitmap"/>: the record of a failed live backup's hand-back that makes it follow the last point (<see cref="IncrementalRule.Decide"/>).</summary>
+    public BackupBitmap? Carried { get; init; }
+
+    /// <summary>Without <see cref="Bitmap"/>: why no incremental was possible, recorded as the full point's fallback and told to the user.</summary>
+    public string? FullReason { get; init; }
+
     /// <summary>The drive, when the image is a frozen layer of a running daemon's drive (recorded only).</summary>
     public string? Drive { get; init; }
 

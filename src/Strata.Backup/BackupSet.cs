@@ -18,7 +18,7 @@ public sealed class BackupSet
 {
     private const string ManifestExtension = ".json";
     private const string ImageExtension = ".qcow2";
-    private const string TempExtension = ".tmp";
+    private const string TempExtension = AtomicFile.TempExtension;
 
     private BackupSet(string folder, IReadOnlyList<BackupManifest> points)
     {
@@ -131,16 +131,7 @@ public sealed class BackupSet
             throw new BackupException($"point {manifest.Point} cannot follow point {Points.Count - 1}");
         }
 
-        string path = Path.Combine(Folder, ManifestName(manifest.Point));
-        string temp = path + TempExtension;
-        using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
-        {
-            file.Write(ManifestJson.Serialize(manifest));
-            file.Flush(flushToDisk: true);
-        }
-
-        File.Move(temp, path, overwrite: false);
-        FolderSync.Flush(Folder);
+        AtomicFile.Write(Path.Combine(Folder, ManifestName(manifest.Point)), ManifestJson.Serialize(manifest), overwrite: false);
         return new BackupSet(Folder, [.. Points, manifest]);
     }
 

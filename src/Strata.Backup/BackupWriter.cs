@@ -35,7 +35,9 @@ public static class BackupWriter
             (bitmap, problem) = await BitmapFileReader.TryReadAsync(request.Bitmap, request.BitmapName, cancellationToken);
         }
 
-        var plan = IncrementalRule.Decide(set.Last, source.Size, request.Bitmap, bitmap, problem);
+        var plan = request.Bitmap is null && set.Last is not null && request.FullReason is not null
+            ? BackupPlan.Full(request.FullReason)
+            : IncrementalRule.Decide(set.Last, source.Size, request.Bitmap, bitmap, problem, request.Carried);
         var tracking = await TrackingAsync(request, source.Size, cancellationToken);
         int point = set.Points.Count;
         string imagePath = set.ImagePath(point);

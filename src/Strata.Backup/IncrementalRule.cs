@@ -17,7 +17,12 @@ public static class IncrementalRule
     /// <param name="bitmapFile">The bitmap file given, or null.</param>
     /// <param name="bitmap">What was read from it (null when it could not be read).</param>
     /// <param name="readProblem">Why it could not be read.</param>
-    public static BackupPlan Decide(BackupManifest? last, long imageSize, string? bitmapFile, BitmapReading? bitmap, string? readProblem)
+    /// <param name="carried">
+    /// A bitmap a failed live backup handed its bits back to (<see cref="DriveJournal.Carried"/>): it
+    /// then held every write since <paramref name="last"/>, and counts as if that point had recorded it.
+    /// </param>
+    public static BackupPlan Decide(BackupManifest? last, long imageSize, string? bitmapFile, BitmapReading? bitmap, string? readProblem,
+        BackupBitmap? carried = null)
     {
         if (bitmapFile is null)
         {
@@ -49,7 +54,8 @@ public static class IncrementalRule
             return BackupPlan.Full(why);
         }
 
-        var seen = last.Tracking.FirstOrDefault(t => PathsEqual(t.File, bitmap.Record.File));
+        var seen = last.Tracking.FirstOrDefault(t => PathsEqual(t.File, bitmap.Record.File))
+            ?? (carried is not null && PathsEqual(carried.File, bitmap.Record.File) ? carried : null);
         if (seen is null)
         {
             return BackupPlan.Full($"bitmap '{name}' was not tracking the disk when point {last.Point} was taken");

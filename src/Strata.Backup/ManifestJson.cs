@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
 
 namespace Strata.Backup;
 
@@ -7,26 +8,35 @@ public static class ManifestJson
 {
     public static byte[] Serialize(BackupManifest manifest) => JsonSerializer.SerializeToUtf8Bytes(manifest, ManifestJsonContext.Default.BackupManifest);
 
+    public static byte[] Serialize(DriveJournal journal) => JsonSerializer.SerializeToUtf8Bytes(journal, ManifestJsonContext.Default.DriveJournal);
+
+    /// <summary>Parses a live backup's journal (SET/work/drive.json); one line says what is wrong with a bad one.</summary>
+    public static DriveJournal ParseJournal(ReadOnlySpan<byte> json, string description)
+    {
+        var journal = Deserialize(json, ManifestJsonContext.Default.DriveJournal, description, "a live backup's journal");
+        return journal.Version == DriveJournal.CurrentVersion
+            ? journal
+            : throw new BackupException($"{description}: unsupported journal version {journal.Version}");
+    }
+
     /// <summary>Parses and checks a manifest; one line says what is wrong with a bad one.</summary>
     public static BackupManifest Parse(ReadOnlySpan<byte> json, string description)
     {
-        BackupManifest? manifest;
+        var manifest = Deserialize(json, ManifestJsonContext.Default.BackupManifest, description, "a backup manifest");
+        Check(manifest, description);
+        return manifest;
+    }
+
+    private static T Deserialize<T>(ReadOnlySpan<byte> json, JsonTypeInfo<T> type, string description, string what)
+    {
         try
         {
-            manifest = JsonSerializer.Deserialize(json, ManifestJsonContext.Default.BackupManifest);
+            return JsonSerializer.Deserialize(json, type) ?? throw new BackupException($"{description}: not {what} (null)");
         }
         catch (JsonException e)
         {
-            throw new BackupException($"{description}: not a backup manifest ({e.Message})");
+            throw new BackupException($"{description}: not {what} ({e.Message})");
         }
-
-        if (manifest is null)
-        {
-            throw new BackupException($"{description}: not a backup manifest (null)");
-        }
-
-        Check(manifest, description);
-        return manifest;
     }
 
     private static void Check(BackupManifest m, string description)

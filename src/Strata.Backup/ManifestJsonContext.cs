@@ -8,4 +8,5 @@ namespace Strata.Backup;
     WriteIndented = true,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(BackupManifest))]
+[JsonSerializable(typeof(DriveJournal))]
 internal sealed partial class ManifestJsonContext : JsonSerializerContext;

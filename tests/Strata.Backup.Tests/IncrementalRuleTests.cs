@@ -31,6 +31,17 @@ public sealed class IncrementalRuleTests
         Assert.Equal(BackupPlan.Full(null), IncrementalRule.Decide(Last, Size, null, null, null));
     }
 
+    [Fact]
+    public void ABitmapCarriedByAFailedLiveBackupFollowsTheLastPointAtItsRecordedGeneration()
+    {
+        var notSeen = Manifests.Full(Size);
+        var carried = Manifests.Bitmap(File, 3, "active");
+
+        Assert.Equal(BackupPlan.Incremental, IncrementalRule.Decide(notSeen, Size, File, Reading(), null, carried));
+        Assert.Contains("generation 5, 4 expected", IncrementalRule.Decide(notSeen, Size, File, Reading(generation: 5), null, carried).Fallback);
+        Assert.Contains("was not tracking", IncrementalRule.Decide(notSeen, Size, File, Reading(), null, carried with { File = "/srv/other.dbmp" }).Fallback);
+    }
+
     public static TheoryData<string, BackupManifest?, BitmapReading?, string> FallbackCases() => new()
     {
         { "an empty set", null, Reading(), "the set has no point yet" },

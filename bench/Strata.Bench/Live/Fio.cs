@@ -22,6 +22,18 @@ internal static class Fio
         return result.ExitCode == 0 ? Iops(result.Stdout) : Failed(result.Stderr);
     }
 
+    /// <summary>Waits for a job started by <see cref="Start"/> to reach its runtime and end (bounded); its IOPS, NaN if it failed.</summary>
+    public static async Task<double> EndAsync(RunningProcess fio, TimeSpan runtime)
+    {
+        if (!await fio.WaitForExitAsync(runtime + ExitTimeout))
+        {
+            return await StopAsync(fio);
+        }
+
+        var (stdout, stderr) = await fio.OutputAsync();
+        return fio.ExitCode == 0 ? Iops(stdout) : Failed(stderr);
+    }
+
     /// <summary>Stops a job started by <see cref="Start"/> (SIGINT, bounded wait); its IOPS, NaN if it failed.</summary>
     public static async Task<double> StopAsync(RunningProcess fio)
     {

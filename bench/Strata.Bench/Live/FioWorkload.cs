@@ -7,6 +7,7 @@ internal sealed record FioWorkload(string Pattern, int BlockSize, int Depth)
 {
     public static readonly FioWorkload RandWrite4K = new("randwrite", 4096, 32);
     public static readonly FioWorkload RandRead4K = new("randread", 4096, 32);
+    public static readonly FioWorkload RandWrite4KQD16 = new("randwrite", 4096, 16);
     public static readonly FioWorkload RandWrite4KQD1 = new("randwrite", 4096, 1);
     public static readonly FioWorkload RandWrite64K = new("randwrite", 65536, 32);
 

@@ -35,6 +35,12 @@ internal abstract class LiveServer : IAsyncDisposable
 
     protected string NbdSocket { get; }
 
+    /// <summary>The QMP socket, for a tool that drives the server itself (strata backup --qmp).</summary>
+    public string ControlSocket => QmpSocket;
+
+    /// <summary>Another export of the server's NBD socket, as libnbd's tools take it.</summary>
+    public string ExportUri(string name) => $"nbd+unix:///{name}?socket={NbdSocket}";
+
     protected string QmpSocket { get; }
 
     private QmpClient Qmp => _qmp ?? throw new InvalidOperationException("the server is not started");

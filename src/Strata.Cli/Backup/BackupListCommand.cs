@@ -23,6 +23,13 @@ public static class BackupListCommand
         {
             bool json = OutputFormat.IsJson(result.GetValue(format));
             var backupSet = BackupSet.Open(result.GetValue(set)!);
+            if (DriveJournal.Read(backupSet) is { } unfinished)
+            {
+                // Not a point (it has no manifest): said on stderr, so the listing stays what a script parses.
+                error.WriteLine(BackupCli.Prefix + $"a live backup of drive '{unfinished.Drive}' did not finish"
+                    + (unfinished.Overlay is null ? "" : $" and left the drive on {unfinished.Overlay}") + $": the next backup create --drive {unfinished.Drive} finishes it");
+            }
+
             if (json)
             {
                 output.WriteLine(OutputFormat.Json(w =>

@@ -1,3 +1,4 @@
+using System.Runtime.ExceptionServices;
 using System.Text.Json.Nodes;
 using Strata.Backup;
 using Strata.Daemon.Control;
@@ -15,7 +16,10 @@ namespace Strata.Cli.Backup;
 /// is backed up as <c>--image</c> does, with the previous bitmap for an incremental and the new one
 /// recorded as the next point's base. Whatever happens after the snapshot, the drive is merged back
 /// onto its image; only after a point is made are the older managed bitmaps removed from the drive.
-/// After a failure the previous bitmap stays disabled, so the next backup is full: never wrong.
+/// A journal (<see cref="DriveJournal"/>) written before the transaction lets the next run finish
+/// what a run that died left (<see cref="DriveRecovery"/>); a failed copy hands the previous
+/// bitmap's bits back to the new one (QEMU's bitmap-mode=on-success), so the next point is still
+/// incremental.
 /// </remarks>
 internal static class DriveBackup
 {
@@ -30,38 +34,25 @@ internal static class DriveBackup
         Directory.CreateDirectory(set.BitmapFolder);
         Directory.CreateDirectory(set.WorkFolder);
         await using var qmp = await QmpClient.ConnectAsync(socket, cancellationToken);
+        var carried = await DriveRecovery.RecoverAsync(qmp, set, drive, error, cancellationToken);
         var bitmaps = await DriveBitmapsAsync(qmp, drive, cancellationToken);
-        var previous = set.Last?.Tracking.FirstOrDefault(t => t.Name is not null && IsManaged(set, t.File));
-        bool incremental = previous is not null && bitmaps.Any(b => b["name"]?.GetValue<string>() == previous.Name
-            && b["recording"]?.GetValue<bool>() == true && b["inconsistent"]?.GetValue<bool>() != true);
+        var previous = carried is not null ? new ManagedBitmap(carried.Name!, carried.File)
+            : set.Last?.Tracking.Where(t => t.Name is not null && IsManaged(set, t.File)).Select(t => new ManagedBitmap(t.Name!, t.File)).FirstOrDefault();
+        string? unusable = previous is null ? null : Unusable(bitmaps, previous, drive);
+        bool incremental = previous is not null && unusable is null;
 
         string name = $"backup-{set.Points.Count:D4}-{Guid.NewGuid().ToString("N")[..8]}";
         string bitmapFile = Path.Combine(set.BitmapFolder, name + ".dbmp");
         string overlay = Path.Combine(set.WorkFolder, name + ".qcow2");
-        // JsonNode: the untyped Add, which the native build accepts (the generic one needs run-time code).
-        var actions = new JsonArray { (JsonNode)Action("block-dirty-bitmap-add", new JsonObject { ["node"] = drive, ["name"] = name, ["file"] = bitmapFile }) };
-        if (incremental)
+        var journal = new DriveJournal
         {
-            actions.Add((JsonNode)Action("block-dirty-bitmap-disable", new JsonObject { ["node"] = drive, ["name"] = previous!.Name }));
-        }
+            Point = set.Points.Count, Drive = drive, Overlay = overlay, Bitmap = new ManagedBitmap(name, bitmapFile), Previous = incremental ? previous : null,
+        };
+        journal.Write(set);
+        await SwitchAsync(qmp, set, journal, freeze, error, cancellationToken);
 
-        var snapshot = new JsonObject { ["device"] = drive, ["snapshot-file"] = overlay, ["format"] = "qcow2" };
-        if (freeze)
-        {
-            snapshot["x-strata-freeze"] = true;
-        }
-
-        actions.Add((JsonNode)Action("blockdev-snapshot-sync", snapshot));
-        var switched = await qmp.ExecuteAsync("transaction", new JsonObject { ["actions"] = actions }, cancellationToken);
-        if (switched?["warnings"] is JsonArray warnings)
-        {
-            foreach (var warning in warnings)
-            {
-                error.WriteLine($"strata backup: warning: {warning}");
-            }
-        }
-
-        BackupResult made;
+        BackupResult? made = null;
+        Exception? failure = null;
         try
         {
             string frozen = await FrozenImageAsync(qmp, drive, overlay, cancellationToken);
@@ -70,54 +61,69 @@ internal static class DriveBackup
                 Image = frozen,
                 Bitmap = incremental ? previous!.File : null,
                 BitmapName = incremental ? previous!.Name : null,
+                Carried = incremental ? carried : null,
+                FullReason = unusable,
                 Drive = drive,
                 Tracking = [bitmapFile],
             };
-            made = null!;
             await progress(async percent => made = await BackupWriter.CreateAsync(set.Folder, request, percent, cancellationToken));
         }
-        finally
+        catch (Exception e)
         {
-            await MergeBackAsync(qmp, drive, overlay);
+            failure = e;
+        }
+
+        await MergeBackAsync(qmp, drive, overlay, made, failure);
+        journal = journal with { Overlay = null };
+        journal.Write(set);
+        if (made is null)
+        {
+            await DriveRecovery.HandBackAsync(qmp, BackupSet.Open(set.Folder), journal, error);
+            ExceptionDispatchInfo.Throw(failure!);
         }
 
         await RemoveOlderBitmapsAsync(qmp, drive, set, name, cancellationToken);
+        DriveJournal.Delete(set);
         return made;
     }
 
-    private static JsonObject Action(string type, JsonObject data) => new() { ["type"] = type, ["data"] = data };
-
-    private static bool IsManaged(BackupSet set, string file) =>
+    internal static bool IsManaged(BackupSet set, string file) =>
         string.Equals(Path.GetDirectoryName(Path.GetFullPath(file)), set.BitmapFolder, StringComparison.Ordinal);
 
-    private static async Task<JsonObject> DriveAsync(QmpClient qmp, string drive, CancellationToken cancellationToken)
+    internal static async Task<JsonObject> DriveAsync(QmpClient qmp, string drive, CancellationToken cancellationToken)
     {
         var drives = (await qmp.ExecuteAsync("query-block", null, cancellationToken))?.AsArray() ?? [];
         return drives.OfType<JsonObject>().FirstOrDefault(d => d["device"]?.GetValue<string>() == drive)
             ?? throw new QmpException($"the daemon has no drive '{drive}'", "DeviceNotFound");
     }
 
-    private static async Task<List<JsonObject>> DriveBitmapsAsync(QmpClient qmp, string drive, CancellationToken cancellationToken) =>
+    internal static async Task<List<JsonObject>> DriveBitmapsAsync(QmpClient qmp, string drive, CancellationToken cancellationToken) =>
         [.. ((await DriveAsync(qmp, drive, cancellationToken))["inserted"]?["dirty-bitmaps"]?.AsArray() ?? []).OfType<JsonObject>()];
 
-    /// <summary>The image the snapshot froze: the backing image of the overlay, as query-block names it.</summary>
-    private static async Task<string> FrozenImageAsync(QmpClient qmp, string drive, string overlay, CancellationToken cancellationToken)
-    {
-        var image = (await DriveAsync(qmp, drive, cancellationToken))["inserted"]?["image"];
-        if (image?["filename"]?.GetValue<string>() != overlay)
-        {
-            throw new BackupException($"drive '{drive}' is not on the snapshot's overlay {overlay} any more");
-        }
+    internal static JsonObject? FindBitmap(List<JsonObject> bitmaps, string name) => bitmaps.FirstOrDefault(b => b["name"]?.GetValue<string>() == name);
 
-        return image["backing-image"]?["filename"]?.GetValue<string>() ?? throw new BackupException($"drive '{drive}': the overlay has no backing image");
-    }
+    internal static bool Is(JsonObject? bitmap, string flag) => bitmap?[flag]?.GetValue<bool>() == true;
 
-    /// <summary>block-commit of the active overlay into the frozen image, completed when ready (as merge_disk), then the overlay deleted.</summary>
-    private static async Task MergeBackAsync(QmpClient qmp, string drive, string overlay)
+    /// <summary>
+    /// block-commit of the active overlay into the frozen image, completed when ready (as merge_disk),
+    /// then the overlay deleted. A merge job an earlier run started and did not see through is taken over.
+    /// </summary>
+    internal static async Task MergeBackAsync(QmpClient qmp, string drive, string overlay)
     {
         string job = $"backup-merge-{drive}";
         using var timeout = new CancellationTokenSource(MergeTimeout);
-        await qmp.ExecuteAsync("block-commit", new JsonObject { ["device"] = drive, ["job-id"] = job }, timeout.Token);
+        var running = ((await qmp.ExecuteAsync("query-jobs", null, timeout.Token))?.AsArray() ?? []).OfType<JsonObject>()
+            .FirstOrDefault(j => j["id"]?.GetValue<string>() == job);
+        switch (running?["status"]?.GetValue<string>())
+        {
+            case null:
+                await qmp.ExecuteAsync("block-commit", new JsonObject { ["device"] = drive, ["job-id"] = job }, timeout.Token);
+                break;
+            case "ready":
+                await qmp.ExecuteAsync("job-complete", new JsonObject { ["id"] = job }, timeout.Token);
+                break;
+        }
+
         while (true)
         {
             var e = await qmp.Events.ReadAsync(timeout.Token);
@@ -141,6 +147,85 @@ internal static class DriveBackup
                     throw new BackupException($"merging {overlay} back was cancelled; drive '{drive}' stays on it");
             }
         }
+    }
+
+    private static JsonObject Action(string type, JsonObject data) => new() { ["type"] = type, ["data"] = data };
+
+    /// <summary>Why <paramref name="previous"/> cannot give an incremental: it must be on the drive, recording and consistent.</summary>
+    private static string? Unusable(List<JsonObject> bitmaps, ManagedBitmap previous, string drive) => FindBitmap(bitmaps, previous.Name) switch
+    {
+        null => $"bitmap '{previous.Name}' is not on drive '{drive}' (was the daemon started again without --bitmap drive={drive},file={previous.File}?)",
+        var b when Is(b, "inconsistent") => $"bitmap '{previous.Name}' on drive '{drive}' is inconsistent",
+        var b when !Is(b, "recording") => $"bitmap '{previous.Name}' on drive '{drive}' is not recording",
+        _ => null,
+    };
+
+    /// <summary>The transaction: the new bitmap, the previous one disabled, the snapshot onto the journal's overlay.</summary>
+    private static async Task SwitchAsync(QmpClient qmp, BackupSet set, DriveJournal journal, bool freeze, TextWriter error, CancellationToken cancellationToken)
+    {
+        // JsonNode: the untyped Add, which the native build accepts (the generic one needs run-time code).
+        var actions = new JsonArray
+        {
+            (JsonNode)Action("block-dirty-bitmap-add", new JsonObject { ["node"] = journal.Drive, ["name"] = journal.Bitmap.Name, ["file"] = journal.Bitmap.File }),
+        };
+        if (journal.Previous is { } previous)
+        {
+            actions.Add((JsonNode)Action("block-dirty-bitmap-disable", new JsonObject { ["node"] = journal.Drive, ["name"] = previous.Name }));
+        }
+
+        var snapshot = new JsonObject { ["device"] = journal.Drive, ["snapshot-file"] = journal.Overlay, ["format"] = "qcow2" };
+        if (freeze)
+        {
+            snapshot["x-strata-freeze"] = true;
+        }
+
+        actions.Add((JsonNode)Action("blockdev-snapshot-sync", snapshot));
+        JsonNode? switched;
+        try
+        {
+            switched = await qmp.ExecuteAsync("transaction", new JsonObject { ["actions"] = actions }, cancellationToken);
+        }
+        catch (QmpException)
+        {
+            // The daemon refused it whole: nothing changed, nothing to recover.
+            DriveJournal.Delete(set);
+            throw;
+        }
+
+        if (switched?["warnings"] is JsonArray warnings)
+        {
+            foreach (var warning in warnings)
+            {
+                error.WriteLine($"strata backup: warning: {warning}");
+            }
+        }
+    }
+
+    /// <summary>Merges the overlay back whatever the copy did; a merge that fails says what was made and that the next run finishes it.</summary>
+    private static async Task MergeBackAsync(QmpClient qmp, string drive, string overlay, BackupResult? made, Exception? failure)
+    {
+        try
+        {
+            await MergeBackAsync(qmp, drive, overlay);
+        }
+        catch (Exception e) when (e is BackupException or QmpException or IOException or OperationCanceledException or System.Net.Sockets.SocketException)
+        {
+            string before = made is not null ? $"point {made.Manifest.Point} was made, but " : failure is not null ? $"{failure.Message}; then " : "";
+            throw new BackupException(before + $"merging the snapshot's overlay back failed ({e.Message}): drive '{drive}' stays on {overlay} "
+                + "until the next backup create merges it back", e);
+        }
+    }
+
+    /// <summary>The image the snapshot froze: the backing image of the overlay, as query-block names it.</summary>
+    private static async Task<string> FrozenImageAsync(QmpClient qmp, string drive, string overlay, CancellationToken cancellationToken)
+    {
+        var image = (await DriveAsync(qmp, drive, cancellationToken))["inserted"]?["image"];
+        if (image?["filename"]?.GetValue<string>() != overlay)
+        {
+            throw new BackupException($"drive '{drive}' is not on the snapshot's overlay {overlay} any more");
+        }
+
+        return image["backing-image"]?["filename"]?.GetValue<string>() ?? throw new BackupException($"drive '{drive}': the overlay has no backing image");
     }
 
     /// <summary>Removes from the drive every bitmap kept in SET/bitmaps but the one just added, and deletes their files.</summary>
