@@ -18,6 +18,7 @@ internal static class LiveBench
         ("bitmap-cost", BitmapCostBench.MeasureAsync),
         ("bitmap-memory", BitmapMemoryBench.MeasureAsync),
         ("backup", BackupBench.MeasureAsync),
+        ("freeze-window", FreezeWindowBench.MeasureAsync),
     ];
 
     public static string Commands => "live|" + string.Join('|', Benches.Select(b => b.Name));
