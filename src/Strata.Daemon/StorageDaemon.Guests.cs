@@ -35,7 +35,7 @@ public sealed partial class StorageDaemon
             _ = FindDrive(drive) ?? throw new ArgumentException($"guest {spec.Id}: no drive has the id '{drive}'");
         }
 
-        var channel = new GuestChannel(spec.Id, spec.Socket, spec.Drives, _options.GuestChannel, _options.FreezeWatch);
+        var channel = new GuestChannel(spec.Id, spec.Socket, spec.Drives, _options.GuestChannel, _options.FreezeWatch) { Mountpoints = spec.Mountpoints };
         lock (_guestsLock)
         {
             if (_guests.Any(g => g.Id == spec.Id))

@@ -39,16 +39,23 @@ public sealed class GuestAgentClient : IAsyncDisposable
     private bool _inStep;
     private bool _closed;
 
-    private GuestAgentClient(Socket socket, string socketPath, GuestAgentOptions options)
+    private GuestAgentClient(Socket socket, string socketPath, GuestAgentOptions options, bool ownsConnection = true)
     {
         _socket = socket;
-        _stream = new NetworkStream(socket, ownsSocket: true);
+
+        // A stream that owns its socket shuts the connection down when it is disposed, for every
+        // holder of it: right for our own connection (a copy the freeze watch still holds must not
+        // keep the chardev's one client slot), wrong for a copy of someone else's.
+        _stream = new NetworkStream(socket, ownsSocket: ownsConnection);
         _reader = new AgentLineReader(_stream, options.MaxLineBytes);
         _options = options;
         SocketPath = socketPath;
     }
 
     public string SocketPath { get; }
+
+    /// <summary>The connected socket, for the freeze watch to get a copy of (<see cref="IFreezeWatch.Arm"/>).</summary>
+    internal System.Runtime.InteropServices.SafeHandle Handle => _socket.SafeHandle;
 
     /// <summary>True once the agent closed the connection or the client was disposed: only a new connection helps.</summary>
     public bool IsClosed => Volatile.Read(ref _closed);
@@ -77,6 +84,13 @@ public sealed class GuestAgentClient : IAsyncDisposable
             throw new GuestAgentException(GuestAgentErrorKind.NoAgent, $"cannot reach the guest agent at {socketPath}: {why}");
         }
     }
+
+    /// <summary>
+    /// A client on a connection made elsewhere (the freeze watch's copy of the daemon's): it starts
+    /// out of step, so its first call syncs, and whatever the other holder left in the stream is skipped.
+    /// </summary>
+    internal static GuestAgentClient Over(Socket socket, string socketPath, GuestAgentOptions? options = null) =>
+        new(socket, socketPath, options ?? new GuestAgentOptions(), ownsConnection: false);
 
     /// <summary>Brings the stream in step (guest-sync-delimited) even when it seems to be.</summary>
     public Task SyncAsync(CancellationToken cancellationToken = default) => CallAsync(null, null, _options.CallTimeout, _ => 0, cancellationToken);

@@ -29,7 +29,7 @@ public sealed partial class GuestChannel
         try
         {
             var clock = Stopwatch.StartNew();
-            int count = await FreezeCoreAsync(cancellationToken);
+            int count = await FreezeCoreAsync(term, cancellationToken);
             _owner = owner;
             StartLease(term);
             return new GuestFreezeResult(Id, count, clock.Elapsed, term);
@@ -116,7 +116,7 @@ public sealed partial class GuestChannel
             var clock = Stopwatch.StartNew();
             try
             {
-                int count = await FreezeCoreAsync(cancellationToken);
+                int count = await FreezeCoreAsync(_options.Lease, cancellationToken);
                 return new GuestFreezeScope(this, frozenHere: true, count, clock.Elapsed, null);
             }
             catch (GuestAgentException e) when (e.Kind == GuestAgentErrorKind.NoAgent)
@@ -136,7 +136,14 @@ public sealed partial class GuestChannel
     {
         try
         {
-            return frozenHere ? await ThawCoreAsync("the snapshot is done", CancellationToken.None) : null;
+            if (!frozenHere)
+            {
+                return null;
+            }
+
+            return await ThawCoreAsync("the snapshot is done", CancellationToken.None) is { } problem ? problem
+                : _thawedElsewhere ? $"guest {Id}: its file systems were thawed before the switch was done (by the freeze watch, past the lease and its grace, or in the guest): the snapshot is crash-consistent only"
+                : null;
         }
         finally
         {
@@ -144,8 +151,13 @@ public sealed partial class GuestChannel
         }
     }
 
-    /// <summary>Under <c>_gate</c>: arms the watch, freezes, checks the agent's status agrees; any failure after the freeze was sent thaws.</summary>
-    private async Task<int> FreezeCoreAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Under <c>_gate</c>: arms the watch (with the connection, and a deadline past the freeze call
+    /// and <paramref name="lease"/>), freezes, checks the agent froze what was asked and that its
+    /// status agrees, then tells the watch the lease. Any failure after the freeze was sent thaws,
+    /// the agent's own refusal included (docs/guest.md, "When the agent fails the freeze").
+    /// </summary>
+    private async Task<int> FreezeCoreAsync(TimeSpan lease, CancellationToken cancellationToken)
     {
         if (_state == GuestFreezeState.Frozen)
         {
@@ -153,20 +165,31 @@ public sealed partial class GuestChannel
                 $"guest {Id} is already frozen ({Stopwatch.GetElapsedTime(_frozenAt).TotalSeconds:0.###} s ago): freezes do not nest; end_snapshot first");
         }
 
-        await ConnectedAsync(cancellationToken);
-        _watch?.Arm(SocketPath);
+        var client = await ConnectedAsync(cancellationToken);
+        _watch?.Arm(SocketPath, client.Handle, _options.Agent.FreezeTimeout + _options.Agent.CallTimeout + lease + _options.WatchGrace);
         int count;
         try
         {
             try
             {
-                count = await CallAsync((c, ct) => c.FreezeAsync(ct), cancellationToken);
+                count = Mountpoints.Count > 0
+                    ? await CallAsync((c, ct) => c.FreezeListAsync(Mountpoints, ct), cancellationToken)
+                    : await CallAsync((c, ct) => c.FreezeAsync(ct), cancellationToken);
             }
             catch (GuestAgentException e) when (e.Kind == GuestAgentErrorKind.AgentError)
             {
-                // The agent answered and refused: nothing was frozen, nothing to thaw.
-                _watch?.Disarm(SocketPath);
+                // The agent answered and refused. qemu-ga thaws what it froze before it reports a
+                // failed freeze, but another agent, or one that failed half-way, may not: thaw anyway.
+                await ThawAfterRefusalAsync(cancellationToken);
                 throw new GuestAgentException(e.Kind, $"guest {Id}: {e.Message}") { AgentErrorClass = e.AgentErrorClass };
+            }
+
+            if (Mountpoints.Count > 0 && count < Mountpoints.Count)
+            {
+                _state = GuestFreezeState.Frozen;
+                await ThawCoreAsync("the agent froze fewer file systems than asked", CancellationToken.None);
+                throw new GuestAgentException(GuestAgentErrorKind.AgentError,
+                    $"guest {Id}: the agent froze {count} of the {Mountpoints.Count} file systems asked for ({string.Join(", ", Mountpoints)}); thawed again");
             }
 
             var status = await StatusOrNullAsync(cancellationToken);
@@ -192,8 +215,36 @@ public sealed partial class GuestChannel
         _state = GuestFreezeState.Frozen;
         _frozenCount = count;
         _frozenAt = Stopwatch.GetTimestamp();
+        _watch?.Lease(SocketPath, lease + _options.WatchGrace);
         EventRaised?.Invoke(new GuestEvent(Id, GuestEventKind.Frozen, count));
         return count;
+    }
+
+    /// <summary>
+    /// Under <c>_gate</c>, after the agent refused a freeze: a thaw for whatever it may have frozen.
+    /// An agent that refuses the thaw too (qemu-ga -b blocks both) has nothing frozen by us; one that
+    /// does not answer is thawed later, as after any failed thaw.
+    /// </summary>
+    private async Task ThawAfterRefusalAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            int count = await CallAsync((c, ct) => c.ThawAsync(ct), cancellationToken);
+            _watch?.Disarm(SocketPath);
+            if (count > 0)
+            {
+                EventRaised?.Invoke(new GuestEvent(Id, GuestEventKind.Thawed, count, "the agent failed the freeze and was left with file systems frozen"));
+            }
+        }
+        catch (GuestAgentException e) when (e.Kind == GuestAgentErrorKind.AgentError)
+        {
+            _watch?.Disarm(SocketPath);
+        }
+        catch (Exception e) when (e is GuestAgentException or OperationCanceledException)
+        {
+            _state = GuestFreezeState.Frozen;
+            await ThawCoreAsync("the agent failed the freeze", CancellationToken.None);
+        }
     }
 
     /// <summary>guest-fsfreeze-status, or null when the agent does not offer it (blocked, too old): the freeze's own count is then all there is.</summary>
@@ -226,12 +277,18 @@ public sealed partial class GuestChannel
         _owner = null;
         try
         {
+            int expected = _frozenCount;
             int count = await CallAsync((c, ct) => c.ThawAsync(ct), cancellationToken);
             _thawPending = false;
             _state = GuestFreezeState.Thawed;
             _frozenCount = 0;
             _watch?.Disarm(SocketPath);
-            EventRaised?.Invoke(new GuestEvent(Id, GuestEventKind.Thawed, count, reason));
+
+            // Nothing left to thaw after a freeze of some: another hand thawed it first (the freeze
+            // watch, when this process was stopped past the lease; or someone in the guest).
+            _thawedElsewhere = expected > 0 && count == 0;
+            EventRaised?.Invoke(new GuestEvent(Id, GuestEventKind.Thawed, count,
+                _thawedElsewhere ? $"{reason}; the agent had nothing frozen any more (thawed by the freeze watch or in the guest)" : reason));
             return null;
         }
         catch (GuestAgentException e)

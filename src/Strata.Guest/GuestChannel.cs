@@ -29,6 +29,7 @@ public sealed partial class GuestChannel : IAsyncDisposable
     private int _frozenCount;
     private long _frozenAt;
     private bool _thawPending;
+    private bool _thawedElsewhere;
     private CancellationTokenSource? _lease;
     private Task? _health;
 
@@ -50,6 +51,12 @@ public sealed partial class GuestChannel : IAsyncDisposable
 
     /// <summary>The ids of the drives this guest writes: a consistent snapshot freezes it and switches them all.</summary>
     public IReadOnlyList<string> Drives { get; }
+
+    /// <summary>
+    /// The mount points a freeze names (guest-fsfreeze-freeze-list); empty: every file system the
+    /// agent can freeze (guest-fsfreeze-freeze). An agent that freezes fewer of them fails the freeze.
+    /// </summary>
+    public IReadOnlyList<string> Mountpoints { get; init; } = [];
 
     public TimeSpan DefaultLease => _options.Lease;
 

@@ -12,6 +12,13 @@ public sealed record GuestChannelOptions
     /// </summary>
     public TimeSpan Lease { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// How long past a freeze's lease the freeze watch waits for this process to thaw before it
+    /// thaws the guest itself (a daemon that is stopped or deadlocked does not thaw). Covers the
+    /// daemon's own thaw call and a snapshot's switch still running at the lease's end.
+    /// </summary>
+    public TimeSpan WatchGrace { get; init; } = TimeSpan.FromSeconds(2);
+
     /// <summary>How often a connected agent is pinged, so that a lost or hung agent is noticed and reported.</summary>
     public TimeSpan HealthInterval { get; init; } = TimeSpan.FromSeconds(2);
 

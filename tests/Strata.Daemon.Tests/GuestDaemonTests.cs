@@ -229,6 +229,99 @@ public sealed class GuestDaemonTests
         Assert.Equal("guest-fsfreeze-thaw", agent.Commands[^1]);
     }
 
+    [Fact]
+    public async Task WhenTheDaemonIsStoppedWhileTheGuestIsFrozenTheWatchThawsItAndTheDaemonNoticesWhenItResumes()
+    {
+        // The agent serves one client at a time, as QEMU's chardev does: while the stopped daemon
+        // holds its connection, only the copy of it the watch was handed reaches the agent.
+        using var folder = new TempFolder("gs");
+        await using var agent = new FakeGuestAgent(folder.File("qga.sock")) { OneClientAtATime = true };
+        string image = folder.File("foo.img");
+        Processes.Run("qemu-img", "create", "-q", "-f", "raw", image, "1M").AssertSuccess();
+        await using var daemon = await DaemonProcess.StartAsync(folder.Path, image, "raw",
+            "--guest", $"id=vm0,socket={agent.SocketPath},drives={LiveDaemon.DriveId}");
+        await using var qmp = await daemon.ConnectQmpAsync();
+        await qmp.ExecuteAsync("x-strata-guest-begin-snapshot", new JsonObject { ["lease-ms"] = 500 });
+        Assert.True(agent.Frozen);
+
+        await daemon.SignalAsync("STOP");
+        try
+        {
+            await agent.WaitUntilAsync(a => !a.Frozen, "the freeze watch's thaw while the daemon is stopped", TimeSpan.FromSeconds(30));
+        }
+        finally
+        {
+            await daemon.SignalAsync("CONT");
+        }
+
+        var thawed = await qmp.WaitForEventAsync("GUEST_THAWED", EventWait);
+        var state = (await qmp.ExecuteAsync("query-guests"))![0]!["state"]!.GetValue<string>();
+        var end = await qmp.ExecuteAsync("x-strata-guest-end-snapshot", []);
+        var again = await qmp.ExecuteAsync("x-strata-guest-begin-snapshot", new JsonObject { ["lease-ms"] = 60_000 });
+        Assert.True(agent.Frozen);
+        await qmp.ExecuteAsync("x-strata-guest-end-snapshot", []);
+
+        Assert.Contains("nothing frozen any more", thawed["data"]!["reason"]!.GetValue<string>());
+        Assert.Equal("expired", state);
+        Assert.True(end!["expired"]!.GetValue<bool>());
+        Assert.Equal(2, again!["filesystems"]!.GetValue<int>());
+        Assert.False(agent.Frozen);
+        Assert.Equal(2, agent.Thaws);
+        Assert.Equal(1, agent.ConnectionsAccepted);
+    }
+
+    [Theory]
+    [InlineData(FakeAgentMode.RefuseFreeze, "has been disabled")]
+    [InlineData(FakeAgentMode.FailFreezeLeavingFrozen, "failed to freeze /data")]
+    [InlineData(FakeAgentMode.LieAboutFreeze, "its status says thawed")]
+    public async Task AConsistentSnapshotWhoseFreezeTheAgentFailsIsRefusedInOneLineWithNothingSwitchedAndTheGuestThawed(FakeAgentMode mode, string why)
+    {
+        await using var d = await LiveDaemon.StartAsync(o => o with { GuestChannel = Quick });
+        await using var agent = new FakeGuestAgent(d.Folder.File("qga.sock")) { Mode = mode };
+        await using var qmp = await d.ConnectQmpAsync();
+        await AddGuestAsync(qmp, agent);
+
+        var e = await RefusedSnapshotAsync(qmp, d);
+
+        Assert.Contains(why, e.Message);
+        Assert.Contains("the consistent snapshot is refused", e.Message);
+        Assert.Equal("guest-fsfreeze-thaw", agent.Commands[^1]);
+        Assert.False(agent.Frozen);
+        Assert.Equal(mode == FakeAgentMode.FailFreezeLeavingFrozen ? 1 : 0, agent.Thaws);
+    }
+
+    [Fact]
+    public async Task AConsistentSnapshotIsRefusedWhenTheAgentFreezesFewerOfTheGuestsMountpointsThanAsked()
+    {
+        await using var d = await LiveDaemon.StartAsync(o => o with { GuestChannel = Quick });
+        await using var agent = new FakeGuestAgent(d.Folder.File("qga.sock")) { Mounts = ["/"] };
+        await using var qmp = await d.ConnectQmpAsync();
+        await qmp.ExecuteAsync("x-strata-guest-add", new JsonObject
+        {
+            ["id"] = "vm0", ["socket"] = agent.SocketPath, ["drives"] = new JsonArray(LiveDaemon.DriveId), ["mountpoints"] = new JsonArray("/", "/data"),
+        });
+
+        var e = await RefusedSnapshotAsync(qmp, d);
+
+        Assert.Contains("froze 1 of the 2 file systems asked for (/, /data)", e.Message);
+        Assert.False(agent.Frozen);
+        Assert.Equal(1, agent.Thaws);
+        Assert.Equal(["/", "/data"], (await qmp.ExecuteAsync("query-guests"))![0]!["mountpoints"]!.AsArray().Select(m => m!.GetValue<string>()));
+    }
+
+    /// <summary>A consistent snapshot that must fail: the error, after checking it is one line, the drive still on its image and no overlay made.</summary>
+    private static async Task<QmpException> RefusedSnapshotAsync(QmpClient qmp, LiveDaemon d)
+    {
+        var e = await Assert.ThrowsAsync<QmpException>(() => qmp.ExecuteAsync("blockdev-snapshot-sync", new JsonObject
+        {
+            ["device"] = LiveDaemon.DriveId, ["snapshot-file"] = d.Folder.File("tmp.img"), ["x-strata-freeze"] = true,
+        }));
+        Assert.DoesNotContain('\n', e.Message);
+        Assert.Equal(d.BaseImage, (await qmp.ExecuteAsync("query-block"))![0]!["inserted"]!["file"]!.GetValue<string>());
+        Assert.False(File.Exists(d.Folder.File("tmp.img")));
+        return e;
+    }
+
     private static Task AddGuestAsync(QmpClient qmp, FakeGuestAgent agent, params string[] drives) =>
         qmp.ExecuteAsync("x-strata-guest-add", new JsonObject
         {

@@ -1,7 +1,10 @@
+using System.Net.Sockets;
+using System.Text;
 using Strata.TestKit;
 
 namespace Strata.Guest.Tests;
 
+/// <summary>The watch process's work, driven in process over a real socket pair, as the daemon drives it.</summary>
 public sealed class FreezeWatcherTests
 {
     [Fact]
@@ -15,7 +18,7 @@ public sealed class FreezeWatcherTests
         }
 
         var log = new StringWriter();
-        int status = await new FreezeWatcher(log).RunAsync(new StringReader($"arm {agent.SocketPath}\n"));
+        int status = await RunAsync(new FreezeWatcher(log), link => Send(link, $"arm 3600000 - {agent.SocketPath}"));
 
         Assert.Equal(0, status);
         Assert.False(agent.Frozen);
@@ -28,7 +31,11 @@ public sealed class FreezeWatcherTests
         using var dir = new TempFolder("fw");
         await using var agent = new FakeGuestAgent(dir.File("qga.sock"));
 
-        int status = await new FreezeWatcher(TextWriter.Null).RunAsync(new StringReader($"arm {agent.SocketPath}\ndisarm {agent.SocketPath}\n"));
+        int status = await RunAsync(new FreezeWatcher(TextWriter.Null), link =>
+        {
+            Send(link, $"arm 3600000 - {agent.SocketPath}");
+            Send(link, $"disarm {agent.SocketPath}");
+        });
 
         Assert.Equal(0, status);
         Assert.Empty(agent.Commands);
@@ -41,9 +48,76 @@ public sealed class FreezeWatcherTests
         var log = new StringWriter();
         var watcher = new FreezeWatcher(log) { GiveUpAfter = TimeSpan.FromMilliseconds(300), RetryDelay = TimeSpan.FromMilliseconds(50) };
 
-        int status = await watcher.RunAsync(new StringReader($"arm {dir.File("none.sock")}\n"));
+        int status = await RunAsync(watcher, link => Send(link, $"arm 3600000 - {dir.File("none.sock")}"));
 
         Assert.Equal(1, status);
         Assert.Contains("could not thaw", log.ToString());
     }
+
+    [Fact]
+    public async Task PastTheLeaseWithTheLinkStillOpenTheWatcherThawsOnTheDaemonsOwnConnection()
+    {
+        // The agent serves one client at a time, as QEMU's chardev does: while the "daemon" holds its
+        // connection, a new one would never be answered; only the copy handed over reaches the agent.
+        using var dir = new TempFolder("fw");
+        await using var agent = new FakeGuestAgent(dir.File("qga.sock")) { OneClientAtATime = true };
+        await using var daemonClient = await GuestAgentClient.ConnectAsync(agent.SocketPath);
+        await daemonClient.FreezeAsync();
+        var (daemonEnd, watchEnd) = UnixRights.SocketPair();
+        var log = new StringWriter();
+        var watcher = new FreezeWatcher(log) { Agent = new GuestAgentOptions { CallTimeout = TimeSpan.FromSeconds(2) } };
+        var running = watcher.RunAsync(watchEnd);
+
+        UnixRights.Send(daemonEnd, Encoding.UTF8.GetBytes($"arm 3600000 fd {agent.SocketPath}\n"), daemonClient.Handle);
+        UnixRights.Send(daemonEnd, Encoding.UTF8.GetBytes($"lease 200 {agent.SocketPath}\n"), null);
+        await agent.WaitUntilAsync(a => !a.Frozen, "the watcher's thaw at the lease's end", TimeSpan.FromSeconds(20));
+
+        // The daemon's connection still works once it resumes: the watcher used a copy and closed only that.
+        await daemonClient.PingAsync();
+        Assert.Equal(0, await daemonClient.ThawAsync());
+        Assert.Equal(1, agent.ConnectionsAccepted);
+
+        // The daemon ends (its connection and the link close): the socket is still armed, and the
+        // watcher's last thaw, on a new connection, finds nothing frozen.
+        await daemonClient.DisposeAsync();
+        daemonEnd.Dispose();
+        Assert.Equal(0, await running.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("thawed on the daemon's connection", log.ToString());
+        watchEnd.Dispose();
+    }
+
+    [Fact]
+    public async Task ADisarmBeforeTheDeadlineKeepsTheWatcherFromThawing()
+    {
+        using var dir = new TempFolder("fw");
+        await using var agent = new FakeGuestAgent(dir.File("qga.sock"));
+        var (daemonEnd, watchEnd) = UnixRights.SocketPair();
+        var running = new FreezeWatcher(TextWriter.Null).RunAsync(watchEnd);
+
+        UnixRights.Send(daemonEnd, Encoding.UTF8.GetBytes($"arm 3600000 - {agent.SocketPath}\nlease 300 {agent.SocketPath}\ndisarm {agent.SocketPath}\n"), null);
+        await Task.Delay(600);
+        daemonEnd.Dispose();
+
+        Assert.Equal(0, await running.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Empty(agent.Commands);
+        watchEnd.Dispose();
+    }
+
+    /// <summary>Runs the watcher on a fresh link, lets <paramref name="talk"/> write to it, then closes it (the daemon's end) and waits (bounded) for the exit status.</summary>
+    private static async Task<int> RunAsync(FreezeWatcher watcher, Action<SafeSocketHandle> talk)
+    {
+        var (daemonEnd, watchEnd) = UnixRights.SocketPair();
+        using (watchEnd)
+        {
+            var running = watcher.RunAsync(watchEnd);
+            using (daemonEnd)
+            {
+                talk(daemonEnd);
+            }
+
+            return await running.WaitAsync(TimeSpan.FromSeconds(60));
+        }
+    }
+
+    private static void Send(SafeSocketHandle link, string line) => UnixRights.Send(link, Encoding.UTF8.GetBytes(line + "\n"), null);
 }

@@ -31,7 +31,8 @@ public sealed class GuestChannelTests
         Assert.False(agent.Frozen);
         Assert.Equal(3, thawed.ThawedFileSystems);
         Assert.False(thawed.Expired);
-        Assert.Equal(["arm", "disarm"], watch.Lines);
+        Assert.Equal(["arm", "lease", "disarm"], watch.Lines);
+        Assert.True(watch.LastArm.WithConnection);
         Assert.Contains(events, e => e.Kind == GuestEventKind.Frozen && e.Count == 3);
         Assert.Contains(events, e => e.Kind == GuestEventKind.Thawed && e.Reason == "end_snapshot");
     }
@@ -101,7 +102,7 @@ public sealed class GuestChannelTests
     }
 
     [Fact]
-    public async Task AFreezeTheAgentRefusesLeavesNothingToThaw()
+    public async Task AFreezeTheAgentRefusesIsFollowedByAThawAnywayAndRefused()
     {
         using var dir = new TempFolder("gc");
         await using var agent = new FakeGuestAgent(dir.File("qga.sock")) { Mode = FakeAgentMode.RefuseFreeze };
@@ -110,9 +111,51 @@ public sealed class GuestChannelTests
 
         var e = await Assert.ThrowsAsync<GuestAgentException>(() => channel.BeginSnapshotAsync(new object()));
 
+        // The thaw sent anyway finds nothing frozen: nothing is left to retry.
         Assert.Contains("has been disabled", e.Message);
-        Assert.DoesNotContain("guest-fsfreeze-thaw", agent.Commands);
+        Assert.Equal("guest-fsfreeze-thaw", agent.Commands[^1]);
         Assert.Equal(["arm", "disarm"], watch.Lines);
+        Assert.Equal(GuestFreezeState.Thawed, channel.State);
+    }
+
+    [Fact]
+    public async Task AnAgentThatFailsTheFreezeButLeavesFileSystemsFrozenIsThawedAndRefused()
+    {
+        using var dir = new TempFolder("gc");
+        await using var agent = new FakeGuestAgent(dir.File("qga.sock")) { Mode = FakeAgentMode.FailFreezeLeavingFrozen };
+        await using var channel = new GuestChannel("vm0", agent.SocketPath, ["d0"], Quick);
+
+        var e = await RefusedAndThawedAsync(agent, channel);
+
+        Assert.Equal(GuestAgentErrorKind.AgentError, e.Kind);
+        Assert.Contains("failed to freeze /data", e.Message);
+    }
+
+    [Fact]
+    public async Task AFreezeListThatFreezesFewerFileSystemsThanAskedIsThawedAndRefused()
+    {
+        using var dir = new TempFolder("gc");
+        await using var agent = new FakeGuestAgent(dir.File("qga.sock")) { Mounts = ["/", "/data"] };
+        await using var channel = new GuestChannel("vm0", agent.SocketPath, ["d0"], Quick) { Mountpoints = ["/data", "/srv"] };
+
+        var e = await RefusedAndThawedAsync(agent, channel);
+
+        Assert.Contains("froze 1 of the 2 file systems asked for (/data, /srv)", e.Message);
+        Assert.Contains("guest-fsfreeze-freeze-list", agent.Commands);
+    }
+
+    [Fact]
+    public async Task AFreezeListThatFreezesEveryMountpointAskedHoldsTheGuestFrozen()
+    {
+        using var dir = new TempFolder("gc");
+        await using var agent = new FakeGuestAgent(dir.File("qga.sock")) { Mounts = ["/", "/data"] };
+        await using var channel = new GuestChannel("vm0", agent.SocketPath, ["d0"], Quick) { Mountpoints = ["/data"] };
+
+        var frozen = await channel.BeginSnapshotAsync(new object());
+
+        Assert.Equal(1, frozen.FrozenFileSystems);
+        Assert.True(agent.Frozen);
+        await channel.EndSnapshotAsync();
     }
 
     [Fact]
@@ -207,6 +250,17 @@ public sealed class GuestChannelTests
         Assert.Null(await scope.ExitAsync());
 
         Assert.False(agent.Frozen);
+    }
+
+    /// <summary>A begin_snapshot the agent fails: its one-line error, once the guest was thawed (once) and the channel says so.</summary>
+    private static async Task<GuestAgentException> RefusedAndThawedAsync(FakeGuestAgent agent, GuestChannel channel)
+    {
+        var e = await Assert.ThrowsAsync<GuestAgentException>(() => channel.BeginSnapshotAsync(new object()));
+        Assert.DoesNotContain('\n', e.Message);
+        Assert.False(agent.Frozen);
+        Assert.Equal(1, agent.Thaws);
+        Assert.Equal(GuestFreezeState.Thawed, channel.State);
+        return e;
     }
 
     private static ConcurrentQueue<GuestEvent> Record(GuestChannel channel)

@@ -17,11 +17,23 @@ internal sealed class RecordingWatch : IFreezeWatch
         }
     }
 
-    public void Arm(string socketPath)
+    /// <summary>The connection and deadline of the last arm.</summary>
+    public (bool WithConnection, TimeSpan ThawAfter) LastArm { get; private set; }
+
+    public void Arm(string socketPath, System.Runtime.InteropServices.SafeHandle? connection, TimeSpan thawAfter)
     {
         lock (_lock)
         {
             _lines.Add("arm");
+            LastArm = (connection is not null, thawAfter);
+        }
+    }
+
+    public void Lease(string socketPath, TimeSpan thawAfter)
+    {
+        lock (_lock)
+        {
+            _lines.Add("lease");
         }
     }
 

@@ -35,4 +35,7 @@ public enum FakeAgentMode
 
     /// <summary>Refuses the freeze commands as a qemu-ga started with -b does.</summary>
     RefuseFreeze,
+
+    /// <summary>Fails the freeze with an error, as qemu-ga does when FIFREEZE fails, but leaves file systems frozen (an agent that does not undo its half-done freeze).</summary>
+    FailFreezeLeavingFrozen,
 }

@@ -10,7 +10,9 @@ namespace Strata.TestKit;
 /// the way qemu-ga does it (0xFF resets its parser and gets a parse error, guest-sync-delimited's
 /// reply starts with 0xFF, every "id" is echoed), with one frozen/thawed state shared by its
 /// connections, like one guest. <see cref="Mode"/> makes it hang, lie, send garbage, drop the
-/// connection or send stale replies. It records every command it receives and every thaw.
+/// connection or send stale replies. It records every command it receives and every thaw. With
+/// <see cref="OneClientAtATime"/> it serves connections as QEMU's socket chardev does: one at a time,
+/// a second client waiting (connected, unanswered) until the first has closed.
 /// </summary>
 public sealed class FakeGuestAgent : IAsyncDisposable
 {
@@ -41,6 +43,12 @@ public sealed class FakeGuestAgent : IAsyncDisposable
 
     /// <summary>How many file systems a freeze reports.</summary>
     public int FileSystems { get; set; } = 2;
+
+    /// <summary>The guest's mount points, for guest-fsfreeze-freeze-list: it freezes those of the list that are here. Null: every one asked for.</summary>
+    public IReadOnlyCollection<string>? Mounts { get; set; }
+
+    /// <summary>Serve one connection at a time, as QEMU's chardev does (set before the first client connects).</summary>
+    public bool OneClientAtATime { get; init; }
 
     public bool Frozen
     {
@@ -143,7 +151,14 @@ public sealed class FakeGuestAgent : IAsyncDisposable
                 _connections.Add(connection);
             }
 
-            _ = Task.Run(() => ServeAsync(connection, stop), CancellationToken.None);
+            if (OneClientAtATime)
+            {
+                await ServeAsync(connection, stop);
+            }
+            else
+            {
+                _ = Task.Run(() => ServeAsync(connection, stop), CancellationToken.None);
+            }
         }
     }
 
@@ -277,12 +292,21 @@ public sealed class FakeGuestAgent : IAsyncDisposable
                     _frozen = mode != FakeAgentMode.LieAboutFreeze;
                 }
 
+                if (mode == FakeAgentMode.FailFreezeLeavingFrozen)
+                {
+                    await Reply(connection, id, null, "failed to freeze /data: Device or resource busy", stop);
+                    return true;
+                }
+
                 if (mode == FakeAgentMode.HangOnFreeze)
                 {
                     return true;
                 }
 
-                result = mode == FakeAgentMode.ReplyToOther ? "{}" : FileSystems.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                int frozen = command == "guest-fsfreeze-freeze-list"
+                    ? arguments.GetProperty("mountpoints").EnumerateArray().Count(m => Mounts is null || Mounts.Contains(m.GetString()!))
+                    : FileSystems;
+                result = mode == FakeAgentMode.ReplyToOther ? "{}" : frozen.ToString(System.Globalization.CultureInfo.InvariantCulture);
                 break;
             case "guest-fsfreeze-thaw":
                 int thawed;

@@ -19,6 +19,7 @@ internal static class LiveBench
         ("bitmap-memory", BitmapMemoryBench.MeasureAsync),
         ("backup", BackupBench.MeasureAsync),
         ("backup-live", BackupLiveBench.MeasureAsync),
+        ("freeze-window", FreezeWindowBench.MeasureAsync),
     ];
 
     public static string Commands => "live|" + string.Join('|', Benches.Select(b => b.Name));

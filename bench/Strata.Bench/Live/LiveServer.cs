@@ -33,7 +33,7 @@ internal abstract class LiveServer : IAsyncDisposable
     /// <summary>The export as fio's nbd engine (libnbd) takes it.</summary>
     public string NbdUri => $"nbd+unix:///disk?socket={NbdSocket}";
 
-    protected string NbdSocket { get; }
+    public string NbdSocket { get; }
 
     /// <summary>The QMP socket, for a tool that drives the server itself (strata backup --qmp).</summary>
     public string ControlSocket => QmpSocket;
@@ -220,13 +220,13 @@ internal abstract class LiveServer : IAsyncDisposable
     private static string? EventName(JsonObject e) => e["event"]?.GetValue<string>();
 
     /// <summary>One QMP command, bounded; a QMP error becomes an InvalidOperationException naming the server.</summary>
-    public async Task ExecuteAsync(string command, JsonObject arguments, CancellationToken cancellationToken)
+    public async Task<JsonNode?> ExecuteAsync(string command, JsonObject arguments, CancellationToken cancellationToken)
     {
         using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         limit.CancelAfter(CommandTimeout);
         try
         {
-            await Qmp.ExecuteAsync(command, arguments, limit.Token);
+            return await Qmp.ExecuteAsync(command, arguments, limit.Token);
         }
         catch (QmpException e)
         {

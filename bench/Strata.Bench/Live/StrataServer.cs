@@ -11,8 +11,11 @@ internal sealed class StrataServer(string program, string[] prefix, string folde
     protected override (string Program, IEnumerable<string> Args) CommandLine(DiskImage disk) => (program,
     [
         .. prefix, "serve", "-v", "--drive", $"id=disk,file={disk.Path},format={disk.Format}",
-        "--nbd", $"unix:{NbdSocket}", "--qmp", $"unix:{QmpSocket}",
+        "--nbd", $"unix:{NbdSocket}", "--qmp", $"unix:{QmpSocket}", .. ExtraArguments,
     ]);
+
+    /// <summary>More options for <c>strata serve</c> (a <c>--guest</c>).</summary>
+    public IReadOnlyList<string> ExtraArguments { get; init; } = [];
 
     public override string BitmapNode => "disk";
 

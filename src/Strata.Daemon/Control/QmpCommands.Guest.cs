@@ -15,7 +15,7 @@ public sealed partial class QmpCommands
     // Properties, not fields: the table in QmpCommands.cs reads them while the type initializes.
     private static QmpParameter[] GuestName => [new("guest", QmpType.String)];
 
-    private static QmpParameter[] GuestAddParameters => [new("id", QmpType.String), new("socket", QmpType.String), new("drives", QmpType.Array)];
+    private static QmpParameter[] GuestAddParameters => [new("id", QmpType.String), new("socket", QmpType.String), new("drives", QmpType.Array), new("mountpoints", QmpType.Array)];
 
     private static QmpParameter[] GuestBegin => [new("guest", QmpType.String), new("lease-ms", QmpType.Integer)];
 
@@ -30,15 +30,11 @@ public sealed partial class QmpCommands
 
     private QmpResult AddGuest(QmpArguments args)
     {
-        var drives = new List<string>();
-        foreach (var drive in args.Array("drives").EnumerateArray())
-        {
-            drives.Add(drive.ValueKind == JsonValueKind.String ? drive.GetString()! : throw new QmpException("Invalid parameter type for 'drives', expected: array of strings"));
-        }
-
+        var drives = Strings(args.Array("drives"), "drives");
+        var mountpoints = args.OptionalArray("mountpoints") is { } points ? Strings(points, "mountpoints") : [];
         try
         {
-            _daemon.AddGuest(GuestSpec.Create(args.String("id"), args.String("socket"), drives, "x-strata-guest-add"));
+            _daemon.AddGuest(GuestSpec.Create(args.String("id"), args.String("socket"), drives, "x-strata-guest-add") with { Mountpoints = mountpoints });
         }
         catch (FormatException e)
         {
@@ -46,6 +42,17 @@ public sealed partial class QmpCommands
         }
 
         return QmpResult.Empty;
+    }
+
+    private static List<string> Strings(JsonElement array, string name)
+    {
+        var strings = new List<string>();
+        foreach (var item in array.EnumerateArray())
+        {
+            strings.Add(item.ValueKind == JsonValueKind.String ? item.GetString()! : throw new QmpException($"Invalid parameter type for '{name}', expected: array of strings"));
+        }
+
+        return strings;
     }
 
     private async Task<QmpResult> RemoveGuestAsync(QmpArguments args)
@@ -72,6 +79,17 @@ public sealed partial class QmpCommands
                 }
 
                 w.WriteEndArray();
+                if (guest.Mountpoints.Count > 0)
+                {
+                    w.WriteStartArray("mountpoints");
+                    foreach (string point in guest.Mountpoints)
+                    {
+                        w.WriteStringValue(point);
+                    }
+
+                    w.WriteEndArray();
+                }
+
                 w.WriteBoolean("responding", guest.IsResponding);
                 if (guest.AgentVersion is { } version)
                 {
@@ -172,7 +190,20 @@ public sealed partial class QmpCommands
         {
             foreach (var guest in guests)
             {
-                var scope = await guest.EnterSnapshotAsync(freeze, cancellationToken);
+                GuestFreezeScope scope;
+                try
+                {
+                    scope = await guest.EnterSnapshotAsync(freeze, cancellationToken);
+                }
+                catch (GuestAgentException e) when (freeze)
+                {
+                    // The agent answered but did not freeze as asked (docs/guest.md, "When the agent
+                    // fails the freeze"): it was sent a thaw; nothing is switched. A crash-consistent
+                    // snapshot is the caller's explicit choice, never a silent fallback.
+                    throw new QmpException($"{e.Message}: the consistent snapshot is refused and no drive was switched (without x-strata-freeze the snapshot is taken crash-consistent)");
+                }
+
+
                 hold.Scopes.Add(scope);
                 if (scope.Warning is { } warning)
                 {
