@@ -92,6 +92,48 @@ public sealed class RbdWorkflowTests
         Assert.True(File.ReadAllBytes(restored).AsSpan().SequenceEqual(image.Export("b1")), "the restored point is not the snapshot");
     }
 
+    [Fact]
+    public async Task ALocalBitmapFileTracksWritesToAnRbdDrive()
+    {
+        using var folder = new TempFolder("rbd-bitmap");
+        using var image = new RbdImage("bm");
+        StrataCli.ImgOk("create", "-f", "raw", image.Locator, Size.ToString());
+        string qmp = folder.File("qmp.sock");
+        string nbd = $"nbd+unix:///d0?socket={folder.File("nbd.sock")}";
+        await using var served = ServeProcess.Start(folder.Path, RbdImage.Cluster.Environment,
+            "--drive", $"id=d0,file={image.Locator},format=raw", "--bitmap", $"drive=d0,file={folder.File("t0.dbmp")}",
+            "--nbd", $"unix:{folder.File("nbd.sock")}", "--qmp", $"unix:{qmp}");
+        await served.WaitForFileAsync(qmp);
+
+        QemuIo.Ok(nbd, "raw", "write -P 0x11 1M 64k");
+        string map = await Processes.OkAsync("nbdinfo", "--map=qemu:dirty-bitmap:t0", nbd);
+        Assert.Matches(@"1048576\s+65536\s+1\s+dirty", map);
+        Monitor(qmp, "quit");
+        Assert.Equal(0, await served.WaitForExitAsync());
+    }
+
+    [Fact]
+    public async Task AQcow2DriveInRbdKeepsAPersistentBitmapInItsHeader()
+    {
+        using var folder = new TempFolder("rbd-qcow2-bitmap");
+        using var image = new RbdImage("qbm");
+        StrataCli.ImgOk("create", "-f", "qcow2", image.Locator, Size.ToString());
+        string qmp = folder.File("qmp.sock");
+        await using var served = ServeProcess.Start(folder.Path, RbdImage.Cluster.Environment,
+            "--drive", $"id=d1,file={image.Locator},format=qcow2", "--nbd", $"unix:{folder.File("nbd.sock")}", "--qmp", $"unix:{qmp}");
+        await served.WaitForFileAsync(qmp);
+
+        Monitor(qmp, """{"execute":"block-dirty-bitmap-add","arguments":{"node":"d1","name":"b0","persistent":true}}""");
+        QemuIo.Ok($"nbd+unix:///d1?socket={folder.File("nbd.sock")}", "raw", "write -P 0x11 2M 64k");
+        Monitor(qmp, "quit");
+        Assert.Equal(0, await served.WaitForExitAsync());
+
+        string info = Processes.Ok("qemu-img", "info", image.Locator);
+        Assert.Contains("name: b0", info, StringComparison.Ordinal);
+        Processes.Ok("qemu-img", "check", "-f", "qcow2", image.Locator);
+        QemuIo.Ok(image.Locator, "qcow2", "read -P 0x11 2M 64k");
+    }
+
     /// <summary>Runs console commands against the daemon's control socket, failing with the story unless all succeed.</summary>
     private static string Monitor(string qmp, params string[] commands) =>
         Processes.Strata(["monitor", qmp], new ProcessOptions { Stdin = string.Join('\n', commands) + "\n" }).AssertSuccess().Stdout;
