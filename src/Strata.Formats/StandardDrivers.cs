@@ -2,6 +2,7 @@ using Strata.Block.Drivers;
 using Strata.Formats.DirtyBitmaps;
 using Strata.Formats.Qcow2;
 using Strata.Formats.Raw;
+using Strata.Formats.Rbd;
 
 namespace Strata.Formats;
 
@@ -20,6 +21,7 @@ public static class StandardDrivers
         ],
         [
             new FileProtocolDriver(),
+            new RbdProtocolDriver(),
         ],
         ImageSignatures.Detect);
 }

@@ -1,0 +1,73 @@
+namespace Strata.Formats.Rbd;
+
+/// <summary>
+/// One connection to a Ceph cluster (a rados_t), shared by every image opened with the same
+/// configuration and user: connecting costs a monitor round trip and a map download, and librbd
+/// images hold their own I/O contexts on it. Counted: the last image to let go shuts it down.
+/// </summary>
+internal sealed class RadosCluster
+{
+    private readonly RadosClusters _owner;
+
+    private RadosCluster(RadosClusters owner, string key, IntPtr handle)
+    {
+        _owner = owner;
+        Key = key;
+        Handle = handle;
+    }
+
+    public string Key { get; }
+
+    /// <summary>The rados_t; valid while <see cref="References"/> is positive.</summary>
+    public IntPtr Handle { get; }
+
+    /// <summary>How many users hold this connection; changed only under the owner's lock.</summary>
+    public int References { get; set; }
+
+    /// <summary>
+    /// Connects as QEMU's rbd driver does (qemu_rbd_connect): the user's configuration file (or
+    /// librados' default search), then each option, then rados_connect. Blocks for the monitor.
+    /// </summary>
+    public static RadosCluster Connect(RadosClusters owner, string key, RbdLocation location)
+    {
+        string user = "client." + (location.User ?? "admin");
+        RbdErrors.ThrowIfFailed($"Could not start a Ceph client for 'rbd:{location.Name}'", RbdNative.RadosCreate2(out var handle, "ceph", user, 0));
+        try
+        {
+            int read = RbdNative.RadosConfReadFile(handle, location.Conf);
+            if (read < 0 && location.Conf is not null)
+            {
+                throw RbdErrors.For($"Could not read the Ceph configuration '{location.Conf}'", read);
+            }
+
+            foreach (var (name, value) in location.Options)
+            {
+                RbdErrors.ThrowIfFailed($"Could not set Ceph option '{name}' to '{value}'", RbdNative.RadosConfSet(handle, name, value));
+            }
+
+            RbdErrors.ThrowIfFailed($"Could not connect to the Ceph cluster of 'rbd:{location.Name}'", RbdNative.RadosConnect(handle));
+            return new RadosCluster(owner, key, handle);
+        }
+        catch
+        {
+            RbdNative.RadosShutdown(handle);
+            throw;
+        }
+    }
+
+    /// <summary>An I/O context on <paramref name="location"/>'s pool and namespace; the caller destroys it.</summary>
+    public IntPtr OpenPool(RbdLocation location)
+    {
+        RbdErrors.ThrowIfFailed($"Could not open pool '{location.Pool}' for 'rbd:{location.Name}'",
+            RbdNative.RadosIoctxCreate(Handle, location.Pool, out var ioctx));
+        if (location.Namespace is not null)
+        {
+            RbdNative.RadosIoctxSetNamespace(ioctx, location.Namespace);
+        }
+
+        return ioctx;
+    }
+
+    /// <summary>Gives back one reference (<see cref="RadosClusters.Acquire"/>).</summary>
+    public void Release() => _owner.Release(this);
+}

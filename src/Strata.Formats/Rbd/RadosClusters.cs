@@ -1,0 +1,45 @@
+namespace Strata.Formats.Rbd;
+
+/// <summary>
+/// The rbd driver's open cluster connections, by configuration (<see cref="RbdLocation.ClusterKey"/>).
+/// Lives in the driver instance, not in a static: a registry built for a test has its own.
+/// </summary>
+internal sealed class RadosClusters
+{
+    // Protects _open and every connection's References. Connecting happens under it too, so two
+    // first opens of one cluster make one connection; other clusters wait meanwhile, which is rare.
+    private readonly Lock _lock = new();
+    private readonly Dictionary<string, RadosCluster> _open = new(StringComparer.Ordinal);
+
+    /// <summary>The connection for <paramref name="location"/>'s cluster, connecting on first use; blocks.</summary>
+    public RadosCluster Acquire(RbdLocation location)
+    {
+        string key = location.ClusterKey;
+        lock (_lock)
+        {
+            if (!_open.TryGetValue(key, out var cluster))
+            {
+                cluster = RadosCluster.Connect(this, key, location);
+                _open.Add(key, cluster);
+            }
+
+            cluster.References++;
+            return cluster;
+        }
+    }
+
+    public void Release(RadosCluster cluster)
+    {
+        lock (_lock)
+        {
+            if (--cluster.References > 0)
+            {
+                return;
+            }
+
+            _open.Remove(cluster.Key);
+        }
+
+        RbdNative.RadosShutdown(cluster.Handle);
+    }
+}

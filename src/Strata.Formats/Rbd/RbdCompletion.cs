@@ -1,0 +1,95 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Threading.Tasks.Sources;
+
+namespace Strata.Formats.Rbd;
+
+/// <summary>
+/// One librbd asynchronous request as a <see cref="ValueTask{TResult}"/> of its return value: an
+/// rbd_completion_t whose callback, run on a librbd thread, completes this source. No thread waits
+/// for the request. The caller's buffer stays pinned from <see cref="Start"/> until the callback has
+/// fired, because librbd reads or fills it until then. Pooled per image
+/// (<see cref="RbdCompletionPool"/>): an instance returns to the pool when its result is taken.
+/// </summary>
+/// <remarks>
+/// Continuations run on the thread pool, never on librbd's callback thread, which must not block or
+/// issue new librbd calls inline (QEMU hands completions to its own event loop for the same reason).
+/// </remarks>
+internal sealed unsafe class RbdCompletion : IValueTaskSource<long>
+{
+    private readonly RbdCompletionPool _pool;
+
+    // This object's handle, given to librbd as the callback's argument; freed when the pool drops it.
+    private readonly GCHandle _self;
+    private ManualResetValueTaskSourceCore<long> _core = new() { RunContinuationsAsynchronously = true };
+    private MemoryHandle _pin;
+
+    public RbdCompletion(RbdCompletionPool pool)
+    {
+        _pool = pool;
+        _self = GCHandle.Alloc(this);
+    }
+
+    /// <summary>
+    /// Creates the rbd_completion_t for one request, pinning <paramref name="buffer"/> (may be empty)
+    /// until the request completes. The caller passes the result to a librbd rbd_aio_* call and,
+    /// when that call refuses the request at once, to <see cref="Abandon"/>.
+    /// </summary>
+    public IntPtr Start(ReadOnlyMemory<byte> buffer, out byte* pointer)
+    {
+        _pin = buffer.Pin();
+        pointer = (byte*)_pin.Pointer;
+        int created = RbdNative.AioCreateCompletion(GCHandle.ToIntPtr(_self), (IntPtr)(delegate* unmanaged[Cdecl]<IntPtr, IntPtr, void>)&OnComplete, out var completion);
+        if (created < 0)
+        {
+            _pin.Dispose();
+            _pool.Return(this);
+            RbdErrors.ThrowIfFailed("Could not start an RBD request", created);
+        }
+
+        return completion;
+    }
+
+    /// <summary>The request was refused by its rbd_aio_* call (no callback will come): completes with <paramref name="result"/>.</summary>
+    public void Abandon(IntPtr completion, int result)
+    {
+        RbdNative.AioRelease(completion);
+        _pin.Dispose();
+        _core.SetResult(result);
+    }
+
+    public ValueTask<long> Task => new(this, _core.Version);
+
+    public long GetResult(short token)
+    {
+        try
+        {
+            return _core.GetResult(token);
+        }
+        finally
+        {
+            _core.Reset();
+            _pool.Return(this);
+        }
+    }
+
+    public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+    public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _core.OnCompleted(continuation, state, token, flags);
+
+    /// <summary>Frees the handle librbd's callbacks find this object by; only once no request can use it.</summary>
+    public void Free() => _self.Free();
+
+    /// <summary>librbd's rbd_callback_t: the request ended with <c>rbd_aio_get_return_value</c>.</summary>
+    [UnmanagedCallersOnly(CallConvs = [typeof(CallConvCdecl)])]
+    private static void OnComplete(IntPtr completion, IntPtr argument)
+    {
+        var self = (RbdCompletion)GCHandle.FromIntPtr(argument).Target!;
+        long result = RbdNative.AioGetReturnValue(completion);
+        RbdNative.AioRelease(completion);
+        self._pin.Dispose();
+        self._core.SetResult(result);
+    }
+}
