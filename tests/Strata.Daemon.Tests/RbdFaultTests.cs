@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Strata.Nbd.Client;
 using Strata.TestKit;
+using Xunit.Abstractions;
 
 namespace Strata.Daemon.Tests;
 
@@ -12,11 +13,11 @@ namespace Strata.Daemon.Tests;
 /// wait; a request that fails anyway must fail as an NBD error (never a dropped connection) and is
 /// retried by the workload (RbdFaultLoad), as a guest would. No acknowledged write may be lost, and the daemon stays up.
 /// </summary>
-public sealed class RbdFaultTests
+public sealed class RbdFaultTests(ITestOutputHelper output)
 {
     private const long DiskSize = 16 << 20;
     private const int Writers = 4;
-    private const int RequestsPerWriter = 200;
+    private const int WarmUpRequests = 200;
     private static readonly TimeSpan LoadBound = TimeSpan.FromMinutes(3);
 
     [Fact]
@@ -29,20 +30,26 @@ public sealed class RbdFaultTests
         cluster.Rbd("create", "--size", $"{DiskSize >> 20}M", $"{cluster.Pool}/{image}");
         using var folder = new TempFolder("rbdfault");
         var model = new DiskModel(DiskSize);
-        var load = new RbdFaultLoad(model, seed, Writers, RequestsPerWriter);
+        var load = new RbdFaultLoad(model, seed, Writers);
         await using var daemon = await DaemonProcess.StartAsync(folder.Path, cluster.RbdLocator(image), "raw");
 
-        var writers = await load.StartAsync(daemon);
-        await load.WaitForProgressAsync(Writers * RequestsPerWriter / 4, LoadBound);
+        await load.StartAsync(daemon);
+        await load.WaitForProgressAsync(WarmUpRequests, LoadBound);
         await ceph.StopOsdAsync();
+        load.BeginOutage();
         int atStop = load.Completed;
         await Task.Delay(TimeSpan.FromSeconds(3));
         int whileDown = load.Completed - atStop;
+        load.EndOutage();
         await ceph.StartOsdAsync();
-        await writers.WaitAsync(LoadBound);
-        string story = $"seed {seed}; {whileDown} requests completed while the OSD was down; {load.Failures.Count} failed: "
+        await load.WaitForProgressAsync(load.Completed + WarmUpRequests, LoadBound);
+        await load.StopAsync(LoadBound);
+        string story = $"seed {seed}; {whileDown} requests acknowledged while the OSD was down; {load.Failures.Count} attempts failed: "
             + string.Join("; ", load.Failures.Take(5));
+        output.WriteLine(story);
 
+        Assert.True(load.BrokenFlushes.Count == 0,
+            $"flushes were acknowledged while the OSD was down, after writes that cannot have reached it: {string.Join("; ", load.BrokenFlushes)} ({story})");
         Assert.All(load.Failures, failure => Assert.IsType<NbdException>(failure.Error));
 
         // Read back through a fresh connection: the daemon still serves, and serves what was acknowledged.
