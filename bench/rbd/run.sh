@@ -7,18 +7,21 @@
 # taken within each run, and the band of those ratios over the runs.
 #
 # usage: bench/rbd/run.sh [--env FILE] [--runs N] [--runtime SECONDS] [--ramp SECONDS] [--size SIZE]
-#                         [--servers LIST] [--strata PATH] [--quick] [--out FILE]
+#                         [--servers LIST] [--strata PATH] [--strata-env 'VAR=VALUE ...'] [--quick] [--out FILE]
 #   --env      the env file of a running cluster (ceph/cluster.sh start DIR writes DIR/env); by default
 #              a throwaway cluster is started in a temporary folder and stopped at the end
 #   --servers  a comma-separated subset of strata,qsd,fio-rbd (default all three)
 #   --strata   another strata binary; by default the one ./strata builds, as users run it
+#   --strata-env  one more column, "strata-env": the same strata with these environment variables (a
+#              runtime setting to try, say DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0), alternated
+#              with the others, with its ratios to the peers
 #   --size     the RBD image's size (default 1G; a memstore OSD holds about twice that in memory)
 #   --quick    1 run of 2 s per case on a 256M image (a smoke run, not a measurement)
 # Every case works on one image, written whole first so that reads return data, not absent objects.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-env_file=""; runs=3; runtime=5; ramp=0; size=1G; out=""; only=",strata,qsd,fio-rbd,"; strata=""
+env_file=""; strata_env=""; runs=3; runtime=5; ramp=0; size=1G; out=""; only=",strata,qsd,fio-rbd,"; strata=""
 while (( $# )); do
     case "$1" in
         --env) env_file="$2"; shift 2 ;;
@@ -29,6 +32,7 @@ while (( $# )); do
         --servers) only=",$2,"; shift 2 ;;
         --strata) strata="$2"; shift 2
             [[ -x "$strata" ]] || { echo "run.sh: --strata: $strata is not an executable" >&2; exit 2; } ;;
+        --strata-env) strata_env="$2"; shift 2 ;;
         --quick) runs=1; runtime=2; size=256M; shift ;;
         --out) out="$2"; shift 2 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
@@ -41,6 +45,7 @@ fio --enghelp=rbd >/dev/null 2>&1 || { echo "run.sh: this fio has no rbd engine 
 fio --enghelp=nbd >/dev/null 2>&1 || { echo "run.sh: this fio has no nbd engine (Debian's fio has it)" >&2; exit 1; }
 servers=()
 for server in strata qsd fio-rbd; do [[ "$only" == *",$server,"* ]] && servers+=("$server"); done
+if [[ -n "$strata_env" ]]; then servers+=(strata-env); fi
 (( ${#servers[@]} )) || { echo "run.sh: --servers names none of strata,qsd,fio-rbd" >&2; exit 2; }
 
 work="$(mktemp -d /tmp/strata-rbd-bench.XXXXXX)"
@@ -67,7 +72,7 @@ pool="$(sed -n 's/^STRATA_RBD_POOL=//p' "$env_file")"
 [[ -n "$CEPH_CONF" && -n "$pool" ]] || { echo "run.sh: $env_file sets no CEPH_CONF or STRATA_RBD_POOL: not a ceph/cluster.sh env file" >&2; exit 2; }
 export CEPH_CONF
 
-if [[ " ${servers[*]} " == *" strata "* && -z "$strata" ]]; then
+if [[ " ${servers[*]} " == *" strata"* && -z "$strata" ]]; then
     echo "building strata..." >&2
     "$root/strata" --version >/dev/null
     strata="$root/artifacts/cli/strata"
@@ -87,7 +92,10 @@ start_server() { # name -> sets uri, pid
     local name="$1" sock="$work/$1.sock"
     rm -f "$sock"
     case "$name" in
-        strata) "$strata" serve --drive "id=disk,file=rbd:$pool/$image:conf=$CEPH_CONF,format=raw" \
+        strata|strata-env)
+            local -a environment=()
+            [[ "$name" == strata ]] || read -r -a environment <<<"$strata_env"
+            env "${environment[@]}" "$strata" serve --drive "id=disk,file=rbd:$pool/$image:conf=$CEPH_CONF,format=raw" \
                     --nbd "unix:$sock" --qmp "unix:$work/qmp.sock" >"$work/$name.log" 2>&1 & ;;
         qsd) qemu-storage-daemon --blockdev "driver=rbd,node-name=r,pool=$pool,image=$image,conf=$CEPH_CONF" \
                 --nbd-server "addr.type=unix,addr.path=$sock" \
@@ -140,6 +148,6 @@ for run in $(seq "$runs"); do
     done
 done
 
-table="$(python3 "$here/table.py" "$results" "$runs" "$runtime" "$ramp" "$size" "$(uptime)")"
+table="$(python3 "$here/table.py" "$results" "$runs" "$runtime" "$ramp" "$size" "$(uptime)" "$strata_env")"
 echo "$table"
 if [[ -n "$out" ]]; then echo "$table" > "$out"; fi

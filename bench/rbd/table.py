@@ -10,19 +10,21 @@ import os
 import statistics
 import sys
 
-path, runs, runtime, ramp, size, load = sys.argv[1:7]
+path, runs, runtime, ramp, size, load, strata_env = sys.argv[1:8]
 rows = collections.OrderedDict()
 for line in open(path):
     case, server, run, mib, iops = line.rstrip("\n").split("\t")
     rows.setdefault(case, collections.defaultdict(dict))[server][run] = (float(mib), float(iops))
 present = {server for by in rows.values() for server in by}
-servers = [s for s in ["strata", "qsd", "fio-rbd"] if s in present]
-peers = [p for p in ["qsd", "fio-rbd"] if p in present and "strata" in present]
+servers = [s for s in ["strata", "strata-env", "qsd", "fio-rbd"] if s in present]
+peers = [p for p in ["qsd", "fio-rbd"] if p in present]
 
 ramped = f" after a {ramp} s ramp" if float(ramp) > 0 else ""
 print(f"runs: {runs} x {runtime} s per case{ramped}, one RBD image of {size} on a single memstore OSD "
       f"(data in the OSD's memory, loopback), {os.cpu_count()} CPUs shared by the cluster, the server and fio")
 print(f"load at the end: {load.strip()}")
+if strata_env:
+    print(f"strata-env: the same strata with {strata_env}")
 print("cells: IOPS for 4k cases, MiB/s for 1M cases, medians; ratios: median (lowest-highest run)")
 print()
 
@@ -46,7 +48,7 @@ def cell(case, values):
     return text + (" (lower is better)" if case.startswith("peak RSS") else "")
 
 
-pairs = [("strata", p) for p in peers]
+pairs = [(s, p) for s in ["strata", "strata-env"] if s in present for p in peers]
 if {"qsd", "fio-rbd"} <= present:
     pairs.append(("qsd", "fio-rbd"))
 print("| case | " + " | ".join(servers) + "".join(f" | {a}/{b}" for a, b in pairs) + " |")
