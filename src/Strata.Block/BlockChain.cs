@@ -39,6 +39,15 @@ public static class BlockChain
         top.Layers().FirstOrDefault(n => ReferenceEquals(n.Backing, node));
 
     /// <summary>The first layer from <paramref name="top"/> down whose file is <paramref name="fullPath"/> (compared as full paths).</summary>
-    public static IBlockNode? FindByFile(this IBlockNode top, string fullPath) =>
-        top.Layers().FirstOrDefault(n => n.FileName is { } name && Path.GetFullPath(name) == fullPath);
+    public static IBlockNode? FindByFile(this IBlockNode top, string fullPath) => top.FindByFile(fullPath, Path.GetFullPath);
+
+    /// <summary>
+    /// The first layer from <paramref name="top"/> down whose file's <paramref name="fullName"/> is
+    /// <paramref name="name"/>: images in a store are compared by locator, not as paths.
+    /// </summary>
+    public static IBlockNode? FindByFile(this IBlockNode top, string name, Func<string, string> fullName)
+    {
+        ArgumentNullException.ThrowIfNull(fullName);
+        return top.Layers().FirstOrDefault(n => n.FileName is { } file && fullName(file) == name);
+    }
 }

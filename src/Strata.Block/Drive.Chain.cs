@@ -16,9 +16,9 @@ public sealed partial class Drive
     /// <summary>Every layer of the chain, top first.</summary>
     public IEnumerable<IBlockNode> Layers() => Top.Layers();
 
-    /// <summary>The full paths of every image in the drive's chain, top first.</summary>
+    /// <summary>The full names of every image in the drive's chain, top first (<see cref="Graph.ILayerOpener.FullName"/>).</summary>
     public IReadOnlyList<string> ChainFiles() =>
-        Top.Layers().Where(n => n.FileName is not null).Select(n => Path.GetFullPath(n.FileName!)).ToList();
+        Top.Layers().Where(n => n.FileName is not null).Select(n => _opener.FullName(n.FileName!)).ToList();
 
     /// <summary>
     /// The layer named <paramref name="name"/>: the top when it is the drive's own name (its node name
@@ -27,7 +27,7 @@ public sealed partial class Drive
     public IBlockNode? FindLayer(string name)
     {
         ArgumentException.ThrowIfNullOrEmpty(name);
-        return name == Id ? Top : Top.FindByFile(Path.GetFullPath(name));
+        return name == Id ? Top : Top.FindByFile(_opener.FullName(name), _opener.FullName);
     }
 
     /// <summary>The image directly above <paramref name="node"/> in the chain (null: it is the top).</summary>

@@ -97,7 +97,7 @@ public sealed partial class Drive
 
             if (parentOfTop is IBackingFileRecord record)
             {
-                string? name = writableBase.FileName is { } f ? Path.GetFullPath(f) : null;
+                string? name = writableBase.FileName is { } f ? _opener.FullName(f) : null;
                 await record.ChangeBackingFileAsync(name, writableBase.DriverName);
             }
 

@@ -118,8 +118,8 @@ public sealed partial class Drive
 
         ThrowIfBusy();
         var current = Root;
-        string? currentFile = current.FileName is { } f ? Path.GetFullPath(f) : null;
-        string full = Path.GetFullPath(overlayPath);
+        string? currentFile = current.FileName is { } f ? _opener.FullName(f) : null;
+        string full = _opener.FullName(overlayPath);
         if (currentFile is null)
         {
             throw BlockException.NotSupported($"drive '{Id}' has no image file to put an overlay on");

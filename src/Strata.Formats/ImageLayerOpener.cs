@@ -39,7 +39,16 @@ public sealed class ImageLayerOpener : ILayerOpener
     {
         ArgumentNullException.ThrowIfNull(file);
         ArgumentNullException.ThrowIfNull(backing);
-        string backingFile = Path.GetFullPath(backing.FileName ?? throw BlockException.NotSupported($"a {backing.DriverName} node has no file to record as a backing file"));
+        string backingFile = FullName(backing.FileName ?? throw BlockException.NotSupported($"a {backing.DriverName} node has no file to record as a backing file"));
+        if (!_drivers.Locate(file).IsFile)
+        {
+            // A store has no rename: the image is made under its own name, new, and removed by
+            // ImageCreator if writing it fails.
+            var direct = await ImageCreator.PlanAsync(_drivers, file, ImageOpener.Qcow2Format, backing.Size, backingFile, backing.DriverName, [], cancellationToken);
+            await ImageCreator.CreateAsync(direct, FileCreation.New, cancellationToken);
+            return;
+        }
+
 
         // Made under a temporary name and renamed once complete, so that a crash half-way leaves no
         // half-written image under the name asked for. Whoever can write in the folder may have
@@ -70,13 +79,45 @@ public sealed class ImageLayerOpener : ILayerOpener
     }
 
     /// <inheritdoc/>
-    public bool Exists(string file) => File.Exists(file);
+    public string FullName(string file) => _drivers.Locate(file).FullName;
 
     /// <inheritdoc/>
-    public void Delete(string file) => File.Delete(file);
+    /// <remarks>An image in a store exists when its protocol opens it read-only.</remarks>
+    public bool Exists(string file)
+    {
+        var locator = _drivers.Locate(file);
+        if (locator.IsFile)
+        {
+            return File.Exists(file);
+        }
+
+        try
+        {
+            _drivers.Protocol(locator).OpenAsync(locator, new ProtocolOpenOptions { ReadOnly = true }).AsTask().GetAwaiter().GetResult()
+                .DisposeAsync().AsTask().GetAwaiter().GetResult();
+            return true;
+        }
+        catch (BlockException)
+        {
+            return false;
+        }
+    }
 
     /// <inheritdoc/>
-    public string ResolveBackingFile(string overlayFile, string backingName) => _drivers.ResolveBacking(overlayFile, backingName).Text;
+    public void Delete(string file)
+    {
+        var locator = _drivers.Locate(file);
+        if (locator.IsFile)
+        {
+            File.Delete(file);
+            return;
+        }
+
+        _drivers.Protocol(locator).DeleteAsync(locator).AsTask().GetAwaiter().GetResult();
+    }
+
+    /// <inheritdoc/>
+    public string ResolveBackingFile(string overlayFile, string backingName) => _drivers.ResolveBacking(overlayFile, backingName).FullName;
 
     private ImageOpenOptions ToImageOptions(LayerOpenOptions options)
         => new() { Format = options.Format, ReadOnly = options.ReadOnly, Direct = options.Direct, Drivers = _drivers };

@@ -53,6 +53,12 @@ public static class ImageOpener
         => (await StandardDrivers.Registry.ProbeAsync(file, cancellationToken)).Name;
 
     /// <summary>
+    /// An image's full name (<see cref="ImageLocator.FullName"/>): a local path made full, an image in
+    /// a store (<c>rbd:…</c>) as written. What the engine compares and records, never a path made of a locator.
+    /// </summary>
+    public static string FullName(string name) => StandardDrivers.Registry.Locate(name).FullName;
+
+    /// <summary>
     /// Where a backing file name recorded in <paramref name="overlayPath"/> points: absolute names as
     /// they are, relative names against the overlay's folder (as QEMU does).
     /// </summary>

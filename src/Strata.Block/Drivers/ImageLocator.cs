@@ -33,6 +33,13 @@ public sealed class ImageLocator : IEquatable<ImageLocator>
 
     public bool IsFile => Protocol == FileProtocol;
 
+    /// <summary>
+    /// The image's name that holds wherever it is read: a local file's full path, a store's locator
+    /// as written (<c>rbd:pool/image:conf=…</c>). What an overlay records as its backing file and what
+    /// identifies an image in a drive's chain.
+    /// </summary>
+    public string FullName => IsFile ? Target : Text;
+
     /// <summary>A local file; <paramref name="path"/> may be relative to the working folder.</summary>
     public static ImageLocator ForFile(string path)
     {

@@ -38,6 +38,12 @@ public interface ILayerOpener
     ValueTask<IBlockNode> ReopenAsync(IBlockNode layer, NodePermissions current, NodePermissions wanted, LayerOpenOptions options,
         CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// The image's full name (<see cref="Drivers.ImageLocator.FullName"/>): a local file's full path,
+    /// a store's locator as written. Never a path made of a locator.
+    /// </summary>
+    string FullName(string file);
+
     /// <summary>True when something exists under <paramref name="file"/>.</summary>
     bool Exists(string file);
 

@@ -75,7 +75,15 @@ public static class BackupCreateCommand
             }
             else
             {
-                var request = new BackupRequest { Image = imagePath!, Bitmap = result.GetValue(bitmap) };
+                string? bitmapPath = result.GetValue(bitmap);
+                var request = new BackupRequest
+                {
+                    Image = imagePath!,
+                    Bitmap = bitmapPath,
+
+                    // An image in a store (an RBD snapshot) has no folder to look for tracked bitmaps in.
+                    Tracking = bitmapPath is null && !ImgContext.Drivers.Locate(imagePath!).IsFile ? [] : null,
+                };
                 made = null!;
                 await BackupCli.ProgressAsync(output, error, showProgress, "backup", async percent =>
                     made = await BackupWriter.CreateAsync(folder, request, percent, cancellationToken));

@@ -57,7 +57,7 @@ public static class CommitCommand
         }
 
         var baseNode = basePath is null ? top.Backing
-            : top.Backing.FindByFile(Path.GetFullPath(basePath)) ?? throw new CliException($"Did not find '{basePath}' in the backing chain of '{topPath}'");
+            : top.Backing.FindByFile(ImageOpener.FullName(basePath), ImageOpener.FullName) ?? throw new CliException($"Did not find '{basePath}' in the backing chain of '{topPath}'");
 
         // The base gets a writable open of its own, which takes over the read-only one's locks (docs/locking.md).
         await OfflineCommit.RunAsync(top, baseNode, (node, cancellationToken) =>

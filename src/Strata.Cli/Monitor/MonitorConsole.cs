@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Strata.Daemon.Control;
+using Strata.Formats;
 
 namespace Strata.Cli.Monitor;
 
@@ -119,13 +120,13 @@ public sealed class MonitorConsole(QmpClient qmp, TextWriter output, TextWriter 
             throw new UsageException("usage: change -l [--freeze] DEVICE file=PATH");
         }
 
-        string path = Path.GetFullPath(words[3][5..]);
+        string path = ImageOpener.FullName(words[3][5..]);
         var arguments = new JsonObject
         {
             ["device"] = words[2],
             ["snapshot-file"] = path,
             ["format"] = "qcow2",
-            ["mode"] = File.Exists(path) ? "existing" : "absolute-paths",
+            ["mode"] = new ImageLayerOpener().Exists(path) ? "existing" : "absolute-paths",
         };
         if (freeze)
         {
@@ -154,7 +155,7 @@ public sealed class MonitorConsole(QmpClient qmp, TextWriter output, TextWriter 
             throw new UsageException("usage: set_dirty DEVICE FILE");
         }
 
-        string path = Path.GetFullPath(words[2]);
+        string path = ImageOpener.FullName(words[2]);
         await qmp.ExecuteAsync("x-strata-set-dirty", new JsonObject { ["device"] = words[1], ["file"] = path });
         output.WriteLine($"{words[1]}: writes are now marked in {path} (bitmap {Path.GetFileNameWithoutExtension(path)})");
     }
@@ -170,7 +171,7 @@ public sealed class MonitorConsole(QmpClient qmp, TextWriter output, TextWriter 
             throw new UsageException("usage: merge_disk PATH");
         }
 
-        string path = Path.GetFullPath(words[1]);
+        string path = ImageOpener.FullName(words[1]);
         var (device, backing, active) = await LocateAsync(path);
         string jobId = $"merge-{device}";
         var arguments = new JsonObject { ["device"] = device, ["job-id"] = jobId, ["base"] = backing };

@@ -108,7 +108,7 @@ public sealed partial class QmpCommands
     private static async Task<BackupJob> PrepareDriveBackupAsync(Drive drive, string id, QmpArguments args, BackupJobOptions options,
         CancellationToken cancellationToken)
     {
-        string path = Path.GetFullPath(args.String("target"));
+        string path = ImageOpener.FullName(args.String("target"));
         string format = args.OptionalString("format") ?? drive.Top.DriverName;
         bool existing = args.OptionalString("mode") switch
         {
@@ -119,7 +119,7 @@ public sealed partial class QmpCommands
         if (!existing)
         {
             var backing = options.Sync == BackupSync.Top ? drive.Top.Backing : null;
-            string? backingFile = backing?.FileName is { } b ? Path.GetFullPath(b) : null;
+            string? backingFile = backing?.FileName is { } b ? ImageOpener.FullName(b) : null;
             await ImageCreator.CreateAsync(path, format, drive.Top.Size, backingFile, backingFile is null ? null : backing!.DriverName,
                 cancellationToken: cancellationToken);
         }

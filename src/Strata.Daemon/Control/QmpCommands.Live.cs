@@ -4,6 +4,7 @@ using Strata.Block.Bitmaps;
 using Strata.Block.Jobs;
 using Strata.Block.Live;
 using Strata.Daemon.Live;
+using Strata.Formats;
 
 namespace Strata.Daemon.Control;
 
@@ -96,7 +97,7 @@ public sealed partial class QmpCommands
         foreach (var image in unflushed)
         {
             string device = drives.First(d => d.Gate == image.Gate).Id;
-            string file = image.Node.FileName is { } f ? Path.GetFullPath(f) : image.Node.DriverName;
+            string file = image.Node.FileName is { } f ? ImageOpener.FullName(f) : image.Node.DriverName;
             entries.Add((device, file, image.Reason));
             _daemon.Log($"snapshot of {device}: flushing the old image {file} failed: {image.Reason}; writes go to the overlay, and every guest flush retries it");
             _daemon.Emit(new QmpEvent("BLOCK_IO_ERROR", w =>

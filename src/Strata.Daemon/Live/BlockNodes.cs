@@ -30,7 +30,7 @@ public sealed class BlockNodes
         lock (_lock)
         {
             ThrowIfTaken(name);
-            _nodes.Add(name, (new BlockNode(name, "file", Path.GetFullPath(fileName), null, null), null));
+            _nodes.Add(name, (new BlockNode(name, "file", ImageOpener.FullName(fileName), null, null), null));
         }
     }
 
@@ -54,7 +54,7 @@ public sealed class BlockNodes
             }
         }
 
-        string path = file?.FileName ?? Path.GetFullPath(fileName ?? throw BlockException.Invalid("Parameter 'file' is missing"));
+        string path = file?.FileName ?? ImageOpener.FullName(fileName ?? throw BlockException.Invalid("Parameter 'file' is missing"));
         var image = await ImageOpener.OpenAsync(path, new ImageOpenOptions { Format = format }, cancellationToken);
         lock (_lock)
         {

@@ -22,6 +22,7 @@ public sealed partial class RbdImageNode
                     // Giving a permission up never fails: a failed release is the close's to retry.
                     _ = RbdNative.LockRelease(_image);
                     _locked = false;
+                    _lockGivenUp = true;
                 }
 
                 return;
@@ -64,6 +65,7 @@ public sealed partial class RbdImageNode
         }
 
         _locked = true;
+        _lockGivenUp = false;
     }
 
     private BlockException Refused(string holder) => new(BlockError.Locked,

@@ -31,6 +31,11 @@ public sealed partial class RbdImageNode : IBlockNode
     private readonly Lock _lockGate = new();
     private bool _locked;
 
+    // Set once this open has given its lock up: librbd flushed every write at the release and lets
+    // this open write no more (an explicitly taken lock turns librbd's automatic locking off), so a
+    // later flush has nothing to do, and librbd would refuse it for want of the lock.
+    private volatile bool _lockGivenUp;
+
     private RbdImageNode(string name, RbdLocation location, RadosCluster cluster, IntPtr ioctx, IntPtr image, bool readOnly)
     {
         FileName = name;
@@ -202,7 +207,7 @@ public sealed partial class RbdImageNode : IBlockNode
     }
 
     public ValueTask FlushAsync(CancellationToken cancellationToken = default) =>
-        IsReadOnly ? ValueTask.CompletedTask : CheckAsync(StartFlush(), "flush", 0);
+        IsReadOnly || _lockGivenUp ? ValueTask.CompletedTask : CheckAsync(StartFlush(), "flush", 0);
 
     public ValueTask ResizeAsync(long newSize, CancellationToken cancellationToken = default)
     {

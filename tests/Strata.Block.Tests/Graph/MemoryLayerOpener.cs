@@ -82,6 +82,8 @@ public sealed class MemoryLayerOpener : ILayerOpener
         }
     }
 
+    public string FullName(string file) => Path.GetFullPath(file);
+
     public bool Exists(string file)
     {
         lock (_lock)
