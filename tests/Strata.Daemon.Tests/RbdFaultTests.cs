@@ -86,6 +86,7 @@ public sealed class RbdFaultTests(ITestOutputHelper output)
         var result = await Processes.StrataAsync(["img", "info", $"rbd:rbd/nothing:conf={conf}"], new ProcessOptions { Timeout = TimeSpan.FromMinutes(1) });
 
         AssertOneClearLine(result.ExitCode, result.Stderr, result.ToString());
+        Assert.Contains("timed out", result.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -99,6 +100,7 @@ public sealed class RbdFaultTests(ITestOutputHelper output)
         int exit = await daemon.WaitForExitAsync(TimeSpan.FromMinutes(1));
 
         AssertOneClearLine(exit, daemon.Stderr, daemon.ToString());
+        Assert.Contains("timed out", daemon.Stderr, StringComparison.Ordinal);
         Assert.False(File.Exists(folder.File("nbd.sock")), $"the daemon served before its drive opened\n{daemon}");
     }
 
@@ -121,7 +123,10 @@ public sealed class RbdFaultTests(ITestOutputHelper output)
         AssertOneClearLine(result.ExitCode, result.Stderr, $"{wrong}:\n{result}");
     }
 
-    /// <summary>A ceph.conf whose monitor is a loopback port nobody listens on, with a 5 s mount timeout.</summary>
+    /// <summary>
+    /// A ceph.conf whose monitor is a loopback port nobody listens on, with a 5 s mount timeout. It
+    /// ends in a newline: librados refuses a file whose last line has none (EINVAL).
+    /// </summary>
     private static string UnreachableMonitorConf(TempFolder folder)
     {
         int port;
@@ -139,12 +144,14 @@ public sealed class RbdFaultTests(ITestOutputHelper output)
             auth service required = none
             auth client required = none
             client mount timeout = 5
+
             """);
         return conf;
     }
 
-    private static void AssertOneClearLine(int exitCode, string stderr, string story)
+    private void AssertOneClearLine(int exitCode, string stderr, string story)
     {
+        output.WriteLine(stderr);
         Assert.True(exitCode != 0, $"expected a failure:\n{story}");
         string[] lines = stderr.Trim().Split('\n');
         Assert.True(lines.Length == 1 && lines[0].Length > 0, $"expected one line on stderr:\n{story}");
