@@ -6,6 +6,9 @@
 #   ceph/cluster.sh start DIR     start a cluster in DIR (created; must not hold a running cluster)
 #   ceph/cluster.sh stop DIR      stop it (the daemons this script started, by the PIDs it recorded)
 #   ceph/cluster.sh status DIR    `ceph -s` of it
+#   ceph/cluster.sh osd-stop DIR  stop the OSD politely (a fault for tests: clients' requests then wait);
+#                                 memstore first writes what it holds to its folder, so nothing is lost
+#   ceph/cluster.sh osd-start DIR start the stopped OSD again and wait until its placement groups serve
 #
 # After start, DIR/env holds the settings a client needs, in shell syntax:
 #   CEPH_CONF                     the cluster's ceph.conf (librados and the ceph/rbd tools read it)
@@ -16,10 +19,12 @@
 # Packages (Debian): ceph-mon ceph-osd ceph-mgr radosgw ceph-common.
 set -euo pipefail
 
-usage() { echo "usage: $0 start|stop|status DIR" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|status|osd-stop|osd-start DIR" >&2; exit 2; }
 (( $# == 2 )) || usage
 cmd=$1
 dir=$2
+# The pool made for RBD images.
+pool=rbd
 
 # A port nobody listens on now, picked by the kernel.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -80,6 +85,34 @@ stop() {
     done
 }
 
+start_osd() {
+    start_daemon osd.0 ceph-osd -c "$dir/ceph.conf" -i 0 -f
+    wait_for 30 bash -c "ceph -c '$dir/ceph.conf' --connect-timeout 10 osd stat -f json | grep -q '\"num_up_osds\":1'"
+}
+
+# A fault for the tests: the OSD stops (SIGTERM: it tells the monitor it is going down, and memstore
+# writes its objects to the OSD's folder), so clients' requests wait for it. osd-start undoes it.
+osd_stop() {
+    local f=$dir/run/osd.0.pid pid i
+    [[ -f $f ]] || { echo "ceph/cluster.sh: $dir has no running OSD" >&2; exit 1; }
+    pid=$(cat "$f")
+    running "$pid" && kill -TERM "$pid" 2>/dev/null || true
+    for (( i = 0; i < 600; i++ )); do running "$pid" || break; sleep 0.1; done
+    if running "$pid"; then echo "ceph/cluster.sh: the OSD did not stop within 60 s" >&2; exit 1; fi
+    rm -f "$f"
+}
+
+# The OSD again, on the store osd-stop left; back when the RBD pool's placement groups serve.
+osd_start() {
+    [[ -f $dir/ceph.conf ]] || { echo "ceph/cluster.sh: $dir holds no cluster" >&2; exit 1; }
+    ! { [[ -f $dir/run/osd.0.pid ]] && running "$(cat "$dir/run/osd.0.pid")"; } || { echo "ceph/cluster.sh: the OSD of $dir is running; osd-stop it first" >&2; exit 1; }
+    dir=$(cd "$dir" && pwd)
+    start_osd || { echo "ceph/cluster.sh: the OSD did not come up again" >&2; tail -n 15 "$dir/log/osd.0.log" >&2; exit 1; }
+    # Listing the pool asks every one of its placement groups, so it succeeds once they all serve.
+    wait_for 60 rados -c "$dir/ceph.conf" --rados-osd-op-timeout 5 -p "$pool" ls \
+        || { echo "ceph/cluster.sh: the RBD pool did not serve again: $(ceph_ health detail 2>&1 | head -5)" >&2; exit 1; }
+}
+
 start() {
     if compgen -G "$dir/run/*.pid" >/dev/null; then
         echo "ceph/cluster.sh: $dir already holds a cluster; stop it first" >&2
@@ -129,6 +162,11 @@ mon warn on insecure global id reclaim allowed = false
 mon warn on pool no redundancy = false
 mgr initial modules =
 
+[client]
+# Clients (rbd, fio, qemu, strata, several at once) would all claim client.admin's admin socket and
+# print an error each time; they need none.
+admin socket =
+
 [mon]
 mon data = $dir/mon/\$cluster-\$id
 
@@ -140,6 +178,9 @@ osd data = $dir/osd/\$cluster-\$id
 osd objectstore = memstore
 memstore device bytes = ${STRATA_CEPH_OSD_BYTES:-6442450944}
 osd journal size = 0
+# SIGTERM (osd-stop) then unmounts the store, which makes memstore save its objects for osd-start;
+# stop uses SIGKILL and saves nothing.
+osd fast shutdown = false
 
 [client.rgw]
 rgw frontends = beast endpoint=127.0.0.1:$rgw_port
@@ -160,11 +201,8 @@ CONF
     [[ $osd_id == 0 ]] || fail "the OSD got id $osd_id, not 0"
     ceph-osd -c "$dir/ceph.conf" -i 0 --mkfs --osd-uuid "$uuid" >>"$dir/log/mkfs.out" 2>&1 \
         || fail "the OSD's store could not be made"
-    start_daemon osd.0 ceph-osd -c "$dir/ceph.conf" -i 0 -f
-    wait_for 30 bash -c "ceph -c '$dir/ceph.conf' --connect-timeout 10 osd stat -f json | grep -q '\"num_up_osds\":1'" \
-        || fail "the OSD did not come up"
+    start_osd || fail "the OSD did not come up"
 
-    local pool=rbd
     ceph_ osd pool create "$pool" 8 8 >/dev/null 2>&1 || fail "the RBD pool could not be made"
     ceph_ osd pool application enable "$pool" rbd >/dev/null 2>&1
 
@@ -194,5 +232,7 @@ case $cmd in
     start) start ;;
     stop) [[ -d $dir ]] && stop ;;
     status) ceph_ -s ;;
+    osd-stop) osd_stop ;;
+    osd-start) osd_start ;;
     *) usage ;;
 esac

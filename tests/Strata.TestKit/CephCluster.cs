@@ -35,6 +35,12 @@ public sealed class CephCluster
     /// <summary>The settings as environment variables, for a child process (CEPH_CONF, AWS_*).</summary>
     public IReadOnlyDictionary<string, string?> Environment => _settings.ToDictionary(p => p.Key, p => (string?)p.Value, StringComparer.Ordinal);
 
+    /// <summary>
+    /// The cluster whose ceph/cluster.sh env file is <paramref name="envFile"/>: one a test started for
+    /// itself, for faults (an OSD stopped) that the shared cluster must never see.
+    /// </summary>
+    public static CephCluster FromEnvFile(string envFile) => new(Read(envFile));
+
     /// <summary>A name for an RBD image or an S3 bucket no other test uses (lower case, letters and digits).</summary>
     public static string UniqueName(string prefix) => $"{prefix}{Guid.NewGuid().ToString("N")[..10]}";
 

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Side-by-side RBD benchmark (issue 15, docs/benchmarks/rbd.md): fio through `strata serve` on an RBD
+# image against qemu-storage-daemon's rbd driver exporting the same image over NBD, and against fio's
+# own rbd engine (librbd called directly: the ceiling any server on librbd can reach). Servers run
+# alternately in one session, each run starting with the next server in turn, so a change in the
+# machine's load falls on all of them; the table gives medians per case, strata's ratio to each peer
+# taken within each run, and the band of those ratios over the runs.
+#
+# usage: bench/rbd/run.sh [--env FILE] [--runs N] [--runtime SECONDS] [--ramp SECONDS] [--size SIZE]
+#                         [--servers LIST] [--strata PATH] [--strata-env 'VAR=VALUE ...'] [--quick] [--out FILE]
+#   --env      the env file of a running cluster (ceph/cluster.sh start DIR writes DIR/env); by default
+#              a throwaway cluster is started in a temporary folder and stopped at the end
+#   --servers  a comma-separated subset of strata,qsd,fio-rbd (default all three)
+#   --strata   another strata binary; by default the one ./strata builds, as users run it
+#   --strata-env  one more column, "strata-env": the same strata with these environment variables (a
+#              runtime setting to try, say DOTNET_ThreadPool_UnfairSemaphoreSpinLimit=0), alternated
+#              with the others, with its ratios to the peers
+#   --size     the RBD image's size (default 1G; a memstore OSD holds about twice that in memory)
+#   --quick    1 run of 2 s per case on a 256M image (a smoke run, not a measurement)
+# Every case works on one image, written whole first so that reads return data, not absent objects.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+env_file=""; strata_env=""; runs=3; runtime=5; ramp=0; size=1G; out=""; only=",strata,qsd,fio-rbd,"; strata=""
+while (( $# )); do
+    case "$1" in
+        --env) env_file="$2"; shift 2 ;;
+        --runs) runs="$2"; shift 2 ;;
+        --runtime) runtime="$2"; shift 2 ;;
+        --ramp) ramp="$2"; shift 2 ;;
+        --size) size="$2"; shift 2 ;;
+        --servers) only=",$2,"; shift 2 ;;
+        --strata) strata="$2"; shift 2
+            [[ -x "$strata" ]] || { echo "run.sh: --strata: $strata is not an executable" >&2; exit 2; } ;;
+        --strata-env) strata_env="$2"; shift 2 ;;
+        --quick) runs=1; runtime=2; size=256M; shift ;;
+        --out) out="$2"; shift 2 ;;
+        *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+for tool in fio rbd qemu-storage-daemon python3; do
+    command -v "$tool" >/dev/null || { echo "run.sh: $tool is missing (Debian: fio ceph-common qemu-system-common qemu-block-extra)" >&2; exit 1; }
+done
+fio --enghelp=rbd >/dev/null 2>&1 || { echo "run.sh: this fio has no rbd engine (Debian's fio has it)" >&2; exit 1; }
+fio --enghelp=nbd >/dev/null 2>&1 || { echo "run.sh: this fio has no nbd engine (Debian's fio has it)" >&2; exit 1; }
+servers=()
+for server in strata qsd fio-rbd; do [[ "$only" == *",$server,"* ]] && servers+=("$server"); done
+if [[ -n "$strata_env" ]]; then servers+=(strata-env); fi
+(( ${#servers[@]} )) || { echo "run.sh: --servers names none of strata,qsd,fio-rbd" >&2; exit 2; }
+
+work="$(mktemp -d /tmp/strata-rbd-bench.XXXXXX)"
+pids=()
+cluster=""
+image=""
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    if [[ -n "$image" ]]; then rbd -c "$CEPH_CONF" rm --no-progress "$pool/$image" >/dev/null 2>&1 || true; fi
+    if [[ -n "$cluster" ]]; then "$root/ceph/cluster.sh" stop "$cluster" >/dev/null 2>&1 || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+if [[ -z "$env_file" ]]; then
+    cluster="$work/ceph"
+    echo "starting a throwaway Ceph cluster in $cluster..." >&2
+    "$root/ceph/cluster.sh" start "$cluster" >&2
+    env_file="$cluster/env"
+fi
+[[ -f "$env_file" ]] || { echo "run.sh: --env: $env_file is no file" >&2; exit 2; }
+CEPH_CONF="$(sed -n 's/^CEPH_CONF=//p' "$env_file")"
+pool="$(sed -n 's/^STRATA_RBD_POOL=//p' "$env_file")"
+[[ -n "$CEPH_CONF" && -n "$pool" ]] || { echo "run.sh: $env_file sets no CEPH_CONF or STRATA_RBD_POOL: not a ceph/cluster.sh env file" >&2; exit 2; }
+export CEPH_CONF
+
+if [[ " ${servers[*]} " == *" strata"* && -z "$strata" ]]; then
+    echo "building strata..." >&2
+    "$root/strata" --version >/dev/null
+    strata="$root/artifacts/cli/strata"
+fi
+
+image="bench$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+rbd -c "$CEPH_CONF" create --size "$size" "$pool/$image"
+fio_rbd=(--ioengine=rbd --clientname=admin --pool="$pool" --rbdname="$image")
+echo "writing the image $pool/$image ($size) whole..." >&2
+fio --name=fill "${fio_rbd[@]}" --rw=write --bs=1M --iodepth=8 --size="$size" --refill_buffers >/dev/null
+
+cases=("randread 4k 1" "randread 4k 32" "randwrite 4k 1" "randwrite 4k 32" "read 1M 8" "write 1M 8")
+results="$work/results.tsv"
+: > "$results"
+
+start_server() { # name -> sets uri, pid
+    local name="$1" sock="$work/$1.sock"
+    rm -f "$sock"
+    case "$name" in
+        strata|strata-env)
+            local -a environment=()
+            [[ "$name" == strata ]] || read -r -a environment <<<"$strata_env"
+            env "${environment[@]}" "$strata" serve --drive "id=disk,file=rbd:$pool/$image:conf=$CEPH_CONF,format=raw" \
+                    --nbd "unix:$sock" --qmp "unix:$work/qmp.sock" >"$work/$name.log" 2>&1 & ;;
+        qsd) qemu-storage-daemon --blockdev "driver=rbd,node-name=r,pool=$pool,image=$image,conf=$CEPH_CONF" \
+                --nbd-server "addr.type=unix,addr.path=$sock" \
+                --export "type=nbd,id=e,node-name=r,name=disk,writable=on" >"$work/$name.log" 2>&1 & ;;
+    esac
+    pid=$!
+    pids+=("$pid")
+    uri="nbd+unix:///disk?socket=$sock"
+    for _ in $(seq 400); do
+        [[ -S "$sock" ]] && return
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "run.sh: $name did not start:" >&2
+    cat "$work/$name.log" >&2
+    exit 1
+}
+
+fio_case() { # rw bs qd fio-options... -> prints MiB/s and IOPS
+    local rw="$1" bs="$2" qd="$3"; shift 3
+    fio --name=b --rw="$rw" --bs="$bs" --iodepth="$qd" --size="$size" --ramp_time="$ramp" --runtime="$runtime" --time_based \
+        --output-format=json "$@" 2>"$work/fio.err" | sed -n '/^{/,$p' | python3 -c '
+import json, sys
+j = json.load(sys.stdin)["jobs"][0]
+if j["error"]: sys.exit("fio failed: error %d" % j["error"])
+d = j["read"] if j["read"]["io_bytes"] > 0 else j["write"]
+print("%.1f\t%.0f" % (d["bw_bytes"] / 1048576, d["iops"]))' || { cat "$work/fio.err" >&2; exit 1; }
+}
+
+for run in $(seq "$runs"); do
+    n=${#servers[@]}
+    for (( k = 0; k < n; k++ )); do
+        server="${servers[$(( (run - 1 + k) % n ))]}"
+        echo "run $run/$runs: $server" >&2
+        if [[ "$server" == fio-rbd ]]; then
+            target=("${fio_rbd[@]}")
+        else
+            start_server "$server"
+            target=(--ioengine=nbd --uri="$uri")
+        fi
+        for c in "${cases[@]}"; do
+            read -r rw bs qd <<<"$c"
+            printf '%s\t%s\t%s\t%s\n' "$rw $bs QD$qd" "$server" "$run" "$(fio_case "$rw" "$bs" "$qd" "${target[@]}")" >> "$results"
+        done
+        if [[ "$server" != fio-rbd ]]; then
+            rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+            printf '%s\t%s\t%s\t%s\t0\n' "peak RSS (MiB)" "$server" "$run" "$(( rss / 1024 ))" >> "$results"
+            kill "$pid"; wait "$pid" 2>/dev/null || true
+        fi
+    done
+done
+
+table="$(python3 "$here/table.py" "$results" "$runs" "$runtime" "$ramp" "$size" "$(uptime)" "$strata_env")"
+echo "$table"
+if [[ -n "$out" ]]; then echo "$table" > "$out"; fi

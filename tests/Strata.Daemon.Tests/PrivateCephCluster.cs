@@ -1,0 +1,55 @@
+using Strata.TestKit;
+
+namespace Strata.Daemon.Tests;
+
+/// <summary>
+/// A Ceph cluster of one test's own (ceph/cluster.sh in a temporary folder), for faults that would
+/// disturb every other test on the shared cluster: its OSD stopped and started again. Dispose stops
+/// the daemons the script started (by the PIDs it recorded) and deletes the folder.
+/// </summary>
+public sealed class PrivateCephCluster : IDisposable
+{
+    private static readonly ProcessOptions ScriptOptions = new() { Timeout = TimeSpan.FromMinutes(2) };
+
+    private readonly TempFolder _folder;
+
+    private PrivateCephCluster(TempFolder folder, CephCluster cluster)
+    {
+        _folder = folder;
+        Cluster = cluster;
+    }
+
+    public CephCluster Cluster { get; }
+
+    /// <summary>Starts a cluster (about 15 s) and fails with the script's story when it does not come up.</summary>
+    public static async Task<PrivateCephCluster> StartAsync()
+    {
+        var folder = new TempFolder("ceph");
+        try
+        {
+            await RunScriptAsync("start", folder.Path);
+            return new PrivateCephCluster(folder, CephCluster.FromEnvFile(folder.File("env")));
+        }
+        catch
+        {
+            await Processes.RunAsync("bash", [Repository.File("ceph/cluster.sh"), "stop", folder.Path], ScriptOptions);
+            folder.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Stops the OSD (its objects are kept): every client request waits from now on.</summary>
+    public Task StopOsdAsync() => RunScriptAsync("osd-stop", _folder.Path);
+
+    /// <summary>Starts the OSD again; returns once the RBD pool serves.</summary>
+    public Task StartOsdAsync() => RunScriptAsync("osd-start", _folder.Path);
+
+    public void Dispose()
+    {
+        Processes.Run("bash", [Repository.File("ceph/cluster.sh"), "stop", _folder.Path], ScriptOptions);
+        _folder.Dispose();
+    }
+
+    private static async Task RunScriptAsync(string verb, string folder) =>
+        (await Processes.RunAsync("bash", [Repository.File("ceph/cluster.sh"), verb, folder], ScriptOptions)).AssertSuccess();
+}

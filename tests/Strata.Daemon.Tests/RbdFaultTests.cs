@@ -1,0 +1,161 @@
+using System.Net;
+using System.Net.Sockets;
+using Strata.Nbd.Client;
+using Strata.TestKit;
+using Xunit.Abstractions;
+
+namespace Strata.Daemon.Tests;
+
+/// <summary>
+/// Faults of the Ceph cluster under an RBD drive (issue 15, "Faults"): the OSD stopped and started
+/// again during a write load through `strata serve`, and cluster settings that cannot work. librbd
+/// holds a request while the OSD is away (up to "rados osd op timeout"), so the guest's requests
+/// wait; a request that fails anyway must fail as an NBD error (never a dropped connection) and is
+/// retried by the workload (RbdFaultLoad), as a guest would. No acknowledged write may be lost, and the daemon stays up.
+/// </summary>
+public sealed class RbdFaultTests(ITestOutputHelper output)
+{
+    private const long DiskSize = 16 << 20;
+    private const int Writers = 4;
+    private const int WarmUpRequests = 200;
+    private static readonly TimeSpan LoadBound = TimeSpan.FromMinutes(3);
+
+    [Fact]
+    public async Task AWriteLoadThroughServeLosesNoAcknowledgedWriteWhenTheOsdStopsAndStartsAgain()
+    {
+        int seed = Workload.NewSeed();
+        using var ceph = await PrivateCephCluster.StartAsync();
+        var cluster = ceph.Cluster;
+        string image = CephCluster.UniqueName("fault");
+        cluster.Rbd("create", "--size", $"{DiskSize >> 20}M", $"{cluster.Pool}/{image}");
+        using var folder = new TempFolder("rbdfault");
+        var model = new DiskModel(DiskSize);
+        var load = new RbdFaultLoad(model, seed, Writers);
+        await using var daemon = await DaemonProcess.StartAsync(folder.Path, cluster.RbdLocator(image), "raw");
+
+        await load.StartAsync(daemon);
+        await load.WaitForProgressAsync(WarmUpRequests, LoadBound);
+        await ceph.StopOsdAsync();
+        load.BeginOutage();
+        int atStop = load.Completed;
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        int whileDown = load.Completed - atStop;
+        load.EndOutage();
+        await ceph.StartOsdAsync();
+        await load.WaitForProgressAsync(load.Completed + WarmUpRequests, LoadBound);
+        await load.StopAsync(LoadBound);
+        string story = $"seed {seed}; {whileDown} requests acknowledged while the OSD was down; {load.Failures.Count} attempts failed: "
+            + string.Join("; ", load.Failures.Take(5));
+        output.WriteLine(story);
+
+        Assert.True(load.BrokenFlushes.Count == 0,
+            $"flushes were acknowledged while the OSD was down, after writes that cannot have reached it: {string.Join("; ", load.BrokenFlushes)} ({story})");
+        Assert.All(load.Failures, failure => Assert.IsType<NbdException>(failure.Error));
+
+        // Read back through a fresh connection: the daemon still serves, and serves what was acknowledged.
+        NbdClient reader;
+        try
+        {
+            reader = await daemon.ConnectNbdAsync();
+        }
+        catch (IOException error)
+        {
+            throw new InvalidOperationException($"the daemon no longer serves after the outage ({story}): {error.Message}\n{daemon.Output}", error);
+        }
+
+        await using (reader)
+        {
+            await RbdFaultLoad.VerifyAsync(model, reader, story);
+        }
+
+        Assert.Equal(0, await daemon.QuitAsync());
+
+        // And the cluster holds it: the daemon's cache (if any) reached the OSD before it quit.
+        string exported = folder.File("export.raw");
+        cluster.Rbd("export", "--no-progress", $"{cluster.Pool}/{image}", exported);
+        long bad = model.FirstMismatch(0, await File.ReadAllBytesAsync(exported));
+        Assert.True(bad < 0, $"rbd export differs from the acknowledged writes at byte {bad} ({story})");
+    }
+
+    [Fact]
+    public async Task AnUnreachableMonitorGivesImgInfoOneClearLineWithinTheMountTimeout()
+    {
+        using var folder = new TempFolder("rbdmon");
+        string conf = UnreachableMonitorConf(folder);
+
+        var result = await Processes.StrataAsync(["img", "info", $"rbd:rbd/nothing:conf={conf}"], new ProcessOptions { Timeout = TimeSpan.FromMinutes(1) });
+
+        AssertOneClearLine(result.ExitCode, result.Stderr, result.ToString());
+        Assert.Contains("timed out", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ServeWithAnUnreachableMonitorExitsWithOneClearLineWithinTheMountTimeout()
+    {
+        using var folder = new TempFolder("rbdmon");
+        string conf = UnreachableMonitorConf(folder);
+
+        await using var daemon = ServeProcess.Start(folder.Path, null, "--drive", $"id=d0,file=rbd:rbd/nothing:conf={conf},format=raw",
+            "--nbd", $"unix:{folder.File("nbd.sock")}", "--qmp", $"unix:{folder.File("qmp.sock")}");
+        int exit = await daemon.WaitForExitAsync(TimeSpan.FromMinutes(1));
+
+        AssertOneClearLine(exit, daemon.Stderr, daemon.ToString());
+        Assert.Contains("timed out", daemon.Stderr, StringComparison.Ordinal);
+        Assert.False(File.Exists(folder.File("nbd.sock")), $"the daemon served before its drive opened\n{daemon}");
+    }
+
+    [Theory]
+    [InlineData("a missing ceph.conf")]
+    [InlineData("a pool the cluster lacks")]
+    [InlineData("an image the pool lacks")]
+    public async Task WrongClusterSettingsGiveImgInfoOneClearLine(string wrong)
+    {
+        var cluster = CephCluster.Shared;
+        string locator = wrong switch
+        {
+            "a missing ceph.conf" => $"rbd:{cluster.Pool}/nothing:conf={cluster.Conf}.missing",
+            "a pool the cluster lacks" => $"rbd:{CephCluster.UniqueName("nopool")}/nothing:conf={cluster.Conf}",
+            _ => cluster.RbdLocator(CephCluster.UniqueName("noimage")),
+        };
+
+        var result = await Processes.StrataAsync(["img", "info", locator], new ProcessOptions { Timeout = TimeSpan.FromMinutes(1) });
+
+        AssertOneClearLine(result.ExitCode, result.Stderr, $"{wrong}:\n{result}");
+    }
+
+    /// <summary>
+    /// A ceph.conf whose monitor is a loopback port nobody listens on, with a 5 s mount timeout. It
+    /// ends in a newline: librados refuses a file whose last line has none (EINVAL).
+    /// </summary>
+    private static string UnreachableMonitorConf(TempFolder folder)
+    {
+        int port;
+        using (var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            port = ((IPEndPoint)listener.LocalEndPoint!).Port;
+        }
+
+        string conf = folder.File("ceph.conf");
+        File.WriteAllText(conf, $"""
+            [global]
+            mon host = v2:127.0.0.1:{port}
+            auth cluster required = none
+            auth service required = none
+            auth client required = none
+            client mount timeout = 5
+
+            """);
+        return conf;
+    }
+
+    private void AssertOneClearLine(int exitCode, string stderr, string story)
+    {
+        output.WriteLine(stderr);
+        Assert.True(exitCode != 0, $"expected a failure:\n{story}");
+        string[] lines = stderr.Trim().Split('\n');
+        Assert.True(lines.Length == 1 && lines[0].Length > 0, $"expected one line on stderr:\n{story}");
+        Assert.DoesNotContain("Exception", lines[0], StringComparison.Ordinal);
+        Assert.Contains("rbd", lines[0], StringComparison.OrdinalIgnoreCase);
+    }
+}
