@@ -19,6 +19,7 @@ internal static class LiveBench
         ("bitmap-memory", BitmapMemoryBench.MeasureAsync),
         ("backup", BackupBench.MeasureAsync),
         ("backup-live", BackupLiveBench.MeasureAsync),
+        ("backup-create", BackupCreateBench.MeasureAsync),
     ];
 
     public static string Commands => "live|" + string.Join('|', Benches.Select(b => b.Name));
