@@ -8,10 +8,17 @@ namespace Strata.Backup;
 /// </summary>
 public sealed record BackupManifest
 {
-    public const int CurrentVersion = 1;
+    /// <summary>Version 2: chunk hashes combine leaf digests (<see cref="LeafSize"/>); version 1: a chunk's bytes hashed whole. Both are read.</summary>
+    public const int CurrentVersion = 2;
+
+    /// <summary>The version of a point without leaves: an incremental on a version-1 point stays version 1.</summary>
+    public const int VersionWithoutLeaves = 1;
 
     /// <summary>Chunks hashed per point: large enough to keep manifests small, small enough that an incremental rehashes little.</summary>
     public const int DefaultChunkSize = 4 * 1024 * 1024;
+
+    /// <summary>Leaves per chunk hash of a version 2 manifest: small enough that an incremental reads little more than it copies, large enough that a leaf file is 1/2048 of the disk.</summary>
+    public const int DefaultLeafSize = 64 * 1024;
 
     public int Version { get; init; } = CurrentVersion;
 
@@ -51,6 +58,12 @@ public sealed record BackupManifest
 
     /// <summary>Bytes of disk per entry of <see cref="Chunks"/>.</summary>
     public required int ChunkSize { get; init; }
+
+    /// <summary>
+    /// Version 2: bytes per leaf; a chunk's hash is the SHA-256 of the concatenated SHA-256 digests of
+    /// its leaves (the disk's last leaf may be short). Null in version 1.
+    /// </summary>
+    public int? LeafSize { get; init; }
 
     /// <summary>The lowercase hex SHA-256 of each chunk of the disk at this point (the last one may be short).</summary>
     public required IReadOnlyList<string> Chunks { get; init; }

@@ -31,6 +31,12 @@ public sealed record BackupRequest
     /// <summary>Bytes per hashed chunk of a full point; an incremental keeps its base's.</summary>
     public int ChunkSize { get; init; } = BackupManifest.DefaultChunkSize;
 
+    /// <summary>Hears one line per phase of the backup with its time (<c>backup create -v</c>); null: nobody listens.</summary>
+    public Action<string>? Phases { get; init; }
+
+    /// <summary>Bytes per leaf of a full point's chunk hashes (0: a version 1 manifest, chunks hashed whole); an incremental keeps its base's.</summary>
+    public int LeafSize { get; init; } = BackupManifest.DefaultLeafSize;
+
     /// <summary>Where the point's time comes from.</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;
 }

@@ -5,4 +5,11 @@ namespace Strata.Backup;
 /// <param name="Manifest">The new point.</param>
 /// <param name="Removed">What a run that died had left and this one removed.</param>
 /// <param name="BytesCopied">The bytes the copy planned to write (data and zero runs).</param>
-public sealed record BackupResult(BackupSet Set, BackupManifest Manifest, IReadOnlyList<string> Removed, long BytesCopied);
+public sealed record BackupResult(BackupSet Set, BackupManifest Manifest, IReadOnlyList<string> Removed, long BytesCopied)
+{
+    /// <summary>The bytes the chunk hashes read back from the new chain (an incremental with leaves: the leaves it copied).</summary>
+    public long BytesHashed { get; init; }
+
+    /// <summary>Chunks an incremental read whole because the previous point's leaf file did not vouch for their leaves.</summary>
+    public int ChunksReadWhole { get; init; }
+}

@@ -82,6 +82,9 @@ public sealed class BackupSet
 
     public string ImagePath(int point) => Path.Combine(Folder, ImageName(point));
 
+    /// <summary>Point <paramref name="point"/>'s leaf digests (<see cref="LeafDigestFile"/>).</summary>
+    internal string LeavesPath(int point) => Path.Combine(Folder, LeafDigestFile.Name(point));
+
     /// <summary>A point named on the command line: its number (3 or 0003), or <c>last</c>; null: the last.</summary>
     public BackupManifest Find(string? name)
     {
@@ -103,7 +106,7 @@ public sealed class BackupSet
     }
 
     /// <summary>
-    /// Removes what a run that died left: images and temp manifests numbered past the last point.
+    /// Removes what a run that died left: images, leaf files and temp files numbered past the last point.
     /// Returns the names removed.
     /// </summary>
     public IReadOnlyList<string> RemoveHalfMade()
@@ -112,7 +115,8 @@ public sealed class BackupSet
         foreach (string path in Directory.EnumerateFiles(Folder))
         {
             string name = Path.GetFileName(path);
-            if (IsPastLast(name, ImageExtension) || IsPastLast(name, ManifestExtension + TempExtension))
+            if (IsPastLast(name, ImageExtension) || IsPastLast(name, ManifestExtension + TempExtension)
+                || IsPastLast(name, LeafDigestFile.Extension) || IsPastLast(name, LeafDigestFile.Extension + TempExtension))
             {
                 File.Delete(path);
                 removed.Add(name);

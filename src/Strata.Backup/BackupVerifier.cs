@@ -30,7 +30,7 @@ public static class BackupVerifier
                 return new VerifyReport(point.Point, [], $"{point.Image} has backing file '{recordedBacking}', the manifest says '{point.Backing}'");
             }
 
-            var hashes = new ChunkHashes(top, point.ChunkSize);
+            var hashes = new ChunkHashes(top, point.ChunkSize, point.LeafSize ?? 0);
             var actual = await hashes.ComputeAsync(Enumerable.Range(0, hashes.Count), done, cancellationToken);
             var mismatches = Enumerable.Range(0, hashes.Count)
                 .Where(i => actual[i] != point.Chunks[i])

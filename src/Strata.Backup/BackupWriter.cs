@@ -11,8 +11,8 @@ namespace Strata.Backup;
 /// Adds a point to a backup set from an image and, for an incremental, a bitmap file: a new qcow2
 /// (on the previous point for an incremental), the copy through the engine's copy loop
 /// (<see cref="BlockCopy"/>: a full copy skips zero runs, an incremental copies the bitmap's dirty
-/// extents), the image flushed and closed, the chunk hashes of the new disk view (only the chunks
-/// the copy touched are read; the others come from the previous manifest), then the manifest.
+/// extents), the image flushed and closed, the chunk hashes of the new disk view (<see cref="PointHashing"/>:
+/// an incremental reads only the leaves it copied), the leaf file, then the manifest.
 /// </summary>
 /// <remarks>
 /// The order makes a point all or nothing: until the manifest is renamed into place the point does
@@ -25,6 +25,7 @@ public static class BackupWriter
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
+        var phases = new BackupPhases(request.Phases);
         var set = BackupSet.Open(setFolder, create: true);
         var removed = set.RemoveHalfMade();
         await using var source = await OpenSourceAsync(request.Image, cancellationToken);
@@ -47,6 +48,7 @@ public static class BackupWriter
             ? bitmap!.Bits.DirtyRuns().Select(r => new BackupExtent(r.Offset, Math.Min(r.Length, source.Size - r.Offset))).ToList()
             : source.Size > 0 ? [new BackupExtent(0, source.Size)] : new List<BackupExtent>();
         int chunkSize = incremental ? last!.ChunkSize : request.ChunkSize;
+        int leafSize = incremental ? last!.LeafSize ?? 0 : request.LeafSize;
         string? backing = incremental ? BackupSet.ImageName(point - 1) : null;
 
         if (backing is not null && !File.Exists(set.ImagePath(point - 1)))
@@ -54,36 +56,42 @@ public static class BackupWriter
             throw new BackupException($"the base of an incremental, point {point - 1} ({backing}), is missing from the set: refused");
         }
 
-        IReadOnlyList<string> chunks;
-        long copied;
+        HashedPoint hashed;
+        phases.Lap("open and plan", $"{extents.Count} extent(s)");
         await CreateImageAsync(imagePath, source.Size, backing, cancellationToken);
         try
         {
-            (chunks, copied) = await CopyAndHashAsync(source, imagePath, incremental, extents, last, chunkSize, percent, cancellationToken);
+            hashed = await CopyAndHashAsync(set, point, source, imagePath, incremental, extents, last, (chunkSize, leafSize), percent, phases, cancellationToken);
         }
         catch
         {
             File.Delete(imagePath);
+            File.Delete(set.LeavesPath(point));
             throw;
         }
 
         var manifest = new BackupManifest
         {
+            Version = leafSize > 0 ? BackupManifest.CurrentVersion : BackupManifest.VersionWithoutLeaves,
             Point = point,
             Time = request.Clock.GetUtcNow(),
             Kind = plan.Kind,
             Image = BackupSet.ImageName(point),
             Backing = backing,
             Size = source.Size,
-            Source = new BackupSource(Path.GetFullPath(request.Image), request.Drive),
+            Source = new BackupSource(ImageOpener.FullName(request.Image), request.Drive),
             Bitmap = bitmap?.Record ?? (request.Bitmap is null ? null : new BackupBitmap(Path.GetFullPath(request.Bitmap), request.BitmapName, 0, 0, "unreadable")),
             Fallback = plan.Fallback,
             Tracking = tracking,
             Extents = extents,
             ChunkSize = chunkSize,
-            Chunks = chunks,
+            LeafSize = leafSize > 0 ? leafSize : null,
+            Chunks = hashed.Chunks,
         };
-        return new BackupResult(set.Commit(manifest), manifest, removed, copied);
+        var committed = set.Commit(manifest);
+        RemoveOlderLeaves(set, point);
+        phases.Lap("manifest");
+        return new BackupResult(committed, manifest, removed, hashed.Copied) { BytesHashed = hashed.BytesRead, ChunksReadWhole = hashed.ChunksReadWhole };
     }
 
     /// <summary>Opens the image to back up: read-only, sharing everything (a daemon may hold it, frozen, below a snapshot).</summary>
@@ -143,22 +151,35 @@ public static class BackupWriter
         }
     }
 
-    private static async Task<(IReadOnlyList<string> Chunks, long Copied)> CopyAndHashAsync(IBlockNode source, string imagePath, bool incremental,
-        List<BackupExtent> extents, BackupManifest? last, int chunkSize, Action<double>? percent, CancellationToken cancellationToken)
+    private static async Task<HashedPoint> CopyAndHashAsync(BackupSet set, int point, IBlockNode source, string imagePath, bool incremental,
+        List<BackupExtent> extents, BackupManifest? last, (int Chunk, int Leaf) sizes, Action<double>? percent, BackupPhases phases, CancellationToken cancellationToken)
     {
         IBlockNode target = await ImageOpener.OpenAsync(imagePath, new ImageOpenOptions { Format = Qcow2FormatDriver.FormatName, ReadOnly = false }, cancellationToken);
         await using (target)
         {
             var copy = new BlockCopy(ChainView.Whole(source), target, new BlockCopyOptions { TargetIsZero = !incremental, DetectZeroes = true });
             var copyPlan = await copy.PlanAsync(extents.Select(e => new CopyRange(e.Offset, e.Length)), cancellationToken);
-            var hashes = new ChunkHashes(target, chunkSize);
-            var touched = incremental ? hashes.Touched(extents).ToList() : Enumerable.Range(0, hashes.Count).ToList();
-            var progress = new BackupProgress(copyPlan.TotalBytes, touched.Sum(i => hashes.Extent(i).Length), percent);
+            var hashes = new ChunkHashes(target, sizes.Chunk, sizes.Leaf);
+            var hashing = new PointHashing(hashes, last, extents, incremental);
+            var progress = new BackupProgress(copyPlan.TotalBytes, hashing.PlannedBytes, percent);
+            phases.Lap("create the image and plan the copy");
             await copy.RunAsync(copyPlan, progress.Copying, cancellationToken);
             await target.FlushAsync(cancellationToken);
-            var computed = await hashes.ComputeAsync(touched, progress.Hashed, cancellationToken);
-            var chunks = Enumerable.Range(0, hashes.Count).Select(i => computed.TryGetValue(i, out string? h) ? h : last!.Chunks[i]).ToList();
-            return (chunks, copyPlan.TotalBytes);
+            phases.Lap("copy and flush", $"{copyPlan.TotalBytes} bytes");
+            using var leaves = sizes.Leaf == 0 ? null : LeafDigestFile.Begin(set.LeavesPath(point), incremental ? set.LeavesPath(point - 1) : null, source.Size, sizes.Leaf);
+            var chunks = await hashing.ComputeAsync(leaves, progress.Hashed, cancellationToken);
+            leaves?.Commit();
+            phases.Lap("hash", $"{hashing.Chunks.Count} chunk(s), {hashes.BytesRead} bytes read, {hashing.ChunksReadWhole} chunk(s) read whole");
+            return new HashedPoint(chunks, copyPlan.TotalBytes, hashes.BytesRead, hashing.ChunksReadWhole);
+        }
+    }
+
+    /// <summary>Deletes the leaf files of the points before <paramref name="point"/>: only the newest point's is ever used.</summary>
+    private static void RemoveOlderLeaves(BackupSet set, int point)
+    {
+        for (int i = point - 1; i >= 0 && File.Exists(set.LeavesPath(i)); i--)
+        {
+            File.Delete(set.LeavesPath(i));
         }
     }
 }

@@ -1,4 +1,5 @@
 using Strata.Block.Bitmaps;
+using Strata.Formats;
 
 namespace Strata.Backup;
 
@@ -71,5 +72,5 @@ public static class IncrementalRule
             : BackupPlan.Full($"bitmap '{name}' has generation {bitmap.Record.Generation}, {seen.Generation + 1} expected after point {last.Point}: it may have stopped tracking in between");
     }
 
-    private static bool PathsEqual(string a, string b) => string.Equals(Path.GetFullPath(a), Path.GetFullPath(b), StringComparison.Ordinal);
+    private static bool PathsEqual(string a, string b) => string.Equals(ImageOpener.FullName(a), ImageOpener.FullName(b), StringComparison.Ordinal);
 }

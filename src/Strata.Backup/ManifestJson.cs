@@ -42,7 +42,9 @@ public static class ManifestJson
     private static void Check(BackupManifest m, string description)
     {
         string? problem =
-            m.Version != BackupManifest.CurrentVersion ? $"unsupported manifest version {m.Version}"
+            m.Version is not (BackupManifest.VersionWithoutLeaves or BackupManifest.CurrentVersion) ? $"unsupported manifest version {m.Version}"
+            : (m.Version == BackupManifest.CurrentVersion) != m.LeafSize.HasValue ? $"a version {m.Version} manifest {(m.LeafSize.HasValue ? "with" : "without")} a leaf size"
+            : m.LeafSize is { } leaf && (leaf <= 0 || m.ChunkSize % leaf != 0) ? "the leaf size must be positive and divide the chunk size"
             : m.Size < 0 ? "negative disk size"
             : m.ChunkSize <= 0 ? "chunk size must be positive"
             : m.Chunks.Count != BackupManifest.ChunkCount(m.Size, m.ChunkSize) ? $"{m.Chunks.Count} chunk hashes for a disk of {m.Size} bytes in chunks of {m.ChunkSize}"

@@ -120,6 +120,111 @@ public sealed class BackupChainInteropTests
         Assert.False(File.Exists(chain.Set.ImagePath(2)));
     }
 
+    [Fact]
+    public async Task EveryPointsChunkHashesAreWhatAShortScriptComputesFromTheDiskQemuImgRestores()
+    {
+        int seed = Workload.NewSeed();
+        using var folder = new TempFolder("bchain");
+        var chain = await BuildChainAsync(folder, seed, rounds: 2);
+
+        foreach (var point in chain.Set.Points)
+        {
+            string raw = folder.File($"restored{point.Point}.raw");
+            Processes.Ok("qemu-img", "convert", "-f", "qcow2", "-O", "raw", chain.Set.ImagePath(point.Point), raw);
+            Assert.Equal(BackupManifest.CurrentVersion, point.Version);
+            Assert.True(point.Chunks.SequenceEqual(IndependentChunkHashes(raw, point.ChunkSize, point.LeafSize!.Value)), $"seed {seed}: point {point.Point}");
+            string python = Processes.Ok("python3", "-c", ChunkHashScript, raw, point.ChunkSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                point.LeafSize!.Value.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            Assert.Equal(point.Chunks, python.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        }
+    }
+
+    [Fact]
+    public async Task OnlyTheLastPointKeepsALeafFileAndAnIncrementalReadsOnlyTheLeavesItCopied()
+    {
+        using var folder = new TempFolder("bchain");
+        var chain = await BuildChainAsync(folder, Workload.NewSeed(), rounds: 2);
+
+        Assert.Equal([LeafDigestFile.Name(2)], Directory.EnumerateFiles(chain.Set.Folder, "*.leaves*").Select(Path.GetFileName));
+        var last = chain.Set.Points[2];
+        long dirtyLeaves = last.Extents.SelectMany(e => Enumerable.Range((int)(e.Offset / last.LeafSize!.Value),
+            (int)(((e.Offset + e.Length + last.LeafSize.Value - 1) / last.LeafSize.Value) - (e.Offset / last.LeafSize.Value)))).Distinct().Count();
+        Assert.InRange(chain.Made[2].BytesHashed, 0, dirtyLeaves * last.LeafSize!.Value);
+    }
+
+    [Theory]
+    [InlineData("missing")]
+    [InlineData("garbled")]
+    public async Task AnIncrementalWhosePreviousLeafFileIsMissingOrGarbledStillRecordsTheRightHashes(string damage)
+    {
+        int seed = Workload.NewSeed();
+        using var folder = new TempFolder("bchain");
+        var chain = await BuildChainAsync(folder, seed, rounds: 2, beforeRound: round =>
+        {
+            string leaves = Path.Combine(folder.File("set"), LeafDigestFile.Name(round));
+            if (damage == "missing")
+            {
+                File.Delete(leaves);
+            }
+            else
+            {
+                using var file = new FileStream(leaves, FileMode.Open, FileAccess.ReadWrite);
+                // Every digest changed, the header and the length kept: the file is taken, and no chunk's leaves agree with the manifest.
+                file.Position = 32;
+                file.Write(Enumerable.Repeat((byte)0xab, (int)file.Length - 32).ToArray());
+            }
+        });
+
+        Assert.Equal(0, Cli("backup", "verify", chain.Set.Folder).ExitCode);
+        Assert.True(chain.Made[1].ChunksReadWhole > 0, $"seed {seed}: the damaged leaves were used");
+    }
+
+    [Fact]
+    public async Task AVersionOneChainStillVerifiesFindsAFlippedByteAndItsIncrementalsStayVersionOne()
+    {
+        int seed = Workload.NewSeed();
+        using var folder = new TempFolder("bchain");
+        var chain = await BuildChainAsync(folder, seed, rounds: 2, leafSize: 0);
+
+        Assert.All(chain.Set.Points, p => Assert.True(p.Version == 1 && p.LeafSize is null));
+        Assert.Empty(Directory.EnumerateFiles(chain.Set.Folder, "*.leaves*"));
+        Assert.Contains("\"version\": 1,", File.ReadAllText(Path.Combine(chain.Set.Folder, BackupSet.ManifestName(2))));
+        Assert.Equal(0, Cli("backup", "verify", chain.Set.Folder).ExitCode);
+
+        FlipDataByte(chain.Set.ImagePath(1));
+        var result = Cli("backup", "verify", chain.Set.Folder);
+        Assert.True(result.ExitCode == 2, $"seed {seed}: {result}");
+    }
+
+    /// <summary>The documented chunk hash (docs/backup.md), written again from its words: SHA-256 over the SHA-256 of each leaf.</summary>
+    private static List<string> IndependentChunkHashes(string raw, int chunkSize, int leafSize)
+    {
+        byte[] disk = File.ReadAllBytes(raw);
+        var result = new List<string>();
+        for (int chunk = 0; chunk < disk.Length; chunk += chunkSize)
+        {
+            var digests = new List<byte>();
+            for (int leaf = chunk; leaf < Math.Min(disk.Length, chunk + chunkSize); leaf += leafSize)
+            {
+                digests.AddRange(System.Security.Cryptography.SHA256.HashData(disk.AsSpan(leaf, Math.Min(leafSize, disk.Length - leaf))));
+            }
+
+            result.Add(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData([.. digests])));
+        }
+
+        return result;
+    }
+
+    /// <summary>The script docs/backup.md gives for checking a restored disk without Strata.</summary>
+    private const string ChunkHashScript = """
+        import hashlib, sys
+        disk, chunk_size, leaf_size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+        with open(disk, 'rb') as f:
+            while chunk := f.read(chunk_size):
+                leaves = b''.join(hashlib.sha256(chunk[i:i + leaf_size]).digest() for i in range(0, len(chunk), leaf_size))
+                print(hashlib.sha256(leaves).hexdigest())
+        """;
+
     private static ProcessResult Cli(params string[] args)
     {
         var output = new StringWriter();
@@ -151,12 +256,15 @@ public sealed class BackupChainInteropTests
     /// (marked in the round's bitmap), the next bitmap begun, the round's bitmap saved Frozen (the
     /// seed's switch), a copy of the disk kept, and an incremental backup with the round's bitmap.
     /// </summary>
-    private static async Task<Chain> BuildChainAsync(TempFolder folder, int seed, int rounds, bool keepTracking = false)
+    /// <param name="leafSize">The request's leaf size: 0 makes a version 1 chain, as sets made before leaves.</param>
+    /// <param name="beforeRound">Runs before each round's incremental, with the round's number.</param>
+    private static async Task<Chain> BuildChainAsync(TempFolder folder, int seed, int rounds, bool keepTracking = false,
+        int leafSize = BackupManifest.DefaultLeafSize, Action<int>? beforeRound = null)
     {
         string disk = folder.File("disk.img");
         Processes.Ok("qemu-img", "create", "-f", "raw", disk, Size.ToString(System.Globalization.CultureInfo.InvariantCulture));
         var files = new DirtyBitmapFiles(StandardDrivers.Registry);
-        var chain = new Chain(folder.File("set"));
+        var chain = new Chain(folder.File("set"), leafSize);
         var tracker = await files.CreateAsync(folder.File("t0.dbmp"), Size, Granularity);
         await tracker.BeginTrackingAsync();
         var bits = new DirtyBitmap(Size, Granularity);
@@ -186,6 +294,7 @@ public sealed class BackupChainInteropTests
             (tracker, bits) = (next, new DirtyBitmap(Size, Granularity));
             chain.Tracker = tracker;
             chain.Bits = bits;
+            beforeRound?.Invoke(round);
             var made = await chain.BackupAsync(disk, folder.File($"t{round}.dbmp"), folder.File($"ref{round + 1}.img"));
             Assert.True(made.Kind == BackupKind.Incremental, $"seed {seed}: round {round}: {made.Fallback}");
         }
@@ -198,13 +307,15 @@ public sealed class BackupChainInteropTests
         return chain;
     }
 
-    private sealed class Chain(string folder)
+    private sealed class Chain(string folder, int leafSize)
     {
         public string Folder { get; } = folder;
 
         public BackupSet Set { get; private set; } = null!;
 
         public List<string> References { get; } = [];
+
+        public List<BackupResult> Made { get; } = [];
 
         public List<List<BackupExtent>> DirtyRuns { get; } = [];
 
@@ -216,8 +327,9 @@ public sealed class BackupChainInteropTests
         {
             File.Copy(disk, reference);
             References.Add(reference);
-            var result = await BackupWriter.CreateAsync(Folder, new BackupRequest { Image = disk, Bitmap = bitmap });
+            var result = await BackupWriter.CreateAsync(Folder, new BackupRequest { Image = disk, Bitmap = bitmap, LeafSize = leafSize });
             Set = result.Set;
+            Made.Add(result);
             return result.Manifest;
         }
 

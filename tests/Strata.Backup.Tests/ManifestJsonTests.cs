@@ -29,7 +29,9 @@ public sealed class ManifestJsonTests
     }
 
     [Theory]
-    [InlineData("\"version\": 1", "\"version\": 2", "unsupported manifest version 2")]
+    [InlineData("\"version\": 1", "\"version\": 3", "unsupported manifest version 3")]
+    [InlineData("\"version\": 1", "\"version\": 2", "a version 2 manifest without a leaf size")]
+    [InlineData("\"version\": 1,", "\"version\": 1, \"leaf-size\": 65536,", "a version 1 manifest with a leaf size")]
     [InlineData("\"size\": 8388608", "\"size\": 9000000", "chunk hashes for a disk of 9000000 bytes")]
     [InlineData("\"image\": \"0000.qcow2\"", "\"image\": \"../x.qcow2\"", "is not a file name in the set")]
     [InlineData("\"length\": 8388608", "\"length\": 8388609", "an extent outside the disk")]

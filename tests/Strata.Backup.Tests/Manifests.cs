@@ -7,8 +7,10 @@ internal static class Manifests
 {
     public static string ZeroHash(int length) => Convert.ToHexStringLower(SHA256.HashData(new byte[length]));
 
+    /// <summary>A full point of zeroes, hashed as version 1 does (each chunk's bytes whole).</summary>
     public static BackupManifest Full(long size = 8 << 20, int chunkSize = 4 << 20, params BackupBitmap[] tracking) => new()
     {
+        Version = BackupManifest.VersionWithoutLeaves,
         Point = 0,
         Time = DateTimeOffset.UnixEpoch,
         Kind = BackupKind.Full,

@@ -20,6 +20,7 @@ internal static class LiveBench
         ("backup", BackupBench.MeasureAsync),
         ("backup-live", BackupLiveBench.MeasureAsync),
         ("freeze-window", FreezeWindowBench.MeasureAsync),
+        ("backup-create", BackupCreateBench.MeasureAsync),
     ];
 
     public static string Commands => "live|" + string.Join('|', Benches.Select(b => b.Name));

@@ -63,6 +63,14 @@ internal abstract class LiveServer : IAsyncDisposable
         throw new InvalidOperationException($"{Name}: no VmRSS in /proc/{process.Id}/status");
     }
 
+    /// <summary>The bytes the server has read so far by read(2)-family calls (rchar in /proc/PID/io), page cache included.</summary>
+    public long ReadBytes()
+    {
+        var process = _process ?? throw new InvalidOperationException("the server is not started");
+        string line = File.ReadLines($"/proc/{process.Id}/io").First(l => l.StartsWith("rchar:", StringComparison.Ordinal));
+        return long.Parse(line["rchar:".Length..].Trim(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     /// <summary>Starts the process and waits (bounded) until its NBD and QMP sockets answer.</summary>
     public async Task StartAsync(DiskImage disk, CancellationToken cancellationToken)
     {

@@ -20,6 +20,7 @@ public static class BackupCreateCommand
             Description = "with --drive: freeze the guest that writes the drive (serve --guest) around the snapshot; without an agent the point is crash-consistent, and stderr says so",
         };
         var progress = new Option<bool>("-p") { Description = "show progress" };
+        var verbose = new Option<bool>("-v", "--verbose") { Description = "tell on stderr how long each phase of the backup took" };
         var format = new Option<string?>("--output") { Description = "human (default) or json" };
         var command = new Command("create", """
             Adds a point to the backup set SET.
@@ -42,7 +43,7 @@ public static class BackupCreateCommand
             Exit status: 0 the point was added; 1 error (one line on stderr, the set unchanged).
             """)
         {
-            set, image, bitmap, drive, qmp, freeze, progress, format,
+            set, image, bitmap, drive, qmp, freeze, progress, verbose, format,
         };
         command.SetAction((result, cancellationToken) => BackupCli.RunAsync(error, async () =>
         {
@@ -66,11 +67,12 @@ public static class BackupCreateCommand
             }
 
             bool showProgress = result.GetValue(progress) && !json;
+            Action<string>? phases = result.GetValue(verbose) ? line => error.WriteLine(BackupCli.Prefix + line) : null;
             BackupResult made;
             if (driveId is not null)
             {
                 string socket = result.GetValue(qmp) ?? Path.Combine(SocketDefaults.Directory(), SocketDefaults.QmpSocketName);
-                made = await DriveBackup.RunAsync(folder, driveId, socket, result.GetValue(freeze), error,
+                made = await DriveBackup.RunAsync(folder, driveId, socket, result.GetValue(freeze), error, phases,
                     work => BackupCli.ProgressAsync(output, error, showProgress, "backup", work), cancellationToken);
             }
             else
@@ -80,6 +82,7 @@ public static class BackupCreateCommand
                 {
                     Image = imagePath!,
                     Bitmap = bitmapPath,
+                    Phases = phases,
 
                     // An image in a store (an RBD snapshot) has no folder to look for tracked bitmaps in.
                     Tracking = bitmapPath is null && !ImgContext.Drivers.Locate(imagePath!).IsFile ? [] : null,

@@ -27,9 +27,11 @@ internal static class DriveBackup
     private static readonly TimeSpan MergeTimeout = TimeSpan.FromMinutes(30);
 
     /// <param name="freeze">Freeze the guest writing the drive around the snapshot (x-strata-freeze); the daemon's warnings go to <paramref name="error"/>.</param>
-    public static async Task<BackupResult> RunAsync(string folder, string drive, string socket, bool freeze, TextWriter error,
+    /// <param name="phases">Hears one line per phase with its time (<c>-v</c>), the writer's phases among them.</param>
+    public static async Task<BackupResult> RunAsync(string folder, string drive, string socket, bool freeze, TextWriter error, Action<string>? phases,
         Func<Func<Action<double>, Task>, Task> progress, CancellationToken cancellationToken)
     {
+        var clock = new BackupPhases(phases);
         var set = BackupSet.Open(folder, create: true);
         Directory.CreateDirectory(set.BitmapFolder);
         Directory.CreateDirectory(set.WorkFolder);
@@ -49,7 +51,9 @@ internal static class DriveBackup
             Point = set.Points.Count, Drive = drive, Overlay = overlay, Bitmap = new ManagedBitmap(name, bitmapFile), Previous = incremental ? previous : null,
         };
         journal.Write(set);
+        clock.Lap("drive: recover, query and journal");
         await SwitchAsync(qmp, set, journal, freeze, error, cancellationToken);
+        clock.Lap("drive: transaction (bitmaps and snapshot)");
 
         BackupResult? made = null;
         Exception? failure = null;
@@ -65,6 +69,7 @@ internal static class DriveBackup
                 FullReason = unusable,
                 Drive = drive,
                 Tracking = [bitmapFile],
+                Phases = phases,
             };
             await progress(async percent => made = await BackupWriter.CreateAsync(set.Folder, request, percent, cancellationToken));
         }
@@ -73,7 +78,9 @@ internal static class DriveBackup
             failure = e;
         }
 
+        clock.Lap("drive: backup of the frozen image");
         await MergeBackAsync(qmp, drive, overlay, made, failure);
+        clock.Lap("drive: merge back");
         journal = journal with { Overlay = null };
         journal.Write(set);
         if (made is null)
@@ -84,6 +91,7 @@ internal static class DriveBackup
 
         await RemoveOlderBitmapsAsync(qmp, drive, set, name, cancellationToken);
         DriveJournal.Delete(set);
+        clock.Lap("drive: older bitmaps removed");
         return made;
     }
 
