@@ -12,4 +12,12 @@ public enum PermissionCheck
     /// other node's own locks would otherwise look like a stranger's.
     /// </summary>
     Skip,
+
+    /// <summary>
+    /// Look once and refuse at once, naming no holder: for a caller that only asks whether another
+    /// user holds the image (is a dirty_bitmap file tracked?) and gives the permissions up again. It
+    /// skips <see cref="Conflicts"/>' second looks for this process's own short-lived copies of a
+    /// descriptor, which cost a refusal its delay: a probe that finds a conflict is not an error.
+    /// </summary>
+    Probe,
 }

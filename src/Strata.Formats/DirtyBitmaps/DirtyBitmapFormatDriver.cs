@@ -87,7 +87,7 @@ public sealed class DirtyBitmapFormatDriver : IFormatDriver
     {
         try
         {
-            file.SetPermissions(ForbidWriters, PermissionCheck.Conflicts);
+            file.SetPermissions(ForbidWriters, PermissionCheck.Probe);
             return false;
         }
         catch (BlockException e) when (e.Error == BlockError.Locked)

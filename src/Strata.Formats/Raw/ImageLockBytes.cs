@@ -52,6 +52,10 @@ internal sealed class ImageLockBytes(SafeFileHandle handle, string path)
                     {
                         CheckConflictsPatiently(held, forbidden);
                     }
+                    else if (check == PermissionCheck.Probe && FirstConflict(held, forbidden) is { } conflict)
+                    {
+                        throw new BlockException(BlockError.Locked, $"{conflict.What}. Is another process using the image [{path}]?");
+                    }
                 }
                 catch
                 {

@@ -37,7 +37,7 @@ public sealed partial class RbdImageNode
             {
                 // A read-only open holds no lock; asked to write, it looks whether a writer could,
                 // for a reopen that will take the lock on its read-write open.
-                if (check == PermissionCheck.Conflicts && Owner() is { } holder)
+                if (check != PermissionCheck.Skip && Owner() is { } holder)
                 {
                     throw Refused(holder);
                 }
