@@ -14,9 +14,17 @@ public static class BackupRestore
     public static async Task RestoreAsync(BackupSet set, BackupManifest point, string destination, string format, Action<double>? percent = null,
         CancellationToken cancellationToken = default)
     {
+        await using var source = await BackupVerifier.OpenPointAsync(set, point, cancellationToken);
+        await RestoreAsync(source, destination, format, percent, cancellationToken);
+    }
+
+    /// <summary>As above, from a point already opened (a store's: a folder, an S3 bucket read with ranged GETs).</summary>
+    public static async Task RestoreAsync(IBlockNode source, string destination, string format, Action<double>? percent = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(destination);
         ArgumentNullException.ThrowIfNull(format);
-        await using var source = await BackupVerifier.OpenPointAsync(set, point, cancellationToken);
         try
         {
             var plan = await ImageCreator.PlanAsync(destination, format, source.Size, null, null, [], cancellationToken);

@@ -1,6 +1,7 @@
 using Strata.Block;
 using Strata.Block.Bitmaps;
 using Strata.Block.Copy;
+using Strata.Block.Drivers;
 using Strata.Formats;
 using Strata.Formats.Qcow2;
 using Strata.Formats.Raw;
@@ -57,7 +58,7 @@ public static class BackupWriter
         await CreateImageAsync(imagePath, source.Size, backing, cancellationToken);
         try
         {
-            (chunks, copied) = await CopyAndHashAsync(source, imagePath, incremental, extents, last, chunkSize, percent, cancellationToken);
+            (chunks, copied) = await CopyAndHashAsync(source, imagePath, request.Drivers, incremental, extents, last, chunkSize, percent, cancellationToken);
         }
         catch
         {
@@ -141,10 +142,10 @@ public static class BackupWriter
         }
     }
 
-    private static async Task<(IReadOnlyList<string> Chunks, long Copied)> CopyAndHashAsync(IBlockNode source, string imagePath, bool incremental,
+    private static async Task<(IReadOnlyList<string> Chunks, long Copied)> CopyAndHashAsync(IBlockNode source, string imagePath, DriverRegistry drivers, bool incremental,
         List<BackupExtent> extents, BackupManifest? last, int chunkSize, Action<double>? percent, CancellationToken cancellationToken)
     {
-        IBlockNode target = await ImageOpener.OpenAsync(imagePath, new ImageOpenOptions { Format = Qcow2FormatDriver.FormatName, ReadOnly = false }, cancellationToken);
+        IBlockNode target = await ImageOpener.OpenAsync(imagePath, new ImageOpenOptions { Format = Qcow2FormatDriver.FormatName, ReadOnly = false, Drivers = drivers }, cancellationToken);
         await using (target)
         {
             var copy = new BlockCopy(ChainView.Whole(source), target, new BlockCopyOptions { TargetIsZero = !incremental, DetectZeroes = true });
