@@ -108,6 +108,28 @@ public sealed class S3BackupSetTests
     }
 
     [Fact]
+    public async Task TheEndpointAndCredentialsAreTakenFromTheAwsFilesWhenNoVariableGivesThem()
+    {
+        using var s3 = new S3Fixture();
+        await s3.StrataOkAsync(await s3.NextPointAsync(0, 0));
+        string aws = s3.File(".aws");
+        Directory.CreateDirectory(aws);
+        await File.WriteAllTextAsync(Path.Combine(aws, "credentials"), $"[backup]\naws_access_key_id = {s3.Cluster.AccessKey}\naws_secret_access_key = {s3.Cluster.SecretKey}\n");
+        await File.WriteAllTextAsync(Path.Combine(aws, "config"), $"[profile backup]\nregion = us-east-1\nendpoint_url = {s3.Cluster.S3Endpoint}\n");
+        var environment = s3.Environment();
+        foreach (string name in new[] { "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_REGION" })
+        {
+            environment[name] = null;
+        }
+
+        environment["AWS_PROFILE"] = "backup";
+        var list = await s3.StrataAsync(["backup", "list", s3.Set, "--output=json"], environment);
+
+        Assert.True(list.ExitCode == 0, list.ToString());
+        Assert.Contains("\"kind\": \"full\"", list.Stdout, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task AMissingBucketIsOneLineAndExitStatus1()
     {
         using var s3 = new S3Fixture();

@@ -77,7 +77,10 @@ internal sealed class S3Fixture : IDisposable
     /// next one tracking. Returns the <c>backup create</c> arguments for the point: full the first
     /// time, incremental with the stopped bitmap after.
     /// </summary>
-    public async Task<string[]> NextPointAsync(int seed, int writes)
+    /// <param name="seed">The workload's seed (the point's number is added).</param>
+    /// <param name="writes">How many seeded writes, discards and zeroings.</param>
+    /// <param name="fill">Bytes of seeded data written from 4 MiB on as well, for a point of a known size.</param>
+    public async Task<string[]> NextPointAsync(int seed, int writes, int fill = 0)
     {
         int point = References.Count;
         if (point > 0)
@@ -90,6 +93,12 @@ internal sealed class S3Fixture : IDisposable
                 {
                     _bits.Set(op.Offset, op.Length);
                 }
+            }
+
+            if (fill > 0)
+            {
+                await node.WriteAsync(4 << 20, Workload.Pattern(new Random(seed), fill));
+                _bits.Set(4 << 20, fill);
             }
         }
         else
