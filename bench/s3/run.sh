@@ -54,11 +54,14 @@ echo "run.sh: writing a $size disk of random data in $work" >&2
 head -c "$bytes" /dev/urandom > "$work/disk.img"
 
 now() { date +%s.%N; }
+# The gateway frees a deleted object's data only at its garbage collection (hours later by default):
+# run it now, or the OSD fills up and the next upload stalls (RGW answers 408).
+collect() { radosgw-admin -c "$CEPH_CONF" gc process --include-all >/dev/null 2>&1 || echo "run.sh: radosgw-admin gc process failed" >&2; }
 # Runs a command and prints its seconds. A failed attempt (the gateway on a loaded machine can
-# answer 408 to a slow request) is reported, counted in the notes and run again, once.
+# answer 408 to a slow request) is reported, counted in the notes and run again, up to twice.
 timed() {
     local t0
-    for attempt in 1 2; do
+    for attempt in 1 2 3; do
         t0="$(now)"
         if "$@" >"$work/last.log" 2>&1; then
             echo "$(now) - $t0" | bc -l
@@ -78,11 +81,13 @@ for ((run = 1; run <= runs; run++)); do
     cmp "$work/disk.img" "$work/out.img" || { echo "run.sh: strata's restore differs from the disk" >&2; exit 1; }
     rm -f "$work/out.img"
     s3 del --recursive --force "s3://$bucket/strata-$run/" >/dev/null
+    collect
     seconds[s3cmd-put]+="$(timed s3 put "$work/disk.img" "s3://$bucket/s3cmd-$run/disk.img") "
     seconds[s3cmd-get]+="$(timed s3 get "s3://$bucket/s3cmd-$run/disk.img" "$work/out.img") "
     cmp "$work/disk.img" "$work/out.img" || { echo "run.sh: s3cmd's download differs from the disk" >&2; exit 1; }
     rm -f "$work/out.img"
     s3 del --recursive --force "s3://$bucket/s3cmd-$run/" >/dev/null
+    collect
     echo "run.sh: run $run of $runs done" >&2
 done
 s3 rb "s3://$bucket" >/dev/null

@@ -7,6 +7,8 @@ public sealed class FolderBackupStore(BackupSet set) : IBackupStore
 {
     public BackupSet Set { get; private set; } = set;
 
+    public int ReadParallelism => 2;
+
     public string Locate(string name) => Path.Combine(Set.Folder, name);
 
     public Task<IBlockNode> OpenPointAsync(BackupManifest point, CancellationToken cancellationToken = default) =>

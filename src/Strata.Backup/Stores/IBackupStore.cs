@@ -20,6 +20,9 @@ public interface IBackupStore : IAsyncDisposable
     /// <summary>Where the set's file <paramref name="name"/> is, as a user would name it (a path, an s3:// address).</summary>
     string Locate(string name);
 
+    /// <summary>How many reads of a point a copy keeps in flight: a few for a disk, more for a store with a round trip per read.</summary>
+    int ReadParallelism { get; }
+
     /// <summary>Opens a point's image and its backing chain read-only, as <c>qemu-img convert</c> would.</summary>
     Task<IBlockNode> OpenPointAsync(BackupManifest point, CancellationToken cancellationToken = default);
 

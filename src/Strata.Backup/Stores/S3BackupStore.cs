@@ -94,6 +94,9 @@ public sealed class S3BackupStore : IBackupStore
         }
     }
 
+    /// <summary>Eight 4 MiB ranged GETs in flight: a GET waits for the gateway's first byte, which other GETs hide.</summary>
+    public int ReadParallelism => 8;
+
     public string Locate(string name) => _location.Address(name);
 
     public async Task<IBlockNode> OpenPointAsync(BackupManifest point, CancellationToken cancellationToken = default)

@@ -35,7 +35,7 @@ public static class BackupRestoreCommand
             string destination = words[^1];
             await using var source = await store.OpenPointAsync(point, cancellationToken);
             await BackupCli.ProgressAsync(output, error, result.GetValue(progress), "restore", percent =>
-                BackupRestore.RestoreAsync(source, destination, fmt, percent, cancellationToken));
+                BackupRestore.RestoreAsync(source, destination, fmt, percent, store.ReadParallelism, cancellationToken));
             output.WriteLine($"restored point {point.Point} into {destination} ({fmt})");
             return BackupCli.Ok;
         }));
