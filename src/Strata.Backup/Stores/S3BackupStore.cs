@@ -28,8 +28,8 @@ namespace Strata.Backup.Stores;
 /// start. Nothing else lists or restores them, since readers go by the manifests.</para>
 /// <para>The staging folder of a writer is one per set on this host (in the temporary folder, named by a
 /// hash of the address) and is held by a lock file, so two writers of one set on one host do not
-/// mix; what a killed writer left there is emptied by the next. Readers stage only the manifests, in
-/// a folder of their own.</para>
+/// mix; what a killed writer left there is emptied by the next, and a writer that ends removes it.
+/// Readers stage only the manifests, in a folder of their own.</para>
 /// </remarks>
 public sealed class S3BackupStore : IBackupStore
 {
@@ -146,9 +146,10 @@ public sealed class S3BackupStore : IBackupStore
         return made with { Removed = [.. removed, .. made.Removed] };
     }
 
+    /// <remarks>The staging folder goes, lock file and all, while the lock is still held: a writer that opens it later makes a new one.</remarks>
     public async ValueTask DisposeAsync()
     {
-        DeleteQuietly(_staging, keepLock: _lock is not null);
+        DeleteQuietly(_staging);
         if (_lock is not null)
         {
             await _lock.DisposeAsync();
@@ -319,18 +320,11 @@ public sealed class S3BackupStore : IBackupStore
         }
     }
 
-    private static void DeleteQuietly(string folder, bool keepLock = false)
+    private static void DeleteQuietly(string folder)
     {
         try
         {
-            if (keepLock)
-            {
-                EmptyExceptLock(folder);
-            }
-            else
-            {
-                Directory.Delete(folder, recursive: true);
-            }
+            Directory.Delete(folder, recursive: true);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
