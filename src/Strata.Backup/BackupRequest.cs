@@ -1,3 +1,6 @@
+using Strata.Block.Drivers;
+using Strata.Formats;
+
 namespace Strata.Backup;
 
 /// <summary>What <see cref="BackupWriter"/> is asked to back up.</summary>
@@ -36,6 +39,9 @@ public sealed record BackupRequest
 
     /// <summary>Bytes per leaf of a full point's chunk hashes (0: a version 1 manifest, chunks hashed whole); an incremental keeps its base's.</summary>
     public int LeafSize { get; init; } = BackupManifest.DefaultLeafSize;
+
+    /// <summary>The drivers the new point's chain opens with (a set in an S3 store adds its <c>s3</c> protocol for the previous point).</summary>
+    public DriverRegistry Drivers { get; init; } = StandardDrivers.Registry;
 
     /// <summary>Where the point's time comes from.</summary>
     public TimeProvider Clock { get; init; } = TimeProvider.System;

@@ -14,9 +14,20 @@ public static class BackupRestore
     public static async Task RestoreAsync(BackupSet set, BackupManifest point, string destination, string format, Action<double>? percent = null,
         CancellationToken cancellationToken = default)
     {
+        await using var source = await BackupVerifier.OpenPointAsync(set, point, cancellationToken);
+        await RestoreAsync(source, destination, format, percent, cancellationToken: cancellationToken);
+    }
+
+    /// <summary>
+    /// As above, from a point already opened (a store's: a folder, an S3 bucket read with ranged
+    /// GETs); <paramref name="parallelism"/> chunks are read at once (a remote store wants more than a disk).
+    /// </summary>
+    public static async Task RestoreAsync(IBlockNode source, string destination, string format, Action<double>? percent = null,
+        int parallelism = 2, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(source);
         ArgumentNullException.ThrowIfNull(destination);
         ArgumentNullException.ThrowIfNull(format);
-        await using var source = await BackupVerifier.OpenPointAsync(set, point, cancellationToken);
         try
         {
             var plan = await ImageCreator.PlanAsync(destination, format, source.Size, null, null, [], cancellationToken);
@@ -30,7 +41,7 @@ public static class BackupRestore
         try
         {
             await using var target = await ImageOpener.OpenAsync(destination, new ImageOpenOptions { Format = format, ReadOnly = false }, cancellationToken);
-            var copy = new BlockCopy(ChainView.Whole(source), target, new BlockCopyOptions { TargetIsZero = true, DetectZeroes = true });
+            var copy = new BlockCopy(ChainView.Whole(source), target, new BlockCopyOptions { TargetIsZero = true, DetectZeroes = true, Parallelism = parallelism });
             await copy.CopyAllAsync(source.Size, percent, cancellationToken);
             await target.FlushAsync(cancellationToken);
         }

@@ -12,13 +12,21 @@ namespace Strata.Backup;
 /// </summary>
 public static class BackupVerifier
 {
-    public static async Task<VerifyReport> VerifyAsync(BackupSet set, BackupManifest point, Action<long>? done = null, CancellationToken cancellationToken = default)
+    public static Task<VerifyReport> VerifyAsync(BackupSet set, BackupManifest point, Action<long>? done = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(set);
+        return VerifyAsync(token => OpenPointAsync(set, point, token), point, done, cancellationToken);
+    }
+
+    /// <summary>As above, for a point that <paramref name="openPoint"/> opens (a store's: a folder, an S3 bucket).</summary>
+    public static async Task<VerifyReport> VerifyAsync(Func<CancellationToken, Task<IBlockNode>> openPoint, BackupManifest point, Action<long>? done = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(openPoint);
         ArgumentNullException.ThrowIfNull(point);
         try
         {
-            await using var top = await OpenPointAsync(set, point, cancellationToken);
+            await using var top = await openPoint(cancellationToken);
             if (top.Size != point.Size)
             {
                 return new VerifyReport(point.Point, [], $"{point.Image} is {top.Size} bytes, the manifest says {point.Size}");

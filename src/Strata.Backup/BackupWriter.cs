@@ -1,6 +1,7 @@
 using Strata.Block;
 using Strata.Block.Bitmaps;
 using Strata.Block.Copy;
+using Strata.Block.Drivers;
 using Strata.Formats;
 using Strata.Formats.Qcow2;
 using Strata.Formats.Raw;
@@ -61,7 +62,7 @@ public static class BackupWriter
         await CreateImageAsync(imagePath, source.Size, backing, cancellationToken);
         try
         {
-            hashed = await CopyAndHashAsync(set, point, source, imagePath, incremental, extents, last, (chunkSize, leafSize), percent, phases, cancellationToken);
+            hashed = await CopyAndHashAsync(set, point, source, imagePath, request.Drivers, incremental, extents, last, (chunkSize, leafSize), percent, phases, cancellationToken);
         }
         catch
         {
@@ -151,10 +152,10 @@ public static class BackupWriter
         }
     }
 
-    private static async Task<HashedPoint> CopyAndHashAsync(BackupSet set, int point, IBlockNode source, string imagePath, bool incremental,
+    private static async Task<HashedPoint> CopyAndHashAsync(BackupSet set, int point, IBlockNode source, string imagePath, DriverRegistry drivers, bool incremental,
         List<BackupExtent> extents, BackupManifest? last, (int Chunk, int Leaf) sizes, Action<double>? percent, BackupPhases phases, CancellationToken cancellationToken)
     {
-        IBlockNode target = await ImageOpener.OpenAsync(imagePath, new ImageOpenOptions { Format = Qcow2FormatDriver.FormatName, ReadOnly = false }, cancellationToken);
+        IBlockNode target = await ImageOpener.OpenAsync(imagePath, new ImageOpenOptions { Format = Qcow2FormatDriver.FormatName, ReadOnly = false, Drivers = drivers }, cancellationToken);
         await using (target)
         {
             var copy = new BlockCopy(ChainView.Whole(source), target, new BlockCopyOptions { TargetIsZero = !incremental, DetectZeroes = true });

@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using Strata.Backup;
+using Strata.Backup.Stores;
 using Strata.Block;
 using Strata.Cli.Img;
 using Strata.Daemon.Control;
@@ -13,6 +14,9 @@ internal static class BackupCli
     public const int Failed = 1;
     public const int Mismatch = 2;
 
+    /// <summary>The object store refused the credentials or stayed unreachable through every retry (docs/backup.md).</summary>
+    public const int StoreUnavailable = 3;
+
     public const string Prefix = "strata backup: ";
 
     /// <summary>Runs <paramref name="work"/>; a failure a user can cause becomes one line on <paramref name="error"/> and exit 1.</summary>
@@ -21,6 +25,11 @@ internal static class BackupCli
         try
         {
             return await work();
+        }
+        catch (BackupStoreException e)
+        {
+            error.WriteLine(Prefix + e.Message);
+            return StoreUnavailable;
         }
         catch (Exception e) when (e is BackupException or BlockException or IOException or UnauthorizedAccessException or QmpException
             or SocketException or CliException or ArgumentException)

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Strata.Backup;
+using Strata.Backup.Stores;
 using Strata.Cli.Img;
 using Strata.Daemon;
 
@@ -10,7 +11,7 @@ public static class BackupCreateCommand
 {
     public static Command Build(TextWriter output, TextWriter error)
     {
-        var set = new Argument<string>("SET") { Description = "the backup set's folder (created when missing)" };
+        var set = new Argument<string>("SET") { Description = "the backup set's folder (created when missing), or s3://BUCKET/PREFIX" };
         var image = new Option<string?>("--image") { Description = "back up this image file, offline (read-only, shared: a daemon may hold it frozen)" };
         var bitmap = new Option<string?>("--bitmap") { Description = "with --image: a dirty_bitmap file holding every write since the set's last point: copy only its dirty extents" };
         var drive = new Option<string?>("--drive") { Description = "back up this drive of a running daemon, live, with bitmaps Strata manages" };
@@ -69,6 +70,11 @@ public static class BackupCreateCommand
             bool showProgress = result.GetValue(progress) && !json;
             Action<string>? phases = result.GetValue(verbose) ? line => error.WriteLine(BackupCli.Prefix + line) : null;
             BackupResult made;
+            if (driveId is not null && S3Location.IsS3(folder))
+            {
+                throw new CliException("--drive keeps its bitmaps and overlay in the set's folder: give a local set, or back up the frozen image with --image");
+            }
+
             if (driveId is not null)
             {
                 string socket = result.GetValue(qmp) ?? Path.Combine(SocketDefaults.Directory(), SocketDefaults.QmpSocketName);
@@ -87,18 +93,21 @@ public static class BackupCreateCommand
                     // An image in a store (an RBD snapshot) has no folder to look for tracked bitmaps in.
                     Tracking = bitmapPath is null && !ImgContext.Drivers.Locate(imagePath!).IsFile ? [] : null,
                 };
+                await using var store = await BackupStores.OpenAsync(folder, forWriting: true, cancellationToken);
                 made = null!;
                 await BackupCli.ProgressAsync(output, error, showProgress, "backup", async percent =>
-                    made = await BackupWriter.CreateAsync(folder, request, percent, cancellationToken));
+                    made = await store.CreateAsync(request, percent, cancellationToken));
+                Report(made, store.Locate(made.Manifest.Image), json, output, error);
+                return BackupCli.Ok;
             }
 
-            Report(made, json, output, error);
+            Report(made, Path.Combine(made.Set.Folder, made.Manifest.Image), json, output, error);
             return BackupCli.Ok;
         }));
         return command;
     }
 
-    private static void Report(BackupResult made, bool json, TextWriter output, TextWriter error)
+    private static void Report(BackupResult made, string image, bool json, TextWriter output, TextWriter error)
     {
         var m = made.Manifest;
         if (json)
@@ -108,7 +117,7 @@ public static class BackupCreateCommand
                 w.WriteStartObject();
                 w.WriteNumber("point", m.Point);
                 w.WriteString("kind", m.Kind == BackupKind.Full ? "full" : "incremental");
-                w.WriteString("image", Path.Combine(made.Set.Folder, m.Image));
+                w.WriteString("image", image);
                 w.WriteString("fallback", m.Fallback);
                 w.WriteNumber("extents", m.Extents.Count);
                 w.WriteNumber("bytes-copied", made.BytesCopied);
@@ -131,6 +140,6 @@ public static class BackupCreateCommand
         }
 
         string kind = m.Kind == BackupKind.Full ? "full" : $"incremental on point {m.Point - 1}";
-        output.WriteLine($"point {m.Point} ({kind}): {m.Extents.Count} extent(s), {BackupCli.Bytes(made.BytesCopied)} copied into {Path.Combine(made.Set.Folder, m.Image)}");
+        output.WriteLine($"point {m.Point} ({kind}): {m.Extents.Count} extent(s), {BackupCli.Bytes(made.BytesCopied)} copied into {image}");
     }
 }

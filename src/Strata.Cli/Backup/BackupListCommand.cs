@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Strata.Backup;
+using Strata.Backup.Stores;
 using Strata.Cli.Img;
 
 namespace Strata.Cli.Backup;
@@ -10,7 +11,7 @@ public static class BackupListCommand
 {
     public static Command Build(TextWriter output, TextWriter error)
     {
-        var set = new Argument<string>("SET") { Description = "the backup set's folder" };
+        var set = new Argument<string>("SET") { Description = "the backup set's folder, or s3://BUCKET/PREFIX" };
         var format = new Option<string?>("--output") { Description = "human (default) or json" };
         var command = new Command("list", """
             Lists the points of the set: number, time, kind, image, bytes copied, source and bitmap.
@@ -19,10 +20,11 @@ public static class BackupListCommand
         {
             set, format,
         };
-        command.SetAction(result => BackupCli.RunAsync(error, () =>
+        command.SetAction((result, cancellationToken) => BackupCli.RunAsync(error, async () =>
         {
             bool json = OutputFormat.IsJson(result.GetValue(format));
-            var backupSet = BackupSet.Open(result.GetValue(set)!);
+            await using var store = await BackupStores.OpenAsync(result.GetValue(set)!, cancellationToken: cancellationToken);
+            var backupSet = store.Set;
             if (DriveJournal.Read(backupSet) is { } unfinished)
             {
                 // Not a point (it has no manifest): said on stderr, so the listing stays what a script parses.
@@ -53,7 +55,7 @@ public static class BackupListCommand
 
                     w.WriteEndArray();
                 }));
-                return Task.FromResult(BackupCli.Ok);
+                return BackupCli.Ok;
             }
 
             output.WriteLine($"{"Point",-6}{"Time (UTC)",-21}{"Kind",-13}{"Image",-12}{"Bytes",-10}Source");
@@ -64,7 +66,7 @@ public static class BackupListCommand
                 output.WriteLine($"{p.Point,-6}{time,-21}{kind,-13}{p.Image,-12}{BackupCli.Bytes(p.Extents.Sum(e => e.Length)),-10}{p.Source.Drive ?? p.Source.Image}");
             }
 
-            return Task.FromResult(BackupCli.Ok);
+            return BackupCli.Ok;
         }));
         return command;
     }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Strata.Backup;
+using Strata.Backup.Stores;
 using Strata.Cli.Img;
 
 namespace Strata.Cli.Backup;
@@ -9,7 +10,7 @@ public static class BackupRestoreCommand
 {
     public static Command Build(TextWriter output, TextWriter error)
     {
-        var args = new Argument<string[]>("SET [POINT] DEST") { Description = "the set, the point (number or 'last'; default: last), the new image", Arity = new ArgumentArity(2, 3) };
+        var args = new Argument<string[]>("SET [POINT] DEST") { Description = "the set (a folder or s3://BUCKET/PREFIX), the point (number or 'last'; default: last), the new image", Arity = new ArgumentArity(2, 3) };
         var format = new Option<string>("-O") { Description = "DEST's format: raw (default) or qcow2", DefaultValueFactory = _ => "raw" };
         var progress = new Option<bool>("-p") { Description = "show progress" };
         var command = new Command("restore", """
@@ -29,11 +30,12 @@ public static class BackupRestoreCommand
                 throw new CliException($"-O must be raw or qcow2, not '{fmt}'");
             }
 
-            var backupSet = BackupSet.Open(words[0]);
-            var point = backupSet.Find(words.Length == 3 ? words[1] : null);
+            await using var store = await BackupStores.OpenAsync(words[0], cancellationToken: cancellationToken);
+            var point = store.Set.Find(words.Length == 3 ? words[1] : null);
             string destination = words[^1];
+            await using var source = await store.OpenPointAsync(point, cancellationToken);
             await BackupCli.ProgressAsync(output, error, result.GetValue(progress), "restore", percent =>
-                BackupRestore.RestoreAsync(backupSet, point, destination, fmt, percent, cancellationToken));
+                BackupRestore.RestoreAsync(source, destination, fmt, percent, store.ReadParallelism, cancellationToken));
             output.WriteLine($"restored point {point.Point} into {destination} ({fmt})");
             return BackupCli.Ok;
         }));

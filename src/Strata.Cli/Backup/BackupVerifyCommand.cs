@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Strata.Backup;
+using Strata.Backup.Stores;
 using Strata.Cli.Img;
 
 namespace Strata.Cli.Backup;
@@ -9,7 +10,7 @@ public static class BackupVerifyCommand
 {
     public static Command Build(TextWriter output, TextWriter error)
     {
-        var set = new Argument<string>("SET") { Description = "the backup set's folder" };
+        var set = new Argument<string>("SET") { Description = "the backup set's folder, or s3://BUCKET/PREFIX" };
         var point = new Argument<string?>("POINT") { Description = "one point (its number, or 'last'); default: every point", Arity = ArgumentArity.ZeroOrOne };
         var progress = new Option<bool>("-p") { Description = "show progress" };
         var format = new Option<string?>("--output") { Description = "human (default) or json" };
@@ -27,7 +28,8 @@ public static class BackupVerifyCommand
         command.SetAction((result, cancellationToken) => BackupCli.RunAsync(error, async () =>
         {
             bool json = OutputFormat.IsJson(result.GetValue(format));
-            var backupSet = BackupSet.Open(result.GetValue(set)!);
+            await using var store = await BackupStores.OpenAsync(result.GetValue(set)!, cancellationToken: cancellationToken);
+            var backupSet = store.Set;
             var points = result.GetValue(point) is { } name ? [backupSet.Find(name)] : backupSet.Points;
             long total = Math.Max(1, points.Sum(p => p.Size));
             var reports = new List<VerifyReport>();
@@ -36,7 +38,7 @@ public static class BackupVerifyCommand
                 long done = 0;
                 foreach (var p in points)
                 {
-                    reports.Add(await BackupVerifier.VerifyAsync(backupSet, p, bytes => percent((done += bytes) * 100.0 / total), cancellationToken));
+                    reports.Add(await BackupVerifier.VerifyAsync(token => store.OpenPointAsync(p, token), p, bytes => percent((done += bytes) * 100.0 / total), cancellationToken));
                 }
             });
             Report(reports, json, output);

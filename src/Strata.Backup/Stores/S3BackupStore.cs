@@ -1,0 +1,334 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+using Amazon.S3.Model;
+using Strata.Block;
+using Strata.Block.Drivers;
+using Strata.Formats;
+using Strata.Formats.Qcow2;
+using Strata.Formats.Raw;
+
+namespace Strata.Backup.Stores;
+
+/// <summary>
+/// A backup set kept as objects under <c>s3://BUCKET/PREFIX</c>: the same files as a folder set
+/// (<c>NNNN.qcow2</c>, <c>NNNN.json</c>), so any S3 tool can fetch a point and <c>qemu-img</c>
+/// restore it. Reading (list, verify, restore) goes straight to the objects: manifests are fetched,
+/// images are opened through the <c>s3</c> protocol driver and read with ranged GETs, backing chain
+/// included. Writing a point stages it locally, then uploads it.
+/// </summary>
+/// <remarks>
+/// <para>Invariant, as in a folder: a point exists exactly when its manifest object does. A new
+/// point's image is made in a local staging folder by <see cref="BackupWriter"/> (an incremental's
+/// backing file there is a small qcow2 whose own backing file is the previous point's object, so only
+/// what the copy and the hashing need is read, with ranged GETs); the image is uploaded
+/// (<see cref="S3MultipartUpload"/>: the object appears whole or not at all), then the manifest is
+/// PUT, which is atomic. A run that dies leaves at most an upload in progress or an image object past
+/// the last manifest; the next writer aborts and deletes them, says so, and makes its point from the
+/// start. Nothing else lists or restores them, since readers go by the manifests.</para>
+/// <para>The staging folder of a writer is one per set on this host (in the temporary folder, named by a
+/// hash of the address) and is held by a lock file, so two writers of one set on one host do not
+/// mix; what a killed writer left there is emptied by the next, and a writer that ends removes it.
+/// Readers stage only the manifests, in a folder of their own.</para>
+/// </remarks>
+public sealed class S3BackupStore : IBackupStore
+{
+    private const string LockName = ".lock";
+
+    private readonly S3Location _location;
+    private readonly S3Connection _connection;
+    private readonly DriverRegistry _drivers;
+    private readonly string _staging;
+    private readonly FileStream? _lock;
+    private readonly IReadOnlyList<string> _names;
+
+    private S3BackupStore(S3Location location, S3Connection connection, string staging, FileStream? writerLock, IReadOnlyList<string> names, BackupSet set)
+    {
+        _location = location;
+        _connection = connection;
+        _drivers = StandardDrivers.Registry.With(new S3ProtocolDriver(connection));
+        _staging = staging;
+        _lock = writerLock;
+        _names = names;
+        Set = set;
+    }
+
+    public BackupSet Set { get; private set; }
+
+    /// <summary>The registry readers of this store's images open them with: the standard drivers and <c>s3</c>.</summary>
+    public DriverRegistry Drivers => _drivers;
+
+    /// <summary>Opens the set at <paramref name="location"/>, taking ownership of <paramref name="connection"/>.</summary>
+    public static async Task<S3BackupStore> OpenAsync(S3Location location, S3Connection connection, bool forWriting, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(location);
+        ArgumentNullException.ThrowIfNull(connection);
+        string staging = forWriting ? WriterStaging(location) : Path.Combine(Path.GetTempPath(), $"strata-s3-read-{Guid.NewGuid():N}");
+        FileStream? writerLock = null;
+        try
+        {
+            Directory.CreateDirectory(staging);
+            if (forWriting)
+            {
+                writerLock = TakeLock(location, staging);
+                EmptyExceptLock(staging);
+            }
+
+            var names = await ListAsync(connection, location, cancellationToken);
+            for (int point = 0; names.Contains(BackupSet.ManifestName(point)); point++)
+            {
+                string name = BackupSet.ManifestName(point);
+                byte[] manifest = await GetAsync(connection, location, name, cancellationToken);
+                await File.WriteAllBytesAsync(Path.Combine(staging, name), manifest, cancellationToken);
+            }
+
+            var set = BackupSet.Open(staging);
+            return new S3BackupStore(location, connection, staging, writerLock, [.. names.Order(StringComparer.Ordinal)], set);
+        }
+        catch
+        {
+            writerLock?.Dispose();
+            DeleteQuietly(staging);
+            connection.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Eight 4 MiB ranged GETs in flight: a GET waits for the gateway's first byte, which other GETs hide.</summary>
+    public int ReadParallelism => 8;
+
+    public string Locate(string name) => _location.Address(name);
+
+    public async Task<IBlockNode> OpenPointAsync(BackupManifest point, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(point);
+        return await ImageOpener.OpenAsync(Locate(point.Image), new ImageOpenOptions
+        {
+            Drivers = _drivers, Format = Qcow2FormatDriver.FormatName, ReadOnly = true, Permissions = BitmapFileReader.SharedReading,
+        }, cancellationToken);
+    }
+
+    public async Task<BackupResult> CreateAsync(BackupRequest request, Action<double>? percent = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (_lock is null)
+        {
+            throw new InvalidOperationException("the store was opened for reading");
+        }
+
+        var removed = await RemoveHalfMadeAsync(cancellationToken);
+        if (request.Bitmap is not null && Set.Last is { } last)
+        {
+            await StageBaseAsync(last, cancellationToken);
+        }
+
+        // The local copy and hashing count for the first half of the progress, the upload for the second.
+        var made = await BackupWriter.CreateAsync(_staging, request with { Drivers = _drivers }, p => percent?.Invoke(p / 2), cancellationToken);
+        var manifest = made.Manifest;
+        string image = Path.Combine(_staging, manifest.Image);
+        long total = Math.Max(1, new FileInfo(image).Length);
+        long sent = 0;
+        await S3MultipartUpload.UploadAsync(_connection, _location.Bucket, _location.Key(manifest.Image), image,
+            bytes => percent?.Invoke(50 + ((sent += bytes) * 50.0 / total)), cancellationToken);
+        try
+        {
+            byte[] json = await File.ReadAllBytesAsync(Path.Combine(_staging, BackupSet.ManifestName(manifest.Point)), cancellationToken);
+            await S3MultipartUpload.PutAsync(_connection, _location.Bucket, _location.Key(BackupSet.ManifestName(manifest.Point)), json, cancellationToken);
+        }
+        catch
+        {
+            await DeleteObjectQuietlyAsync(manifest.Image);
+            throw;
+        }
+
+        File.Delete(image);
+        Set = made.Set;
+        return made with { Removed = [.. removed, .. made.Removed] };
+    }
+
+    /// <remarks>The staging folder goes, lock file and all, while the lock is still held: a writer that opens it later makes a new one.</remarks>
+    public async ValueTask DisposeAsync()
+    {
+        DeleteQuietly(_staging);
+        if (_lock is not null)
+        {
+            await _lock.DisposeAsync();
+        }
+
+        _connection.Dispose();
+    }
+
+    /// <summary>
+    /// Aborts the multipart uploads in progress under the set and deletes image objects numbered past
+    /// the last manifest: what a writer that died left. Returns what it removed, for the user.
+    /// </summary>
+    private async Task<List<string>> RemoveHalfMadeAsync(CancellationToken cancellationToken)
+    {
+        var removed = new List<string>();
+        string? keyMarker = null;
+        string? uploadMarker = null;
+        for (int page = 0; page < 1000; page++)
+        {
+            var listed = await _connection.Retry.RunAsync($"{_location}: listing uploads in progress", token =>
+                _connection.Client.ListMultipartUploadsAsync(new ListMultipartUploadsRequest
+                {
+                    BucketName = _location.Bucket, Prefix = _location.KeyPrefix, KeyMarker = keyMarker, UploadIdMarker = uploadMarker,
+                }, token), cancellationToken);
+            foreach (var upload in listed.MultipartUploads ?? [])
+            {
+                if (NameOf(upload.Key) is { } name && IsPastLast(name))
+                {
+                    await _connection.Retry.RunAsync($"{Locate(name)}: aborting an interrupted upload", token =>
+                        _connection.Client.AbortMultipartUploadAsync(new AbortMultipartUploadRequest
+                        {
+                            BucketName = _location.Bucket, Key = upload.Key, UploadId = upload.UploadId,
+                        }, token), cancellationToken);
+                    removed.Add($"{name} (an upload in progress)");
+                }
+            }
+
+            if (listed.IsTruncated != true)
+            {
+                break;
+            }
+
+            (keyMarker, uploadMarker) = (listed.NextKeyMarker, listed.NextUploadIdMarker);
+        }
+
+        foreach (string name in _names.Where(IsPastLast))
+        {
+            await _connection.Retry.RunAsync($"{Locate(name)}: deleting", token =>
+                _connection.Client.DeleteObjectAsync(new DeleteObjectRequest { BucketName = _location.Bucket, Key = _location.Key(name) }, token), cancellationToken);
+            removed.Add(name);
+        }
+
+        return removed;
+    }
+
+    /// <summary>An image numbered at or past the next point: what only a writer that died leaves (manifests are PUT whole, last).</summary>
+    private bool IsPastLast(string name)
+    {
+        string number = name.EndsWith(".qcow2", StringComparison.Ordinal) ? name[..^".qcow2".Length] : "";
+        return number.Length == 4 && int.TryParse(number, NumberStyles.None, CultureInfo.InvariantCulture, out int point) && point >= Set.Points.Count;
+    }
+
+    /// <summary>The set's file name of <paramref name="key"/>, or null for a key deeper under the prefix.</summary>
+    private string? NameOf(string key) =>
+        key.StartsWith(_location.KeyPrefix, StringComparison.Ordinal) && key[_location.KeyPrefix.Length..] is { Length: > 0 } name && !name.Contains('/', StringComparison.Ordinal)
+            ? name : null;
+
+    /// <summary>
+    /// Puts the last point's image into the staging folder as the writer expects it, as an empty
+    /// qcow2 whose backing file is the point's object: an incremental's copy and hashing read through
+    /// it with ranged GETs, and the new image records the plain relative name, right in the bucket.
+    /// A missing object is left missing, for the writer to refuse the incremental.
+    /// </summary>
+    private async Task StageBaseAsync(BackupManifest last, CancellationToken cancellationToken)
+    {
+        if (!_names.Contains(last.Image))
+        {
+            return;
+        }
+
+        var plan = await ImageCreator.PlanAsync(_drivers, Path.Combine(_staging, last.Image), Qcow2FormatDriver.FormatName, last.Size,
+            Locate(last.Image), Qcow2FormatDriver.FormatName, [], cancellationToken);
+        await ImageCreator.CreateAsync(plan, FileCreation.New, cancellationToken);
+    }
+
+    private async Task DeleteObjectQuietlyAsync(string name)
+    {
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await _connection.Client.DeleteObjectAsync(new DeleteObjectRequest { BucketName = _location.Bucket, Key = _location.Key(name) }, timeout.Token);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // An image object past the last manifest is what the next writer deletes.
+        }
+    }
+
+    private static async Task<HashSet<string>> ListAsync(S3Connection connection, S3Location location, CancellationToken cancellationToken)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        string? continuation = null;
+        for (int page = 0; page < 10_000; page++)
+        {
+            var listed = await connection.Retry.RunAsync(location.ToString(), token => connection.Client.ListObjectsV2Async(new ListObjectsV2Request
+            {
+                BucketName = location.Bucket, Prefix = location.KeyPrefix, Delimiter = "/", ContinuationToken = continuation,
+            }, token), cancellationToken);
+            foreach (var o in listed.S3Objects ?? [])
+            {
+                names.Add(o.Key[location.KeyPrefix.Length..]);
+            }
+
+            if (listed.IsTruncated != true)
+            {
+                break;
+            }
+
+            continuation = listed.NextContinuationToken;
+        }
+
+        return names;
+    }
+
+    private static async Task<byte[]> GetAsync(S3Connection connection, S3Location location, string name, CancellationToken cancellationToken) =>
+        await connection.Retry.RunAsync(location.Address(name), async token =>
+        {
+            using var response = await connection.Client.GetObjectAsync(new GetObjectRequest { BucketName = location.Bucket, Key = location.Key(name) }, token);
+            using var content = new MemoryStream();
+            await response.ResponseStream.CopyToAsync(content, token);
+            return content.ToArray();
+        }, cancellationToken);
+
+    private static string WriterStaging(S3Location location)
+    {
+        string hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(location.ToString())))[..16];
+        return Path.Combine(Path.GetTempPath(), $"strata-s3-{hash}");
+    }
+
+    /// <summary>The writer's lock: an exclusive open, which .NET takes as an advisory lock (flock) that dies with the process.</summary>
+    private static FileStream TakeLock(S3Location location, string staging)
+    {
+        try
+        {
+            return new FileStream(Path.Combine(staging, LockName), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException e)
+        {
+            throw new BackupException($"{location}: another backup of this set is running on this host", e);
+        }
+    }
+
+    private static void EmptyExceptLock(string staging)
+    {
+        foreach (string path in Directory.EnumerateFileSystemEntries(staging))
+        {
+            if (Path.GetFileName(path) != LockName)
+            {
+                if (Directory.Exists(path))
+                {
+                    Directory.Delete(path, recursive: true);
+                }
+                else
+                {
+                    File.Delete(path);
+                }
+            }
+        }
+    }
+
+    private static void DeleteQuietly(string folder)
+    {
+        try
+        {
+            Directory.Delete(folder, recursive: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // A staging folder in temp: the next writer of the set empties it.
+        }
+    }
+}
