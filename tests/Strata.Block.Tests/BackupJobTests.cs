@@ -26,10 +26,13 @@ public sealed class BackupJobTests(ITestOutputHelper output)
         var target = new MemoryNode(DiskSize);
         var job = drive.PrepareBackup("b", target, new BackupJobOptions { ChunkSize = Cluster, Copiers = 2 });
 
-        // Paused at its first step: the filter is in, so every write below copies before it writes.
+        // Paused at its first step. Once PointInTime completes (what drive-backup waits for before it
+        // replies) the filter is in, so every write below copies before it writes.
         job.Pause();
+        Assert.False(job.PointInTime.IsCompleted);
         job.Start();
-        await WaitUntilAsync(() => drive.Root is CopyBeforeWriteNode);
+        await job.PointInTime;
+        Assert.IsType<CopyBeforeWriteNode>(drive.Root);
         var model = (byte[])atStart.Clone();
         await WriteRandomlyAsync(drive.Gate, random, model, 40);
         var writer = WriteRandomlyAsync(drive.Gate, random, model, 200);

@@ -29,6 +29,9 @@ public sealed class BackupJob : Job
     private CopyBeforeWriteNode? _filter;
     private int _targetClosed;
 
+    // Completed once the filter is on the drive (the point in time is fixed), or when the job ends without it.
+    private readonly TaskCompletionSource _pointInTime = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     internal BackupJob(string id, Drive drive, IBlockNode target, BackupJobOptions options, DriveBitmap? bitmap)
         : base(id, "backup")
     {
@@ -43,6 +46,14 @@ public sealed class BackupJob : Job
     public IBlockNode Target => _target;
 
     public BackupSync Sync => _options.Sync;
+
+    /// <summary>
+    /// Completes once the job's point in time is fixed (its filter is on the drive), or once the job
+    /// has ended without fixing one. The command that starts the job waits for it before it replies,
+    /// as QEMU inserts its filter before drive-backup returns: a guest write the caller makes after
+    /// the reply is never in the backup.
+    /// </summary>
+    public Task PointInTime => _pointInTime.Task;
 
     protected override async Task RunAsync(CancellationToken cancellationToken)
     {
@@ -84,6 +95,8 @@ public sealed class BackupJob : Job
             _filter = new CopyBeforeWriteNode(source, _copier);
             _drive.Gate.ReplaceRoot(_filter, drain);
         }
+
+        _pointInTime.TrySetResult();
 
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _copier.Failed);
         try
@@ -160,6 +173,7 @@ public sealed class BackupJob : Job
         }
         finally
         {
+            _pointInTime.TrySetResult();
             _copier?.Dispose();
             Interlocked.Exchange(ref _bitmapUse, null)?.Dispose();
             if (_options.OwnsTarget && Interlocked.Exchange(ref _targetClosed, 1) == 0)

@@ -92,6 +92,9 @@ public sealed partial class QmpCommands
             }
 
             job.Start();
+
+            // The reply says the point in time is fixed: nothing the guest writes after it is backed up.
+            await Task.WhenAny(job.PointInTime, job.Completion);
             return QmpResult.Empty;
         }
         finally

@@ -37,12 +37,12 @@ internal sealed class RadosCluster
             int read = RbdNative.RadosConfReadFile(handle, location.Conf);
             if (read < 0 && location.Conf is not null)
             {
-                throw RbdErrors.For($"Could not read the Ceph configuration '{location.Conf}'", read);
+                throw RbdErrors.For($"Could not read the Ceph configuration '{location.Conf}' for 'rbd:{location.Name}'", read);
             }
 
             foreach (var (name, value) in location.Options)
             {
-                RbdErrors.ThrowIfFailed($"Could not set Ceph option '{name}' to '{value}'", RbdNative.RadosConfSet(handle, name, value));
+                RbdErrors.ThrowIfFailed($"Could not set Ceph option '{name}' to '{value}' for 'rbd:{location.Name}'", RbdNative.RadosConfSet(handle, name, value));
             }
 
             RbdErrors.ThrowIfFailed($"Could not connect to the Ceph cluster of 'rbd:{location.Name}'", RbdNative.RadosConnect(handle));
