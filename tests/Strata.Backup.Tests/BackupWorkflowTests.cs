@@ -10,7 +10,7 @@ public sealed class BackupWorkflowTests
     public async Task TheBackupWorkflowScriptRestoresEveryPointEqualToTheFrozenImage()
     {
         using var folder = new TempFolder("bwork");
-        string script = Path.Combine(RepositoryRoot(), "examples", "backup-workflow.sh");
+        string script = Path.Combine(Repository.Root, "examples", "backup-workflow.sh");
         string wrapper = folder.File("strata");
         await File.WriteAllTextAsync(wrapper, $"#!/bin/sh\nexec '{Processes.DotnetHost()}' '{Processes.StrataDll}' \"$@\"\n");
         Processes.Run("chmod", "+x", wrapper).AssertSuccess();
@@ -70,18 +70,5 @@ public sealed class BackupWorkflowTests
         Assert.Empty(Directory.GetFiles(Path.Combine(set, "work")));
         Assert.Single(Directory.GetFiles(Path.Combine(set, "bitmaps")));
         (await Processes.StrataAsync(["backup", "verify", set])).AssertSuccess();
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Strata.slnx")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new DirectoryNotFoundException("the repository root (Strata.slnx) is not above the test assembly");
     }
 }

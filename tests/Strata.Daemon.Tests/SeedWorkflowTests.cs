@@ -28,23 +28,10 @@ public sealed class SeedWorkflowTests
     /// <summary>Runs examples/<paramref name="name"/> in a folder of <paramref name="folder"/>, with this build of strata.</summary>
     private static async Task<ProcessResult> RunExampleAsync(TempFolder folder, string name)
     {
-        string script = Path.Combine(RepositoryRoot(), "examples", name);
+        string script = Path.Combine(Repository.Root, "examples", name);
         string wrapper = folder.File("strata");
         await File.WriteAllTextAsync(wrapper, $"#!/bin/sh\nexec '{Processes.DotnetHost()}' '{Path.Combine(AppContext.BaseDirectory, "strata.dll")}' \"$@\"\n");
         Processes.Run("chmod", "+x", wrapper).AssertSuccess();
         return await Processes.RunAsync("env", [$"STRATA={wrapper}", "bash", script, folder.File("work")], new ProcessOptions { Timeout = TimeSpan.FromMinutes(5) });
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Strata.slnx")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new DirectoryNotFoundException("the repository root (Strata.slnx) is not above the test assembly");
     }
 }

@@ -1,3 +1,5 @@
+using Strata.TestKit;
+
 namespace Strata.Fuzz.Tests;
 
 /// <summary>
@@ -6,7 +8,7 @@ namespace Strata.Fuzz.Tests;
 /// </summary>
 public static class FuzzFolder
 {
-    public static string Root { get; } = Path.Combine(RepositoryRoot(), "fuzz");
+    public static string Root { get; } = Path.Combine(Repository.Root, "fuzz");
 
     /// <summary>The build configuration of these tests (Release or Debug), which run.sh builds and runs the driver in.</summary>
     public static string Configuration { get; } = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar)).Parent!.Name;
@@ -21,18 +23,5 @@ public static class FuzzFolder
         return Directory.Exists(path)
             ? [.. Directory.GetFiles(path).Where(f => !Path.GetFileName(f).StartsWith('.')).Order(StringComparer.Ordinal)]
             : [];
-    }
-
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "Strata.slnx")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        throw new DirectoryNotFoundException("the repository root (Strata.slnx) is not above the test assembly");
     }
 }

@@ -15,21 +15,7 @@ public sealed class GuestBuild : IAsyncLifetime, IDisposable
 
     public string Initramfs => _out.File("initramfs.gz");
 
-    public static string RepositoryRoot
-    {
-        get
-        {
-            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            {
-                if (File.Exists(Path.Combine(dir.FullName, "Strata.slnx")))
-                {
-                    return dir.FullName;
-                }
-            }
-
-            throw new DirectoryNotFoundException("the repository root (Strata.slnx) is not above the test assembly");
-        }
-    }
+    public static string RepositoryRoot => Repository.Root;
 
     public async Task InitializeAsync()
     {
