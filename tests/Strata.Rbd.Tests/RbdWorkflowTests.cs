@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Text.Json;
 using Strata.Cli.Tests;
 using Strata.TestKit;
 
@@ -135,6 +137,55 @@ public sealed class RbdWorkflowTests
     }
 
     /// <summary>Runs console commands against the daemon's control socket, failing with the story unless all succeed.</summary>
+    /// <summary>
+    /// The seed's first workflow with the base on RBD under a real guest load: fio writes over NBD and
+    /// reads every block back (verify_backlog) while the console switches the drive to a local
+    /// overlay and merges it back into the RBD image; at the end the image holds what the guest sees.
+    /// </summary>
+    [Fact]
+    public async Task ASnapshotAndMergeOfAnRbdBaseUnderFioLoseNoBlockFioVerifies()
+    {
+        const int seed = 1501;
+        const int disk = 64 << 20;
+        using var folder = new TempFolder("rbd-fio");
+        using var image = new RbdImage("fio");
+        StrataCli.ImgOk("create", "-f", "raw", image.Locator, disk.ToString(CultureInfo.InvariantCulture));
+        string socket = folder.File("nbd.sock");
+        string nbd = $"nbd+unix:///d0?socket={socket}";
+        string qmp = folder.File("qmp.sock");
+        await using var served = ServeProcess.Start(folder.Path, RbdImage.Cluster.Environment,
+            "--drive", $"id=d0,file={image.Locator},format=raw", "--nbd", $"unix:{socket}", "--qmp", $"unix:{qmp}");
+        await served.WaitForFileAsync(qmp);
+
+        var fio = Processes.RunAsync("fio", [
+            "--name=guest", "--ioengine=nbd", $"--uri={nbd}", "--rw=randwrite", "--bs=4k", "--iodepth=16",
+            "--verify=crc32c", "--verify_backlog=256", "--verify_fatal=1", $"--randseed={seed}",
+            "--time_based", "--runtime=12", "--output-format=json",
+        ], new ProcessOptions { Timeout = TimeSpan.FromMinutes(2) });
+        await Task.Delay(1500);
+        string overlay = folder.File("tmp_write.img");
+        Monitor(qmp, $"change -l d0 file={overlay}");
+        await Task.Delay(1500);
+        Monitor(qmp, $"merge_disk {overlay}");
+        Assert.False(fio.IsCompleted, "fio ended before the merge did, so the merge was not made under its load");
+        Assert.Contains($"d0: {image.Locator} (raw)", Monitor(qmp, "info block"), StringComparison.Ordinal);
+
+        var result = await fio;
+        Assert.True(result.ExitCode == 0, $"fio found data it wrote changed or lost (seed {seed}):\n{result}");
+        using (var json = JsonDocument.Parse(result.Stdout[result.Stdout.IndexOf('{', StringComparison.Ordinal)..]))
+        {
+            var job = json.RootElement.GetProperty("jobs")[0];
+            Assert.Equal(0, job.GetProperty("error").GetInt32());
+            Assert.True(job.GetProperty("read").GetProperty("io_bytes").GetInt64() > 0, "fio verified nothing");
+        }
+
+        string copy = folder.File("copy.raw");
+        await Processes.OkAsync("nbdcopy", nbd, copy);
+        Monitor(qmp, "quit");
+        Assert.Equal(0, await served.WaitForExitAsync());
+        Assert.True(image.Export().AsSpan().SequenceEqual(File.ReadAllBytes(copy)), "the RBD image differs from what the guest read before the daemon stopped");
+    }
+
     private static string Monitor(string qmp, params string[] commands) =>
         Processes.Strata(["monitor", qmp], new ProcessOptions { Stdin = string.Join('\n', commands) + "\n" }).AssertSuccess().Stdout;
 }
