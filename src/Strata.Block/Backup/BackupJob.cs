@@ -28,6 +28,7 @@ public sealed class BackupJob : Job
     private BackupCopier? _copier;
     private CopyBeforeWriteNode? _filter;
     private int _targetClosed;
+    private IDisposable? _heldUntilFinished;
 
     // Completed once the filter is on the drive (the point in time is fixed), or when the job ends without it.
     private readonly TaskCompletionSource _pointInTime = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -54,6 +55,13 @@ public sealed class BackupJob : Job
     /// the reply is never in the backup.
     /// </summary>
     public Task PointInTime => _pointInTime.Task;
+
+    /// <summary>
+    /// Disposes <paramref name="use"/> when the job finishes, before it concludes (and so before its
+    /// completion event): a target node named by blockdev-backup stays busy exactly while the job
+    /// writes it, and a blockdev-del sent on the event finds it free. Call before <see cref="Job.Start"/>.
+    /// </summary>
+    public void ReleaseWhenFinished(IDisposable use) => _heldUntilFinished = use;
 
     protected override async Task RunAsync(CancellationToken cancellationToken)
     {
@@ -174,6 +182,7 @@ public sealed class BackupJob : Job
         finally
         {
             _pointInTime.TrySetResult();
+            Interlocked.Exchange(ref _heldUntilFinished, null)?.Dispose();
             _copier?.Dispose();
             Interlocked.Exchange(ref _bitmapUse, null)?.Dispose();
             if (_options.OwnsTarget && Interlocked.Exchange(ref _targetClosed, 1) == 0)

@@ -88,7 +88,7 @@ public sealed partial class QmpCommands
             _daemon.Jobs.Add(new BlockJobEntry(job, drive, options.Speed, autoDismiss));
             if (nodeUse is not null)
             {
-                _ = job.Completion.ContinueWith(_ => nodeUse.Dispose(), TaskScheduler.Default);
+                job.ReleaseWhenFinished(nodeUse);
             }
 
             job.Start();
