@@ -58,7 +58,7 @@ public sealed class BackupChainInteropTests
         var chain = await BuildChainAsync(folder, seed, rounds: 2);
         Assert.Equal(0, Cli("backup", "verify", chain.Set.Folder).ExitCode);
 
-        long guestOffset = FlipDataByte(chain.Set.ImagePath(flipped));
+        long guestOffset = ImageDamage.FlipDataByte(chain.Set.ImagePath(flipped));
         var result = Cli("backup", "verify", "--output=json", chain.Set.Folder);
 
         Assert.True(result.ExitCode == 2, $"seed {seed}: {result}");
@@ -191,7 +191,7 @@ public sealed class BackupChainInteropTests
         Assert.Contains("\"version\": 1,", File.ReadAllText(Path.Combine(chain.Set.Folder, BackupSet.ManifestName(2))));
         Assert.Equal(0, Cli("backup", "verify", chain.Set.Folder).ExitCode);
 
-        FlipDataByte(chain.Set.ImagePath(1));
+        ImageDamage.FlipDataByte(chain.Set.ImagePath(1));
         var result = Cli("backup", "verify", chain.Set.Folder);
         Assert.True(result.ExitCode == 2, $"seed {seed}: {result}");
     }
@@ -234,22 +234,6 @@ public sealed class BackupChainInteropTests
         return new ProcessResult($"strata {string.Join(' ', args)} (in process)", code, output.ToString(), error.ToString());
     }
 
-    /// <summary>XORs a byte of a data cluster the image itself holds; returns the guest offset it belongs to.</summary>
-    private static long FlipDataByte(string image)
-    {
-        using var map = JsonDocument.Parse(Processes.Ok("qemu-img", "map", "--output=json", "-f", "qcow2", image));
-        var extent = map.RootElement.EnumerateArray().First(e => e.GetProperty("data").GetBoolean() && e.GetProperty("depth").GetInt32() == 0
-            && e.TryGetProperty("offset", out _));
-        long host = extent.GetProperty("offset").GetInt64();
-        using var file = new FileStream(image, FileMode.Open, FileAccess.ReadWrite);
-        var one = new byte[1];
-        file.Position = host;
-        file.ReadExactly(one);
-        one[0] ^= 0xff;
-        file.Position = host;
-        file.Write(one);
-        return extent.GetProperty("start").GetInt64();
-    }
 
     /// <summary>
     /// A raw disk (1 MiB of data at 1 MiB) with bitmap t0 tracking from point 0 (a full backup); then per round seeded writes

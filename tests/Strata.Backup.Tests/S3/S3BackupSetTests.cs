@@ -78,7 +78,7 @@ public sealed class S3BackupSetTests
             await got.WriteResponseStreamToFileAsync(local, append: false, CancellationToken.None);
         }
 
-        long guestOffset = FlipDataByte(local);
+        long guestOffset = ImageDamage.FlipDataByte(local);
         await s3.Client.PutObjectAsync(new PutObjectRequest { BucketName = s3.Bucket, Key = key, FilePath = local });
 
         var result = await s3.StrataAsync(["backup", "verify", "--output=json", s3.Set]);
@@ -160,24 +160,5 @@ public sealed class S3BackupSetTests
         string host = new Uri(s3.Cluster.S3Endpoint).Authority;
         return ["--no-ssl", $"--host={host}", $"--host-bucket={host}", $"--access_key={s3.Cluster.AccessKey}", $"--secret_key={s3.Cluster.SecretKey}",
             "--config=/dev/null", "--signature-v2"];
-    }
-
-    /// <summary>XORs a byte of a data cluster the image itself holds; returns the guest offset it belongs to.</summary>
-    private static long FlipDataByte(string image)
-    {
-        // The image alone: its backing file stays in the store.
-        string alone = $$"""json:{"driver":"qcow2","file":{"driver":"file","filename":"{{image}}"},"backing":null}""";
-        using var map = JsonDocument.Parse(Processes.Ok("qemu-img", "map", "--output=json", alone));
-        var extent = map.RootElement.EnumerateArray().First(e => e.GetProperty("data").GetBoolean() && e.GetProperty("depth").GetInt32() == 0
-            && e.TryGetProperty("offset", out _));
-        long host = extent.GetProperty("offset").GetInt64();
-        using var file = new FileStream(image, FileMode.Open, FileAccess.ReadWrite);
-        var one = new byte[1];
-        file.Position = host;
-        file.ReadExactly(one);
-        one[0] ^= 0xff;
-        file.Position = host;
-        file.Write(one);
-        return extent.GetProperty("start").GetInt64();
     }
 }
