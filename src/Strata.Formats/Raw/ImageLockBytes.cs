@@ -54,7 +54,7 @@ internal sealed class ImageLockBytes(SafeFileHandle handle, string path)
                     }
                     else if (check == PermissionCheck.Probe && FirstConflict(held, forbidden) is { } conflict)
                     {
-                        throw new BlockException(BlockError.Locked, $"{conflict.What}. Is another process using the image [{path}]?");
+                        Throw(conflict.Offset, conflict.Result, conflict.What, nameHolder: false);
                     }
                 }
                 catch
@@ -129,7 +129,7 @@ internal sealed class ImageLockBytes(SafeFileHandle handle, string path)
         {
             if (Environment.TickCount64 >= deadline)
             {
-                Throw(conflict.Offset, conflict.Result, conflict.What);
+                Throw(conflict.Offset, conflict.Result, conflict.What, nameHolder: true);
             }
 
             Thread.Sleep(10);
@@ -158,11 +158,11 @@ internal sealed class ImageLockBytes(SafeFileHandle handle, string path)
         return null;
     }
 
-    private void Throw(int offset, int result, string what)
+    /// <summary>One line, QEMU's two sentences (its error and its hint), and, with <paramref name="nameHolder"/>, who holds the byte when /proc tells.</summary>
+    private void Throw(int offset, int result, string what, bool nameHolder)
     {
-        // One line, QEMU's two sentences (its error and its hint), and who holds the byte when /proc tells.
         string reason = result < 0 && -result != EAGAIN ? $": {Marshal.GetPInvokeErrorMessage(-result)}" : "";
-        string holder = result > 0 && LockHolder.Describe(handle, offset) is { } who ? $" ({who} holds it)" : "";
+        string holder = nameHolder && result > 0 && LockHolder.Describe(handle, offset) is { } who ? $" ({who} holds it)" : "";
         throw new BlockException(BlockError.Locked, $"{what}{reason}. Is another process using the image [{path}]?{holder}");
     }
 }
