@@ -59,22 +59,10 @@ public sealed class CephCluster
             return new CephCluster(Read(envFile));
         }
 
-        string folder = Path.Combine(Path.GetTempPath(), $"strata-ceph-{Guid.NewGuid().ToString("N")[..8]}");
-        string script = Repository.File("ceph/cluster.sh");
-        Processes.Run("bash", [script, "start", folder], new ProcessOptions { Timeout = TimeSpan.FromMinutes(2) }).AssertSuccess();
-        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
-        {
-            Processes.Run("bash", [script, "stop", folder], new ProcessOptions { Timeout = TimeSpan.FromMinutes(1) });
-            try
-            {
-                Directory.Delete(folder, recursive: true);
-            }
-            catch (IOException)
-            {
-                // A daemon still closing a log: the folder is in temp.
-            }
-        };
-        return new CephCluster(Read(Path.Combine(folder, "env")));
+        // Off the test's synchronization context: the start awaits the script.
+        var own = Task.Run(PrivateCephCluster.StartAsync).GetAwaiter().GetResult();
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => own.Dispose();
+        return own.Cluster;
     }
 
     private static Dictionary<string, string> Read(string envFile)

@@ -1,11 +1,10 @@
-using Strata.TestKit;
-
-namespace Strata.Daemon.Tests;
+namespace Strata.TestKit;
 
 /// <summary>
-/// A Ceph cluster of one test's own (ceph/cluster.sh in a temporary folder), for faults that would
-/// disturb every other test on the shared cluster: its OSD stopped and started again. Dispose stops
-/// the daemons the script started (by the PIDs it recorded) and deletes the folder.
+/// A Ceph cluster started by ceph/cluster.sh in a temporary folder: the run's shared one when no
+/// running cluster is named (<see cref="CephCluster.Shared"/>), or one test's own, for faults that
+/// would disturb every other test on the shared cluster (its OSD stopped and started again). Dispose
+/// stops the daemons the script started (by the PIDs it recorded) and deletes the folder.
 /// </summary>
 public sealed class PrivateCephCluster : IDisposable
 {
