@@ -36,32 +36,33 @@ internal static class FuzzRun
         string? overran = null;
         while (overran is null)
         {
-            try
+            // Which task ended first, not a caught TimeoutException: a run that completes just after
+            // the poll's timer fired is a finished run, never a failure of the input.
+            if (await Task.WhenAny(run, Task.Delay(Poll)) == run)
             {
-                await run.WaitAsync(Poll);
+                await run;
                 return;
             }
-            catch (TimeoutException) when (!run.IsCompleted)
-            {
-                self.Refresh();
-                var processor = self.TotalProcessorTime - processorAtStart;
-                overran = processor > ProcessorLimit ? $"used {processor.TotalSeconds:0.#} s of processor time"
-                    : wall.Elapsed > WallLimit ? $"did not finish within {WallLimit.TotalSeconds:0} s"
-                    : null;
-            }
+
+            self.Refresh();
+            var processor = self.TotalProcessorTime - processorAtStart;
+            overran = processor > ProcessorLimit ? $"used {processor.TotalSeconds:0.#} s of processor time"
+                : wall.Elapsed > WallLimit ? $"did not finish within {WallLimit.TotalSeconds:0} s"
+                : null;
         }
 
         await cancel.CancelAsync();
         // A loop that does I/O meets the cancellation at its next call and unwinds with its stack,
         // which says where it was; a loop that does none keeps its thread.
         string message = $"{target.Name}: the run {overran}";
-        try
-        {
-            await run.WaitAsync(UnwindLimit);
-        }
-        catch (TimeoutException) when (!run.IsCompleted)
+        if (await Task.WhenAny(run, Task.Delay(UnwindLimit)) != run)
         {
             throw new FuzzHang($"{message}, and did not stop when cancelled (step: {progress.Step})") { Unwound = false, Step = progress.Step };
+        }
+
+        try
+        {
+            await run;
         }
         catch (Exception e)
         {
