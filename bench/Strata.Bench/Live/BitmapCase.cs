@@ -18,6 +18,8 @@ internal sealed record BitmapCase(string Label, int Count, long Granularity, boo
         new("4 × 4 KiB", 4, 4096, false),
         new("1 × 64 KiB, crash-safe file", 1, 64 * 1024, true),
         new("4 × 64 KiB, crash-safe file", 4, 64 * 1024, true),
+        new("1 × 4 KiB, crash-safe file", 1, 4096, true),
+        new("4 × 4 KiB, crash-safe file", 4, 4096, true),
         NoneAgain,
     ];
 }

@@ -14,8 +14,8 @@ internal sealed class StrataServer(string program, string[] prefix, string folde
         "--nbd", $"unix:{NbdSocket}", "--qmp", $"unix:{QmpSocket}", .. ExtraArguments,
     ]);
 
-    /// <summary>More options for <c>strata serve</c> (a <c>--guest</c>).</summary>
-    public IReadOnlyList<string> ExtraArguments { get; init; } = [];
+    /// <summary>More options for <c>strata serve</c> (a <c>--guest</c>, a <c>--bitmap-checkpoint</c>); set before the start.</summary>
+    public IReadOnlyList<string> ExtraArguments { get; set; } = [];
 
     public override string BitmapNode => "disk";
 
