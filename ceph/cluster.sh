@@ -16,6 +16,14 @@
 #   AWS_ENDPOINT_URL              the gateway's S3 endpoint, http://127.0.0.1:PORT
 #   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION
 #                                 a gateway user's keys
+# With STRATA_CEPH_AUTH=cephx in the environment of start, the cluster authenticates every client
+# with cephx, as production clusters do (the default is none: a test cluster on loopback). DIR/env
+# then also holds:
+#   STRATA_RBD_USER, STRATA_RBD_KEYRING
+#                                 a client (client.strata) allowed RBD images in STRATA_RBD_POOL
+#                                 only, and its keyring
+#   STRATA_RBD_OTHER_POOL         a second pool that user may not touch
+# The ceph tools then use client.admin's keyring, which ceph.conf names.
 # Packages (Debian): ceph-mon ceph-osd ceph-mgr radosgw ceph-common.
 set -euo pipefail
 
@@ -23,8 +31,11 @@ usage() { echo "usage: $0 start|stop|status|osd-stop|osd-start DIR" >&2; exit 2;
 (( $# == 2 )) || usage
 cmd=$1
 dir=$2
-# The pool made for RBD images.
+# The pool made for RBD images, and with cephx a second one its client may not touch.
 pool=rbd
+other_pool=rbd-other
+auth=${STRATA_CEPH_AUTH:-none}
+[[ $auth == none || $auth == cephx ]] || { echo "ceph/cluster.sh: STRATA_CEPH_AUTH is none or cephx, not '$auth'" >&2; exit 2; }
 
 # A port nobody listens on now, picked by the kernel.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -113,6 +124,43 @@ osd_start() {
         || { echo "ceph/cluster.sh: the RBD pool did not serve again: $(ceph_ health detail 2>&1 | head -5)" >&2; exit 1; }
 }
 
+# The [global] lines on authentication: none, or cephx with each daemon's keyring in its folder.
+auth_settings() {
+    if [[ $auth == cephx ]]; then
+        cat <<CONF
+# cephx, as production clusters run: every daemon and client proves who it is with its key.
+auth cluster required = cephx
+auth service required = cephx
+auth client required = cephx
+keyring = $dir/keyring/\$name.keyring
+CONF
+    else
+        cat <<CONF
+# A test cluster on loopback: no authentication. The gateway then still needs "secure" among the
+# monitor client modes, or it waits forever for its configuration.
+auth cluster required = none
+auth service required = none
+auth client required = none
+ms mon client mode = crc secure
+CONF
+    fi
+}
+
+# cephx: the monitor's key and client.admin's, made before the monitor's store (which imports both).
+make_first_keys() {
+    mkdir -p "$dir/keyring"
+    ceph-authtool --create-keyring "$dir/keyring/mon.a.keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
+    ceph-authtool --create-keyring "$dir/keyring/client.admin.keyring" --gen-key -n client.admin \
+        --cap mon 'allow *' --cap osd 'allow *' --cap mgr 'allow *' --cap mds 'allow *' >/dev/null
+    ceph-authtool "$dir/keyring/mon.a.keyring" --import-keyring "$dir/keyring/client.admin.keyring" >/dev/null
+}
+
+# cephx: a daemon's key, registered with the monitor and written where ceph.conf looks for it.
+daemon_key() {  # entity, caps...
+    local entity=$1; shift
+    ceph_ auth get-or-create "$entity" "$@" -o "$dir/keyring/$entity.keyring" >/dev/null
+}
+
 start() {
     if compgen -G "$dir/run/*.pid" >/dev/null; then
         echo "ceph/cluster.sh: $dir already holds a cluster; stop it first" >&2
@@ -130,12 +178,7 @@ fsid = $fsid
 mon host = v2:127.0.0.1:$mon_port
 mon initial members = a
 public addr = 127.0.0.1
-# A test cluster on loopback: no authentication. The gateway then still needs "secure" among the
-# monitor client modes, or it waits forever for its configuration.
-auth cluster required = none
-auth service required = none
-auth client required = none
-ms mon client mode = crc secure
+$(auth_settings)
 # The ceph tool gives up after 10 s instead of 300 when the monitor is gone.
 client mount timeout = 10
 rados mon op timeout = 30
@@ -189,22 +232,36 @@ rgw dns name = 127.0.0.1
 CONF
 
     monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$mon_port]" "$dir/monmap" >/dev/null
-    ceph-mon -c "$dir/ceph.conf" --mkfs -i a --monmap "$dir/monmap" >>"$dir/log/mkfs.out" 2>&1 \
+    local mon_keyring=()
+    if [[ $auth == cephx ]]; then
+        make_first_keys
+        mon_keyring=(--keyring "$dir/keyring/mon.a.keyring")
+    fi
+    ceph-mon -c "$dir/ceph.conf" --mkfs -i a --monmap "$dir/monmap" "${mon_keyring[@]}" >>"$dir/log/mkfs.out" 2>&1 \
         || fail "the monitor's store could not be made"
     start_daemon mon.a ceph-mon -c "$dir/ceph.conf" -i a -f
     wait_for 30 ceph_ mon stat || fail "the monitor did not answer"
+    [[ $auth == cephx ]] && daemon_key mgr.x mon 'allow profile mgr' osd 'allow *' mds 'allow *'
     start_daemon mgr.x ceph-mgr -c "$dir/ceph.conf" -i x -f
 
     local uuid osd_id
     uuid=$(cat /proc/sys/kernel/random/uuid)
     osd_id=$(ceph_ osd new "$uuid") || fail "the OSD could not be registered"
     [[ $osd_id == 0 ]] || fail "the OSD got id $osd_id, not 0"
+    [[ $auth == cephx ]] && daemon_key osd.0 mon 'allow profile osd' mgr 'allow profile osd' osd 'allow *'
     ceph-osd -c "$dir/ceph.conf" -i 0 --mkfs --osd-uuid "$uuid" >>"$dir/log/mkfs.out" 2>&1 \
         || fail "the OSD's store could not be made"
     start_osd || fail "the OSD did not come up"
 
     ceph_ osd pool create "$pool" 8 8 >/dev/null 2>&1 || fail "the RBD pool could not be made"
     ceph_ osd pool application enable "$pool" rbd >/dev/null 2>&1
+
+    if [[ $auth == cephx ]]; then
+        daemon_key client.rgw mon 'allow rw' osd 'allow rwx' mgr 'allow rw'
+        daemon_key client.strata mon 'profile rbd' osd "profile rbd pool=$pool" mgr "profile rbd pool=$pool"
+        ceph_ osd pool create "$other_pool" 8 8 >/dev/null 2>&1 || fail "the second pool could not be made"
+        ceph_ osd pool application enable "$other_pool" rbd >/dev/null 2>&1
+    fi
 
     start_daemon client.rgw radosgw -c "$dir/ceph.conf" -n client.rgw -f
     local key secret
@@ -225,6 +282,13 @@ AWS_ACCESS_KEY_ID=$key
 AWS_SECRET_ACCESS_KEY=$secret
 AWS_REGION=us-east-1
 ENV
+    if [[ $auth == cephx ]]; then
+        cat >>"$dir/env" <<ENV
+STRATA_RBD_USER=strata
+STRATA_RBD_KEYRING=$dir/keyring/client.strata.keyring
+STRATA_RBD_OTHER_POOL=$other_pool
+ENV
+    fi
     echo "ceph/cluster.sh: cluster up in $dir (settings in $dir/env)"
 }
 

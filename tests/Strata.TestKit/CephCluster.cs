@@ -44,6 +44,10 @@ public sealed class CephCluster
     /// <summary>A name for an RBD image or an S3 bucket no other test uses (lower case, letters and digits).</summary>
     public static string UniqueName(string prefix) => $"{prefix}{Guid.NewGuid().ToString("N")[..10]}";
 
+    /// <summary>A setting of the cluster's env file that only some clusters have (a cephx cluster's STRATA_RBD_USER, say); fails when it is missing.</summary>
+    public string Setting(string name) =>
+        _settings.TryGetValue(name, out string? value) ? value : throw new InvalidOperationException($"the cluster's settings have no {name}");
+
     /// <summary>QEMU's spelling of an RBD image of this cluster: rbd:POOL/IMAGE:conf=PATH.</summary>
     public string RbdLocator(string image) => $"rbd:{Pool}/{image}:conf={Conf}";
 
@@ -60,7 +64,7 @@ public sealed class CephCluster
         }
 
         // Off the test's synchronization context: the start awaits the script.
-        var own = Task.Run(PrivateCephCluster.StartAsync).GetAwaiter().GetResult();
+        var own = Task.Run(() => PrivateCephCluster.StartAsync()).GetAwaiter().GetResult();
         AppDomain.CurrentDomain.ProcessExit += (_, _) => own.Dispose();
         return own.Cluster;
     }

@@ -21,12 +21,14 @@ public sealed class PrivateCephCluster : IDisposable
     public CephCluster Cluster { get; }
 
     /// <summary>Starts a cluster (about 15 s) and fails with the script's story when it does not come up.</summary>
-    public static async Task<PrivateCephCluster> StartAsync()
+    /// <param name="cephx">Authenticate with cephx, as production clusters do (the script's STRATA_CEPH_AUTH=cephx), instead of none.</param>
+    public static async Task<PrivateCephCluster> StartAsync(bool cephx = false)
     {
         var folder = new TempFolder("ceph");
         try
         {
-            await RunScriptAsync("start", folder.Path);
+            var options = ScriptOptions with { Environment = new Dictionary<string, string?> { ["STRATA_CEPH_AUTH"] = cephx ? "cephx" : "none" } };
+            (await Processes.RunAsync("bash", [Repository.File("ceph/cluster.sh"), "start", folder.Path], options)).AssertSuccess();
             return new PrivateCephCluster(folder, CephCluster.FromEnvFile(folder.File("env")));
         }
         catch
