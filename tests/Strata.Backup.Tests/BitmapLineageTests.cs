@@ -67,6 +67,21 @@ public sealed class BitmapLineageTests
     }
 
     [Fact]
+    public async Task AQcow2DriveWhoseMetadataTheCloseWritesStaysIncrementalAcrossACleanRestart()
+    {
+        using var folder = new TempFolder("lineage");
+        string image = folder.File("disk.qcow2");
+        Processes.Ok("qemu-img", "create", "-f", "qcow2", image, $"{Size}");
+        await using var drive = await TrackedWithFullPointAsync(folder, image);
+        await drive.StopDaemonAsync();
+        await StartTrackingAsync(drive, image);
+        drive.Write(12);
+        await drive.StopDaemonAsync();
+
+        await AssertBackupAsync(drive, "incremental", null, image);
+    }
+
+    [Fact]
     public async Task ALiveDriveStoppedAndStartedAgainWithTheSetsBitmapsStaysIncremental()
     {
         using var folder = new TempFolder("lineage");
@@ -83,33 +98,35 @@ public sealed class BitmapLineageTests
 
     private static string Bitmap(LiveDrive drive) => drive.Folder.File("t0.dbmp");
 
-    private static Task StartTrackingAsync(LiveDrive drive) => drive.StartAsync(null, "raw", "--bitmap", $"drive=d0,file={Bitmap(drive)},name=t0");
+    /// <summary>The daemon on <paramref name="image"/> (a qcow2 file; the raw disk by default), tracking into t0.dbmp from its start.</summary>
+    private static Task StartTrackingAsync(LiveDrive drive, string? image = null) =>
+        drive.StartAsync(image, image is null ? "raw" : "qcow2", "--bitmap", $"drive=d0,file={Bitmap(drive)},name=t0");
 
     /// <summary>A drive tracked into t0.dbmp from the daemon's start, a full point taken while it tracks, and more writes.</summary>
-    private static async Task<LiveDrive> TrackedWithFullPointAsync(TempFolder folder)
+    private static async Task<LiveDrive> TrackedWithFullPointAsync(TempFolder folder, string? image = null)
     {
         var drive = new LiveDrive(folder, Workload.NewSeed(), Size);
-        await StartTrackingAsync(drive);
+        await StartTrackingAsync(drive, image);
         drive.Write(12);
-        var (kind, _) = await ImageBackupAsync(drive);
+        var (kind, _) = await ImageBackupAsync(drive, image);
         Assert.True(kind == "full", $"seed {drive.Seed}: the first point is {kind}");
         drive.Write(12);
         return drive;
     }
 
-    private static async Task<(string Kind, string? Fallback)> ImageBackupAsync(LiveDrive drive)
+    private static async Task<(string Kind, string? Fallback)> ImageBackupAsync(LiveDrive drive, string? image = null)
     {
-        var made = await Processes.StrataAsync("backup", "create", drive.Set, "--image", drive.Disk, "--bitmap", Bitmap(drive), "--output=json");
+        var made = await Processes.StrataAsync("backup", "create", drive.Set, "--image", image ?? drive.Disk, "--bitmap", Bitmap(drive), "--output=json");
         Assert.True(made.ExitCode == 0, $"seed {drive.Seed}: {made}");
         using var report = JsonDocument.Parse(made.Stdout);
         return (report.RootElement.GetProperty("kind").GetString()!, report.RootElement.GetProperty("fallback").GetString());
     }
 
     /// <summary>The backup made now has <paramref name="kind"/> (and a fallback containing <paramref name="reason"/>), and restores the disk.</summary>
-    private static async Task AssertBackupAsync(LiveDrive drive, string kind, string? reason)
+    private static async Task AssertBackupAsync(LiveDrive drive, string kind, string? reason, string? image = null)
     {
         string model = await drive.SaveModelAsync("model.img");
-        var (made, fallback) = await ImageBackupAsync(drive);
+        var (made, fallback) = await ImageBackupAsync(drive, image);
         Assert.True(made == kind, $"seed {drive.Seed}: a {made} point, {kind} expected ({fallback})");
         if (reason is not null)
         {
