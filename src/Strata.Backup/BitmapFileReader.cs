@@ -43,8 +43,9 @@ public static class BitmapFileReader
                 _ => image.Tracked ? "active" : "in use",
             };
             bool complete = !image.Tracked && image.State is BitmapStoreState.Consistent or BitmapStoreState.Frozen;
-            var record = new BackupBitmap(Path.GetFullPath(path), name, bits.Granularity, image.Generation, state, complete ? bits.Sha256() : null);
-            return (new BitmapReading(record, bits.DiskSize, image.Tracked, image.State, bits), null);
+            var lineage = image.Lineage;
+            var record = new BackupBitmap(Path.GetFullPath(path), name, bits.Granularity, image.Generation, state, complete ? bits.Sha256() : null, lineage?.Id);
+            return (new BitmapReading(record, bits.DiskSize, image.Tracked, image.State, bits, lineage), null);
         }
         catch (Exception e) when (e is BlockException or IOException or UnauthorizedAccessException)
         {

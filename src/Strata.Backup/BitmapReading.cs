@@ -8,4 +8,5 @@ namespace Strata.Backup;
 /// <param name="Tracked">A tracker holds the file now: its stored bits are behind.</param>
 /// <param name="State">The stored state (Active also when a tracker died and the bits are a recovered superset).</param>
 /// <param name="Bits">The bits as read.</param>
-public sealed record BitmapReading(BackupBitmap Record, long DiskSize, bool Tracked, BitmapStoreState State, DirtyBitmap Bits);
+/// <param name="Lineage">The lineage as the file says it (why it began; whether the image changed since the close that stopped tracking).</param>
+public sealed record BitmapReading(BackupBitmap Record, long DiskSize, bool Tracked, BitmapStoreState State, DirtyBitmap Bits, BitmapLineage? Lineage = null);

@@ -7,9 +7,11 @@ namespace Strata.Backup;
 /// When a bitmap may make an incremental point (docs/backup.md, "When a backup is incremental").
 /// A backup can never silently be wrong, so anything short of proof gives a full point, with the
 /// reason: the bitmap must be readable, complete (saved, not tracked now, not recovered, its
-/// checksum good), of the image's size, and it must have been tracking the disk when the set's last
-/// point was taken and been saved exactly once since (its generation one higher than the last
-/// manifest recorded): then it holds every write between that point and now.
+/// checksum good), of the image's size, its image unchanged since a close stopped it, and it must
+/// have been tracking the disk when the set's last point was taken and kept tracking without a gap
+/// since: in the same tracking lineage and saved since (docs/bitmaps.md, "Persistence"), or, for a
+/// point recorded before lineages, saved exactly once since (its generation one higher). Then it
+/// holds every write between that point and now.
 /// </summary>
 public static class IncrementalRule
 {
@@ -48,6 +50,7 @@ public static class IncrementalRule
             { State: BitmapStoreState.Inconsistent } => $"bitmap '{name}' is inconsistent (its bits failed their checksum)",
             _ when bitmap.DiskSize != imageSize => $"bitmap '{name}' covers a disk of {bitmap.DiskSize} bytes, the image has {imageSize}",
             _ when last.Size != imageSize => $"the disk is {imageSize} bytes, point {last.Point} was {last.Size}",
+            { Lineage.ImageChanged: { } change } => $"bitmap '{name}' stopped tracking when its daemon stopped, and since then {change}: those writes are not in it",
             _ => null,
         };
         if (why is not null)
@@ -65,6 +68,14 @@ public static class IncrementalRule
         if (seen.Granularity != bitmap.Record.Granularity)
         {
             return BackupPlan.Full($"bitmap '{name}' is not the file seen at point {last.Point} (granularity {bitmap.Record.Granularity}, was {seen.Granularity})");
+        }
+
+        if (seen.Lineage is { } lineage)
+        {
+            return bitmap.Record.Lineage != lineage
+                ? BackupPlan.Full($"bitmap '{name}' began a new tracking lineage after point {last.Point} ({bitmap.Lineage?.Began ?? "the file keeps no lineage"}): it may miss writes since")
+                : bitmap.Record.Generation > seen.Generation ? BackupPlan.Incremental
+                : BackupPlan.Full($"bitmap '{name}' has generation {bitmap.Record.Generation}, not after the {seen.Generation} seen at point {last.Point}: an older copy of the file?");
         }
 
         return bitmap.Record.Generation == seen.Generation + 1

@@ -205,11 +205,15 @@ public sealed partial class Drive
         }
     }
 
-    /// <summary>At close, under the closing drain: every tracking bitmap is saved Consistent, every store closed. Returns what failed.</summary>
-    private async Task<IReadOnlyList<string>> CloseBitmapsAsync(RequestGate.Drain drain)
+    /// <summary>
+    /// At close, under the closing drain: each of <paramref name="bitmaps"/> that tracks is saved
+    /// Consistent (with <paramref name="quiet"/>, the image files after the last flush), every store
+    /// closed. Returns what failed.
+    /// </summary>
+    private static async Task<IReadOnlyList<string>> CloseBitmapsAsync(IEnumerable<DriveBitmap> bitmaps, QuietImage? quiet)
     {
         var problems = new List<string>();
-        foreach (var bitmap in Bitmaps.TakeAll(drain))
+        foreach (var bitmap in bitmaps)
         {
             if (bitmap.Store is not { } store)
             {
@@ -218,9 +222,15 @@ public sealed partial class Drive
 
             try
             {
-                if (bitmap.Tracking)
+                if (bitmap.Tracking && quiet is null)
                 {
                     await BitmapPlan.SaveAsync(bitmap, store, BitmapStoreState.Consistent);
+                }
+                else if (bitmap.Tracking)
+                {
+                    await store.SaveAtCloseAsync(bitmap.Bits, quiet);
+                    bitmap.Tracking = false;
+                    bitmap.StoredState = BitmapStoreState.Consistent;
                 }
             }
             catch (Exception e) when (e is IOException or BlockException or UnauthorizedAccessException)

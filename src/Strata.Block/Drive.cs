@@ -1,3 +1,4 @@
+using Strata.Block.Bitmaps;
 using Strata.Block.Graph;
 
 namespace Strata.Block;
@@ -121,7 +122,11 @@ public sealed partial class Drive : IAsyncDisposable
                 + $"{await FlushAbandonedAsync(flushDeadline)}; not closed");
         }
 
-        var bitmapProblems = await CloseBitmapsAsync(_closedHold);
+        // Bitmaps stored in the images are saved before the flush, which writes them back; those in
+        // dirty_bitmap files after it, with the image files as they will stay until the next open.
+        var bitmaps = Bitmaps.TakeAll(_closedHold);
+        var inFiles = bitmaps.Where(b => b.HostLayer is null).ToList();
+        var bitmapProblems = await CloseBitmapsAsync(bitmaps.Except(inFiles), null);
         if (!ReadOnly)
         {
             try
@@ -131,16 +136,19 @@ public sealed partial class Drive : IAsyncDisposable
             catch (OperationCanceledException)
             {
                 // The flush still runs inside a node: closing it now could tear its metadata.
+                await CloseBitmapsAsync(inFiles, null);
                 throw new IOException($"drive {Id}: flushing did not finish by the deadline; not closed");
             }
             catch (Exception e) when (e is IOException or BlockException)
             {
                 // Closing still writes back what it can (a qcow2 image its metadata); the failure is reported.
+                await CloseBitmapsAsync(inFiles, null);
                 await CloseChainAsync(flushDeadline);
                 throw new IOException($"drive {Id}: flushing failed: {e.Message}", e);
             }
         }
 
+        bitmapProblems = [.. bitmapProblems, .. await CloseBitmapsAsync(inFiles, ReadOnly ? null : QuietImage.Of(Top))];
         await CloseChainAsync(flushDeadline);
         if (bitmapProblems.Count > 0)
         {

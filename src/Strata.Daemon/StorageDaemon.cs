@@ -248,13 +248,14 @@ public sealed partial class StorageDaemon : INbdExportCatalog, IAsyncDisposable
         }
     }
 
-    /// <summary>The --bitmap files: each drive tracks its own from the start, opened (recovered after a crash) or created.</summary>
+    /// <summary>The --bitmap files: each drive tracks its own from the start, opened (recovered after a crash) or created, before anything is served.</summary>
     private async Task TrackBitmapFilesAsync(CancellationToken cancellationToken)
     {
         foreach (var spec in _options.Bitmaps)
         {
             var drive = FindDrive(spec.Drive) ?? throw new ArgumentException($"--bitmap: no drive has the id '{spec.Drive}'");
-            await Drive.ChangeBitmapsAsync([new BitmapAction(BitmapActionKind.Add, drive, spec.Name) { File = spec.File }], cancellationToken);
+            // Before the daemon serves anything: a file recorded unchanged at its last close keeps its lineage (docs/bitmaps.md, "Persistence").
+            await Drive.ChangeBitmapsAsync([new BitmapAction(BitmapActionKind.Add, drive, spec.Name) { File = spec.File, Quiet = true }], cancellationToken);
             var bitmap = drive.Bitmaps.Find(spec.Name)!;
             Log($"drive {drive.Id}: bitmap '{spec.Name}' tracks into {spec.File}, {bitmap.Bits.Granularity}-byte granularity, {bitmap.Bits.DirtyBytes} bytes dirty");
         }

@@ -42,6 +42,55 @@ public sealed class IncrementalRuleTests
         Assert.Contains("was not tracking", IncrementalRule.Decide(notSeen, Size, File, Reading(), null, carried with { File = "/srv/other.dbmp" }).Fallback);
     }
 
+    private const string Lineage = "0123456789abcdef0123456789abcdef";
+
+    private static readonly BackupManifest LastWithLineage = Manifests.Full(Size, tracking: Manifests.Bitmap(File, 3, "active") with { Lineage = Lineage });
+
+    private static BitmapReading InLineage(string lineage, ulong generation, string began = "the file was created", string? imageChanged = null)
+    {
+        var reading = Reading(generation);
+        return reading with { Record = reading.Record with { Lineage = lineage }, Lineage = new BitmapLineage(lineage, began, imageChanged) };
+    }
+
+    [Theory]
+    [InlineData(4UL)]
+    [InlineData(9UL)]
+    public void TheSameLineageWithAnyLaterGenerationMakesAnIncremental(ulong generation)
+    {
+        Assert.Equal(BackupPlan.Incremental, IncrementalRule.Decide(LastWithLineage, Size, File, InLineage(Lineage, generation), null));
+    }
+
+    [Fact]
+    public void ANewLineageGivesAFullPointSayingWhyItBegan()
+    {
+        var plan = IncrementalRule.Decide(LastWithLineage, Size, File, InLineage(Lineage.Replace('0', 'f'), 4, "the image changed while nothing tracked it"), null);
+
+        Assert.Equal(BackupKind.Full, plan.Kind);
+        Assert.Equal("bitmap 't1.dbmp' began a new tracking lineage after point 0 (the image changed while nothing tracked it): it may miss writes since", plan.Fallback);
+    }
+
+    [Fact]
+    public void AGenerationNotAfterTheOneSeenGivesAFullPoint()
+    {
+        Assert.Contains("not after the 3 seen at point 0", IncrementalRule.Decide(LastWithLineage, Size, File, InLineage(Lineage, 3), null).Fallback);
+    }
+
+    [Fact]
+    public void AnImageWrittenAfterTheCloseThatStoppedTrackingGivesAFullPoint()
+    {
+        var plan = IncrementalRule.Decide(LastWithLineage, Size, File, InLineage(Lineage, 4, imageChanged: "'/srv/disk.img' was written"), null);
+
+        Assert.Equal(BackupKind.Full, plan.Kind);
+        Assert.Contains("since then '/srv/disk.img' was written", plan.Fallback);
+    }
+
+    [Fact]
+    public void APointRecordedBeforeLineagesKeepsTheRuleOfOneSave()
+    {
+        Assert.Equal(BackupPlan.Incremental, IncrementalRule.Decide(Last, Size, File, InLineage(Lineage, 4), null));
+        Assert.Contains("generation 5, 4 expected", IncrementalRule.Decide(Last, Size, File, InLineage(Lineage, 5), null).Fallback);
+    }
+
     public static TheoryData<string, BackupManifest?, BitmapReading?, string> FallbackCases() => new()
     {
         { "an empty set", null, Reading(), "the set has no point yet" },

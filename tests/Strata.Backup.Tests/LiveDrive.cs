@@ -77,8 +77,21 @@ internal sealed class LiveDrive : IAsyncDisposable
         Daemon = null;
     }
 
-    /// <summary>Seeded random writes and write-zeroes through NBD, <paramref name="count"/> of them, kept in the model.</summary>
-    public void Write(int count, int maxBlocks = 64)
+    /// <summary>SIGTERM to the daemon: a clean stop (every image flushed and closed, every bitmap saved), awaited.</summary>
+    public async Task StopDaemonAsync()
+    {
+        await Daemon!.SignalAsync("TERM");
+        int code = await Daemon.WaitForExitAsync();
+        Assert.True(code == 0, $"seed {Seed}: the daemon stopped with {code}: {Daemon}");
+        await Daemon.DisposeAsync();
+        Daemon = null;
+    }
+
+    /// <summary>
+    /// Seeded random writes and write-zeroes, <paramref name="count"/> of them, kept in the model:
+    /// through NBD, or with <paramref name="offline"/> by qemu-io on the image file itself (no daemon runs).
+    /// </summary>
+    public void Write(int count, int maxBlocks = 64, bool offline = false)
     {
         var commands = new List<string>();
         for (int i = 0; i < count; i++)
@@ -91,7 +104,7 @@ internal sealed class LiveDrive : IAsyncDisposable
             _model.AsSpan((int)offset, length).Fill(zero ? (byte)0 : pattern);
         }
 
-        Processes.Run("qemu-io", ["-f", "raw", $"nbd+unix:///d0?socket={Nbd}", .. commands.SelectMany(c => new[] { "-c", c })]).AssertSuccess();
+        Processes.Run("qemu-io", ["-f", "raw", offline ? Disk : $"nbd+unix:///d0?socket={Nbd}", .. commands.SelectMany(c => new[] { "-c", c })]).AssertSuccess();
     }
 
     /// <summary>The disk as the model holds it now, as a raw file named <paramref name="name"/>.</summary>

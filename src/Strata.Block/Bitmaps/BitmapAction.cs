@@ -28,6 +28,13 @@ public sealed record BitmapAction(BitmapActionKind Kind, Drive Drive, string Nam
     /// </summary>
     public bool HandOff { get; init; }
 
+    /// <summary>
+    /// Add: the drive has served no request since it was opened (the daemon's start), so a file
+    /// recorded unchanged at its last close, or left Active by a crash, keeps its tracking lineage
+    /// (<see cref="QuietImage"/>).
+    /// </summary>
+    public bool Quiet { get; init; }
+
     /// <summary>Merge: the bitmaps whose bits are added to the target.</summary>
     public IReadOnlyList<BitmapSource> Sources { get; init; } = [];
 }

@@ -182,6 +182,12 @@ internal sealed class BitmapPlan
             {
                 var bitmap = Lookup(action.Drive, action.Name);
                 CheckNotBusy(bitmap);
+                if (bitmap.Store is { } store)
+                {
+                    // Before the bits lose anything: a lineage renewed for a clear that then aborts only costs a full backup.
+                    await store.ClearedAsync(cancellationToken);
+                }
+
                 _touched.Add(bitmap);
                 _cleared.Add(bitmap);
                 _steps.Add(_ =>
@@ -303,7 +309,7 @@ internal sealed class BitmapPlan
 
         if (recording)
         {
-            await BeginTrackingAsync(bitmap, cancellationToken);
+            await BeginTrackingAsync(bitmap, cancellationToken, action.Quiet ? QuietImage.Of(drive.Top) : null);
         }
 
         _view[(drive, action.Name)] = bitmap;
@@ -421,14 +427,14 @@ internal sealed class BitmapPlan
     }
 
     /// <summary>Tells the store tracking begins, before the bitmap records (IBitmapStore's order); undone by saving it back.</summary>
-    private async Task BeginTrackingAsync(DriveBitmap bitmap, CancellationToken cancellationToken)
+    private async Task BeginTrackingAsync(DriveBitmap bitmap, CancellationToken cancellationToken, QuietImage? quiet = null)
     {
         if (bitmap.Store is not { } store || bitmap.Tracking)
         {
             return;
         }
 
-        await store.BeginTrackingAsync(cancellationToken);
+        await store.BeginTrackingAsync(quiet, cancellationToken);
         bitmap.Tracking = true;
         var before = bitmap.StoredState;
         _undo.Add(async () =>

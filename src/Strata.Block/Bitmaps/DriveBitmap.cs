@@ -59,7 +59,7 @@ public sealed class DriveBitmap
     /// <summary>Added by the console's set_dirty: the next set_dirty on the drive hands off from it.</summary>
     internal bool ConsoleSet { get; init; }
 
-    /// <summary>The store was told <see cref="IBitmapStore.BeginTrackingAsync"/> and not yet saved since.</summary>
+    /// <summary>The store was told <see cref="IBitmapStore.BeginTrackingAsync(CancellationToken)"/> and not yet saved since.</summary>
     internal bool Tracking { get; set; }
 
     /// <summary>What the stored copy says of itself when it is not tracking: the state it was loaded or last saved in.</summary>

@@ -21,4 +21,7 @@ public interface IBitmapImage
     /// bitmap it saw tracking was saved exactly once since, so no untracked gap lies between.
     /// </summary>
     ulong Generation { get; }
+
+    /// <summary>The stored tracking lineage, for stores that keep one (docs/bitmaps.md, "Persistence").</summary>
+    BitmapLineage? Lineage => null;
 }

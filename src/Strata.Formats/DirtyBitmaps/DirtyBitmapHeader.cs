@@ -17,8 +17,16 @@ internal sealed record DirtyBitmapHeader
     /// <summary>Each copy has a 4 KiB slot of its own, so no sector (512 B or 4 KiB) holds both.</summary>
     public const int SlotSize = 4096;
 
-    /// <summary>The bytes version 1 defines; the checksum covers <see cref="HeaderSize"/> bytes.</summary>
+    /// <summary>The bytes version 1 first defined; the checksum covers the header size's bytes.</summary>
     public const int Length = 128;
+
+    /// <summary>
+    /// Where the image record starts: the lineage fields follow the first 128 bytes, in the room the
+    /// header size leaves (docs/formats/dirty-bitmap.md, "Lineage"), so version 1 readers skip them.
+    /// </summary>
+    public const int ExtendedLength = 152;
+
+    private const int LineageLength = 16;
 
     public const uint CurrentVersion = 1;
 
@@ -51,8 +59,6 @@ internal sealed record DirtyBitmapHeader
 
     public uint Version { get; init; } = CurrentVersion;
 
-    public int HeaderSize { get; init; } = Length;
-
     public required ulong Generation { get; init; }
 
     public required long DiskSize { get; init; }
@@ -73,6 +79,24 @@ internal sealed record DirtyBitmapHeader
 
     /// <summary>SHA-256 of the bit area's <see cref="BitsLength"/> bytes (QEMU's x-debug-block-dirty-bitmap-sha256); all zero while active.</summary>
     public ReadOnlyMemory<byte> BitsSha256 { get; init; } = new byte[Sha256Length];
+
+    /// <summary>The tracking lineage's random id; all zero: none (a file from a version without lineages).</summary>
+    public ReadOnlyMemory<byte> Lineage { get; init; } = new byte[LineageLength];
+
+    public DirtyBitmapLineageStart LineageStart { get; init; }
+
+    /// <summary>
+    /// Consistent: the image files as they were when tracking stopped at a drive's close (null when
+    /// it stopped elsewhere). Active: the files tracked (null when the drive could not vouch for them).
+    /// </summary>
+    public IReadOnlyList<ImageFileStamp>? Image { get; init; }
+
+    public bool HasLineage => Lineage.Span.IndexOfAnyExcept((byte)0) >= 0;
+
+    public string LineageId => Convert.ToHexStringLower(Lineage.Span);
+
+    /// <summary>Why the lineage fields of a copy whose checksum is good are unusable, for <see cref="Validate"/>.</summary>
+    private string? ExtensionProblem { get; init; }
 
     public long Granularity => 1L << GranularityBits;
 
@@ -120,8 +144,13 @@ internal sealed record DirtyBitmapHeader
             BitsOffset = bitsOffset,
             BitsLength = bitsLength,
             BitsSha256 = ZeroesSha256(bitsLength),
+            Lineage = NewLineage(),
+            LineageStart = DirtyBitmapLineageStart.Created,
         };
     }
+
+    /// <summary>A new lineage id: 128 random bits, so no two files or two starts ever share one.</summary>
+    public static byte[] NewLineage() => RandomNumberGenerator.GetBytes(LineageLength);
 
     /// <summary>Bytes of little-endian 64-bit words holding one bit per <paramref name="unit"/> bytes of a <paramref name="size"/>-byte disk.</summary>
     public static long WordBytes(long size, long unit) => CeilDiv(CeilDiv(size, unit), 64) * sizeof(ulong);
@@ -152,10 +181,9 @@ internal sealed record DirtyBitmapHeader
         }
 
         reason = "";
-        return new DirtyBitmapHeader
+        var header = new DirtyBitmapHeader
         {
             Version = BinaryPrimitives.ReadUInt32LittleEndian(slot[8..]),
-            HeaderSize = headerSize,
             Generation = BinaryPrimitives.ReadUInt64LittleEndian(slot[16..]),
             DiskSize = BinaryPrimitives.ReadInt64LittleEndian(slot[24..]),
             GranularityBits = (int)Math.Min(BinaryPrimitives.ReadUInt32LittleEndian(slot[32..]), 64),
@@ -166,6 +194,29 @@ internal sealed record DirtyBitmapHeader
             BitsOffset = BinaryPrimitives.ReadInt64LittleEndian(slot[64..]),
             BitsLength = BinaryPrimitives.ReadInt64LittleEndian(slot[72..]),
             BitsSha256 = slot.Slice(80, Sha256Length).ToArray(),
+        };
+        return headerSize < ExtendedLength ? header : header.WithExtension(slot[..headerSize]);
+    }
+
+    /// <summary>The lineage fields of a copy whose header size has room for them (the checksum already checked).</summary>
+    private DirtyBitmapHeader WithExtension(ReadOnlySpan<byte> header)
+    {
+        uint recordLength = BinaryPrimitives.ReadUInt32LittleEndian(header[148..]);
+        string problem = "";
+        var stamps = recordLength == 0 ? null
+            : recordLength > header.Length - ExtendedLength ? null
+            : ImageFileStamp.Parse(header.Slice(ExtendedLength, (int)recordLength), out problem);
+        if (recordLength > header.Length - ExtendedLength)
+        {
+            problem = $"the image record of {recordLength} bytes does not fit the {header.Length}-byte header";
+        }
+
+        return this with
+        {
+            Lineage = header.Slice(Length, LineageLength).ToArray(),
+            LineageStart = (DirtyBitmapLineageStart)BinaryPrimitives.ReadUInt32LittleEndian(header[144..]),
+            Image = stamps,
+            ExtensionProblem = problem.Length > 0 ? problem : null,
         };
     }
 
@@ -183,6 +234,11 @@ internal sealed record DirtyBitmapHeader
         if (GranularityBits < BitOperations.Log2(DirtyBitmap.MinGranularity) || GranularityBits > BitOperations.Log2(DirtyBitmap.MaxGranularity))
         {
             throw BlockException.Corrupt($"granularity 2^{GranularityBits} is outside {DirtyBitmap.MinGranularity}..{DirtyBitmap.MaxGranularity} bytes");
+        }
+
+        if (ExtensionProblem is not null)
+        {
+            throw BlockException.Corrupt(ExtensionProblem);
         }
 
         if (State is not (DirtyBitmapFileState.Consistent or DirtyBitmapFileState.Frozen or DirtyBitmapFileState.Active))
@@ -208,13 +264,23 @@ internal sealed record DirtyBitmapHeader
         }
     }
 
-    /// <summary>Writes this copy into a slot-sized buffer (zeroes past <see cref="HeaderSize"/>), checksum included.</summary>
+    /// <summary>
+    /// Writes this copy into a slot-sized buffer (zeroes past its header size), checksum included.
+    /// An image record too large for the slot is left out: the next start then begins a new lineage.
+    /// </summary>
     public void Write(Span<byte> slot)
     {
         slot.Clear();
+        byte[] record = Image is { } stamps ? ImageFileStamp.Serialize(stamps) : [];
+        if (ExtendedLength + record.Length > SlotSize)
+        {
+            record = [];
+        }
+
+        int headerSize = ExtendedLength + record.Length;
         Magic.CopyTo(slot);
         BinaryPrimitives.WriteUInt32LittleEndian(slot[8..], Version);
-        BinaryPrimitives.WriteUInt32LittleEndian(slot[12..], (uint)HeaderSize);
+        BinaryPrimitives.WriteUInt32LittleEndian(slot[12..], (uint)headerSize);
         BinaryPrimitives.WriteUInt64LittleEndian(slot[16..], Generation);
         BinaryPrimitives.WriteInt64LittleEndian(slot[24..], DiskSize);
         BinaryPrimitives.WriteUInt32LittleEndian(slot[32..], (uint)GranularityBits);
@@ -225,7 +291,11 @@ internal sealed record DirtyBitmapHeader
         BinaryPrimitives.WriteInt64LittleEndian(slot[64..], BitsOffset);
         BinaryPrimitives.WriteInt64LittleEndian(slot[72..], BitsLength);
         BitsSha256.Span.CopyTo(slot[80..]);
-        Checksum(slot[..HeaderSize]).CopyTo(slot[ChecksumOffset..]);
+        Lineage.Span.CopyTo(slot[Length..]);
+        BinaryPrimitives.WriteUInt32LittleEndian(slot[144..], (uint)LineageStart);
+        BinaryPrimitives.WriteUInt32LittleEndian(slot[148..], (uint)record.Length);
+        record.CopyTo(slot[ExtendedLength..]);
+        Checksum(slot[..headerSize]).CopyTo(slot[ChecksumOffset..]);
     }
 
     /// <summary>SHA-256 of <paramref name="length"/> zero bytes, hashed in pieces (a new bitmap's bits).</summary>

@@ -96,32 +96,53 @@ public sealed class DirtyBitmapStore : IBitmapStore
         return DirtyBitmapFile.LoadAsync(_file, _header, into, cancellationToken);
     }
 
-    public async ValueTask BeginTrackingAsync(CancellationToken cancellationToken = default)
+    public ValueTask BeginTrackingAsync(CancellationToken cancellationToken = default) => BeginTrackingAsync(null, cancellationToken);
+
+    /// <summary>
+    /// Begins tracking; the lineage (docs/formats/dirty-bitmap.md, "Lineage") goes on only when the
+    /// drive vouches (<paramref name="quiet"/>) that it has served nothing yet, and either a crash
+    /// left the file Active (the trust: nothing but a tracker writes an image while its daemon is
+    /// down) or the image files are exactly as the last close recorded them. Otherwise a new one begins.
+    /// </summary>
+    public async ValueTask BeginTrackingAsync(QuietImage? quiet, CancellationToken cancellationToken = default)
     {
+        var start = LineageBreak(quiet);
         if (_header.State == DirtyBitmapFileState.Active)
         {
             // Left active by a tracker that died (or by us): its intents are not covered by the
             // stored bits yet, so they stay, and count as durable from the start.
             _intents.Reset();
             _intents.Adopt(await DirtyBitmapFile.ReadWordsAsync(_file, _header.IntentOffset, _header.IntentLength, null, cancellationToken));
+            if (start is { } resumed)
+            {
+                await WriteHeaderAsync(_header with { Lineage = DirtyBitmapHeader.NewLineage(), LineageStart = resumed }, cancellationToken);
+            }
+
             return;
         }
 
         _intents.Reset();
         await DirtyBitmapFile.WriteWordsAsync(_file, _header.IntentOffset, new ulong[_header.IntentLength / sizeof(ulong)], null, cancellationToken);
-        await WriteHeaderAsync(DirtyBitmapFileState.Active, new byte[SHA256.HashSizeInBytes], cancellationToken);
+        var active = _header with
+        {
+            State = DirtyBitmapFileState.Active, BitsSha256 = new byte[SHA256.HashSizeInBytes], Image = quiet is null ? null : ImageFileStamp.Capture(quiet.Files),
+        };
+        await WriteHeaderAsync(start is { } renewed ? active with { Lineage = DirtyBitmapHeader.NewLineage(), LineageStart = renewed } : active, cancellationToken);
     }
+
+    /// <summary>Clearing: a new lineage, durably, before the bits lose anything (the image record stays: it is about the image).</summary>
+    public async ValueTask ClearedAsync(CancellationToken cancellationToken = default) =>
+        await WriteHeaderAsync(_header with { Lineage = DirtyBitmapHeader.NewLineage(), LineageStart = DirtyBitmapLineageStart.Cleared }, cancellationToken);
 
     public ValueTask BeforeWriteAsync(long offset, long length, CancellationToken cancellationToken = default)
         => _intents.BeforeWriteAsync(offset, length, cancellationToken);
 
-    public async ValueTask SaveAsync(DirtyBitmap bits, BitmapStoreState state, CancellationToken cancellationToken = default)
-    {
-        var fileState = state.ToFileState();
-        byte[] sha = await WriteBitsAsync(bits, cancellationToken);
-        await WriteHeaderAsync(fileState, sha, cancellationToken);
-        _intents.Reset();
-    }
+    public ValueTask SaveAsync(DirtyBitmap bits, BitmapStoreState state, CancellationToken cancellationToken = default) =>
+        SaveAsync(bits, state.ToFileState(), null, cancellationToken);
+
+    /// <summary>The close's save: the image files' stamps go into the header with the bits' state (none when a file cannot be stamped).</summary>
+    public ValueTask SaveAtCloseAsync(DirtyBitmap bits, QuietImage? quiet, CancellationToken cancellationToken = default) =>
+        SaveAsync(bits, DirtyBitmapFileState.Consistent, quiet is null ? null : ImageFileStamp.Capture(quiet.Files), cancellationToken);
 
     public async ValueTask CheckpointAsync(DirtyBitmap bits, CancellationToken cancellationToken = default)
     {
@@ -162,10 +183,51 @@ public sealed class DirtyBitmapStore : IBitmapStore
         return hash.GetHashAndReset();
     }
 
-    /// <summary>Writes the next generation's header copy, durably, and makes it the current one.</summary>
-    private async ValueTask WriteHeaderAsync(DirtyBitmapFileState state, byte[] bitsSha256, CancellationToken cancellationToken)
+    private async ValueTask SaveAsync(DirtyBitmap bits, DirtyBitmapFileState state, IReadOnlyList<ImageFileStamp>? image, CancellationToken cancellationToken)
     {
-        var next = _header with { Generation = _header.Generation + 1, State = state, BitsSha256 = bitsSha256 };
+        byte[] sha = await WriteBitsAsync(bits, cancellationToken);
+        await WriteHeaderAsync(_header with { State = state, BitsSha256 = sha, Image = image }, cancellationToken);
+        _intents.Reset();
+    }
+
+    /// <summary>
+    /// Null when tracking may go on in the file's lineage, else why a new one begins: a file without
+    /// one, a drive that cannot vouch it served nothing yet, other image files than those recorded,
+    /// or, after a close, files that changed since.
+    /// </summary>
+    private DirtyBitmapLineageStart? LineageBreak(QuietImage? quiet)
+    {
+        if (!_header.HasLineage)
+        {
+            return DirtyBitmapLineageStart.None;
+        }
+
+        if (quiet is null)
+        {
+            return _header switch
+            {
+                { State: DirtyBitmapFileState.Active } => DirtyBitmapLineageStart.ResumedLate,
+                { Generation: 1, LineageStart: DirtyBitmapLineageStart.Created } => DirtyBitmapLineageStart.Created,
+                _ => DirtyBitmapLineageStart.Unvouched,
+            };
+        }
+
+        return _header switch
+        {
+            { Image: { } image } when !ImageFileStamp.SameFiles(image, quiet.Files) => DirtyBitmapLineageStart.ImageChanged,
+            { State: DirtyBitmapFileState.Active } => null,
+            // A file never tracked yet (as created) gets a fresh id all the same, still said to be new.
+            { Image: null, Generation: 1, LineageStart: DirtyBitmapLineageStart.Created } => DirtyBitmapLineageStart.Created,
+            { Image: null } => DirtyBitmapLineageStart.Unvouched,
+            { Image: { } closed } when ImageFileStamp.FirstChange(closed) is null => null,
+            _ => DirtyBitmapLineageStart.ImageChanged,
+        };
+    }
+
+    /// <summary>Writes <paramref name="next"/> as the next generation's header copy, durably, and makes it the current one.</summary>
+    private async ValueTask WriteHeaderAsync(DirtyBitmapHeader next, CancellationToken cancellationToken)
+    {
+        next = next with { Generation = _header.Generation + 1 };
         await DirtyBitmapFile.WriteHeaderAsync(_file, next, cancellationToken);
         _header = next;
     }

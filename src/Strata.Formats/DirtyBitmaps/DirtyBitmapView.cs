@@ -32,6 +32,7 @@ internal sealed class DirtyBitmapView : IBlockNode, IFormatNode, IImageFacts, IB
                 new("intent-granularity", header.IntentGranularity),
                 new("dirty-count", bits.DirtyBytes),
                 new("sha256", bits.Sha256()),
+                new("lineage", header.HasLineage ? header.LineageId : "none"),
             ],
         };
     }
@@ -45,6 +46,15 @@ internal sealed class DirtyBitmapView : IBlockNode, IFormatNode, IImageFacts, IB
     public bool Tracked { get; }
 
     public ulong Generation => _header.Generation;
+
+    /// <summary>
+    /// The lineage; after a close, whether the image files still are as recorded then (stat(2) of
+    /// each, asked when read: a backup asks right before it decides).
+    /// </summary>
+    public BitmapLineage? Lineage => _header.HasLineage
+        ? new BitmapLineage(_header.LineageId, _header.LineageStart.Describe(),
+            _header is { State: DirtyBitmapFileState.Consistent, Image: { } closed } ? ImageFileStamp.FirstChange(closed) : null)
+        : null;
 
     /// <summary>
     /// The state's name for readers: "consistent", "frozen", "active" (a tracker holds the file
