@@ -409,9 +409,10 @@ public sealed partial class Qcow2Node : IBitmapHost
             throw BlockException.Corrupt($"qcow2: bitmap '{entry.Name}' has a table of {entry.TableSize} entries; the disk needs {expected}");
         }
 
+        // Read cluster by cluster straight into the bitmap: its data (at most MaxDataBytes, QEMU's
+        // BME_MAX_PHYS_SIZE) is held once.
         var table = await ReadTableAsync(_file, entry.TableOffset, entry.TableSize, cancellationToken);
-        var words = new ulong[into.Words.Length];
-        long dataBytes = words.Length * 8L;
+        long dataBytes = into.Words.Length * 8L;
         var cluster = new byte[_clusterSize];
         long fileSize = _file.Size;
         for (int i = 0; i < table.Length; i++)
@@ -424,18 +425,17 @@ public sealed partial class Qcow2Node : IBitmapHost
             long start = (long)i << _clusterBits;
             int length = (int)Math.Min(_clusterSize, dataBytes - start);
             long host = Qcow2BitmapTable.HostOffset(table[i]);
-            var target = MemoryMarshal.AsBytes(words.AsSpan()).Slice((int)start, length);
             if (host == 0)
             {
-                target.Fill((table[i] & Qcow2BitmapTable.AllOnes) != 0 ? (byte)0xff : (byte)0);
-                continue;
+                cluster.AsSpan(0, length).Fill((table[i] & Qcow2BitmapTable.AllOnes) != 0 ? (byte)0xff : (byte)0);
+            }
+            else
+            {
+                await _file.ReadAsync(host, cluster, cancellationToken);
             }
 
-            await _file.ReadAsync(host, cluster, cancellationToken);
-            cluster.AsSpan(0, length).CopyTo(MemoryMarshal.AsBytes(words.AsSpan()).Slice((int)start, length));
+            into.LoadBytes(start, cluster.AsSpan(0, length));
         }
-
-        into.Load(words);
     }
 
     /// <summary>The data clusters a table names, for freeing once it is replaced; entries that are not valid are left out (leaked, never freed).</summary>
