@@ -550,8 +550,10 @@ public sealed partial class Qcow2Node : IBitmapHost
     /// Grows the disk with its bitmaps: every bitmap saved correctly, and every one this node
     /// tracks, is stored again at the new size (its table must cover the disk), and the header write
     /// that switches to the new directory carries the new size, so a crash leaves the old size with
-    /// the old bitmaps or the new with the new. Bitmaps left in use stay as they are (qcow2.txt
-    /// allows a stale size then). Without bitmaps to store, only the size is written.
+    /// the old bitmaps or the new with the new. Without bitmaps to store, only the size is written.
+    /// A bitmap left in use by a writer that died, or one this program cannot hold, refuses the
+    /// resize before anything changes, as qemu-img's does (block/qcow2-bitmap.c,
+    /// qcow2_truncate_bitmaps_check: every bitmap must be loaded and consistent to be resized).
     /// </summary>
     private async ValueTask ResizeWithBitmapsLocked(long newSize, CancellationToken cancellationToken)
     {
@@ -566,10 +568,12 @@ public sealed partial class Qcow2Node : IBitmapHost
         foreach (var entry in _bitmaps)
         {
             int index = Array.FindIndex(_tracked, t => t.Key == entry.Name);
-            if ((entry.InUse && index < 0) || !entry.Usable || entry.Granularity > DirtyBitmap.MaxGranularity)
+            if (entry.InUse && index < 0)
             {
-                continue;
+                throw BlockException.Invalid($"Bitmap '{entry.Name}' is inconsistent and cannot be used");
             }
+
+            CheckUsable(entry);
 
             DirtyBitmap old;
             if (index >= 0)
