@@ -160,6 +160,50 @@ public sealed class DirtyBitmapDaemonTests
     }
 
     [Fact]
+    public async Task TransactionTakesQemusPropertiesAndAnswersThemAsQsdDoes()
+    {
+        await using var d = await LiveDaemon.StartAsync(Size);
+        await using var qmp = await d.ConnectQmpAsync();
+        string qsdImage = d.Folder.File("qsd.img"), qsdSocket = d.Folder.File("q.sock");
+        Processes.Run("qemu-img", "create", "-q", "-f", "raw", qsdImage, Size.ToString()).AssertSuccess();
+        await using var qsd = await Qsd.StartAsync(qsdSocket, d.Folder.File("q.qmp"), [
+            "--blockdev", $"driver=file,node-name=file0,filename={qsdImage}",
+            "--blockdev", "driver=raw,node-name=fmt0,file=file0",
+            "--nbd-server", $"addr.type=unix,addr.path={qsdSocket}"]);
+        await using var oracle = await qsd.ConnectQmpAsync();
+
+        JsonObject Transaction(string node, string name, JsonObject properties) => new()
+        {
+            ["execute"] = "transaction",
+            ["arguments"] = new JsonObject
+            {
+                ["actions"] = new JsonArray { Action("block-dirty-bitmap-add", new JsonObject { ["node"] = node, ["name"] = name }) },
+                ["properties"] = properties,
+            },
+        };
+
+        var cases = new (string Name, Func<JsonObject> Properties, bool Succeeds)[]
+        {
+            ("g", () => new JsonObject { ["completion-mode"] = "grouped" }, false),
+            ("s", () => new JsonObject { ["completion-mode"] = "sometimes" }, false),
+            ("x", () => new JsonObject { ["completion-mode"] = "individual", ["extra"] = 1 }, false),
+            ("n", () => new JsonObject { ["completion-mode"] = 3 }, false),
+            ("i", () => new JsonObject { ["completion-mode"] = "individual" }, true),
+            ("e", () => new JsonObject(), true),
+        };
+        foreach (var (name, properties, succeeds) in cases)
+        {
+            var ours = await qmp.SendAsync(Transaction(LiveDaemon.DriveId, name, properties()));
+            var theirs = await oracle.SendAsync(Transaction("fmt0", name, properties()));
+            Assert.True(succeeds == ours["return"] is not null, $"{name}: {ours.ToJsonString()}");
+            Assert.True(succeeds == theirs["return"] is not null, $"{name}: qsd answered {theirs.ToJsonString()}");
+            Assert.Equal(theirs["error"]?["class"]?.GetValue<string>(), ours["error"]?["class"]?.GetValue<string>());
+            Assert.Equal(theirs["error"]?["desc"]?.GetValue<string>(), ours["error"]?["desc"]?.GetValue<string>());
+            Assert.Equal(succeeds, d.Daemon.Drives[0].Bitmaps.Find(name) is not null);
+        }
+    }
+
+    [Fact]
     public async Task ABitmapFileNamedOnTheCommandLineGoesOnTrackingAcrossARestart()
     {
         var files = new MemoryBitmapFiles();
