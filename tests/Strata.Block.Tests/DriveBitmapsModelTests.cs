@@ -2,6 +2,8 @@ using Strata.Block.Bitmaps;
 using Strata.Block.Graph;
 using Strata.Block.Live;
 using Strata.Block.Tests.Graph;
+using Strata.Formats;
+using Strata.Formats.DirtyBitmaps;
 using Strata.TestKit;
 using Xunit.Abstractions;
 
@@ -11,8 +13,11 @@ namespace Strata.Block.Tests;
 /// A seeded random workload against a drive's bitmaps, in the spirit of qemu-iotests 257: guest
 /// writes, write-zeroes and discards, live snapshots (some with bitmap actions in their transaction),
 /// live merges with writes running, bitmap add, remove, clear, enable, disable, merge and set_dirty's
-/// hand-off, and close and reopen (persistent bitmaps in files and in the top image). A model bitmap
-/// per bitmap is checked against the real one, bit for bit (SHA-256), after every operation.
+/// hand-off, transactions of random lists of those actions (with and without a snapshot; an invalid
+/// list changes nothing), and close and reopen (persistent bitmaps in files and in the top image).
+/// A model bitmap per bitmap is checked against the real one, bit for bit (SHA-256), after every
+/// operation. The bitmap files are held in memory, or in one run are real dirty_bitmap files in a
+/// temporary folder, saved and loaded at every close and reopen.
 /// </summary>
 public sealed class DriveBitmapsModelTests(ITestOutputHelper output)
 {
@@ -20,14 +25,16 @@ public sealed class DriveBitmapsModelTests(ITestOutputHelper output)
     private static readonly long[] Granularities = [512, 4096, 65536];
 
     [Theory]
-    [InlineData(0)]
-    [InlineData(1)]
-    [InlineData(2)]
-    public async Task EveryBitmapEqualsItsModelAfterEveryOperation(int run)
+    [InlineData(0, false)]
+    [InlineData(1, false)]
+    [InlineData(2, false)]
+    [InlineData(3, true)]
+    public async Task EveryBitmapEqualsItsModelAfterEveryOperation(int run, bool realFiles)
     {
         int seed = Environment.GetEnvironmentVariable("STRATA_SEED") is { } given ? int.Parse(given, System.Globalization.CultureInfo.InvariantCulture) : Random.Shared.Next();
-        output.WriteLine($"run {run}: seed {seed} (STRATA_SEED={seed} repeats it)");
-        var workload = new Workload(seed);
+        output.WriteLine($"run {run}: seed {seed} (STRATA_SEED={seed} repeats it){(realFiles ? ", dirty_bitmap files on disk" : "")}");
+        using var folder = new TempFolder("bmmodel");
+        var workload = new Workload(seed, folder, realFiles ? new DirtyBitmapFiles(StandardDrivers.Registry) : new MemoryBitmapFiles(), output);
         try
         {
             await workload.RunAsync(400);
@@ -54,14 +61,16 @@ public sealed class DriveBitmapsModelTests(ITestOutputHelper output)
         public string? File { get; init; }
     }
 
-    private sealed class Workload(int seed) : IAsyncDisposable
+    private sealed class Workload(int seed, TempFolder folder, IBitmapFiles files, ITestOutputHelper output) : IAsyncDisposable
     {
         private readonly Random _random = new(seed);
         private readonly MemoryLayerOpener _opener = CreateOpener();
-        private readonly MemoryBitmapFiles _files = new();
+        private readonly IBitmapFiles _files = files;
         private readonly Dictionary<string, ModelBitmap> _model = [];
         private Drive? _drive;
         private int _overlays;
+        private int _applied;
+        private int _refused;
         private int _step;
 
         private Drive Drive => _drive!;
@@ -69,11 +78,28 @@ public sealed class DriveBitmapsModelTests(ITestOutputHelper output)
         public async Task RunAsync(int operations)
         {
             _drive = await Open("disk.img");
-            for (_step = 0; _step < operations; _step++)
+            var recent = new Queue<string>();
+            try
             {
-                string op = await StepAsync();
-                Check(op);
+                for (_step = 0; _step < operations; _step++)
+                {
+                    string op = await StepAsync();
+                    recent.Enqueue($"step {_step}: {op}");
+                    if (recent.Count > 12)
+                    {
+                        recent.Dequeue();
+                    }
+
+                    Check(op);
+                }
             }
+            catch
+            {
+                output.WriteLine($"failed at step {_step}; the steps before it:\n{string.Join("\n", recent)}");
+                throw;
+            }
+
+            output.WriteLine($"random transactions: {_applied} applied, {_refused} refused as the model predicted");
         }
 
         public async ValueTask DisposeAsync()
@@ -110,7 +136,8 @@ public sealed class DriveBitmapsModelTests(ITestOutputHelper output)
                 < 63 => await ActAsync(BitmapActionKind.Enable),
                 < 68 => await ActAsync(BitmapActionKind.Disable),
                 < 74 => await MergeBitmapsAsync(),
-                < 84 => await SnapshotAsync(),
+                < 80 => await SnapshotAsync(),
+                < 86 => await TransactionAsync(),
                 < 92 => await MergeAsync(),
                 _ => await ReopenAsync(),
             };
@@ -156,7 +183,7 @@ public sealed class DriveBitmapsModelTests(ITestOutputHelper output)
             long granularity = Granularities[_random.Next(Granularities.Length)];
             string kind = new[] { "memory", "file", "image", "console", "console" }[_random.Next(5)];
             bool disabled = kind != "console" && _random.Next(4) == 0;
-            string? file = kind is "file" or "console" ? $"{name}-{_step}.dbmp" : null;
+            string? file = kind is "file" or "console" ? folder.File($"{name}-{_step}.dbmp") : null;
             var action = new BitmapAction(BitmapActionKind.Add, Drive, name)
             {
                 Granularity = granularity, Disabled = disabled, File = file, Persistent = kind == "image", HandOff = kind == "console",
@@ -223,7 +250,7 @@ public sealed class DriveBitmapsModelTests(ITestOutputHelper output)
 
             if (_model.Count < 5 && !_model.ContainsKey("t") && _random.Next(2) == 0)
             {
-                actions.Add(new BitmapAction(BitmapActionKind.Add, Drive, "t") { File = $"t-{_step}.dbmp" });
+                actions.Add(new BitmapAction(BitmapActionKind.Add, Drive, "t") { File = folder.File($"t-{_step}.dbmp") });
             }
 
             var result = await Drive.SnapshotAsync([new SnapshotRequest(Drive, overlay, SnapshotMode.AbsolutePaths)], actions);
@@ -242,6 +269,101 @@ public sealed class DriveBitmapsModelTests(ITestOutputHelper output)
             }
 
             return $"snapshot to {overlay} with {string.Join(", ", actions.Select(a => $"{a.Kind} {a.Name}"))}";
+        }
+
+        /// <summary>
+        /// A transaction of two to five random bitmap actions, on a snapshot or not. The model
+        /// predicts, action by action against what the earlier ones leave (as the plan checks them),
+        /// whether the list is valid: if not, it must be refused and change nothing.
+        /// </summary>
+        private async Task<string> TransactionAsync()
+        {
+            bool snapshot = Drive.Layers().Count() < 4 && _random.Next(2) == 0;
+            var names = _model.Keys.Concat(["b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7"]).Distinct().ToList();
+            var view = _model.ToDictionary(kv => kv.Key, kv => kv.Value.Kind);
+            var actions = new List<BitmapAction>();
+            bool valid = true;
+            for (int count = _random.Next(2, 6), i = 0; i < count; i++)
+            {
+                var kind = new[] { BitmapActionKind.Add, BitmapActionKind.Clear, BitmapActionKind.Enable, BitmapActionKind.Disable, BitmapActionKind.Merge, BitmapActionKind.Remove }[_random.Next(6)];
+                // Mostly what the bitmaps are at this point of the list (a valid action), sometimes any name.
+                string name = Pick(kind == BitmapActionKind.Add ? names.Where(n => !view.ContainsKey(n)) : view.Keys, names);
+                if (kind == BitmapActionKind.Remove && view.GetValueOrDefault(name) == "image")
+                {
+                    kind = BitmapActionKind.Clear; // see ActAsync
+                }
+
+                var action = kind switch
+                {
+                    BitmapActionKind.Add => NewAdd(name, actions.Count),
+                    BitmapActionKind.Merge => new BitmapAction(kind, Drive, name)
+                    {
+                        Sources = [.. Enumerable.Range(0, _random.Next(1, 3)).Select(_ => Pick(view.Keys.Where(n => n != name), [.. names.Where(n => n != name)])).Distinct().Select(n => new BitmapSource(Drive, n))],
+                    },
+                    _ => new BitmapAction(kind, Drive, name),
+                };
+                valid &= kind == BitmapActionKind.Add ? !view.ContainsKey(name) : view.ContainsKey(name) && action.Sources.All(src => view.ContainsKey(src.Name));
+                if (kind == BitmapActionKind.Add)
+                {
+                    view[name] = action.File is not null ? "file" : action.Persistent ? "image" : "memory";
+                }
+                else if (kind == BitmapActionKind.Remove)
+                {
+                    view.Remove(name);
+                }
+
+                actions.Add(action);
+            }
+
+            string overlay = $"overlay{_overlays++}.img";
+            int layers = Drive.Layers().Count();
+            string what = $"transaction{(snapshot ? $" with a snapshot to {overlay}" : "")} of {string.Join(", ", actions.Select(a => $"{a.Kind} {a.Name}{(a.Sources.Count > 0 ? $" from {string.Join("+", a.Sources.Select(x => x.Name))}" : "")}"))}";
+            Task run = snapshot
+                ? (Task)Drive.SnapshotAsync([new SnapshotRequest(Drive, overlay, SnapshotMode.AbsolutePaths)], actions)
+                : Drive.ChangeBitmapsAsync(actions);
+            if (!valid)
+            {
+                _refused++;
+                await Assert.ThrowsAsync<BlockException>(() => run);
+                Assert.True(layers == Drive.Layers().Count(), $"seed {seed}, step {_step}: a refused {what} changed the chain");
+                return $"{what}: refused";
+            }
+
+            await run;
+            _applied++;
+            if (snapshot)
+            {
+                foreach (var m in _model.Values.Where(m => m.StopsAtSnapshot && m.Recording))
+                {
+                    m.Recording = false;
+                    m.StopsAtSnapshot = false;
+                }
+            }
+
+            foreach (var action in actions)
+            {
+                Apply(action);
+            }
+
+            return what;
+        }
+
+        private string Pick(IEnumerable<string> likely, List<string> any)
+        {
+            var choices = likely.ToList();
+            return choices.Count > 0 && _random.Next(10) > 0 ? choices[_random.Next(choices.Count)] : any[_random.Next(any.Count)];
+        }
+
+        private BitmapAction NewAdd(string name, int index)
+        {
+            string kind = new[] { "memory", "file", "image" }[_random.Next(3)];
+            return new BitmapAction(BitmapActionKind.Add, Drive, name)
+            {
+                Granularity = Granularities[_random.Next(Granularities.Length)],
+                Disabled = _random.Next(4) == 0,
+                File = kind == "file" ? folder.File($"{name}-{_step}-{index}.dbmp") : null,
+                Persistent = kind == "image",
+            };
         }
 
         private async Task<string> MergeAsync()

@@ -334,6 +334,37 @@ public sealed class DriveBitmapsTests
     }
 
     [Fact]
+    public async Task ABitmapInTheTopImageEnabledInTheSnapshotsTransactionTracksInTheOverlay()
+    {
+        await using var t = await TestDrive.OpenAsync();
+        await t.RunAsync(Add("q") with { Persistent = true, Granularity = 4096, Disabled = true });
+
+        var result = await Drive.SnapshotAsync([new SnapshotRequest(t.Drive, "overlay.img", SnapshotMode.AbsolutePaths)], t.Bind(Act(BitmapActionKind.Enable, "q")));
+        await t.Drive.Gate.WriteAsync(8192, new byte[4096]);
+
+        Assert.Empty(result.BitmapProblems);
+        var moved = t.Opener["overlay.img"].Bitmaps.Single();
+        Assert.Equal(BitmapStoreState.Active, moved.State);
+        Assert.True(moved.Enabled);
+        Assert.Equal(BitmapStoreState.Frozen, t.Image.Bitmaps.Single().State);
+        Assert.Equal([(8192L, 4096L)], t.Drive.Bitmaps.Find("q")!.Bits.DirtyRuns());
+    }
+
+    [Fact]
+    public async Task ABitmapInTheTopImageThatStaysDisabledAtASnapshotIsSavedInTheOverlayNotLeftTracking()
+    {
+        await using var t = await TestDrive.OpenAsync();
+        await t.RunAsync(Add("q") with { Persistent = true, Granularity = 4096, Disabled = true });
+
+        var result = await Drive.SnapshotAsync([new SnapshotRequest(t.Drive, "overlay.img", SnapshotMode.AbsolutePaths)]);
+
+        Assert.Empty(result.BitmapProblems);
+        var moved = t.Opener["overlay.img"].Bitmaps.Single();
+        Assert.Equal(BitmapStoreState.Consistent, moved.State);
+        Assert.False(moved.Enabled);
+    }
+
+    [Fact]
     public async Task SetDirtysHandOffStopsTheOldBitmapAtTheNextSnapshotAndSavesItFrozen()
     {
         var files = new MemoryBitmapFiles();

@@ -146,6 +146,83 @@ public sealed class BitmapCommandTests : IDisposable
         Assert.Equal(await Qsd.BitmapSha256Async(_dir.File("qemu-top.qcow2"), "t0", _dir), await Qsd.BitmapSha256Async(_dir.File("strata-top.qcow2"), "t0", _dir));
     }
 
+    [Fact]
+    public async Task ResizeRefusesABitmapLeftInUseAsQemuImgDoes()
+    {
+        string ours = await InUseImageAsync();
+        string theirs = _dir.File("theirs.qcow2");
+        File.Copy(ours, theirs);
+        string before = InfoWithoutDiskSize(ours);
+
+        var expected = Processes.Run("qemu-img", "resize", theirs, "128M");
+        var result = StrataCli.Img("resize", ours, "128M");
+        Assert.Equal(1, expected.ExitCode);
+        Assert.Equal(1, result.ExitCode);
+        Assert.Equal(expected.Stderr.Split('\n')[0].Replace("qemu-img:", "strata img:", StringComparison.Ordinal), result.Stderr.Split('\n')[0]);
+        Assert.Equal(before, InfoWithoutDiskSize(ours));
+        Assert.Equal(InfoWithoutDiskSize(theirs).Replace(theirs, ours, StringComparison.Ordinal), InfoWithoutDiskSize(ours));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task RebaseKeepsBitmapsAsQemuImgDoes(bool unsafeMode)
+    {
+        string oldBase = Image("old.qcow2"), newBase = Image("new.qcow2");
+        QemuIo.Ok(oldBase, "qcow2", "write -P 1 0 1M", "write -P 2 10M 512k", "write -P 5 30M 4k");
+        QemuIo.Ok(newBase, "qcow2", "write -P 3 0 64k", "write -P 2 10M 512k", "write -P 6 40M 8k");
+        foreach (string tool in new[] { "qemu", "strata" })
+        {
+            string top = _dir.File($"{tool}-top.qcow2");
+            Processes.Ok("qemu-img", "create", "-q", "-f", "qcow2", "-b", oldBase, "-F", "qcow2", top);
+            Processes.Ok("qemu-img", "bitmap", "--add", top, "b0");
+            Processes.Ok("qemu-img", "bitmap", "--add", "-g", "4k", "--disable", top, "off");
+            QemuIo.Ok(top, "qcow2", "write -P 7 5M 200k", "write -P 8 10M 4k");
+            Processes.Ok("qemu-img", "bitmap", "--merge", "b0", top, "off");
+            string[] args = unsafeMode ? ["rebase", "-u", "-b", newBase, "-F", "qcow2", top] : ["rebase", "-b", newBase, "-F", "qcow2", top];
+            if (tool == "qemu")
+            {
+                Processes.Ok("qemu-img", args);
+            }
+            else
+            {
+                StrataCli.ImgOk(args);
+            }
+
+            Assert.Equal(0, Processes.Run("qemu-img", "check", top).ExitCode);
+        }
+
+        string qemuTop = _dir.File("qemu-top.qcow2"), strataTop = _dir.File("strata-top.qcow2");
+        Assert.Equal(InfoWithoutDiskSize(qemuTop).Replace(qemuTop, strataTop, StringComparison.Ordinal), InfoWithoutDiskSize(strataTop));
+        foreach (string name in new[] { "b0", "off" })
+        {
+            Assert.Equal(await Qsd.BitmapSha256Async(qemuTop, name, _dir), await Qsd.BitmapSha256Async(strataTop, name, _dir));
+        }
+    }
+
+    [Fact]
+    public async Task MergeFromAnotherImageIsWhatQemuImgMakes()
+    {
+        string source = Image("src.qcow2");
+        Processes.Ok("qemu-img", "bitmap", "--add", "-g", "4k", source, "s");
+        QemuIo.Ok(source, "qcow2", "write 3M 5k", "write 20M 1M", "write 63M 512");
+        string ours = Image("ours.qcow2");
+        Processes.Ok("qemu-img", "bitmap", "--add", "--disable", ours, "b0");
+        QemuIo.Ok(ours, "qcow2", "write 0 4k");
+        Processes.Ok("qemu-img", "bitmap", "--enable", ours, "b0");
+        QemuIo.Ok(ours, "qcow2", "write 40M 4k");
+        string theirs = _dir.File("theirs.qcow2");
+        File.Copy(ours, theirs);
+        string sourceInfo = InfoWithoutDiskSize(source);
+
+        StrataCli.ImgOk("bitmap", "--merge", "s", "-b", source, "-F", "qcow2", ours, "b0");
+        Processes.Ok("qemu-img", "bitmap", "--merge", "s", "-b", source, "-F", "qcow2", theirs, "b0");
+        Assert.Equal(InfoWithoutDiskSize(theirs).Replace(theirs, ours, StringComparison.Ordinal), InfoWithoutDiskSize(ours));
+        Assert.Equal(await Qsd.BitmapSha256Async(theirs, "b0", _dir), await Qsd.BitmapSha256Async(ours, "b0", _dir));
+        Assert.Equal(sourceInfo, InfoWithoutDiskSize(source));
+        Assert.Equal(0, Processes.Run("qemu-img", "check", ours).ExitCode);
+    }
+
     // Where the clusters fall may differ from qemu-img's; what the image says may not.
     private static string InfoWithoutDiskSize(string image)
         => string.Join('\n', Processes.Ok("qemu-img", "info", image).Split('\n').Where(l => !l.StartsWith("disk size", StringComparison.Ordinal)));

@@ -161,6 +161,40 @@ public sealed class DirtyBitmapCommandTests : IDisposable
     }
 
     [Fact]
+    public void ASparseFileDeclaringMoreBitsThanTheCapGivesOneLine()
+    {
+        // Both header copies (docs/formats/dirty-bitmap.md) say: a 4 TiB disk at 512 B, so 1 GiB of
+        // bits, with a valid checksum; the file is sparse and long enough to hold them.
+        string path = File("huge.dbmp");
+        StrataCli.ImgOk("create", "-q", "-f", "dirty_bitmap", path, "1G");
+        using (var stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite))
+        {
+            var slot = new byte[128];
+            for (int copy = 0; copy < 2; copy++)
+            {
+                stream.Position = copy * 4096;
+                stream.ReadExactly(slot);
+                System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(slot.AsSpan(24), 4L << 40);
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(slot.AsSpan(32), 9);
+                System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(slot.AsSpan(72), 1L << 30);
+                slot.AsSpan(112, 16).Clear();
+                System.Security.Cryptography.SHA256.HashData(slot).AsSpan(0, 16).CopyTo(slot.AsSpan(112));
+                stream.Position = copy * 4096;
+                stream.Write(slot);
+            }
+
+            stream.SetLength(8L << 30);
+        }
+
+        foreach (string command in new[] { "info", "map" })
+        {
+            var result = StrataCli.Img(command, path);
+            Assert.Equal(1, result.ExitCode);
+            Assert.Equal($"strata img: {path}: the bit area of {1L << 30} bytes is larger than the {512 << 20} bytes allowed\n", result.Stderr);
+        }
+    }
+
+    [Fact]
     public void ABitmapFileIsNoDiskToCopy()
     {
         StrataCli.ImgOk("create", "-q", "-f", "dirty_bitmap", File("t0.dbmp"), "1M");

@@ -5,10 +5,11 @@ using Strata.Cli.Monitor;
 using Strata.Daemon.Control;
 using Strata.Nbd.Client;
 using Strata.TestKit;
+using Xunit.Abstractions;
 
 namespace Strata.Daemon.Tests;
 
-public sealed class DirtyBitmapDaemonTests
+public sealed class DirtyBitmapDaemonTests(ITestOutputHelper output)
 {
     private const long Size = 8 << 20;
     private static readonly TimeSpan EventTimeout = TimeSpan.FromSeconds(60);
@@ -131,6 +132,134 @@ public sealed class DirtyBitmapDaemonTests
         Assert.Equal(expected.Sha256(), sha!["sha256"]!.GetValue<string>());
     }
 
+    /// <summary>
+    /// The hand-off of the issue's workflow under a writer that keeps going: seeded writes, four at a
+    /// time, each into a 16 KiB slot of its own with random data, race one transaction of t1 add, t0
+    /// disable and a snapshot. Each write then reached either the frozen image (and is in t0, not in
+    /// t1) or the overlay (in t1, not in t0); one finished before the transaction was sent reached
+    /// the frozen image, one begun after its reply the overlay; and t0 marks exactly the granules in
+    /// which the frozen image differs from the image before tracking.
+    /// </summary>
+    [Fact]
+    public async Task UnderARacingWriterEveryWriteIsOnExactlyTheSideOfTheSwitchItReached()
+    {
+        const long Disk = 64 << 20;
+        const int Slot = 16 << 10, Granule = 4096, Reserved = 8, Writers = 4;
+        int seed = Random.Shared.Next();
+        var random = new Random(seed);
+        var files = new MemoryBitmapFiles();
+        await using var d = await LiveDaemon.StartAsync(o => o with { BitmapFiles = files }, Disk);
+        await using var qmp = await d.ConnectQmpAsync();
+        await using var guest = await d.ConnectNbdAsync();
+        byte[] before = await File.ReadAllBytesAsync(d.BaseImage);
+        string t0File = d.Folder.File("t0.dbmp"), t1File = d.Folder.File("t1.dbmp");
+        await qmp.ExecuteAsync("block-dirty-bitmap-add", new JsonObject { ["node"] = LiveDaemon.DriveId, ["name"] = "t0", ["granularity"] = Granule, ["file"] = t0File });
+
+        int slots = (int)(Disk / Slot);
+        var writes = Enumerable.Range(0, slots).OrderBy(_ => random.Next()).Select(slot =>
+        {
+            int start = random.Next(Slot / Granule), length = random.Next(1, Slot / Granule - start + 1);
+            var data = new byte[length * Granule];
+            random.NextBytes(data);
+            return new RacingWrite((long)slot * Slot + (long)start * Granule, data);
+        }).ToArray();
+        int next = 0, completed = 0, phase = 0, stopAt = int.MaxValue;
+        var enoughBefore = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        async Task WriterAsync()
+        {
+            while (Volatile.Read(ref completed) < Volatile.Read(ref stopAt))
+            {
+                int i = Interlocked.Increment(ref next) - 1;
+                if (i >= slots - Reserved)
+                {
+                    break;
+                }
+
+                writes[i].IssuedIn = Volatile.Read(ref phase);
+                await guest.WriteAsync(writes[i].Offset, writes[i].Data);
+                writes[i].CompletedIn = Volatile.Read(ref phase);
+                if (Interlocked.Increment(ref completed) == 256)
+                {
+                    enoughBefore.TrySetResult();
+                }
+            }
+        }
+
+        var writers = Enumerable.Range(0, Writers).Select(_ => Task.Run(WriterAsync)).ToArray();
+        await Task.WhenAny(enoughBefore.Task, Task.WhenAll(writers));
+        Volatile.Write(ref phase, 1);
+        await qmp.ExecuteAsync("transaction", new JsonObject
+        {
+            ["actions"] = new JsonArray
+            {
+                Action("block-dirty-bitmap-add", new JsonObject { ["node"] = LiveDaemon.DriveId, ["name"] = "t1", ["granularity"] = Granule, ["file"] = t1File }),
+                Action("block-dirty-bitmap-disable", new JsonObject { ["node"] = LiveDaemon.DriveId, ["name"] = "t0" }),
+                Action("blockdev-snapshot-sync", new JsonObject { ["device"] = LiveDaemon.DriveId, ["snapshot-file"] = d.Folder.File("tmp.img") }),
+            },
+        });
+        Volatile.Write(ref phase, 2);
+        Volatile.Write(ref stopAt, Volatile.Read(ref completed) + 256);
+        await Task.WhenAll(writers);
+        for (int i = slots - Reserved; i < slots; i++)
+        {
+            writes[i].IssuedIn = 2;
+            await guest.WriteAsync(writes[i].Offset, writes[i].Data);
+            writes[i].CompletedIn = 2;
+        }
+
+        var t0 = d.Daemon.Drives[0].Bitmaps.Find("t0")!.Bits;
+        var t1 = d.Daemon.Drives[0].Bitmaps.Find("t1")!.Bits;
+        Assert.Equal(BitmapStoreState.Frozen, files[t0File].State);
+        Assert.True(t0.Sha256() == files[t0File].Bits().Sha256(), $"seed {seed}: t0.dbmp does not hold t0");
+        byte[] frozen = await File.ReadAllBytesAsync(d.BaseImage);
+        int inFrozen = 0, inOverlay = 0, raced = 0;
+        foreach (var w in writes.Where(w => w.CompletedIn >= 0))
+        {
+            var range = new Range((int)w.Offset, (int)w.Offset + w.Data.Length);
+            var read = new byte[w.Data.Length];
+            await guest.ReadAsync(w.Offset, read);
+            Assert.True(read.AsSpan().SequenceEqual(w.Data), $"seed {seed}: the disk lost the write at {w.Offset}");
+            bool frozenHasIt = frozen.AsSpan(range).SequenceEqual(w.Data);
+            string what = $"seed {seed}: the write at {w.Offset} of {w.Data.Length} (issued in phase {w.IssuedIn}, done in {w.CompletedIn})";
+            Assert.True(frozenHasIt || frozen.AsSpan(range).SequenceEqual(before.AsSpan(range)), $"{what} is partly in the frozen image");
+            Assert.True(AllDirty(frozenHasIt ? t0 : t1, w), $"{what} reached the {(frozenHasIt ? "frozen image" : "overlay")} but is not in {(frozenHasIt ? "t0" : "t1")}");
+            Assert.True(NoneDirty(frozenHasIt ? t1 : t0, w), $"{what} is in both t0 and t1");
+            Assert.False(w.CompletedIn == 0 && !frozenHasIt, $"{what} finished before the transaction but is not in the frozen image");
+            Assert.False(w.IssuedIn == 2 && frozenHasIt, $"{what} began after the transaction but is in the frozen image");
+            inFrozen += frozenHasIt ? 1 : 0;
+            inOverlay += frozenHasIt ? 0 : 1;
+            raced += w.IssuedIn < 2 && w.CompletedIn > 0 ? 1 : 0;
+        }
+
+        for (long offset = 0; offset < Disk; offset += Granule)
+        {
+            var granule = new Range((int)offset, (int)offset + Granule);
+            bool differs = !frozen.AsSpan(granule).SequenceEqual(before.AsSpan(granule));
+            Assert.True(differs == t0.IsDirty(offset), $"seed {seed}: at {offset} the frozen image {(differs ? "differs" : "does not differ")} from before tracking, but t0 says {t0.IsDirty(offset)}");
+        }
+
+        Assert.True(inFrozen >= 256 && inOverlay >= Reserved, $"seed {seed}: {inFrozen} writes in the frozen image, {inOverlay} in the overlay");
+        output.WriteLine($"seed {seed}: {inFrozen} writes reached the frozen image, {inOverlay} the overlay, {raced} were in flight across the transaction");
+    }
+
+    private static bool AllDirty(DirtyBitmap bits, RacingWrite w)
+        => bits.GetRun(w.Offset, w.Data.Length) is (true, var length) && length == w.Data.Length;
+
+    private static bool NoneDirty(DirtyBitmap bits, RacingWrite w)
+        => bits.GetRun(w.Offset, w.Data.Length) is (false, var length) && length == w.Data.Length;
+
+    /// <summary>One write of the racing writer; the phases are -1 until set (0 before the transaction was sent, 1 while it ran, 2 after its reply).</summary>
+    private sealed class RacingWrite(long offset, byte[] data)
+    {
+        public long Offset { get; } = offset;
+
+        public byte[] Data { get; } = data;
+
+        public int IssuedIn { get; set; } = -1;
+
+        public int CompletedIn { get; set; } = -1;
+    }
+
     [Fact]
     public async Task ATransactionWhoseBitmapActionFailsMakesNoOverlayAndChangesNoBitmap()
     {
@@ -157,6 +286,50 @@ public sealed class DirtyBitmapDaemonTests
         Assert.False(File.Exists(d.Folder.File("tmp.img")));
         var bitmaps = (await qmp.ExecuteAsync("query-block"))!.AsArray()[0]!["inserted"]!["dirty-bitmaps"]!.AsArray();
         Assert.True(bitmaps[0]!["recording"]!.GetValue<bool>());
+    }
+
+    [Fact]
+    public async Task TransactionTakesQemusPropertiesAndAnswersThemAsQsdDoes()
+    {
+        await using var d = await LiveDaemon.StartAsync(Size);
+        await using var qmp = await d.ConnectQmpAsync();
+        string qsdImage = d.Folder.File("qsd.img"), qsdSocket = d.Folder.File("q.sock");
+        Processes.Run("qemu-img", "create", "-q", "-f", "raw", qsdImage, Size.ToString()).AssertSuccess();
+        await using var qsd = await Qsd.StartAsync(qsdSocket, d.Folder.File("q.qmp"), [
+            "--blockdev", $"driver=file,node-name=file0,filename={qsdImage}",
+            "--blockdev", "driver=raw,node-name=fmt0,file=file0",
+            "--nbd-server", $"addr.type=unix,addr.path={qsdSocket}"]);
+        await using var oracle = await qsd.ConnectQmpAsync();
+
+        JsonObject Transaction(string node, string name, JsonObject properties) => new()
+        {
+            ["execute"] = "transaction",
+            ["arguments"] = new JsonObject
+            {
+                ["actions"] = new JsonArray { Action("block-dirty-bitmap-add", new JsonObject { ["node"] = node, ["name"] = name }) },
+                ["properties"] = properties,
+            },
+        };
+
+        var cases = new (string Name, Func<JsonObject> Properties, bool Succeeds)[]
+        {
+            ("g", () => new JsonObject { ["completion-mode"] = "grouped" }, false),
+            ("s", () => new JsonObject { ["completion-mode"] = "sometimes" }, false),
+            ("x", () => new JsonObject { ["completion-mode"] = "individual", ["extra"] = 1 }, false),
+            ("n", () => new JsonObject { ["completion-mode"] = 3 }, false),
+            ("i", () => new JsonObject { ["completion-mode"] = "individual" }, true),
+            ("e", () => new JsonObject(), true),
+        };
+        foreach (var (name, properties, succeeds) in cases)
+        {
+            var ours = await qmp.SendAsync(Transaction(LiveDaemon.DriveId, name, properties()));
+            var theirs = await oracle.SendAsync(Transaction("fmt0", name, properties()));
+            Assert.True(succeeds == ours["return"] is not null, $"{name}: {ours.ToJsonString()}");
+            Assert.True(succeeds == theirs["return"] is not null, $"{name}: qsd answered {theirs.ToJsonString()}");
+            Assert.Equal(theirs["error"]?["class"]?.GetValue<string>(), ours["error"]?["class"]?.GetValue<string>());
+            Assert.Equal(theirs["error"]?["desc"]?.GetValue<string>(), ours["error"]?["desc"]?.GetValue<string>());
+            Assert.Equal(succeeds, d.Daemon.Drives[0].Bitmaps.Find(name) is not null);
+        }
     }
 
     [Fact]

@@ -65,7 +65,7 @@ public sealed class DirtyBitmapHostileFileTests
     [InlineData("state", "unknown state 9")]
     [InlineData("disk", "disk size -5 is outside")]
     [InlineData("huge-disk", "the bit area is 2048 bytes, but the disk size and granularity need")]
-    [InlineData("huge-bits", "the bit area of 1125899906842624 bytes is larger than the 4294967296 bytes allowed")]
+    [InlineData("huge-bits", "the bit area of 1125899906842624 bytes is larger than the 536870912 bytes allowed")]
     [InlineData("intent-bits", "intent region 2^12 is smaller than the granularity")]
     [InlineData("intent-offset", "the intent map offset 4096 is not a multiple of 4096 after the two header slots")]
     [InlineData("bits-past-end", "past the end of the")]

@@ -1,4 +1,6 @@
+using System.Buffers.Binary;
 using System.Numerics;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 
 namespace Strata.Block.Bitmaps;
@@ -22,6 +24,9 @@ public sealed class DirtyBitmap
 
     /// <summary>The largest granularity a bitmap may have (QEMU's limit for qcow2 bitmaps is 2 GiB; ours is 64 MiB).</summary>
     public const long MaxGranularity = 64L << 20;
+
+    // Words hashed at a time by Sha256: 64 KiB of bytes.
+    private const int HashPieceWords = 8192;
 
     private readonly ulong[] _words;
     private readonly int _shift;
@@ -220,6 +225,41 @@ public sealed class DirtyBitmap
         MaskTail();
     }
 
+    /// <summary>
+    /// Replaces the words that bytes <c>[byteOffset, byteOffset + bytes.Length)</c> of the bits'
+    /// little-endian layout (see the remarks of the type) hold with <paramref name="bytes"/>: a
+    /// stored bitmap is read piece by piece straight into its place, so loading holds it once, not
+    /// twice. Offset and length are whole words; the piece that ends at the last word drops the bits
+    /// past the last granule. Nobody may mark while it runs; after a failed load the bits are unspecified.
+    /// </summary>
+    public void LoadBytes(long byteOffset, ReadOnlySpan<byte> bytes)
+    {
+        long first = byteOffset / sizeof(ulong);
+        int count = bytes.Length / sizeof(ulong);
+        if (byteOffset < 0 || byteOffset % sizeof(ulong) != 0 || bytes.Length % sizeof(ulong) != 0 || first + count > _words.Length)
+        {
+            throw BlockException.Invalid($"bitmap data of {bytes.Length} bytes at {byteOffset} does not fit a bitmap of {_words.Length} words");
+        }
+
+        var target = _words.AsSpan((int)first, count);
+        if (BitConverter.IsLittleEndian)
+        {
+            bytes.CopyTo(MemoryMarshal.AsBytes(target));
+        }
+        else
+        {
+            for (int i = 0; i < count; i++)
+            {
+                target[i] = BinaryPrimitives.ReadUInt64LittleEndian(bytes[(i * sizeof(ulong))..]);
+            }
+        }
+
+        if (first + count == _words.Length)
+        {
+            MaskTail();
+        }
+    }
+
     /// <summary>A copy of the words at this moment (marks racing with it may or may not be in it).</summary>
     public ulong[] CopyWords()
     {
@@ -233,15 +273,23 @@ public sealed class DirtyBitmap
     }
 
     /// <summary>SHA-256 of the words as little-endian bytes, as lowercase hex: QEMU's x-debug-block-dirty-bitmap-sha256.</summary>
+    /// <remarks>Hashed in 64 KiB pieces, so a large bitmap is never copied whole.</remarks>
     public string Sha256()
     {
-        var bytes = new byte[_words.Length * sizeof(ulong)];
-        for (int i = 0; i < _words.Length; i++)
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var piece = new byte[Math.Min(_words.Length, HashPieceWords) * sizeof(ulong)];
+        for (int start = 0; start < _words.Length; start += HashPieceWords)
         {
-            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(i * sizeof(ulong)), Volatile.Read(ref _words[i]));
+            int count = Math.Min(HashPieceWords, _words.Length - start);
+            for (int i = 0; i < count; i++)
+            {
+                BinaryPrimitives.WriteUInt64LittleEndian(piece.AsSpan(i * sizeof(ulong)), Volatile.Read(ref _words[start + i]));
+            }
+
+            hash.AppendData(piece, 0, count * sizeof(ulong));
         }
 
-        return Convert.ToHexStringLower(SHA256.HashData(bytes));
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
     private bool IsGranuleSet(long granule) => (Volatile.Read(ref _words[granule >> 6]) & (1UL << (int)(granule & 63))) != 0;

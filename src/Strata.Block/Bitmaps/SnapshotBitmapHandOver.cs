@@ -44,14 +44,15 @@ internal sealed class SnapshotBitmapHandOver
                     throw BlockException.Invalid($"'{overlay.FileName}' already stores a bitmap named '{bitmap.Name}', which drive '{drive.Id}' keeps in its top image");
                 }
 
+                // Tracking begins in the new store even for a bitmap not recording now: an enable in
+                // the same transaction applies after the switch, and a store must be tracking before
+                // its bitmap records (IBitmapStore's order). One still not recording after the switch
+                // is saved in AfterAsync, which ends the tracking again.
                 var store = await host.CreateBitmapAsync(bitmap.Name, bitmap.Bits.Granularity, goesOn, cancellationToken);
                 await BitmapPlan.LoadCreatedAsync(store, null, cancellationToken);
                 handOver._moves.Add(new Move(bitmap, store, false));
-                if (goesOn)
-                {
-                    await store.BeginTrackingAsync(cancellationToken);
-                    handOver._moves[^1] = handOver._moves[^1] with { Tracking = true };
-                }
+                await store.BeginTrackingAsync(cancellationToken);
+                handOver._moves[^1] = handOver._moves[^1] with { Tracking = true };
             }
         }
         catch

@@ -145,6 +145,7 @@ public sealed partial class QmpCommands
     {
         var snapshots = new List<QmpArguments>();
         var bitmaps = new List<(string Type, QmpArguments Data)>();
+        string? first = null;
         foreach (var action in args.Array("actions").EnumerateArray())
         {
             if (action.ValueKind != JsonValueKind.Object
@@ -154,6 +155,7 @@ public sealed partial class QmpCommands
             }
 
             string name = type.GetString()!;
+            first ??= name;
             if (!TransactionActions.ContainsKey(name))
             {
                 throw new QmpException($"Transaction action '{name}' is not supported ({string.Join(", ", TransactionActions.Keys)})");
@@ -170,12 +172,39 @@ public sealed partial class QmpCommands
             }
         }
 
+        CheckCompletionMode(args, first);
         if (snapshots.Count == 0)
         {
             return bitmaps.Count == 0 ? QmpResult.Empty : await ChangeBitmapsAsync(bitmaps.Select(b => ToBitmapAction(b.Type, b.Data)).ToList(), cancellationToken);
         }
 
         return await SnapshotAsync(snapshots, cancellationToken, bitmaps);
+    }
+
+    /// <summary>
+    /// The transaction's optional properties (qapi/transaction.json, TransactionProperties): only
+    /// completion-mode, whose "grouped" only backup jobs take (blockdev.c, qmp_transaction), and no
+    /// backup is a transaction action here, so "grouped" is refused with QEMU's words, naming the
+    /// first action, as long as there is one.
+    /// </summary>
+    private static void CheckCompletionMode(QmpArguments args, string? firstAction)
+    {
+        if (args.OptionalElement("properties") is not { ValueKind: JsonValueKind.Object } properties
+            || !properties.TryGetProperty("completion-mode", out var mode))
+        {
+            return;
+        }
+
+        string value = mode.GetString()!;
+        if (value is not ("individual" or "grouped"))
+        {
+            throw new QmpException($"Parameter 'completion-mode' does not accept value '{value}'");
+        }
+
+        if (value == "grouped" && firstAction is not null)
+        {
+            throw new QmpException($"Action '{firstAction}' does not support Transaction property completion-mode = grouped");
+        }
     }
 
     /// <summary>

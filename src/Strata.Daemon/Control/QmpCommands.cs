@@ -45,7 +45,7 @@ public sealed partial class QmpCommands
         ("query-commands", None), ("query-block", None), ("query-status", None), ("query-jobs", None), ("query-block-jobs", None),
         ("stop", None), ("cont", None), ("quit", None),
         ("blockdev-snapshot-sync", SnapshotParameters),
-        ("transaction", [new("actions", QmpType.Array)]),
+        ("transaction", [new("actions", QmpType.Array), new("properties", QmpType.Object)]),
         ("block-commit",
         [
             new("device", QmpType.String), new("job-id", QmpType.String), new("top", QmpType.String), new("base", QmpType.String),
@@ -83,6 +83,9 @@ public sealed partial class QmpCommands
 
     private static readonly QmpParameter[] TransactionActionMembers = [new("type", QmpType.String), new("data", QmpType.Object)];
 
+    /// <summary>qapi/transaction.json, TransactionProperties.</summary>
+    private static readonly QmpParameter[] TransactionProperties = [new("completion-mode", QmpType.String)];
+
     public QmpCommands(StorageDaemon daemon) => _daemon = daemon;
 
     /// <summary>The commands this socket answers (query-commands).</summary>
@@ -102,6 +105,11 @@ public sealed partial class QmpCommands
         }
 
         Check(arguments, parameters, "");
+        if (command == "transaction" && arguments.TryGetProperty("properties", out var properties))
+        {
+            Check(properties, TransactionProperties, "properties.");
+        }
+
         if (command == "transaction" && arguments.TryGetProperty("actions", out var actions))
         {
             int index = 0;

@@ -69,7 +69,7 @@ internal static class DirtyBitmapFile
         }
 
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        into.Load(await ReadWordsAsync(file, header.BitsOffset, header.BitsLength, hash, cancellationToken));
+        await ReadBitsAsync(file, header.BitsOffset, header.BitsLength, into, hash, cancellationToken);
         if (header.State != DirtyBitmapFileState.Active)
         {
             if (!hash.GetHashAndReset().AsSpan().SequenceEqual(header.BitsSha256.Span))
@@ -88,6 +88,28 @@ internal static class DirtyBitmapFile
         }
 
         return new BitmapLoadResult(BitmapStoreState.Active, Recovered: true);
+    }
+
+    /// <summary>
+    /// Reads the bit area straight into <paramref name="into"/>'s words, one piece at a time, feeding
+    /// the bytes to <paramref name="hash"/>: the bits are held once, however large (up to
+    /// <see cref="DirtyBitmapHeader.MaxBitsLength"/>).
+    /// </summary>
+    private static async ValueTask ReadBitsAsync(IBlockNode file, long offset, long length, DirtyBitmap into, IncrementalHash hash, CancellationToken cancellationToken)
+    {
+        if (length != into.Words.Length * (long)sizeof(ulong))
+        {
+            throw BlockException.Invalid($"the bit area of {length} bytes does not fit a bitmap of {into.Words.Length} words");
+        }
+
+        var piece = new byte[(int)Math.Min(Piece, length)];
+        for (long done = 0; done < length; done += piece.Length)
+        {
+            int n = (int)Math.Min(piece.Length, length - done);
+            await file.ReadAsync(offset + done, piece.AsMemory(0, n), cancellationToken);
+            hash.AppendData(piece, 0, n);
+            into.LoadBytes(done, piece.AsSpan(0, n));
+        }
     }
 
     /// <summary>Reads a word area (little-endian 64-bit words), feeding the bytes to <paramref name="hash"/> when given.</summary>

@@ -38,8 +38,12 @@ internal sealed record DirtyBitmapHeader
     /// <summary>Disk sizes above this are refused (offsets stay far from overflow).</summary>
     public const long MaxDiskSize = 1L << 62;
 
-    /// <summary>The largest bit area read into memory (a 2 PiB disk at 64 KiB, 32 TiB at 512 B): bounds a hostile file's cost.</summary>
-    public const long MaxBitsLength = 1L << 32;
+    /// <summary>
+    /// The largest bit area accepted, created or loaded (a 256 TiB disk at 64 KiB, 2 TiB at 512 B):
+    /// QEMU's cap on a qcow2 bitmap (block/qcow2-bitmap.c, BME_MAX_PHYS_SIZE), so a hostile file of
+    /// a few KiB on disk costs at most this much memory, once.
+    /// </summary>
+    public const long MaxBitsLength = 1L << 29;
 
     /// <summary>The largest intent map accepted (the writer keeps it at 4 KiB, <see cref="MaxIntentRegions"/> bits).</summary>
     public const long MaxIntentLength = 1L << 20;

@@ -409,9 +409,10 @@ public sealed partial class Qcow2Node : IBitmapHost
             throw BlockException.Corrupt($"qcow2: bitmap '{entry.Name}' has a table of {entry.TableSize} entries; the disk needs {expected}");
         }
 
+        // Read cluster by cluster straight into the bitmap: its data (at most MaxDataBytes, QEMU's
+        // BME_MAX_PHYS_SIZE) is held once.
         var table = await ReadTableAsync(_file, entry.TableOffset, entry.TableSize, cancellationToken);
-        var words = new ulong[into.Words.Length];
-        long dataBytes = words.Length * 8L;
+        long dataBytes = into.Words.Length * 8L;
         var cluster = new byte[_clusterSize];
         long fileSize = _file.Size;
         for (int i = 0; i < table.Length; i++)
@@ -424,18 +425,17 @@ public sealed partial class Qcow2Node : IBitmapHost
             long start = (long)i << _clusterBits;
             int length = (int)Math.Min(_clusterSize, dataBytes - start);
             long host = Qcow2BitmapTable.HostOffset(table[i]);
-            var target = MemoryMarshal.AsBytes(words.AsSpan()).Slice((int)start, length);
             if (host == 0)
             {
-                target.Fill((table[i] & Qcow2BitmapTable.AllOnes) != 0 ? (byte)0xff : (byte)0);
-                continue;
+                cluster.AsSpan(0, length).Fill((table[i] & Qcow2BitmapTable.AllOnes) != 0 ? (byte)0xff : (byte)0);
+            }
+            else
+            {
+                await _file.ReadAsync(host, cluster, cancellationToken);
             }
 
-            await _file.ReadAsync(host, cluster, cancellationToken);
-            cluster.AsSpan(0, length).CopyTo(MemoryMarshal.AsBytes(words.AsSpan()).Slice((int)start, length));
+            into.LoadBytes(start, cluster.AsSpan(0, length));
         }
-
-        into.Load(words);
     }
 
     /// <summary>The data clusters a table names, for freeing once it is replaced; entries that are not valid are left out (leaked, never freed).</summary>
@@ -550,8 +550,10 @@ public sealed partial class Qcow2Node : IBitmapHost
     /// Grows the disk with its bitmaps: every bitmap saved correctly, and every one this node
     /// tracks, is stored again at the new size (its table must cover the disk), and the header write
     /// that switches to the new directory carries the new size, so a crash leaves the old size with
-    /// the old bitmaps or the new with the new. Bitmaps left in use stay as they are (qcow2.txt
-    /// allows a stale size then). Without bitmaps to store, only the size is written.
+    /// the old bitmaps or the new with the new. Without bitmaps to store, only the size is written.
+    /// A bitmap left in use by a writer that died, or one this program cannot hold, refuses the
+    /// resize before anything changes, as qemu-img's does (block/qcow2-bitmap.c,
+    /// qcow2_truncate_bitmaps_check: every bitmap must be loaded and consistent to be resized).
     /// </summary>
     private async ValueTask ResizeWithBitmapsLocked(long newSize, CancellationToken cancellationToken)
     {
@@ -566,10 +568,12 @@ public sealed partial class Qcow2Node : IBitmapHost
         foreach (var entry in _bitmaps)
         {
             int index = Array.FindIndex(_tracked, t => t.Key == entry.Name);
-            if ((entry.InUse && index < 0) || !entry.Usable || entry.Granularity > DirtyBitmap.MaxGranularity)
+            if (entry.InUse && index < 0)
             {
-                continue;
+                throw BlockException.Invalid($"Bitmap '{entry.Name}' is inconsistent and cannot be used");
             }
+
+            CheckUsable(entry);
 
             DirtyBitmap old;
             if (index >= 0)
