@@ -10,7 +10,7 @@ import os
 import statistics
 import sys
 
-path, runs, runtime, ramp, size, load, strata_env = sys.argv[1:8]
+path, runs, runtime, ramp, size, load, strata_env, cache, latency_path = sys.argv[1:10]
 rows = collections.OrderedDict()
 for line in open(path):
     case, server, run, mib, iops = line.rstrip("\n").split("\t")
@@ -23,6 +23,13 @@ ramped = f" after a {ramp} s ramp" if float(ramp) > 0 else ""
 print(f"runs: {runs} x {runtime} s per case{ramped}, one RBD image of {size} on a single memstore OSD "
       f"(data in the OSD's memory, loopback), {os.cpu_count()} CPUs shared by the cluster, the server and fio")
 print(f"load at the end: {load.strip()}")
+print("cache: " + {
+    "writeback": "writeback on every side: librbd's cache on and past its write-through start "
+                 "(each server sent one flush first; fio's rbd engine flushes at its start)",
+    "writethrough": "write-through on every side: librbd's cache on, never flushed by the servers' "
+                    "clients; fio's rbd engine with rbd_cache_max_dirty = 0",
+    "none": "none on every side: rbd_cache=false (strata cache=none, qsd cache.direct=on, fio --direct=1)",
+}[cache])
 if strata_env:
     print(f"strata-env: the same strata with {strata_env}")
 print("cells: IOPS for 4k cases, MiB/s for 1M cases, medians; ratios: median (lowest-highest run)")
@@ -57,3 +64,28 @@ for case, by in rows.items():
     cells = [f"{statistics.median(value(case, s) for s in by[name].values()):.0f}" if name in by else "n/a"
              for name in servers]
     print(f"| {case} | " + " | ".join(cells) + "".join(f" | {cell(case, ratios(case, by, a, b))}" for a, b in pairs) + " |")
+
+latencies = collections.OrderedDict()
+for line in open(latency_path):
+    case, server, run, *numbers = line.rstrip("\n").split("\t")
+    latencies.setdefault(case, collections.defaultdict(list))[server].append(list(map(float, numbers)))
+if latencies:
+    print()
+    print("per request, medians over the runs: mean latency in µs as fio saw it, inside librbd (its rd_latency or "
+          "wr_latency counter) and outside it (server, socket and fio's nbd engine; or fio's rbd engine alone); "
+          "CPU µs of fio's process, the server, the OSD and the whole machine (cluster and all)")
+    print()
+    print("| case | side | latency | in librbd | outside | CPU fio | CPU server | CPU OSD | CPU machine |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for case, by in latencies.items():
+        for name in servers:
+            if name not in by:
+                continue
+            samples = by[name]
+            total, fio_cpu, machine, server, osd = (statistics.median(s[i] for s in samples) for i in (0, 2, 3, 4, 5))
+            # A librbd counter read can miss (nan): fio's rbd engine is read while it runs.
+            read = [s for s in samples if s[1] == s[1]]
+            librbd = statistics.median(s[1] for s in read) if read else float("nan")
+            rest = statistics.median(s[0] - s[1] for s in read) if read else float("nan")
+            server_cell = "-" if name == "fio-rbd" else f"{server:.0f}"
+            print(f"| {case} | {name} | {total:.0f} | {librbd:.0f} | {rest:.0f} | {fio_cpu:.0f} | {server_cell} | {osd:.0f} | {machine:.0f} |")

@@ -33,11 +33,12 @@ public sealed class RbdImage : IDisposable
     /// <summary>Opens the image's bytes through the standard drivers, as the opener does.</summary>
     public ValueTask<IBlockNode> OpenAsync(bool readOnly = false) => OpenAsync(Locator, readOnly);
 
-    public static ValueTask<IBlockNode> OpenAsync(string locator, bool readOnly = false)
+    /// <summary>Opens <paramref name="locator"/>'s bytes; <paramref name="direct"/> is cache=none.</summary>
+    public static ValueTask<IBlockNode> OpenAsync(string locator, bool readOnly = false, bool direct = false)
     {
         var registry = StandardDrivers.Registry;
         var located = registry.Locate(locator);
-        return registry.Protocol(located).OpenAsync(located, new ProtocolOpenOptions { ReadOnly = readOnly });
+        return registry.Protocol(located).OpenAsync(located, new ProtocolOpenOptions { ReadOnly = readOnly, Direct = direct });
     }
 
     /// <summary>Creates the image through the standard drivers and returns it open, holding its lock.</summary>

@@ -129,6 +129,51 @@ public sealed class RbdImageNodeTests
     }
 
     [Fact]
+    public async Task CacheNoneOpensWithoutLibrbdsCacheAndTheDefaultWithItAsQemuDoes()
+    {
+        using var image = new RbdImage();
+        await (await image.CreateAsync(Size)).DisposeAsync();
+
+        // A locator option cannot turn the cache back on: the cache mode is set last, as in QEMU.
+        await using var cached = (RbdImageNode)await image.OpenAsync();
+        await using var direct = (RbdImageNode)await RbdImage.OpenAsync(image.Locator + ":rbd_cache=true", readOnly: true, direct: true);
+        Assert.True(cached.ClientCache);
+        Assert.False(direct.ClientCache);
+    }
+
+    [Fact]
+    public async Task WritesTheCacheAcknowledgedEarlyAreInTheClusterWhenAFlushReturns()
+    {
+        const int count = 256;
+        using var image = new RbdImage();
+        await using var node = (RbdImageNode)await image.CreateAsync(Size);
+        Assert.True(node.ClientCache);
+
+        // The first flush ends librbd's write-through start (rbd_cache_writethrough_until_flush):
+        // from then on its write-around cache acknowledges a write once it is sent.
+        await node.FlushAsync();
+        var data = Pattern(count * 4096, 11);
+        var writes = new Task[count];
+        for (int i = 0; i < count; i++)
+        {
+            // Scattered over the image's four objects, all in flight at once.
+            long offset = (long)(i * 61 % count) * (Size / count);
+            writes[i] = node.WriteAsync(offset, data.AsMemory(i * 4096, 4096)).AsTask();
+        }
+
+        await Task.WhenAll(writes);
+        await node.FlushAsync();
+
+        // Read by another client while this one still has the image open.
+        var exported = image.Export();
+        for (int i = 0; i < count; i++)
+        {
+            long offset = (long)(i * 61 % count) * (Size / count);
+            Assert.True(exported.AsSpan((int)offset, 4096).SequenceEqual(data.AsSpan(i * 4096, 4096)), $"write {i} at {offset} is not in the cluster");
+        }
+    }
+
+    [Fact]
     public async Task AMissingImageIsOneClearLine()
     {
         var error = await Assert.ThrowsAsync<BlockException>(async () => await RbdImage.OpenAsync(RbdImage.Cluster.RbdLocator("nosuchimage")));

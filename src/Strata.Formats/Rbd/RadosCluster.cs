@@ -14,6 +14,7 @@ internal sealed class RadosCluster
         _owner = owner;
         Key = key;
         Handle = handle;
+        ClientCache = ReadOption("rbd_cache") == "true";
     }
 
     public string Key { get; }
@@ -21,14 +22,24 @@ internal sealed class RadosCluster
     /// <summary>The rados_t; valid while <see cref="References"/> is positive.</summary>
     public IntPtr Handle { get; }
 
+    /// <summary>Whether librbd's client cache is on for images opened on this connection (rbd_cache as librados holds it).</summary>
+    public bool ClientCache { get; }
+
     /// <summary>How many users hold this connection; changed only under the owner's lock.</summary>
     public int References { get; set; }
 
     /// <summary>
     /// Connects as QEMU's rbd driver does (qemu_rbd_connect): the user's configuration file (or
-    /// librados' default search), then each option, then rados_connect. Blocks for the monitor.
+    /// librados' default search), then each option, then librbd's cache from the drive's cache mode,
+    /// then rados_connect. Blocks for the monitor.
     /// </summary>
-    public static RadosCluster Connect(RadosClusters owner, string key, RbdLocation location)
+    /// <remarks>
+    /// <paramref name="cache"/> is QEMU's <c>!(flags &amp; BDRV_O_NOCACHE)</c>: cache=writeback (the
+    /// default) turns rbd_cache on, cache=none (cache.direct=on) off. Set last, it overrides the
+    /// configuration file and the locator's options, as in QEMU. The cache's other settings
+    /// (rbd_cache_policy, rbd_cache_max_dirty, rbd_cache_writethrough_until_flush) come from those.
+    /// </remarks>
+    public static RadosCluster Connect(RadosClusters owner, string key, RbdLocation location, bool cache)
     {
         string user = "client." + (location.User ?? "admin");
         RbdErrors.ThrowIfFailed($"Could not start a Ceph client for 'rbd:{location.Name}'", RbdNative.RadosCreate2(out var handle, "ceph", user, 0));
@@ -45,6 +56,8 @@ internal sealed class RadosCluster
                 RbdErrors.ThrowIfFailed($"Could not set Ceph option '{name}' to '{value}' for 'rbd:{location.Name}'", RbdNative.RadosConfSet(handle, name, value));
             }
 
+            RbdErrors.ThrowIfFailed($"Could not set Ceph option 'rbd_cache' for 'rbd:{location.Name}'",
+                RbdNative.RadosConfSet(handle, "rbd_cache", cache ? "true" : "false"));
             RbdErrors.ThrowIfFailed($"Could not connect to the Ceph cluster of 'rbd:{location.Name}'", RbdNative.RadosConnect(handle));
             return new RadosCluster(owner, key, handle);
         }
@@ -66,6 +79,22 @@ internal sealed class RadosCluster
         }
 
         return ioctx;
+    }
+
+    /// <summary>A configuration option's value as librados holds it; null when librados has no such option.</summary>
+    public unsafe string? ReadOption(string name)
+    {
+        Span<byte> value = stackalloc byte[256];
+        fixed (byte* buffer = value)
+        {
+            if (RbdNative.RadosConfGet(Handle, name, buffer, (nuint)value.Length) < 0)
+            {
+                return null;
+            }
+        }
+
+        int end = value.IndexOf((byte)0);
+        return System.Text.Encoding.UTF8.GetString(end < 0 ? value : value[..end]);
     }
 
     /// <summary>Gives back one reference (<see cref="RadosClusters.Acquire"/>).</summary>

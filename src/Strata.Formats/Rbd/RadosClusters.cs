@@ -11,15 +11,19 @@ internal sealed class RadosClusters
     private readonly Lock _lock = new();
     private readonly Dictionary<string, RadosCluster> _open = new(StringComparer.Ordinal);
 
-    /// <summary>The connection for <paramref name="location"/>'s cluster, connecting on first use; blocks.</summary>
-    public RadosCluster Acquire(RbdLocation location)
+    /// <summary>
+    /// The connection for <paramref name="location"/>'s cluster with librbd's cache on or off
+    /// (<see cref="RadosCluster.Connect"/>), connecting on first use; blocks. librbd reads its cache
+    /// settings from the connection, so cache=none and cache=writeback opens of one cluster use two.
+    /// </summary>
+    public RadosCluster Acquire(RbdLocation location, bool cache)
     {
-        string key = location.ClusterKey;
+        string key = location.ClusterKey + (cache ? "\ncache" : "\nno-cache");
         lock (_lock)
         {
             if (!_open.TryGetValue(key, out var cluster))
             {
-                cluster = RadosCluster.Connect(this, key, location);
+                cluster = RadosCluster.Connect(this, key, location, cache);
                 _open.Add(key, cluster);
             }
 

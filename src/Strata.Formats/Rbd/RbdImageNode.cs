@@ -69,6 +69,13 @@ public sealed partial class RbdImageNode : IBlockNode
     /// <summary>The image's feature bits (rbd/features.h).</summary>
     public ulong Features { get; }
 
+    /// <summary>
+    /// Whether librbd's client cache serves this open (cache=writeback; off for cache=none). With it,
+    /// librbd's default write-around policy acknowledges writes once sent, after the first flush,
+    /// and a flush waits for all of them (docs/rbd.md, "Cache modes").
+    /// </summary>
+    public bool ClientCache => _cluster.ClientCache;
+
     /// <summary>Whether this open holds the image's exclusive lock now.</summary>
     public bool HoldsLock
     {

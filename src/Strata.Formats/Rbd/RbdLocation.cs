@@ -7,7 +7,8 @@ namespace Strata.Formats.Rbd;
 /// An RBD image's address as QEMU spells it after <c>rbd:</c> (block/rbd.c, qemu_rbd_parse_filename):
 /// <c>POOL/[NAMESPACE/]IMAGE[@SNAP][:conf=PATH][:id=USER][:KEY=VALUE…]</c>. A backslash escapes the
 /// next character (a ':' in a path). Other keys are Ceph configuration options, set on the cluster
-/// connection as QEMU does (rados_conf_set), so <c>:rbd_cache=false</c> works the same.
+/// connection as QEMU does (rados_conf_set), so <c>:rbd_cache_max_dirty=0</c> works the same;
+/// rbd_cache itself follows the drive's cache mode, which is set after them (<see cref="RadosCluster.Connect"/>).
 /// </summary>
 internal sealed record RbdLocation(string Pool, string? Namespace, string Image, string? Snapshot, string? Conf, string? User,
     IReadOnlyList<KeyValuePair<string, string>> Options)

@@ -37,6 +37,9 @@ internal static partial class RbdNative
     [LibraryImport(Rados, EntryPoint = "rados_conf_set", StringMarshalling = StringMarshalling.Utf8)]
     public static partial int RadosConfSet(IntPtr cluster, string option, string value);
 
+    [LibraryImport(Rados, EntryPoint = "rados_conf_get", StringMarshalling = StringMarshalling.Utf8)]
+    public static unsafe partial int RadosConfGet(IntPtr cluster, string option, byte* buffer, nuint length);
+
     [LibraryImport(Rados, EntryPoint = "rados_connect")]
     public static partial int RadosConnect(IntPtr cluster);
 

@@ -9,6 +9,8 @@ namespace Strata.Formats.Rbd;
 /// (<see cref="RbdLocation"/>). Images of one cluster configuration share one connection.
 /// </summary>
 /// <remarks>
+/// The cache mode maps to librbd's client cache as in QEMU: cache=writeback (the default) opens with
+/// rbd_cache on, cache=none (<see cref="ProtocolOpenOptions.Direct"/>) with it off; docs/rbd.md.
 /// librbd's calls that open, create and remove are synchronous and wait for the cluster, so they
 /// run on the thread pool. librbd itself is loaded on first use: without it only rbd: images fail,
 /// with one line naming the package.
@@ -26,7 +28,7 @@ public sealed class RbdProtocolDriver : IProtocolDriver
         ArgumentNullException.ThrowIfNull(locator);
         ArgumentNullException.ThrowIfNull(options);
         var location = RbdLocation.Parse(locator.Target);
-        return RunAsync<IBlockNode>(() => RbdImageNode.Open(locator.Text, location, _clusters.Acquire(location), options.ReadOnly), cancellationToken);
+        return RunAsync<IBlockNode>(() => RbdImageNode.Open(locator.Text, location, _clusters.Acquire(location, cache: !options.Direct), options.ReadOnly), cancellationToken);
     }
 
     /// <remarks>
@@ -47,7 +49,7 @@ public sealed class RbdProtocolDriver : IProtocolDriver
 
         return RunAsync<IBlockNode>(() =>
         {
-            var cluster = _clusters.Acquire(location);
+            var cluster = _clusters.Acquire(location, cache: true);
             try
             {
                 Create(cluster, location, locator.Text, size, mustBeNew);
@@ -118,7 +120,7 @@ public sealed class RbdProtocolDriver : IProtocolDriver
 
     private void WithPool(RbdLocation location, Action<IntPtr> action)
     {
-        var cluster = _clusters.Acquire(location);
+        var cluster = _clusters.Acquire(location, cache: true);
         try
         {
             IntPtr ioctx = cluster.OpenPool(location);
