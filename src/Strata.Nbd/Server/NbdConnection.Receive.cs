@@ -133,8 +133,10 @@ public sealed partial class NbdConnection
         request = default;
         payload = default;
         readShare = 0;
-        if (_stopping)
+        if (_stopping || RequestsCancelled.IsCancellationRequested)
         {
+            // Stopping, or the connection is gone (a reply failed to send, on this thread or another):
+            // requests still in the receive buffer are not started, so none takes a buffer for nothing.
             return false;
         }
 
