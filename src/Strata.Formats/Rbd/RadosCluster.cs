@@ -30,7 +30,8 @@ internal sealed class RadosCluster
 
     /// <summary>
     /// Connects as QEMU's rbd driver does (qemu_rbd_connect): the user's configuration file (or
-    /// librados' default search), then each option, then librbd's cache from the drive's cache mode,
+    /// librados' default search), librados' own stderr lines off (Strata's errors name the image),
+    /// then each option, then librbd's cache from the drive's cache mode,
     /// then rados_connect. Blocks for the monitor.
     /// </summary>
     /// <remarks>
@@ -49,6 +50,15 @@ internal sealed class RadosCluster
             if (read < 0 && location.Conf is not null)
             {
                 throw RbdErrors.For($"Could not read the Ceph configuration '{location.Conf}' for 'rbd:{location.Name}'", read);
+            }
+
+            // librados prints its own errors on stderr when the configuration says so (a timestamped
+            // line per failure, before Strata's one-line error that names the image). Strata reports
+            // every failure itself, so those lines are off unless the locator turns them on again
+            // (:err_to_stderr=true); a configured log file still gets them.
+            foreach (string quiet in (ReadOnlySpan<string>)["err_to_stderr", "log_to_stderr"])
+            {
+                RbdErrors.ThrowIfFailed($"Could not set Ceph option '{quiet}' for 'rbd:{location.Name}'", RbdNative.RadosConfSet(handle, quiet, "false"));
             }
 
             foreach (var (name, value) in location.Options)
