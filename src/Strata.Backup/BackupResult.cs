@@ -7,9 +7,13 @@ namespace Strata.Backup;
 /// <param name="BytesCopied">The bytes the copy planned to write (data and zero runs).</param>
 public sealed record BackupResult(BackupSet Set, BackupManifest Manifest, IReadOnlyList<string> Removed, long BytesCopied)
 {
-    /// <summary>The bytes the chunk hashes read back from the new chain (an incremental with leaves: the leaves it copied).</summary>
+    /// <summary>
+    /// The bytes the chunk hashes read back from the new chain: with leaves, those of the leaves the
+    /// copy did not cover whole (an extent starts or ends inside them; and, in a chunk the previous
+    /// leaf file did not vouch for, the leaves outside the extents); without, every chunk hashed.
+    /// </summary>
     public long BytesHashed { get; init; }
 
-    /// <summary>Chunks an incremental read whole because the previous point's leaf file did not vouch for their leaves.</summary>
+    /// <summary>Chunks of an incremental whose leaves the previous point's leaf file did not vouch for: every leaf the copy did not cover was read back.</summary>
     public int ChunksReadWhole { get; init; }
 }

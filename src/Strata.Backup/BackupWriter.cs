@@ -13,7 +13,8 @@ namespace Strata.Backup;
 /// (on the previous point for an incremental), the copy through the engine's copy loop
 /// (<see cref="BlockCopy"/>: a full copy skips zero runs, an incremental copies the bitmap's dirty
 /// extents), the image flushed and closed, the chunk hashes of the new disk view (<see cref="PointHashing"/>:
-/// an incremental reads only the leaves it copied), the leaf file, then the manifest.
+/// the leaves the copy covers are hashed from its own buffers as it writes them, and only the leaves
+/// an extent starts or ends inside are read back), the leaf file, then the manifest.
 /// </summary>
 /// <remarks>
 /// The order makes a point all or nothing: until the manifest is renamed into place the point does
@@ -22,8 +23,13 @@ namespace Strata.Backup;
 /// </remarks>
 public static class BackupWriter
 {
-    public static async Task<BackupResult> CreateAsync(string setFolder, BackupRequest request, Action<double>? percent = null,
-        CancellationToken cancellationToken = default)
+    public static Task<BackupResult> CreateAsync(string setFolder, BackupRequest request, Action<double>? percent = null,
+        CancellationToken cancellationToken = default) =>
+        CreateAsync(setFolder, request, hashFromCopy: true, percent, cancellationToken);
+
+    /// <param name="hashFromCopy">false: every leaf is read back after the copy, as before the copy's digests were used (the tests compare both).</param>
+    internal static async Task<BackupResult> CreateAsync(string setFolder, BackupRequest request, bool hashFromCopy, Action<double>? percent,
+        CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         var phases = new BackupPhases(request.Phases);
@@ -62,7 +68,8 @@ public static class BackupWriter
         await CreateImageAsync(imagePath, source.Size, backing, cancellationToken);
         try
         {
-            hashed = await CopyAndHashAsync(set, point, source, imagePath, request.Drivers, incremental, extents, last, (chunkSize, leafSize), percent, phases, cancellationToken);
+            hashed = await CopyAndHashAsync(set, point, source, imagePath, request.Drivers, (incremental, hashFromCopy), extents, last, (chunkSize, leafSize), percent, phases,
+                cancellationToken);
         }
         catch
         {
@@ -152,25 +159,34 @@ public static class BackupWriter
         }
     }
 
-    private static async Task<HashedPoint> CopyAndHashAsync(BackupSet set, int point, IBlockNode source, string imagePath, DriverRegistry drivers, bool incremental,
-        List<BackupExtent> extents, BackupManifest? last, (int Chunk, int Leaf) sizes, Action<double>? percent, BackupPhases phases, CancellationToken cancellationToken)
+    /// <remarks>
+    /// The leaf file is begun before the copy: the copy writes the digests of the leaves it covers
+    /// into it as it goes, once <see cref="PointHashing"/> has checked the previous point's digests
+    /// there. The copy writes exactly the bytes it hands over (a run found to read as zeroes is handed
+    /// over as zeroes, written as such or not at all over the new full point, which reads as zeroes).
+    /// </remarks>
+    private static async Task<HashedPoint> CopyAndHashAsync(BackupSet set, int point, IBlockNode source, string imagePath, DriverRegistry drivers,
+        (bool Incremental, bool HashFromCopy) how, List<BackupExtent> extents, BackupManifest? last, (int Chunk, int Leaf) sizes, Action<double>? percent,
+        BackupPhases phases, CancellationToken cancellationToken)
     {
         IBlockNode target = await ImageOpener.OpenAsync(imagePath, new ImageOpenOptions { Format = Qcow2FormatDriver.FormatName, ReadOnly = false, Drivers = drivers }, cancellationToken);
         await using (target)
         {
-            var copy = new BlockCopy(ChainView.Whole(source), target, new BlockCopyOptions { TargetIsZero = !incremental, DetectZeroes = true });
-            var copyPlan = await copy.PlanAsync(extents.Select(e => new CopyRange(e.Offset, e.Length)), cancellationToken);
             var hashes = new ChunkHashes(target, sizes.Chunk, sizes.Leaf);
-            var hashing = new PointHashing(hashes, last, extents, incremental);
+            using var leaves = sizes.Leaf == 0 ? null
+                : LeafDigestFile.Begin(set.LeavesPath(point), how.Incremental ? set.LeavesPath(point - 1) : null, source.Size, sizes.Leaf);
+            using var hashing = new PointHashing(hashes, last, extents, how.Incremental, leaves, how.HashFromCopy);
+            var copy = new BlockCopy(ChainView.Whole(source), target,
+                new BlockCopyOptions { TargetIsZero = !how.Incremental, DetectZeroes = true, Observer = hashing.Observer });
+            var copyPlan = await copy.PlanAsync(extents.Select(e => new CopyRange(e.Offset, e.Length)), cancellationToken);
             var progress = new BackupProgress(copyPlan.TotalBytes, hashing.PlannedBytes, percent);
             phases.Lap("create the image and plan the copy");
             await copy.RunAsync(copyPlan, progress.Copying, cancellationToken);
             await target.FlushAsync(cancellationToken);
-            phases.Lap("copy and flush", $"{copyPlan.TotalBytes} bytes");
-            using var leaves = sizes.Leaf == 0 ? null : LeafDigestFile.Begin(set.LeavesPath(point), incremental ? set.LeavesPath(point - 1) : null, source.Size, sizes.Leaf);
-            var chunks = await hashing.ComputeAsync(leaves, progress.Hashed, cancellationToken);
+            phases.Lap("copy and flush", $"{copyPlan.TotalBytes} bytes, {hashing.Observer?.BytesHashed ?? 0} bytes of data hashed from the copy");
+            var chunks = await hashing.ComputeAsync(progress.Hashed, cancellationToken);
             leaves?.Commit();
-            phases.Lap("hash", $"{hashing.Chunks.Count} chunk(s), {hashes.BytesRead} bytes read, {hashing.ChunksReadWhole} chunk(s) read whole");
+            phases.Lap("hash", $"{hashing.Chunks.Count} chunk(s), {hashes.BytesRead} bytes read back, {hashing.ChunksReadWhole} chunk(s) not vouched for by the previous leaf file");
             return new HashedPoint(chunks, copyPlan.TotalBytes, hashes.BytesRead, hashing.ChunksReadWhole);
         }
     }

@@ -49,11 +49,17 @@ public sealed class ChunkHashes
 
     public int Count => BackupManifest.ChunkCount(_size, ChunkSize);
 
+    /// <summary>Bytes of the disk (the chain's top).</summary>
+    public long DiskSize => _size;
+
     /// <summary>Leaves of the whole disk.</summary>
     public long LeafCount => LeafSize == 0 ? 0 : (_size + LeafSize - 1) / LeafSize;
 
     /// <summary>Bytes read from the disk so far (zero runs are not read).</summary>
     public long BytesRead => Interlocked.Read(ref _bytesRead);
+
+    /// <summary>Bytes of leaf <paramref name="leaf"/>: <see cref="LeafSize"/>, or fewer for the disk's last.</summary>
+    public int LeafLength(long leaf) => (int)Math.Min(LeafSize, _size - (leaf * LeafSize));
 
     /// <summary>The disk bytes of chunk <paramref name="index"/>.</summary>
     public BackupExtent Extent(int index)
@@ -210,5 +216,6 @@ public sealed class ChunkHashes
         }
     }
 
-    private byte[] ZeroDigest(int length) => _zeroDigests.GetOrAdd(length, n => SHA256.HashData(new byte[n]));
+    /// <summary>The SHA-256 of <paramref name="length"/> zero bytes (cached: a zero leaf's digest is taken, never computed again).</summary>
+    internal byte[] ZeroDigest(int length) => _zeroDigests.GetOrAdd(length, n => SHA256.HashData(new byte[n]));
 }

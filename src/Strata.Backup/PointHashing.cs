@@ -1,82 +1,170 @@
 namespace Strata.Backup;
 
 /// <summary>
-/// The chunk hashes of a new point, read from its chain after the copy. A full point, or any point
-/// without leaves (version 1), hashes every chunk it must: all of them for a full point, the touched
-/// ones for an incremental. An incremental with leaves reads only the leaves its extents reach: the
-/// other leaves of a touched chunk come from the previous point's leaf file, used for a chunk only
-/// when they combine into the hash the previous manifest records (otherwise that chunk is read whole).
-/// So its cost follows the dirty data, and verify never depends on the leaf file.
+/// The chunk hashes of a new point: made before the copy, computed after it. A point without leaves
+/// (version 1) reads back every chunk it hashes: all of them for a full point, the touched ones for
+/// an incremental. With leaves, the copy hands over the digest of every leaf it covers whole, from
+/// its own buffers (<see cref="Observer"/>, <see cref="CopiedLeaves"/>), and only the others are read
+/// back from the new chain: the leaves an extent starts or ends inside. An incremental takes the
+/// other leaves of a touched chunk from the previous point's leaf file, but only when they combine
+/// into the hash the previous manifest records; otherwise every leaf of that chunk the copy did not
+/// cover is read back. So the cost follows the dirty data, and verify never depends on the leaf file.
 /// </summary>
-internal sealed class PointHashing(ChunkHashes hashes, BackupManifest? last, IReadOnlyList<BackupExtent> extents, bool incremental)
+/// <remarks>
+/// The previous digests are checked here, before the copy, because the copy's digests overwrite
+/// them in the same file as it goes. Either way the manifest and the leaf file come out the same,
+/// bit for bit: a digest from the copy is that of the bytes the copy wrote, which the new chain reads.
+/// </remarks>
+internal sealed class PointHashing : IDisposable
 {
-    /// <summary>The leaves the extents reach, as runs of leaf numbers split at chunk boundaries, by chunk.</summary>
-    private readonly Dictionary<int, List<(long First, int Count)>> _dirty = incremental && hashes.LeafSize > 0 ? DirtyLeaves(hashes, extents) : [];
+    private readonly ChunkHashes _hashes;
+    private readonly BackupManifest? _last;
+    private readonly LeafDigestFile? _leaves;
 
-    /// <summary>Touched chunks whose leaves the leaf file did not vouch for, read whole.</summary>
+    /// <summary>The leaves the extents reach, as runs of leaf numbers split at chunk boundaries, by chunk.</summary>
+    private readonly Dictionary<int, List<(long First, int Count)>> _dirty;
+
+    /// <summary>The touched chunks whose leaves in the previous point's leaf file combine into the previous manifest's hash.</summary>
+    private readonly HashSet<int> _vouched = [];
+
+    /// <param name="leaves">The new point's leaf file, begun; null without leaves.</param>
+    /// <param name="fromCopy">Take the digests of the leaves the copy covers from its buffers (with leaves only); false: read every leaf back.</param>
+    public PointHashing(ChunkHashes hashes, BackupManifest? last, IReadOnlyList<BackupExtent> extents, bool incremental, LeafDigestFile? leaves, bool fromCopy)
+    {
+        if (hashes.LeafSize > 0)
+        {
+            ArgumentNullException.ThrowIfNull(leaves);
+        }
+
+        _hashes = hashes;
+        _last = last;
+        _leaves = leaves;
+        Chunks = incremental ? [.. hashes.Touched(extents)] : [.. Enumerable.Range(0, hashes.Count)];
+        _dirty = incremental && hashes.LeafSize > 0 ? DirtyLeaves(hashes, extents) : [];
+        if (incremental && leaves is not null)
+        {
+            Vouch(leaves);
+        }
+
+        Observer = fromCopy && leaves is not null ? new CopiedLeaves(hashes, extents, leaves) : null;
+    }
+
+    /// <summary>What the copy tells the leaves it covers to; null when every leaf is read back.</summary>
+    public CopiedLeaves? Observer { get; }
+
+    /// <summary>Touched chunks of an incremental whose leaves the previous point's leaf file did not vouch for: each leaf the copy did not cover is read back.</summary>
     public int ChunksReadWhole { get; private set; }
 
     /// <summary>The chunks this point hashes again; the others keep the previous point's hash.</summary>
-    public IReadOnlyList<int> Chunks { get; } = incremental ? [.. hashes.Touched(extents)] : [.. Enumerable.Range(0, hashes.Count)];
+    public IReadOnlyList<int> Chunks { get; }
 
-    /// <summary>The bytes the hashing expects to read (whole leaves: the disk's last one may be shorter), for the progress.</summary>
-    public long PlannedBytes => hashes.LeafSize > 0 && incremental
-        ? _dirty.Values.Sum(runs => runs.Sum(r => (long)r.Count * hashes.LeafSize))
-        : Chunks.Sum(i => hashes.Extent(i).Length);
+    /// <summary>The bytes the hashing expects to read back once the copy covered what it will, for the progress.</summary>
+    public long PlannedBytes => _hashes.LeafSize == 0
+        ? Chunks.Sum(i => _hashes.Extent(i).Length)
+        : Chunks.Sum(i => ReadBack(i, leaf => Observer?.IsInside(leaf) == true).Sum(r => Bytes(r.First, r.Count)));
 
-    /// <summary>Every chunk's hash of the new point; <paramref name="leaves"/> (with leaves only) receives the digests of the chunks hashed.</summary>
-    public async Task<IReadOnlyList<string>> ComputeAsync(LeafDigestFile? leaves, Action<long> done, CancellationToken cancellationToken)
+    /// <summary>Every chunk's hash of the new point, once the copy ended; the leaf file receives the digests of the chunks hashed.</summary>
+    public async Task<IReadOnlyList<string>> ComputeAsync(Action<long> done, CancellationToken cancellationToken)
     {
         IReadOnlyDictionary<int, string> computed;
-        if (hashes.LeafSize == 0)
+        if (_hashes.LeafSize == 0)
         {
-            computed = await hashes.ComputeAsync(Chunks, done, cancellationToken);
+            computed = await _hashes.ComputeAsync(Chunks, done, cancellationToken);
         }
         else
         {
-            ArgumentNullException.ThrowIfNull(leaves);
             var result = new System.Collections.Concurrent.ConcurrentDictionary<int, string>();
             await ChunkHashes.ForEachAsync(Chunks, done, async (index, token) =>
             {
-                var (digests, read) = await LeafDigestsAsync(index, leaves, token);
+                var (digests, read) = await LeafDigestsAsync(index, token);
                 result[index] = ChunkHashes.Combine(digests);
                 return read;
             }, cancellationToken);
             computed = result;
         }
 
-        return [.. Enumerable.Range(0, hashes.Count).Select(i => computed.TryGetValue(i, out string? h) ? h : last!.Chunks[i])];
+        return [.. Enumerable.Range(0, _hashes.Count).Select(i => computed.TryGetValue(i, out string? h) ? h : _last!.Chunks[i])];
     }
 
-    private async ValueTask<(byte[] Digests, long Bytes)> LeafDigestsAsync(int index, LeafDigestFile leaves, CancellationToken cancellationToken)
-    {
-        var (first, count) = hashes.Leaves(index);
-        byte[] digests = new byte[count * ChunkHashes.DigestSize];
-        if (incremental && leaves.Known)
-        {
-            leaves.Read(first, digests);
-            if (ChunkHashes.Combine(digests) == last!.Chunks[index])
-            {
-                long bytes = 0;
-                foreach (var run in _dirty[index])
-                {
-                    await hashes.HashLeavesAsync(run.First, run.Count, digests.AsMemory((int)(run.First - first) * ChunkHashes.DigestSize), cancellationToken);
-                    bytes += (long)run.Count * hashes.LeafSize;
-                }
+    public void Dispose() => Observer?.Dispose();
 
-                leaves.Write(first, digests);
-                return (digests, bytes);
+    /// <summary>Chunk <paramref name="index"/>'s leaf digests: from the file (the copy's, or vouched previous ones), the rest read back.</summary>
+    private async ValueTask<(byte[] Digests, long Bytes)> LeafDigestsAsync(int index, CancellationToken cancellationToken)
+    {
+        var (first, count) = _hashes.Leaves(index);
+        byte[] digests = new byte[count * ChunkHashes.DigestSize];
+        if (_vouched.Contains(index) || Observer is not null)
+        {
+            _leaves!.Read(first, digests);
+        }
+
+        long bytes = 0;
+        foreach (var (runFirst, runCount) in ReadBack(index, leaf => Observer?.IsCovered(leaf) == true))
+        {
+            await _hashes.HashLeavesAsync(runFirst, runCount, digests.AsMemory((int)(runFirst - first) * ChunkHashes.DigestSize), cancellationToken);
+            bytes += Bytes(runFirst, runCount);
+        }
+
+        _leaves!.Write(first, digests);
+        return (digests, bytes);
+    }
+
+    /// <summary>
+    /// The runs of leaves of chunk <paramref name="index"/> to read back: those the extents reach in a
+    /// vouched chunk, every leaf otherwise, less the leaves <paramref name="fromCopy"/> says the copy gave.
+    /// </summary>
+    private IEnumerable<(long First, int Count)> ReadBack(int index, Func<long, bool> fromCopy)
+    {
+        var candidates = _vouched.Contains(index) ? _dirty[index] : [_hashes.Leaves(index)];
+        foreach (var (first, count) in candidates)
+        {
+            long start = -1;
+            for (long leaf = first; leaf < first + count; leaf++)
+            {
+                if (fromCopy(leaf))
+                {
+                    if (start >= 0)
+                    {
+                        yield return (start, (int)(leaf - start));
+                        start = -1;
+                    }
+                }
+                else if (start < 0)
+                {
+                    start = leaf;
+                }
+            }
+
+            if (start >= 0)
+            {
+                yield return (start, (int)(first + count - start));
             }
         }
+    }
 
-        if (incremental)
+    /// <summary>Bytes of <paramref name="count"/> leaves from <paramref name="first"/> (the disk's last leaf may be short).</summary>
+    private long Bytes(long first, int count) =>
+        Math.Min(_hashes.DiskSize, (first + count) * _hashes.LeafSize) - (first * _hashes.LeafSize);
+
+    /// <summary>Finds the touched chunks whose previous leaf digests combine into the previous manifest's hash.</summary>
+    private void Vouch(LeafDigestFile leaves)
+    {
+        foreach (int index in Chunks)
         {
+            if (leaves.Known)
+            {
+                var (first, count) = _hashes.Leaves(index);
+                byte[] digests = new byte[count * ChunkHashes.DigestSize];
+                leaves.Read(first, digests);
+                if (ChunkHashes.Combine(digests) == _last!.Chunks[index])
+                {
+                    _vouched.Add(index);
+                    continue;
+                }
+            }
+
             ChunksReadWhole++;
         }
-
-        digests = await hashes.LeafDigestsAsync(index, cancellationToken);
-        leaves.Write(first, digests);
-        return (digests, hashes.Extent(index).Length);
     }
 
     private static Dictionary<int, List<(long First, int Count)>> DirtyLeaves(ChunkHashes hashes, IReadOnlyList<BackupExtent> extents)

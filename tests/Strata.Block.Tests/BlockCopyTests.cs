@@ -16,12 +16,7 @@ public sealed class BlockCopyTests
         {
             var (_, _, top) = await RandomChainAsync(random);
             var expected = await ReadAllAsync(top);
-            var target = new MemoryNode(DiskSize);
-            bool dirty = random.Next(2) == 0;
-            if (dirty)
-            {
-                await target.WriteAsync(0, Filled(DiskSize, 0xa5));
-            }
+            var (target, dirty) = await RandomTargetAsync(random);
 
             await new BlockCopy(ChainView.Whole(top), target, RandomOptions(random) with { TargetIsZero = !dirty }).CopyAllAsync(DiskSize);
 
@@ -147,6 +142,66 @@ public sealed class BlockCopyTests
                 Assert.False(await IsAllocatedAsync(overlay, page), $"seed {seed}: page {page} reads the same in both chains but was copied");
             }
         });
+    }
+
+    [Fact]
+    public async Task AnObserverHearsEveryByteOfTheRangesOnceAsTheTargetThenReadsIt()
+    {
+        await ForSeedsAsync(async (random, seed) =>
+        {
+            var (_, _, top) = await RandomChainAsync(random);
+            var (target, dirty) = await RandomTargetAsync(random);
+
+            var ranges = RandomRanges(random);
+            var observer = new RecordingObserver(DiskSize);
+            var copy = new BlockCopy(ChainView.Whole(top), target, RandomOptions(random) with { TargetIsZero = !dirty, Observer = observer });
+            await copy.RunAsync(await copy.PlanAsync(ranges));
+
+            var inRanges = new bool[DiskSize];
+            foreach (var range in ranges)
+            {
+                inRanges.AsSpan((int)range.Offset, (int)range.Length).Fill(true);
+            }
+
+            byte[] written = target.ToArray();
+            for (int i = 0; i < DiskSize; i++)
+            {
+                int expected = inRanges[i] ? 1 : 0;
+                if (observer.Times[i] != expected || (inRanges[i] && observer.Heard[i] != written[i]))
+                {
+                    Assert.Fail($"seed {seed}, dirty target {dirty}: byte {i} heard {observer.Times[i]} time(s) as {observer.Heard[i]}, the target reads {written[i]}");
+                }
+            }
+        });
+    }
+
+    [Fact]
+    public async Task AnObserverOfABoundedViewHearsOnlyWhatTheViewCopiesAndHearsItAsTheTargetReads()
+    {
+        await ForSeedsAsync(async (random, seed) =>
+        {
+            var (baseNode, _, top) = await RandomChainAsync(random);
+            var observer = new RecordingObserver(DiskSize);
+
+            await new BlockCopy(ChainView.Above(top, baseNode), baseNode, RandomOptions(random) with { Observer = observer }).CopyAllAsync(DiskSize);
+
+            byte[] written = baseNode.ToArray();
+            for (int i = 0; i < DiskSize; i++)
+            {
+                if (observer.Times[i] > 1 || (observer.Times[i] == 1 && observer.Heard[i] != written[i]))
+                {
+                    Assert.Fail($"seed {seed}: byte {i} heard {observer.Times[i]} time(s) as {observer.Heard[i]}, the base reads {written[i]}");
+                }
+            }
+        });
+    }
+
+    [Fact]
+    public void AnObserverIsRefusedOnACopyThatWritesOnlyDifferences()
+    {
+        var node = new MemoryNode(DiskSize);
+        Assert.Throws<ArgumentException>(() => new BlockCopy(ChainView.Whole(node), node,
+            new BlockCopyOptions { CompareWith = ChainView.Whole(node), Observer = new RecordingObserver(DiskSize) }));
     }
 
     [Fact]
@@ -326,6 +381,19 @@ public sealed class BlockCopyTests
         await WriteRandomlyAsync(mid, random, 8);
         await WriteRandomlyAsync(top, random, 8);
         return (baseNode, mid, top);
+    }
+
+    /// <summary>A target that reads as zeroes (fresh) or, at random, one written all over (dirty).</summary>
+    private static async Task<(MemoryNode Target, bool Dirty)> RandomTargetAsync(Random random)
+    {
+        var target = new MemoryNode(DiskSize);
+        bool dirty = random.Next(2) == 0;
+        if (dirty)
+        {
+            await target.WriteAsync(0, Filled(DiskSize, 0xa5));
+        }
+
+        return (target, dirty);
     }
 
     private static async Task WriteRandomlyAsync(IBlockNode layer, Random random, int count)

@@ -18,6 +18,8 @@ namespace Strata.Block.Copy;
 /// a live merge, whose step holds the chunk's range lock) is copied as it reads then. Zero runs become
 /// write-zeroes; a data run is read and written in one request per run, as zeroes when
 /// <see cref="BlockCopyOptions.DetectZeroes"/> finds it reads so. The first failure stops every worker.
+/// An <see cref="BlockCopyOptions.Observer"/> hears each run once the target holds it, from the
+/// buffer that was written; without one the copy does no extra work.
 /// </remarks>
 public sealed class BlockCopy
 {
@@ -37,6 +39,11 @@ public sealed class BlockCopy
         if (_options.Alignment <= 0 || !int.IsPow2(_options.Alignment))
         {
             throw new ArgumentOutOfRangeException(nameof(options), _options.Alignment, "the alignment is a power of two");
+        }
+
+        if (_options.Observer is not null && _options.CompareWith is not null)
+        {
+            throw new ArgumentException("an observer hears whole runs, a comparing copy writes only differences", nameof(options));
         }
 
         _chunkSize = Math.Min(_options.ChunkSize, Math.Min(source.MaxTransfer, target.Limits.MaxTransfer));
@@ -70,6 +77,7 @@ public sealed class BlockCopy
     {
         ArgumentNullException.ThrowIfNull(ranges);
         var extents = new List<CopyRange>();
+        var zeroesLeftOut = new List<CopyRange>();
         long limit = 0;
         void Add(long offset, long length)
         {
@@ -107,10 +115,14 @@ public sealed class BlockCopy
                 {
                     Add(extent.Offset, extent.Length);
                 }
+                else if (_options.Observer is not null && Owns(extent))
+                {
+                    zeroesLeftOut.Add(new CopyRange(extent.Offset, extent.Length));
+                }
             }
         }
 
-        return new CopyPlan(extents);
+        return new CopyPlan(extents, zeroesLeftOut);
     }
 
     /// <summary>Plans and runs a copy of [0, <paramref name="length"/>).</summary>
@@ -126,6 +138,14 @@ public sealed class BlockCopy
     {
         ArgumentNullException.ThrowIfNull(plan);
         var chunks = plan.Chunks(_chunkSize);
+        if (_options.Observer is { } observer)
+        {
+            foreach (var zeroes in plan.ZeroesLeftOut)
+            {
+                observer.Zeroes(zeroes.Offset, zeroes.Length);
+            }
+        }
+
         var step = _options.Step ?? ((chunk, token) => chunk.CopyAsync(token));
         var clock = Stopwatch.StartNew();
         int next = -1;
@@ -213,11 +233,17 @@ public sealed class BlockCopy
                 {
                     chunk.IsWriting = true;
                     await _target.WriteZeroesAsync(at, extent.Length, _options.ZeroFlags, cancellationToken);
+                    _options.Observer?.Zeroes(at, extent.Length);
                 }
                 else
                 {
                     await CopyDataAsync(chunk, at, buffer[..(int)extent.Length], cancellationToken);
                 }
+            }
+            else if (Owns(extent))
+            {
+                // Zeroes over a target that reads as zeroes already.
+                _options.Observer?.Zeroes(at, extent.Length);
             }
 
             at = extent.End;
@@ -225,8 +251,10 @@ public sealed class BlockCopy
     }
 
     /// <summary>True when the run must be written: it is the view's to copy and the target does not read so already.</summary>
-    private bool NeedsWrite(ChainExtent extent) =>
-        (extent.IsPresent || _source.IsWholeChain) && !(extent.IsZero && _options.TargetIsZero);
+    private bool NeedsWrite(ChainExtent extent) => Owns(extent) && !(extent.IsZero && _options.TargetIsZero);
+
+    /// <summary>True when the run is the view's to copy: a bounded view leaves what its layers do not allocate alone.</summary>
+    private bool Owns(ChainExtent extent) => extent.IsPresent || _source.IsWholeChain;
 
     private async ValueTask CopyDataAsync(CopyChunk chunk, long offset, Memory<byte> data, CancellationToken cancellationToken)
     {
@@ -234,6 +262,7 @@ public sealed class BlockCopy
         bool zero = _options.DetectZeroes && !data.Span.ContainsAnyExcept((byte)0);
         if (zero && _options.TargetIsZero)
         {
+            _options.Observer?.Zeroes(offset, data.Length);
             return;
         }
 
@@ -241,10 +270,12 @@ public sealed class BlockCopy
         if (zero)
         {
             await _target.WriteZeroesAsync(offset, data.Length, _options.ZeroFlags, cancellationToken);
+            _options.Observer?.Zeroes(offset, data.Length);
         }
         else
         {
             await _target.WriteAsync(offset, data, WriteFlags.None, cancellationToken);
+            _options.Observer?.Data(offset, data.Span);
         }
     }
 

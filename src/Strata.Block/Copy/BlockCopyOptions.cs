@@ -49,4 +49,11 @@ public sealed record BlockCopyOptions
     /// the chunk's range lock and its error policy here. Steps of several workers run at once.
     /// </summary>
     public Func<CopyChunk, CancellationToken, ValueTask>? Step { get; init; }
+
+    /// <summary>
+    /// Hears each run the copy leaves the target reading, with its bytes (<see cref="ICopyObserver"/>,
+    /// which says when and from which threads); null: nobody listens, and the copy costs what it did.
+    /// Not with <see cref="CompareWith"/>, whose writes cover only the differences.
+    /// </summary>
+    public ICopyObserver? Observer { get; init; }
 }

@@ -6,15 +6,22 @@ namespace Strata.Block.Copy;
 /// </summary>
 public sealed class CopyPlan
 {
-    internal CopyPlan(IReadOnlyList<CopyRange> extents)
+    internal CopyPlan(IReadOnlyList<CopyRange> extents, IReadOnlyList<CopyRange> zeroesLeftOut)
     {
         Extents = extents;
+        ZeroesLeftOut = zeroesLeftOut;
         TotalBytes = extents.Sum(e => e.Length);
     }
 
     public IReadOnlyList<CopyRange> Extents { get; }
 
     public long TotalBytes { get; }
+
+    /// <summary>
+    /// The runs left out because they read as zeroes over a target that does, in disk order: kept only
+    /// for a copy with an <see cref="BlockCopyOptions.Observer"/>, which hears them when the copy runs.
+    /// </summary>
+    internal IReadOnlyList<CopyRange> ZeroesLeftOut { get; }
 
     /// <summary>The extents cut into pieces of at most <paramref name="chunkSize"/> bytes.</summary>
     internal List<CopyRange> Chunks(int chunkSize)
