@@ -129,6 +129,11 @@ public static class BackupCreateCommand
             return;
         }
 
+        if (made.Resume is not null)
+        {
+            error.WriteLine(BackupCli.Prefix + made.Resume);
+        }
+
         if (made.Removed.Count > 0)
         {
             error.WriteLine(BackupCli.Prefix + $"removed what an interrupted backup left: {string.Join(", ", made.Removed)}");
