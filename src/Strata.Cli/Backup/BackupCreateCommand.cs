@@ -124,6 +124,7 @@ public static class BackupCreateCommand
                 w.WriteStartArray("removed");
                 made.Removed.ToList().ForEach(w.WriteStringValue);
                 w.WriteEndArray();
+                w.WriteString("resume", made.Resume);
                 w.WriteEndObject();
             }));
             return;
