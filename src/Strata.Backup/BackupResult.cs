@@ -14,6 +14,12 @@ public sealed record BackupResult(BackupSet Set, BackupManifest Manifest, IReadO
     /// </summary>
     public long BytesHashed { get; init; }
 
+    /// <summary>
+    /// One line when this run met a point an interrupted run had staged for an S3 store: it finished
+    /// that point (then <see cref="Manifest"/> is that point and the run made no other) or says why it could not.
+    /// </summary>
+    public string? Resume { get; init; }
+
     /// <summary>Chunks of an incremental whose leaves the previous point's leaf file did not vouch for: every leaf the copy did not cover was read back.</summary>
     public int ChunksReadWhole { get; init; }
 }

@@ -1,6 +1,8 @@
 using System.Globalization;
+using System.Net;
 using System.Security.Cryptography;
 using System.Text;
+using Amazon.S3;
 using Amazon.S3.Model;
 using Strata.Block;
 using Strata.Block.Drivers;
@@ -23,13 +25,19 @@ namespace Strata.Backup.Stores;
 /// backing file there is a small qcow2 whose own backing file is the previous point's object, so only
 /// what the copy and the hashing need is read, with ranged GETs); the image is uploaded
 /// (<see cref="S3MultipartUpload"/>: the object appears whole or not at all), then the manifest is
-/// PUT, which is atomic. A run that dies leaves at most an upload in progress or an image object past
-/// the last manifest; the next writer aborts and deletes them, says so, and makes its point from the
-/// start. Nothing else lists or restores them, since readers go by the manifests.</para>
+/// PUT, which is atomic. Nothing lists or restores an image past the last manifest, since readers go
+/// by the manifests.</para>
+/// <para>Once its point is completely staged, a writer moves the image and manifest into
+/// <c>pending/</c>, begins the upload and records it there (<see cref="S3PendingPoint"/>). A writer
+/// that stops after that (killed, the store gone through the retries, cancelled) leaves the upload
+/// in progress and the point staged; the next writer of the set on this host continues it
+/// (<see cref="ResumeAsync"/>) and ends with that point, or, when anything does not match, aborts
+/// it, says why and makes its own point. Anything else a dead writer left (an unrecorded upload, an
+/// image object past the last manifest) is aborted or deleted before a point is made.</para>
 /// <para>The staging folder of a writer is one per set on this host (in the temporary folder, named by a
 /// hash of the address) and is held by a lock file, so two writers of one set on one host do not
-/// mix; what a killed writer left there is emptied by the next, and a writer that ends removes it.
-/// Readers stage only the manifests, in a folder of their own.</para>
+/// mix; what a killed writer left there but a pending point is emptied by the next, and a writer that
+/// ends removes it unless a point is pending. Readers stage only the manifests, in a folder of their own.</para>
 /// </remarks>
 public sealed class S3BackupStore : IBackupStore
 {
@@ -63,7 +71,7 @@ public sealed class S3BackupStore : IBackupStore
     {
         ArgumentNullException.ThrowIfNull(location);
         ArgumentNullException.ThrowIfNull(connection);
-        string staging = forWriting ? WriterStaging(location) : Path.Combine(Path.GetTempPath(), $"strata-s3-read-{Guid.NewGuid():N}");
+        string staging = forWriting ? StagingFolder(location) : Path.Combine(Path.GetTempPath(), $"strata-s3-read-{Guid.NewGuid():N}");
         FileStream? writerLock = null;
         try
         {
@@ -71,7 +79,7 @@ public sealed class S3BackupStore : IBackupStore
             if (forWriting)
             {
                 writerLock = TakeLock(location, staging);
-                EmptyExceptLock(staging);
+                EmptyButLockAndPending(staging);
             }
 
             var names = await ListAsync(connection, location, cancellationToken);
@@ -116,40 +124,78 @@ public sealed class S3BackupStore : IBackupStore
             throw new InvalidOperationException("the store was opened for reading");
         }
 
+        string? notResumed = null;
+        var (pending, problem) = S3PendingPoint.Read(_staging);
+        if (pending is not null)
+        {
+            problem = pending.Mismatch(_location, Set, LastManifest());
+            if (problem is null)
+            {
+                var resumed = await ResumeAsync(pending, percent, cancellationToken);
+                if (resumed.Result is not null)
+                {
+                    return resumed.Result;
+                }
+
+                problem = resumed.Problem;
+            }
+
+            notResumed = $"point {pending.Record.Point} of an interrupted backup was not resumed: {problem}; its upload is dropped and this run makes its point anew";
+            if (pending.Record.UploadId is { } id)
+            {
+                await S3MultipartUpload.AbortQuietlyAsync(_connection, _location.Bucket, pending.Record.Key, id);
+            }
+        }
+        else if (problem is not null)
+        {
+            notResumed = $"an interrupted backup was not resumed: {problem}; this run makes its point anew";
+        }
+
+        S3PendingPoint.Discard(_staging);
         var removed = await RemoveHalfMadeAsync(cancellationToken);
         if (request.Bitmap is not null && Set.Last is { } last)
         {
             await StageBaseAsync(last, cancellationToken);
         }
 
+        byte[]? lastManifest = LastManifest();
+
         // The local copy and hashing count for the first half of the progress, the upload for the second.
         var made = await BackupWriter.CreateAsync(_staging, request with { Drivers = _drivers }, p => percent?.Invoke(p / 2), cancellationToken);
         var manifest = made.Manifest;
-        string image = Path.Combine(_staging, manifest.Image);
-        long total = Math.Max(1, new FileInfo(image).Length);
+        var (image, staged) = S3PendingPoint.Stage(_staging, manifest.Point);
+        var (size, modified) = S3PendingPoint.Stat(image);
+        long partSize = S3MultipartUpload.PartSize(size);
+        string key = _location.Key(manifest.Image);
+        string? uploadId = size > partSize ? await S3MultipartUpload.StartAsync(_connection, _location.Bucket, key, cancellationToken) : null;
+        pending = S3PendingPoint.Commit(_staging, new PendingUpload
+        {
+            Set = _location.ToString(), Point = manifest.Point, Key = key, UploadId = uploadId, PartSize = partSize, Size = size, Modified = modified,
+            ManifestSha256 = S3PendingPoint.Fingerprint(await File.ReadAllBytesAsync(staged, cancellationToken)),
+            BaseSha256 = lastManifest is null ? null : S3PendingPoint.Fingerprint(lastManifest), BytesCopied = made.BytesCopied,
+        });
+        long total = Math.Max(1, size);
         long sent = 0;
-        await S3MultipartUpload.UploadAsync(_connection, _location.Bucket, _location.Key(manifest.Image), image,
-            bytes => percent?.Invoke(50 + ((sent += bytes) * 50.0 / total)), cancellationToken);
-        try
-        {
-            byte[] json = await File.ReadAllBytesAsync(Path.Combine(_staging, BackupSet.ManifestName(manifest.Point)), cancellationToken);
-            await S3MultipartUpload.PutAsync(_connection, _location.Bucket, _location.Key(BackupSet.ManifestName(manifest.Point)), json, cancellationToken);
-        }
-        catch
-        {
-            await DeleteObjectQuietlyAsync(manifest.Image);
-            throw;
-        }
-
-        File.Delete(image);
+        await FinishAsync(pending, new Dictionary<int, string>(), bytes => percent?.Invoke(50 + ((sent += bytes) * 50.0 / total)), cancellationToken);
         Set = made.Set;
-        return made with { Removed = [.. removed, .. made.Removed] };
+        return made with { Removed = [.. removed, .. made.Removed], Resume = notResumed };
     }
 
-    /// <remarks>The staging folder goes, lock file and all, while the lock is still held: a writer that opens it later makes a new one.</remarks>
+    /// <remarks>
+    /// The staging folder goes, lock file and all, while the lock is still held: a writer that opens
+    /// it later makes a new one. A point whose upload did not finish stays staged, for the next writer to continue.
+    /// </remarks>
     public async ValueTask DisposeAsync()
     {
-        DeleteQuietly(_staging);
+        if (_lock is not null && S3PendingPoint.IsRecorded(_staging))
+        {
+            EmptyButLockAndPending(_staging);
+        }
+        else
+        {
+            DeleteQuietly(_staging);
+        }
+
         if (_lock is not null)
         {
             await _lock.DisposeAsync();
@@ -157,6 +203,90 @@ public sealed class S3BackupStore : IBackupStore
 
         _connection.Dispose();
     }
+
+    /// <summary>
+    /// Continues the upload of the point a stopped writer staged: lists the parts the store holds,
+    /// sends the rest (<see cref="S3MultipartUpload.SendAsync"/> keeps a part only when its ETag is
+    /// the MD5 of the staged bytes), completes, PUTs the manifest. The point is the dead run's, a
+    /// moment of its own: this run ends with it (docs/backup.md, "After a crash").
+    /// </summary>
+    private async Task<(BackupResult? Result, string? Problem)> ResumeAsync(S3PendingPoint pending, Action<double>? percent, CancellationToken cancellationToken)
+    {
+        var record = pending.Record;
+        IReadOnlyDictionary<int, string>? stored = new Dictionary<int, string>();
+        if (record.UploadId is { } uploadId)
+        {
+            stored = await S3MultipartUpload.ListPartsAsync(_connection, new S3Upload(_location.Bucket, record.Key, uploadId, record.PartSize), cancellationToken);
+            if (stored is null && !await IsCompleteAsync(pending, cancellationToken))
+            {
+                return (null, "its upload is gone from the store (aborted or expired)");
+            }
+        }
+
+        var manifest = pending.ReadManifest();
+        long total = Math.Max(1, record.Size);
+        long sent = 0;
+        int? kept = await FinishAsync(pending, stored, bytes => percent?.Invoke((sent += bytes) * 100.0 / total), cancellationToken);
+        int parts = S3MultipartUpload.PartCount(record.Size, record.PartSize);
+        string how = record.UploadId is null ? "its image went up again in one request"
+            : kept is { } n ? $"{n} of {parts} parts were already in the store"
+            : "its image was already complete in the store";
+        Set = BackupSet.Open(_staging);
+        string taken = manifest.Time.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture);
+        string line = $"resumed point {record.Point} of an interrupted backup (taken {taken} UTC): {how}; this run made no other point";
+        return (new BackupResult(Set, manifest, [], record.BytesCopied) { Resume = line }, null);
+    }
+
+    /// <summary>
+    /// Sends what the store lacks of a pending point's image (<paramref name="stored"/>: the parts it
+    /// holds; null: the image object is already complete), completes the upload and PUTs the
+    /// manifest, which makes the point. Returns how many parts were kept (null when none were sent).
+    /// A failure leaves the upload in progress and the pending point staged, for the next writer to continue.
+    /// </summary>
+    private async Task<int?> FinishAsync(S3PendingPoint pending, IReadOnlyDictionary<int, string>? stored, Action<long> done, CancellationToken cancellationToken)
+    {
+        var record = pending.Record;
+        int? kept = null;
+        if (record.UploadId is null)
+        {
+            await S3MultipartUpload.PutFileAsync(_connection, _location.Bucket, record.Key, pending.ImagePath, cancellationToken);
+            done(record.Size);
+        }
+        else if (stored is not null)
+        {
+            kept = await S3MultipartUpload.SendAsync(_connection, new S3Upload(_location.Bucket, record.Key, record.UploadId, record.PartSize),
+                pending.ImagePath, stored, done, cancellationToken);
+        }
+
+        string name = BackupSet.ManifestName(record.Point);
+        await S3MultipartUpload.PutAsync(_connection, _location.Bucket, _location.Key(name), await File.ReadAllBytesAsync(pending.ManifestPath, cancellationToken), cancellationToken);
+        File.Move(pending.ManifestPath, Path.Combine(_staging, name), overwrite: true);
+        S3PendingPoint.Discard(_staging);
+        return kept;
+    }
+
+    /// <summary>
+    /// Whether the pending point's image object is in the store whole: its upload was completed by a
+    /// run that died before the manifest went up. Told by the ETag a multipart upload of the staged
+    /// file makes, never by the size alone.
+    /// </summary>
+    private async Task<bool> IsCompleteAsync(S3PendingPoint pending, CancellationToken cancellationToken)
+    {
+        var record = pending.Record;
+        try
+        {
+            var head = await _connection.Retry.RunAsync($"{_location.Address(BackupSet.ImageName(record.Point))}: looking at the image", token =>
+                _connection.Client.GetObjectMetadataAsync(new GetObjectMetadataRequest { BucketName = _location.Bucket, Key = record.Key }, token), cancellationToken);
+            return head.ETag is { } etag && S3MultipartUpload.SameETag(etag, S3MultipartUpload.MultipartETag(pending.ImagePath, record.PartSize));
+        }
+        catch (BackupException e) when (e.InnerException is AmazonS3Exception { StatusCode: HttpStatusCode.NotFound })
+        {
+            return false;
+        }
+    }
+
+    /// <summary>The bytes of the set's last manifest, as fetched when the store was opened; null for an empty set.</summary>
+    private byte[]? LastManifest() => Set.Last is { } last ? File.ReadAllBytes(Path.Combine(_staging, BackupSet.ManifestName(last.Point))) : null;
 
     /// <summary>
     /// Aborts the multipart uploads in progress under the set and deletes image objects numbered past
@@ -235,19 +365,6 @@ public sealed class S3BackupStore : IBackupStore
         await ImageCreator.CreateAsync(plan, FileCreation.New, cancellationToken);
     }
 
-    private async Task DeleteObjectQuietlyAsync(string name)
-    {
-        try
-        {
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-            await _connection.Client.DeleteObjectAsync(new DeleteObjectRequest { BucketName = _location.Bucket, Key = _location.Key(name) }, timeout.Token);
-        }
-        catch (Exception e) when (e is not OutOfMemoryException)
-        {
-            // An image object past the last manifest is what the next writer deletes.
-        }
-    }
-
     private static async Task<HashSet<string>> ListAsync(S3Connection connection, S3Location location, CancellationToken cancellationToken)
     {
         var names = new HashSet<string>(StringComparer.Ordinal);
@@ -283,8 +400,10 @@ public sealed class S3BackupStore : IBackupStore
             return content.ToArray();
         }, cancellationToken);
 
-    private static string WriterStaging(S3Location location)
+    /// <summary>Where a writer of the set at <paramref name="location"/> stages its points on this host.</summary>
+    public static string StagingFolder(S3Location location)
     {
+        ArgumentNullException.ThrowIfNull(location);
         string hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(location.ToString())))[..16];
         return Path.Combine(Path.GetTempPath(), $"strata-s3-{hash}");
     }
@@ -302,11 +421,12 @@ public sealed class S3BackupStore : IBackupStore
         }
     }
 
-    private static void EmptyExceptLock(string staging)
+    private static void EmptyButLockAndPending(string staging)
     {
         foreach (string path in Directory.EnumerateFileSystemEntries(staging))
         {
-            if (Path.GetFileName(path) != LockName)
+            string name = Path.GetFileName(path);
+            if (name != LockName && !S3PendingPoint.IsFolder(name))
             {
                 if (Directory.Exists(path))
                 {

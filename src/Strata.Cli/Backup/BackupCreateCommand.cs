@@ -124,9 +124,15 @@ public static class BackupCreateCommand
                 w.WriteStartArray("removed");
                 made.Removed.ToList().ForEach(w.WriteStringValue);
                 w.WriteEndArray();
+                w.WriteString("resume", made.Resume);
                 w.WriteEndObject();
             }));
             return;
+        }
+
+        if (made.Resume is not null)
+        {
+            error.WriteLine(BackupCli.Prefix + made.Resume);
         }
 
         if (made.Removed.Count > 0)

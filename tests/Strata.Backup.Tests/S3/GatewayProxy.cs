@@ -1,5 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Text;
+using System.Text.RegularExpressions;
 
 namespace Strata.Backup.Tests.S3;
 
@@ -8,6 +10,10 @@ namespace Strata.Backup.Tests.S3;
 /// <see cref="TripAfter"/> bytes went from the client to the gateway (the image upload has begun),
 /// it either holds every connection (no byte moves any more: a process killed then dies mid-upload)
 /// or drops them all and refuses new ones until <see cref="Restore"/> (the gateway unreachable).
+/// Made with a request pattern instead, it lets everything through but the requests whose request
+/// line matches (<see cref="StoppingPart"/>: those that upload one part of a multipart upload): each
+/// is held, or reset as it starts, until <see cref="Restore"/>, so a test knows what reached the
+/// store when it kills the backup or the retries give up.
 /// </summary>
 public sealed class GatewayProxy : IAsyncDisposable
 {
@@ -17,8 +23,10 @@ public sealed class GatewayProxy : IAsyncDisposable
     private readonly TaskCompletionSource _tripped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly List<TcpClient> _open = []; // guarded by itself: the relays' sockets, closed on a drop
     private readonly Task _accepting;
+    private readonly bool _byRequest;
     private long _sent;
     private volatile bool _down;
+    private volatile Regex? _stopped; // the request lines held or reset, until Restore
 
     public GatewayProxy(string gatewayUrl, long tripAfter, bool dropOnTrip)
     {
@@ -30,17 +38,41 @@ public sealed class GatewayProxy : IAsyncDisposable
         _accepting = AcceptAsync();
     }
 
+    /// <param name="gatewayUrl">The gateway.</param>
+    /// <param name="stopRequest">
+    /// A regular expression the request line (<c>PUT /BUCKET/KEY?QUERY HTTP/1.1</c>) of the requests to
+    /// stop matches; not anchored, since on a kept-alive connection a request follows the last body byte.
+    /// </param>
+    /// <param name="dropOnTrip">Reset the requests stopped; else hold them.</param>
+    public GatewayProxy(string gatewayUrl, string stopRequest, bool dropOnTrip)
+        : this(gatewayUrl, long.MaxValue, dropOnTrip)
+    {
+        _byRequest = true;
+        _stopped = new Regex(stopRequest, RegexOptions.CultureInvariant);
+    }
+
+    /// <summary>A relay that stops the requests uploading part <paramref name="part"/> of a multipart upload (<c>?partNumber=2&amp;uploadId=…</c>, in either order).</summary>
+    public static GatewayProxy StoppingPart(string gatewayUrl, int part, bool dropOnTrip) =>
+        new(gatewayUrl, $@"PUT \S*[?&]partNumber={part}(&|\s)", dropOnTrip);
+
     public string Url => $"http://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}";
 
     public long TripAfter { get; }
 
     public bool DropOnTrip { get; }
 
-    /// <summary>Completes when the threshold is crossed.</summary>
+    /// <summary>Completes when the threshold is crossed, or a stopped request is first sent.</summary>
     public Task Tripped => _tripped.Task;
 
-    /// <summary>After a drop: connections are relayed again.</summary>
-    public void Restore() => _down = false;
+    /// <summary>The bytes relayed from the client to the gateway so far.</summary>
+    public long Sent => Interlocked.Read(ref _sent);
+
+    /// <summary>After a drop, or with requests stopped: connections and every request are relayed again.</summary>
+    public void Restore()
+    {
+        _stopped = null;
+        _down = false;
+    }
 
     public async ValueTask DisposeAsync()
     {
@@ -103,9 +135,10 @@ public sealed class GatewayProxy : IAsyncDisposable
     private async Task PumpAsync(Stream from, Stream to, bool upstream)
     {
         var buffer = new byte[64 * 1024];
+        string tail = ""; // the end of the previous read, for a request line cut in two
         while (true)
         {
-            if (Tripped.IsCompleted && !DropOnTrip)
+            if (Tripped.IsCompleted && !DropOnTrip && !_byRequest)
             {
                 await Task.Delay(Timeout.Infinite, _stop.Token); // held: nothing moves until the end
             }
@@ -114,6 +147,22 @@ public sealed class GatewayProxy : IAsyncDisposable
             if (n == 0)
             {
                 return;
+            }
+
+            if (upstream && _stopped is { } stop)
+            {
+                string text = tail + Encoding.Latin1.GetString(buffer, 0, n);
+                tail = text[Math.Max(0, text.Length - 64)..];
+                if (stop.IsMatch(text))
+                {
+                    _tripped.TrySetResult();
+                    if (DropOnTrip)
+                    {
+                        throw new IOException("reset"); // the relay's end closes both sides, as a cut link would
+                    }
+
+                    await Task.Delay(Timeout.Infinite, _stop.Token); // held: the gateway never hears of it
+                }
             }
 
             await to.WriteAsync(buffer.AsMemory(0, n), _stop.Token);

@@ -4,43 +4,14 @@ namespace Strata.Backup.Tests.S3;
 
 /// <summary>
 /// Faults during a backup into the S3 store, staged by a relay between strata and the gateway once
-/// the image upload has begun: the backup killed mid-upload (the next run aborts the upload and
-/// makes the point again), the gateway unreachable for a moment (the retries ride it out) and for
-/// good (one line, exit 3, no point). Nothing half uploaded is ever listed or restored.
+/// the image upload has begun: the gateway unreachable for a moment (the retries ride it out) and for
+/// good (one line, exit 3, no point). Nothing half uploaded is ever listed or restored. A backup
+/// killed or cut off mid-upload and continued by the next run: <see cref="S3BackupResumeTests"/>.
 /// </summary>
 public sealed class S3BackupFaultTests
 {
     /// <summary>Past the manifests' and listings' few kilobytes: the image's parts are on their way.</summary>
     private const long IntoTheUpload = 12 << 20;
-
-    [Fact]
-    public async Task ABackupKilledDuringItsMultipartUploadIsNeverListedAndTheNextRunRedoesIt()
-    {
-        int seed = Workload.NewSeed();
-        using var s3 = new S3Fixture();
-        await s3.StrataOkAsync(await s3.NextPointAsync(seed, 10));
-        string[] args = await s3.NextPointAsync(seed, 20, fill: 24 << 20); // 24 MiB: a multipart upload of two parts
-        await using (var proxy = new GatewayProxy(s3.Cluster.S3Endpoint, IntoTheUpload, dropOnTrip: false))
-        {
-            await using var backup = BackgroundProcess.Start(Processes.DotnetHost(), [Processes.StrataDll, .. args],
-                new ProcessOptions { Environment = s3.Environment(proxy.Url) });
-            await WaitAsync(proxy.Tripped, backup);
-            await backup.KillAsync();
-        }
-
-        Assert.Equal(["vm/disk0/0001.qcow2"], await s3.UploadsAsync());
-        var list = await s3.StrataOkAsync("backup", "list", s3.Set);
-        Assert.DoesNotContain("0001", list.Stdout, StringComparison.Ordinal);
-
-        var again = await s3.StrataAsync(args);
-
-        Assert.True(again.ExitCode == 0, $"seed {seed}: {again}");
-        Assert.Contains("removed what an interrupted backup left: 0001.qcow2 (an upload in progress)", again.Stderr, StringComparison.Ordinal);
-        Assert.Contains("point 1 (incremental on point 0)", again.Stdout, StringComparison.Ordinal);
-        Assert.Empty(await s3.UploadsAsync());
-        Assert.Equal(0, (await s3.StrataAsync(["backup", "verify", s3.Set])).ExitCode);
-        await s3.AssertRestoresAsync(1, $"seed {seed}");
-    }
 
     [Fact]
     public async Task AGatewayUnreachableForAMomentDuringTheUploadIsRiddenOutByTheRetries()

@@ -1,6 +1,7 @@
 using Amazon.Runtime;
 using Amazon.S3;
 using Amazon.S3.Model;
+using Strata.Backup.Stores;
 using Strata.Block.Bitmaps;
 using Strata.Formats;
 using Strata.Formats.DirtyBitmaps;
@@ -52,6 +53,9 @@ internal sealed class S3Fixture : IDisposable
 
     /// <summary>A copy of the disk as it was at each point.</summary>
     public List<string> References { get; } = [];
+
+    /// <summary>Where strata stages the set's points on this host (a point whose upload did not finish stays there in pending/).</summary>
+    public string StagingFolder => S3BackupStore.StagingFolder(Stores.S3Location.Parse(Set));
 
     public string File(string name) => _folder.File(name);
 
@@ -137,6 +141,19 @@ internal sealed class S3Fixture : IDisposable
         return [.. (listed.MultipartUploads ?? []).Select(u => u.Key)];
     }
 
+    /// <summary>The part numbers the store holds of the one multipart upload in progress under the set (none when there is none).</summary>
+    public async Task<List<int>> StoredPartsAsync()
+    {
+        var listed = await Client.ListMultipartUploadsAsync(new ListMultipartUploadsRequest { BucketName = Bucket, Prefix = "vm/disk0/" });
+        if (listed.MultipartUploads is not [var upload])
+        {
+            return [];
+        }
+
+        var parts = await Client.ListPartsAsync(new ListPartsRequest { BucketName = Bucket, Key = upload.Key, UploadId = upload.UploadId });
+        return [.. (parts.Parts ?? []).Select(p => p.PartNumber ?? 0).Order()];
+    }
+
     /// <summary>Restores a point with strata straight from the store and compares it with the disk as it was then (qemu-img compare).</summary>
     public async Task AssertRestoresAsync(int point, string seedNote)
     {
@@ -156,5 +173,12 @@ internal sealed class S3Fixture : IDisposable
 
         Client.Dispose();
         _folder.Dispose();
+
+        // What a backup that failed or was killed left staged for the next run to continue.
+        string staging = StagingFolder;
+        if (Directory.Exists(staging))
+        {
+            Directory.Delete(staging, recursive: true);
+        }
     }
 }
