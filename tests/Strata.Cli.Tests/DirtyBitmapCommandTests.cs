@@ -169,11 +169,13 @@ public sealed class DirtyBitmapCommandTests : IDisposable
         StrataCli.ImgOk("create", "-q", "-f", "dirty_bitmap", path, "1G");
         using (var stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite))
         {
-            var slot = new byte[128];
             for (int copy = 0; copy < 2; copy++)
             {
+                // The checksum covers the header as long as its size field says (128, or more with a lineage).
+                var slot = new byte[4096];
                 stream.Position = copy * 4096;
                 stream.ReadExactly(slot);
+                slot = slot[..(int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(slot.AsSpan(12))];
                 System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(slot.AsSpan(24), 4L << 40);
                 System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(slot.AsSpan(32), 9);
                 System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(slot.AsSpan(72), 1L << 30);
