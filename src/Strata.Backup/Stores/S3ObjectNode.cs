@@ -16,9 +16,13 @@ public sealed class S3ObjectNode : IBlockNode
     private readonly string _key;
     private readonly string _etag;
 
-    internal S3ObjectNode(S3Connection connection, string bucket, string key, string address, long size, string etag)
+    // Set when the node was opened with a connection of its own (S3ProtocolDriver.FromEnvironment), which it closes.
+    private readonly bool _ownsConnection;
+
+    internal S3ObjectNode(S3Connection connection, string bucket, string key, string address, long size, string etag, bool ownsConnection = false)
     {
         _connection = connection;
+        _ownsConnection = ownsConnection;
         _bucket = bucket;
         _key = key;
         _etag = etag;
@@ -83,7 +87,15 @@ public sealed class S3ObjectNode : IBlockNode
 
     public ValueTask ResizeAsync(long newSize, CancellationToken cancellationToken = default) => throw ReadOnlyObject();
 
-    public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+    public ValueTask DisposeAsync()
+    {
+        if (_ownsConnection)
+        {
+            _connection.Dispose();
+        }
+
+        return ValueTask.CompletedTask;
+    }
 
     private BlockException ReadOnlyObject() => BlockException.ReadOnly($"{FileName}: an object of the store is read-only (a backup set's objects are written whole)");
 }

@@ -15,11 +15,29 @@ namespace Strata.Backup.Stores;
 /// </summary>
 /// <remarks>
 /// The registry routes the prefix before ':' to a protocol, so the locator's target is
-/// <c>//BUCKET/KEY</c>. The driver does not own its connection: the store that registers it does.
+/// <c>//BUCKET/KEY</c>. A driver made with a connection does not own it: the store that registers it
+/// does. One made by <see cref="FromEnvironment"/> (the image tools') opens a connection from the
+/// environment per image, which the image's node closes.
 /// </remarks>
-public sealed class S3ProtocolDriver(S3Connection connection) : IProtocolDriver
+public sealed class S3ProtocolDriver : IProtocolDriver
 {
     public const string ProtocolName = "s3";
+
+    private readonly S3Connection? _shared;
+
+    /// <summary>A driver whose nodes share <paramref name="connection"/>, which the caller keeps and closes.</summary>
+    public S3ProtocolDriver(S3Connection connection) => _shared = connection ?? throw new ArgumentNullException(nameof(connection));
+
+    private S3ProtocolDriver()
+    {
+    }
+
+    /// <summary>
+    /// A driver for the image tools: each image it opens gets a connection configured from the
+    /// environment and the AWS files (<see cref="S3Connection.FromEnvironment"/>) when it is opened,
+    /// so a command that never names s3:// never builds a client.
+    /// </summary>
+    public static S3ProtocolDriver FromEnvironment() => new();
 
     public string Name => ProtocolName;
 
@@ -33,10 +51,14 @@ public sealed class S3ProtocolDriver(S3Connection connection) : IProtocolDriver
         }
 
         var (bucket, key) = Split(locator);
+        S3Connection? own = null;
         try
         {
-            var head = await connection.Retry.RunAsync($"{locator}", token => HeadAsync(bucket, key, token), cancellationToken);
-            return new S3ObjectNode(connection, bucket, key, locator.Text, head.ContentLength, head.ETag);
+            var connection = _shared ?? (own = S3Connection.FromEnvironment());
+            var head = await connection.Retry.RunAsync($"{locator}", token => HeadAsync(connection, bucket, key, token), cancellationToken);
+            var node = new S3ObjectNode(connection, bucket, key, locator.Text, head.ContentLength, head.ETag, ownsConnection: own is not null);
+            own = null;
+            return node;
         }
         catch (BackupException e) when (e.InnerException is AmazonS3Exception { StatusCode: HttpStatusCode.NotFound })
         {
@@ -45,6 +67,10 @@ public sealed class S3ProtocolDriver(S3Connection connection) : IProtocolDriver
         catch (Exception e) when (e is BackupException or BackupStoreException)
         {
             throw new BlockException(BlockError.Io, e.Message, e);
+        }
+        finally
+        {
+            own?.Dispose();
         }
     }
 
@@ -65,6 +91,6 @@ public sealed class S3ProtocolDriver(S3Connection connection) : IProtocolDriver
             : throw BlockException.Invalid($"'{locator}' is not s3://BUCKET/KEY");
     }
 
-    private Task<GetObjectMetadataResponse> HeadAsync(string bucket, string key, CancellationToken cancellationToken) =>
+    private static Task<GetObjectMetadataResponse> HeadAsync(S3Connection connection, string bucket, string key, CancellationToken cancellationToken) =>
         connection.Client.GetObjectMetadataAsync(new GetObjectMetadataRequest { BucketName = bucket, Key = key }, cancellationToken);
 }

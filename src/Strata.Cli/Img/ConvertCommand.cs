@@ -84,7 +84,7 @@ public static class ConvertCommand
         {
             try
             {
-                var plan = await ImageCreator.PlanAsync(targetPath, format, source.Size, null, null, options);
+                var plan = await ImageCreator.PlanAsync(ImgContext.Drivers, targetPath, format, source.Size, null, null, options);
                 await using var held = await ImgContext.HoldForCreateAsync(targetPath);
                 await ImageCreator.CreateAsync(plan);
             }

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Strata.Backup.Stores;
 using Strata.Block;
 using Strata.Block.Drivers;
 using Strata.Formats;
@@ -13,8 +14,12 @@ public sealed class ImgContext(TextWriter output, TextWriter error)
 
     public TextWriter Err { get; } = error;
 
-    /// <summary>The formats and protocols the command line opens and creates.</summary>
-    public static DriverRegistry Drivers => StandardDrivers.Registry;
+    /// <summary>
+    /// The formats and protocols the command line opens and creates: the standard ones, and
+    /// <c>s3://BUCKET/KEY</c> to read an object of an S3 store (a backup set's point, with its
+    /// backing chain) where it is, read-only.
+    /// </summary>
+    public static DriverRegistry Drivers { get; } = StandardDrivers.Registry.With(S3ProtocolDriver.FromEnvironment());
 
     /// <summary>-q: print nothing but errors.</summary>
     public bool Quiet { get; set; }

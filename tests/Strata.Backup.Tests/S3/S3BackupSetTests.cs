@@ -62,6 +62,42 @@ public sealed class S3BackupSetTests
         Assert.Equal(("0001.qcow2", "0000.qcow2"), (manifest.Image, manifest.Backing));
     }
 
+    [Fact]
+    public async Task StrataImgReadsAPointWhereItIsInTheStoreBackingChainIncludedAndWritesNothingThere()
+    {
+        int seed = Workload.NewSeed();
+        using var s3 = new S3Fixture();
+        await s3.StrataOkAsync(await s3.NextPointAsync(seed, 20));
+        await s3.StrataOkAsync(await s3.NextPointAsync(seed, 20));
+        string point1 = $"{s3.Set}/{BackupSet.ImageName(1)}";
+
+        var info = await s3.StrataOkAsync("img", "info", point1);
+        Assert.Contains("file format: qcow2", info.Stdout, StringComparison.Ordinal);
+        Assert.Contains("backing file: 0000.qcow2", info.Stdout, StringComparison.Ordinal);
+        string raw = s3.File("point1.raw");
+        await s3.StrataOkAsync("img", "convert", "-O", "raw", point1, raw);
+        var compare = Processes.Run("qemu-img", "compare", "-f", "raw", "-F", "raw", raw, s3.References[1]);
+        Assert.True(compare.ExitCode == 0, $"seed {seed}: {compare}");
+        var map = await s3.StrataOkAsync("img", "map", "--output=json", point1);
+        Assert.Contains("\"data\": true", map.Stdout, StringComparison.Ordinal);
+
+        var keys = await s3.KeysAsync();
+        foreach (var (args, reason) in new[]
+        {
+            (new[] { "img", "create", "-f", "qcow2", $"{s3.Set}/new.qcow2", "1M" }, "not created in an S3 store"),
+            (new[] { "img", "convert", "-O", "qcow2", raw, $"{s3.Set}/new.qcow2" }, "not created in an S3 store"),
+            (new[] { "img", "info", $"{s3.Set}/{BackupSet.ImageName(7)}" }, "No such object"),
+        })
+        {
+            var refused = await s3.StrataAsync(args);
+            Assert.True(refused.ExitCode == 1, refused.ToString());
+            string line = Assert.Single(refused.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+            Assert.Contains(reason, line, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(keys, await s3.KeysAsync());
+    }
+
     [Theory]
     [InlineData(0)]
     [InlineData(1)]
