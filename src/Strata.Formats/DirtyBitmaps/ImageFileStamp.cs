@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
-using System.Runtime.InteropServices;
 using System.Text;
+using Strata.Formats.Raw;
 
 namespace Strata.Formats.DirtyBitmaps;
 
@@ -11,12 +11,11 @@ namespace Strata.Formats.DirtyBitmaps;
 /// back by a tool that copies times). Equal stamps mean nothing wrote the file in between.
 /// </summary>
 /// <param name="Path">The file's full path (a name relative to the daemon's folder would mean another file to a backup run elsewhere).</param>
-internal readonly partial record struct ImageFileStamp(string Path, ulong Device, ulong Inode, long Size, long ModifiedNs, long ChangedNs)
+internal readonly record struct ImageFileStamp(string Path, ulong Device, ulong Inode, long Size, long ModifiedNs, long ChangedNs)
 {
     /// <summary>Bytes of one stamp before its path: device, inode, size, the two times, the path's length.</summary>
     public const int FixedLength = 5 * sizeof(long) + sizeof(ushort);
 
-    private const int AtFdCwd = -100;
     private const uint BasicStats = 0x7ff;
 
     /// <summary>The stamps of <paramref name="files"/>, or null when one is not a local file that stat(2) answers for.</summary>
@@ -41,17 +40,15 @@ internal readonly partial record struct ImageFileStamp(string Path, ulong Device
         stamps.Select(s => s.Path).SequenceEqual(files.Select(System.IO.Path.GetFullPath), StringComparer.Ordinal);
 
     /// <summary>The stamp of <paramref name="file"/> now (following links), or null when it cannot be had.</summary>
-    public static unsafe ImageFileStamp? Of(string file)
+    public static ImageFileStamp? Of(string file)
     {
         string path = System.IO.Path.GetFullPath(file);
-        // struct statx (statx(2)): the same layout on every ABI.
-        byte* buffer = stackalloc byte[256];
-        if (statx(AtFdCwd, path, 0, BasicStats, buffer) != 0)
+        Span<byte> stat = stackalloc byte[Posix.StatxSize];
+        if (!Posix.Statx(path, BasicStats, stat))
         {
             return null;
         }
 
-        var stat = new ReadOnlySpan<byte>(buffer, 256);
         ulong device = ((ulong)BinaryPrimitives.ReadUInt32LittleEndian(stat[136..]) << 32) | BinaryPrimitives.ReadUInt32LittleEndian(stat[140..]);
         return new ImageFileStamp(path, device, BinaryPrimitives.ReadUInt64LittleEndian(stat[32..]), BinaryPrimitives.ReadInt64LittleEndian(stat[40..]),
             Nanoseconds(stat[112..]), Nanoseconds(stat[96..]));
@@ -148,7 +145,4 @@ internal readonly partial record struct ImageFileStamp(string Path, ulong Device
 
     private static long Nanoseconds(ReadOnlySpan<byte> timestamp) =>
         (BinaryPrimitives.ReadInt64LittleEndian(timestamp) * 1_000_000_000L) + BinaryPrimitives.ReadUInt32LittleEndian(timestamp[8..]);
-
-    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static unsafe partial int statx(int directory, string path, int flags, uint mask, byte* buffer);
 }

@@ -1,38 +1,19 @@
-using System.Runtime.InteropServices;
+using System.Buffers.Binary;
 
 namespace Strata.Formats.Raw;
 
-/// <summary>Allocated size of a file via stat(2), which .NET does not expose.</summary>
-internal static partial class FileSystemInfoExtensions
+/// <summary>Allocated size of a file via statx(2), which .NET does not expose.</summary>
+internal static class FileSystemInfoExtensions
 {
-    [StructLayout(LayoutKind.Sequential)]
-    private struct StatX
-    {
-        public uint Mask;
-        public uint BlkSize;
-        public ulong Attributes;
-        public uint Nlink;
-        public uint Uid;
-        public uint Gid;
-        public ushort Mode;
-        public ushort Spare0;
-        public ulong Ino;
-        public ulong Size;
-        public ulong Blocks;
-
-        // The rest of struct statx; the kernel writes up to 256 bytes.
-        public unsafe fixed byte Rest[200];
-    }
-
-    private const int AtFdCwd = -100;
     private const uint StatxBlocks = 0x400;
 
-    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int Statx(int dirfd, string path, int flags, uint mask, out StatX buf);
+    // stx_blocks, in 512-byte units, in struct statx.
+    private const int BlocksOffset = 48;
 
     public static long GetAllocatedBytes(FileInfo file)
     {
         ArgumentNullException.ThrowIfNull(file);
-        return Statx(AtFdCwd, file.FullName, 0, StatxBlocks, out var st) == 0 ? (long)st.Blocks * 512 : file.Length;
+        Span<byte> stat = stackalloc byte[Posix.StatxSize];
+        return Posix.Statx(file.FullName, StatxBlocks, stat) ? (long)BinaryPrimitives.ReadUInt64LittleEndian(stat[BlocksOffset..]) * 512 : file.Length;
     }
 }

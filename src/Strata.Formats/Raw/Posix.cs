@@ -81,6 +81,9 @@ internal static partial class Posix
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial int statx(SafeFileHandle fd, string path, int flags, uint mask, byte* buffer);
 
+    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static unsafe partial int StatxAt(int directory, string path, int flags, uint mask, byte* buffer);
+
     [LibraryImport("libc", SetLastError = true)]
     private static unsafe partial int ioctl(SafeFileHandle fd, nuint request, int* value);
 
@@ -151,6 +154,23 @@ internal static partial class Posix
 
         int type = *(ushort*)(buffer + 28) & TypeMask;
         return (type == TypeRegular, type == TypeDirectory);
+    }
+
+    /// <summary>Bytes of struct statx (statx(2)), whose layout, unlike stat's, is the same on every ABI.</summary>
+    public const int StatxSize = 256;
+
+    /// <summary>
+    /// statx(2) of <paramref name="path"/> (relative to the current folder, symbolic links followed)
+    /// into <paramref name="buffer"/>, of at least <see cref="StatxSize"/> bytes, asking for the fields
+    /// of <paramref name="mask"/>; false when the call fails.
+    /// </summary>
+    public static unsafe bool Statx(string path, uint mask, Span<byte> buffer)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(buffer.Length, StatxSize);
+        fixed (byte* at = buffer)
+        {
+            return StatxAt(AtFdCwd, path, 0, mask, at) == 0;
+        }
     }
 
     /// <summary>The logical block size of a block device (BLKSSZGET), or 0 when it is not one.</summary>
