@@ -81,7 +81,7 @@ internal static class DirtyBitmapFile
             return new BitmapLoadResult(header.State.ToStoreState(), Recovered: false);
         }
 
-        var intents = await ReadWordsAsync(file, header.IntentOffset, header.IntentLength, null, cancellationToken);
+        var intents = await ReadWordsAsync(file, header.IntentOffset, header.IntentLength, cancellationToken);
         foreach (long region in SetBits(intents))
         {
             into.Set(region * header.IntentGranularity, header.IntentGranularity);
@@ -112,8 +112,8 @@ internal static class DirtyBitmapFile
         }
     }
 
-    /// <summary>Reads a word area (little-endian 64-bit words), feeding the bytes to <paramref name="hash"/> when given.</summary>
-    public static async ValueTask<ulong[]> ReadWordsAsync(IBlockNode file, long offset, long length, IncrementalHash? hash, CancellationToken cancellationToken)
+    /// <summary>Reads a word area (little-endian 64-bit words) into a new array: the intent map (the bits go straight into their bitmap, <see cref="ReadBitsAsync"/>).</summary>
+    public static async ValueTask<ulong[]> ReadWordsAsync(IBlockNode file, long offset, long length, CancellationToken cancellationToken)
     {
         var words = new ulong[length / sizeof(ulong)];
         var piece = new byte[(int)Math.Min(Piece, length)];
@@ -121,7 +121,6 @@ internal static class DirtyBitmapFile
         {
             int n = (int)Math.Min(piece.Length, length - done);
             await file.ReadAsync(offset + done, piece.AsMemory(0, n), cancellationToken);
-            hash?.AppendData(piece, 0, n);
             for (int i = 0; i < n; i += sizeof(ulong))
             {
                 words[(done + i) / sizeof(ulong)] = BinaryPrimitives.ReadUInt64LittleEndian(piece.AsSpan(i));

@@ -112,7 +112,7 @@ public sealed class DirtyBitmapStore : IBitmapStore
             // Left active by a tracker that died (or by us): its intents are not covered by the
             // stored bits yet, so they stay, and count as durable from the start.
             _intents.Reset();
-            _intents.Adopt(await DirtyBitmapFile.ReadWordsAsync(_file, _header.IntentOffset, _header.IntentLength, null, cancellationToken));
+            _intents.Adopt(await DirtyBitmapFile.ReadWordsAsync(_file, _header.IntentOffset, _header.IntentLength, cancellationToken));
             if (start is { } resumed)
             {
                 await WriteHeaderAsync(_header with { Lineage = DirtyBitmapHeader.NewLineage(), LineageStart = resumed }, cancellationToken);
