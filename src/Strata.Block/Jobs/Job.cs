@@ -15,7 +15,8 @@ namespace Strata.Block.Jobs;
 /// </remarks>
 public abstract class Job : IDisposable
 {
-    // Protects _status, _pauseRequests, _resume, _cancelRequested, _finishing and the transitions between them.
+    // Protects _status, _pauseRequests, _resume, _resumes, _cancelRequested, _finishing, the setting of
+    // _ioFailed and the transitions between them.
     private readonly Lock _lock = new();
     private readonly CancellationTokenSource _cancel = new();
     private readonly TaskCompletionSource _completeRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -27,6 +28,10 @@ public abstract class Job : IDisposable
     private long _total;
     private bool _wasReady;
     private bool _ioFailed;
+
+    // Counts the resumes that ended a pause: a step that began under an older count may report a
+    // failure from before the last resume.
+    private int _resumes;
     private bool _cancelRequested;
 
     // Set when the work is over and the job commits or aborts: from then on a cancel changes nothing.
@@ -104,19 +109,11 @@ public abstract class Job : IDisposable
     /// <summary>Asks the job to stop at its next pause point. Pauses nest.</summary>
     public void Pause()
     {
-        bool changed = false;
+        bool changed;
         lock (_lock)
         {
             ThrowIfConcluded();
-            if (_pauseRequests++ == 0)
-            {
-                _resume = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                if (_status is JobStatus.Running or JobStatus.Ready)
-                {
-                    _status = JobStatus.Paused;
-                    changed = true;
-                }
-            }
+            changed = PauseLocked();
         }
 
         if (changed)
@@ -139,6 +136,7 @@ public abstract class Job : IDisposable
 
             if (--_pauseRequests == 0)
             {
+                _resumes++;
                 resume = _resume;
                 if (_status == JobStatus.Paused)
                 {
@@ -272,6 +270,7 @@ public abstract class Job : IDisposable
         ArgumentNullException.ThrowIfNull(failedWriting);
         while (true)
         {
+            int resumes = Volatile.Read(ref _resumes);
             try
             {
                 return await step();
@@ -281,17 +280,16 @@ public abstract class Job : IDisposable
                 bool writing = failedWriting();
                 var policy = policyFor(writing);
                 bool stop = policy == JobErrorPolicy.Stop || (policy == JobErrorPolicy.StopOnNoSpace && e.Error == BlockError.NoSpace);
-                IoError?.Invoke(this, new JobIoErrorEventArgs(writing, stop, e.Message));
                 if (!stop)
                 {
+                    IoError?.Invoke(this, new JobIoErrorEventArgs(writing, stop, e.Message));
                     throw;
                 }
-            }
 
-            // Several steps of one job may fail together: the job pauses once, and one resume retries them all.
-            if (!Interlocked.Exchange(ref _ioFailed, true))
-            {
-                Pause();
+                if (!StopForFailure(resumes, new JobIoErrorEventArgs(writing, stop, e.Message)))
+                {
+                    continue;
+                }
             }
 
             try
@@ -303,6 +301,59 @@ public abstract class Job : IDisposable
                 Volatile.Write(ref _ioFailed, false);
             }
         }
+    }
+
+    /// <summary>
+    /// Pauses the job for a step that failed under policy stop, unless the job was resumed since the
+    /// step began: the failure is then from before that resume (another step's failure paused the job
+    /// meanwhile and the user has handled the fault), and the step is retried at once rather than
+    /// stopping the job a second time; if the fault is still there, it fails again and stops.
+    /// Several steps failing together pause the job once, and one resume retries them all. The
+    /// check and the pause are one step under the lock, so a resume cannot fall between them.
+    /// </summary>
+    /// <returns>False when the step should run again now.</returns>
+    private bool StopForFailure(int resumesWhenStarted, JobIoErrorEventArgs failure)
+    {
+        bool changed = false;
+        lock (_lock)
+        {
+            if (_resumes != resumesWhenStarted)
+            {
+                return false;
+            }
+
+            if (!_ioFailed)
+            {
+                Volatile.Write(ref _ioFailed, true);
+                changed = PauseLocked();
+            }
+        }
+
+        IoError?.Invoke(this, failure);
+        if (changed)
+        {
+            Raise(JobStatus.Paused);
+        }
+
+        return true;
+    }
+
+    /// <summary>Counts one more pause request; true when the job's status became paused.</summary>
+    private bool PauseLocked()
+    {
+        if (_pauseRequests++ != 0)
+        {
+            return false;
+        }
+
+        _resume = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (_status is JobStatus.Running or JobStatus.Ready)
+        {
+            _status = JobStatus.Paused;
+            return true;
+        }
+
+        return false;
     }
 
     /// <summary>True once <see cref="Complete"/> was called.</summary>
