@@ -8,7 +8,7 @@
 #
 # usage: bench/rbd/run.sh [--env FILE] [--runs N] [--runtime SECONDS] [--ramp SECONDS] [--size SIZE]
 #                         [--servers LIST] [--strata PATH] [--strata-env 'VAR=VALUE ...'] [--cache MODE] [--latency]
-#                         [--quick] [--out FILE]
+#                         [--floor] [--quick] [--out FILE]
 #   --env      the env file of a running cluster (ceph/cluster.sh start DIR writes DIR/env); by default
 #              a throwaway cluster is started in a temporary folder and stopped at the end
 #   --servers  a comma-separated subset of strata,qsd,fio-rbd (default all three)
@@ -29,13 +29,18 @@
 #              left is the path outside librbd (the server, its socket and fio's nbd engine, or fio's
 #              rbd engine alone); and the CPU time per request of fio, the server, the OSD and the
 #              whole machine (/proc: what a request costs on 2 shared cores)
+#   --floor    one more column, "nbd-floor": nbdkit's null plugin (no storage at all: reads are zeroes,
+#              writes are dropped) behind the same fio nbd engine and socket. Its latency is what the NBD
+#              round trip alone costs on this machine with nbdkit's threads, which any NBD server on
+#              librbd adds to librbd's own latency; with --latency a last table sets strata's time
+#              outside librbd against it at queue depth 1
 #   --size     the RBD image's size (default 1G; a memstore OSD holds about twice that in memory)
 #   --quick    1 run of 2 s per case on a 256M image (a smoke run, not a measurement)
 # Every case works on one image, written whole first so that reads return data, not absent objects.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
-env_file=""; strata_env=""; cache=writeback; latency=""; runs=3; runtime=5; ramp=0; size=1G; out=""; only=",strata,qsd,fio-rbd,"; strata=""
+env_file=""; strata_env=""; cache=writeback; latency=""; floor=""; runs=3; runtime=5; ramp=0; size=1G; out=""; only=",strata,qsd,fio-rbd,"; strata=""
 while (( $# )); do
     case "$1" in
         --env) env_file="$2"; shift 2 ;;
@@ -50,6 +55,7 @@ while (( $# )); do
         --cache) cache="$2"; shift 2
             [[ "$cache" =~ ^(writeback|writethrough|none)$ ]] || { echo "run.sh: --cache: $cache is not writeback, writethrough or none" >&2; exit 2; } ;;
         --latency) latency=1; shift ;;
+        --floor) floor=1; shift ;;
         --quick) runs=1; runtime=2; size=256M; shift ;;
         --out) out="$2"; shift 2 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
@@ -63,6 +69,10 @@ fio --enghelp=nbd >/dev/null 2>&1 || { echo "run.sh: this fio has no nbd engine 
 servers=()
 for server in strata qsd fio-rbd; do [[ "$only" == *",$server,"* ]] && servers+=("$server"); done
 if [[ -n "$strata_env" ]]; then servers+=(strata-env); fi
+if [[ -n "$floor" ]]; then
+    command -v nbdkit >/dev/null || { echo "run.sh: --floor needs nbdkit (Debian: nbdkit)" >&2; exit 1; }
+    servers+=(nbd-floor)
+fi
 (( ${#servers[@]} )) || { echo "run.sh: --servers names none of strata,qsd,fio-rbd" >&2; exit 2; }
 
 work="$(mktemp -d /tmp/strata-rbd-bench.XXXXXX)"
@@ -162,6 +172,7 @@ start_server() { # name -> sets uri, pid
         qsd) qemu-storage-daemon --blockdev "driver=rbd,node-name=r,pool=$pool,image=$image,conf=$(side_conf "$name")$qsd_cache" \
                 --nbd-server "addr.type=unix,addr.path=$sock" \
                 --export "type=nbd,id=e,node-name=r,name=disk,writable=on" >"$work/$name.log" 2>&1 & ;;
+        nbd-floor) nbdkit -f -U "$sock" null size="$size" >"$work/$name.log" 2>&1 & ;;
     esac
     pid=$!
     pids+=("$pid")
@@ -216,7 +227,7 @@ for run in $(seq "$runs"); do
                  sleep "$(python3 -c "print(max($ramp + $runtime - 1, 0.5))")"
                  ceph --admin-daemon "$asok" perf dump > "$dump" 2>/dev/null || rm -f "$dump") &
                 dumper=$!
-            elif [[ -n "$latency" ]]; then
+            elif [[ -n "$latency" && "$server" != nbd-floor ]]; then
                 ceph --admin-daemon "$asok" perf reset all >/dev/null
             fi
             before="$(cpu_snapshot "${pid:-0}")"
@@ -225,7 +236,9 @@ for run in $(seq "$runs"); do
             [[ -n "${lat:-}" ]] || { echo "run.sh: fio failed on $server ($c)" >&2; exit 1; }
             printf '%s\t%s\t%s\t%s\t%s\n' "$rw $bs QD$qd" "$server" "$run" "$mib" "$iops" >> "$results"
             if [[ -n "$latency" ]]; then
-                if [[ "$server" == fio-rbd ]]; then wait "$dumper"; else ceph --admin-daemon "$asok" perf dump > "$dump"; fi
+                if [[ "$server" == fio-rbd ]]; then wait "$dumper"
+                elif [[ "$server" == nbd-floor ]]; then rm -f "$dump"  # no librbd in it: nothing inside librbd
+                else ceph --admin-daemon "$asok" perf dump > "$dump"; fi
                 printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rw $bs QD$qd" "$server" "$run" "$lat" "$(librbd_latency "$dump" "$rw")" \
                     "$fio_cpu" "$(cpu_per_request "$before" "$after" "$iops")" >> "$latencies"
             fi

@@ -16,7 +16,7 @@ for line in open(path):
     case, server, run, mib, iops = line.rstrip("\n").split("\t")
     rows.setdefault(case, collections.defaultdict(dict))[server][run] = (float(mib), float(iops))
 present = {server for by in rows.values() for server in by}
-servers = [s for s in ["strata", "strata-env", "qsd", "fio-rbd"] if s in present]
+servers = [s for s in ["strata", "strata-env", "qsd", "fio-rbd", "nbd-floor"] if s in present]
 peers = [p for p in ["qsd", "fio-rbd"] if p in present]
 
 ramped = f" after a {ramp} s ramp" if float(ramp) > 0 else ""
@@ -32,6 +32,8 @@ print("cache: " + {
 }[cache])
 if strata_env:
     print(f"strata-env: the same strata with {strata_env}")
+if "nbd-floor" in present:
+    print("nbd-floor: nbdkit's null plugin (no storage) behind the same fio nbd engine: the NBD round trip alone")
 print("cells: IOPS for 4k cases, MiB/s for 1M cases, medians; ratios: median (lowest-highest run)")
 print()
 
@@ -88,4 +90,24 @@ if latencies:
             librbd = statistics.median(s[1] for s in read) if read else float("nan")
             rest = statistics.median(s[0] - s[1] for s in read) if read else float("nan")
             server_cell = "-" if name == "fio-rbd" else f"{server:.0f}"
-            print(f"| {case} | {name} | {total:.0f} | {librbd:.0f} | {rest:.0f} | {fio_cpu:.0f} | {server_cell} | {osd:.0f} | {machine:.0f} |")
+            inside, outside = (f"{librbd:.0f}", f"{rest:.0f}") if read else ("-", f"{total:.0f}")
+            print(f"| {case} | {name} | {total:.0f} | {inside} | {outside} | {fio_cpu:.0f} | {server_cell} | {osd:.0f} | {machine:.0f} |")
+
+if "nbd-floor" in present and "fio-rbd" in present and latencies:
+    print()
+    print("at queue depth 1, against the bare NBD round trip (nbd-floor): a server on librbd adds at least that round "
+          "trip to librbd's own latency; \"beyond it\" is what strata spends outside librbd above it; the estimate "
+          "fio-rbd / (fio-rbd + nbd-floor) is the ratio a server costing nothing beyond the round trip would get if "
+          "librbd took as long in it as in fio (the in-librbd column above shows it does not, exactly)")
+    print()
+    print("| case | nbd-floor µs | strata outside librbd µs | beyond it µs | fio-rbd µs | estimate | strata/fio-rbd |")
+    print("|---|---|---|---|---|---|---|")
+    for case, by in latencies.items():
+        if not case.endswith("QD1") or "fio-rbd" not in by or "nbd-floor" not in by:
+            continue
+        direct = statistics.median(s[0] for s in by["fio-rbd"])
+        trip = statistics.median(s[0] for s in by["nbd-floor"])
+        read = [s for s in by.get("strata", []) if s[1] == s[1]]
+        outside = statistics.median(s[0] - s[1] for s in read) if read else float("nan")
+        measured = cell(case, ratios(case, rows[case], "strata", "fio-rbd")) if "strata" in rows[case] else "n/a"
+        print(f"| {case} | {trip:.0f} | {outside:.0f} | {outside - trip:.0f} | {direct:.0f} | {direct / (direct + trip):.2f}x | {measured} |")
