@@ -34,12 +34,6 @@ public sealed class BackupSet
 
     public BackupManifest? Last => Points.Count > 0 ? Points[^1] : null;
 
-    /// <summary>Where the daemon-managed bitmaps of a <c>--drive</c> backup live.</summary>
-    public string BitmapFolder => Path.Combine(Folder, "bitmaps");
-
-    /// <summary>Where a <c>--drive</c> backup puts the snapshot's overlay while it copies.</summary>
-    public string WorkFolder => Path.Combine(Folder, "work");
-
     /// <summary>Opens the set in <paramref name="folder"/>; with <paramref name="create"/>, a missing folder is made (empty set).</summary>
     public static BackupSet Open(string folder, bool create = false)
     {

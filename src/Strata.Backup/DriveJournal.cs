@@ -1,7 +1,7 @@
 namespace Strata.Backup;
 
 /// <summary>
-/// What a <c>--drive</c> backup is doing to the drive, kept in SET/work/drive.json (docs/backup.md,
+/// What a <c>--drive</c> backup is doing to the drive, kept in the work folder of its <see cref="DriveState"/> (SET/work/drive.json for a set in a folder; docs/backup.md,
 /// "When a live backup fails"). It is written before the transaction that adds the bitmap and makes
 /// the overlay, so a backup that dies at any step leaves the names the next one needs to put the
 /// drive back: the overlay to merge, and the two bitmaps whose bits are to be joined again.
@@ -36,25 +36,25 @@ public sealed record DriveJournal
     /// </summary>
     public BackupBitmap? Carried { get; init; }
 
-    public static string PathIn(BackupSet set)
+    public static string PathIn(DriveState state)
     {
-        ArgumentNullException.ThrowIfNull(set);
-        return Path.Combine(set.WorkFolder, FileName);
+        ArgumentNullException.ThrowIfNull(state);
+        return Path.Combine(state.WorkFolder, FileName);
     }
 
-    /// <summary>The journal of <paramref name="set"/>, or null when no live backup is under way or was left half done.</summary>
-    public static DriveJournal? Read(BackupSet set)
+    /// <summary>The journal in <paramref name="state"/>, or null when no live backup is under way or was left half done.</summary>
+    public static DriveJournal? Read(DriveState state)
     {
-        string path = PathIn(set);
+        string path = PathIn(state);
         return File.Exists(path) ? ManifestJson.ParseJournal(File.ReadAllBytes(path), path) : null;
     }
 
     /// <summary>Writes the journal durably (temp file, fsync, rename, fsync of the folder) before the step it announces.</summary>
-    public void Write(BackupSet set) => AtomicFile.Write(PathIn(set), ManifestJson.Serialize(this));
+    public void Write(DriveState state) => AtomicFile.Write(PathIn(state), ManifestJson.Serialize(this));
 
-    public static void Delete(BackupSet set)
+    public static void Delete(DriveState state)
     {
-        File.Delete(PathIn(set));
-        FolderSync.Flush(set.WorkFolder);
+        File.Delete(PathIn(state));
+        FolderSync.Flush(state.WorkFolder);
     }
 }

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Strata.TestKit;
 
 namespace Strata.Backup.Tests;
@@ -35,7 +34,7 @@ public sealed class DriveBackupFaultTests
 
         Assert.True(next.ExitCode == 0, $"seed {drive.Seed}: {next}");
         Assert.Contains("merged back", next.Stderr, StringComparison.Ordinal);
-        Assert.Equal("incremental", Kind(next));
+        Assert.Equal("incremental", drive.Kind(next));
         Assert.Empty(drive.Overlays());
         Assert.Equal([drive.Disk], await drive.ChainAsync());
         // The writes before the killed backup's snapshot (a) are in this incremental only if their bits were handed back.
@@ -45,7 +44,7 @@ public sealed class DriveBackupFaultTests
         Assert.Equal("incremental", await drive.BackupAsync());
         drive.AssertLastPointIs(abc);
         Assert.Single(Directory.GetFiles(Path.Combine(drive.Set, "bitmaps"), "*.dbmp"));
-        Assert.False(File.Exists(DriveJournal.PathIn(BackupSet.Open(drive.Set))));
+        Assert.False(File.Exists(DriveJournal.PathIn(DriveState.Peek(drive.Set, drive.Set))));
     }
 
     [Fact]
@@ -142,12 +141,6 @@ public sealed class DriveBackupFaultTests
         Assert.False(drive.Daemon!.HasExited);
         Processes.Run("qemu-io", "-f", "raw", $"nbd+unix:///d0?socket={drive.Nbd}", "-c", "read -P 9 8M 1M", "-c", "write -P 3 9M 64k", "-c", "read -P 3 9M 64k")
             .AssertSuccess();
-    }
-
-    private static string Kind(ProcessResult made)
-    {
-        using var report = JsonDocument.Parse(made.Stdout);
-        return report.RootElement.GetProperty("kind").GetString()!;
     }
 
     /// <summary>

@@ -51,7 +51,7 @@ public sealed class FrozenBackupTests
         var made = await Processes.StrataAsync(["backup", "create", folder.File("set"), "--image", disk, "--freeze"]);
 
         Assert.Equal(1, made.ExitCode);
-        Assert.Contains("--qmp and --freeze go with --drive", made.Stderr, StringComparison.Ordinal);
+        Assert.Contains("--qmp, --state and --freeze go with --drive", made.Stderr, StringComparison.Ordinal);
     }
 
     private static async Task<BackgroundProcess> StartAsync(TempFolder folder, params string[] extra)

@@ -8,6 +8,8 @@ namespace Strata.Backup.Tests;
 /// <summary>
 /// A drive served by a real <c>strata serve</c>, written through NBD by a seeded random writer kept
 /// in a model, and backed up with <c>strata backup create --drive</c>: what the live fault tests share.
+/// The set is a folder by default; <see cref="Set"/>, <see cref="Environment"/> and <see cref="StateFolder"/>
+/// put it in an object store.
 /// </summary>
 internal sealed class LiveDrive : IAsyncDisposable
 {
@@ -23,6 +25,7 @@ internal sealed class LiveDrive : IAsyncDisposable
         _model = new byte[size];
         Disk = folder.File("disk.img");
         Set = folder.File("set");
+        StateFolder = Set;
         Processes.Ok("qemu-img", "create", "-f", "raw", Disk, $"{size}");
     }
 
@@ -34,7 +37,19 @@ internal sealed class LiveDrive : IAsyncDisposable
 
     public string Disk { get; }
 
-    public string Set { get; }
+    /// <summary>The set as <c>backup create</c> is given it: a folder (the default) or s3://BUCKET/PREFIX.</summary>
+    public string Set { get; init; }
+
+    /// <summary>Where the managed bitmaps, the overlay and the journal are: the set's folder, or a set in a store's state folder.</summary>
+    public string StateFolder { get; init; }
+
+    /// <summary>More arguments of every <c>backup create</c> (<c>--state DIR</c>).</summary>
+    public string[] ExtraArguments { get; set; } = [];
+
+    /// <summary>The environment of the strata commands (a store's settings); null: the test's own.</summary>
+    public Dictionary<string, string?>? Environment { get; init; }
+
+    public ProcessOptions Options => new() { Environment = Environment, Timeout = TimeSpan.FromMinutes(3) };
 
     public string Qmp => Folder.File("qmp.sock");
 
@@ -42,7 +57,7 @@ internal sealed class LiveDrive : IAsyncDisposable
 
     public BackgroundProcess? Daemon { get; private set; }
 
-    public string[] CreateArguments => ["backup", "create", Set, "--drive", "d0", "--qmp", Qmp, "--output=json"];
+    public string[] CreateArguments => ["backup", "create", Set, "--drive", "d0", "--qmp", Qmp, .. ExtraArguments, "--output=json"];
 
     /// <summary>
     /// A drive served on a fresh disk, with a full point made of a few writes, then tens of MiB more
@@ -107,6 +122,13 @@ internal sealed class LiveDrive : IAsyncDisposable
         Processes.Run("qemu-io", ["-f", "raw", offline ? Disk : $"nbd+unix:///d0?socket={Nbd}", .. commands.SelectMany(c => new[] { "-c", c })]).AssertSuccess();
     }
 
+    /// <summary>Fills <paramref name="length"/> bytes at <paramref name="offset"/> with <paramref name="pattern"/> through NBD, kept in the model: a point of a known size.</summary>
+    public void Fill(long offset, int length, byte pattern)
+    {
+        Processes.Run("qemu-io", "-f", "raw", $"nbd+unix:///d0?socket={Nbd}", "-c", $"write -P {pattern} {offset} {length}").AssertSuccess();
+        _model.AsSpan((int)offset, length).Fill(pattern);
+    }
+
     /// <summary>The disk as the model holds it now, as a raw file named <paramref name="name"/>.</summary>
     public async Task<string> SaveModelAsync(string name)
     {
@@ -116,9 +138,14 @@ internal sealed class LiveDrive : IAsyncDisposable
     }
 
     /// <summary>A backup that must succeed; returns its kind (full or incremental).</summary>
-    public async Task<string> BackupAsync()
+    public async Task<string> BackupAsync() => Kind(await CreateAsync());
+
+    /// <summary>A backup create, as it ended.</summary>
+    public Task<ProcessResult> CreateAsync() => Processes.StrataAsync(CreateArguments, Options);
+
+    /// <summary>The kind of point a backup that must have succeeded made (full or incremental).</summary>
+    public string Kind(ProcessResult made)
     {
-        var made = await Processes.StrataAsync(CreateArguments);
         Assert.True(made.ExitCode == 0, $"seed {Seed}: {made}");
         using var report = JsonDocument.Parse(made.Stdout);
         return report.RootElement.GetProperty("kind").GetString()!;
@@ -153,8 +180,8 @@ internal sealed class LiveDrive : IAsyncDisposable
         return chain;
     }
 
-    /// <summary>Overlays left in SET/work.</summary>
-    public string[] Overlays() => Directory.Exists(Path.Combine(Set, "work")) ? Directory.GetFiles(Path.Combine(Set, "work"), "*.qcow2") : [];
+    /// <summary>Overlays left in the state's work folder (SET/work).</summary>
+    public string[] Overlays() => Directory.Exists(Path.Combine(StateFolder, "work")) ? Directory.GetFiles(Path.Combine(StateFolder, "work"), "*.qcow2") : [];
 
     /// <summary>One line on stderr, no stack trace.</summary>
     public static void AssertOneLineError(ProcessResult result, string because)

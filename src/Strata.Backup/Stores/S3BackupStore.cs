@@ -48,9 +48,16 @@ public sealed class S3BackupStore : IBackupStore
     private readonly DriverRegistry _drivers;
     private readonly string _staging;
     private readonly FileStream? _lock;
-    private readonly IReadOnlyList<string> _names;
+    /// <summary>The set's objects as listed when the store was opened, and those a resumed point added since.</summary>
+    private readonly List<string> _names;
 
-    private S3BackupStore(S3Location location, S3Connection connection, string staging, FileStream? writerLock, IReadOnlyList<string> names, BackupSet set)
+    /// <summary>
+    /// Once a writer has settled what a stopped one left (<see cref="FinishInterruptedAsync"/>): what
+    /// it removed (null: not looked for yet), and why a pending point was not resumed.
+    /// </summary>
+    private (List<string>? Removed, string? NotResumed)? _settled;
+
+    private S3BackupStore(S3Location location, S3Connection connection, string staging, FileStream? writerLock, List<string> names, BackupSet set)
     {
         _location = location;
         _connection = connection;
@@ -116,12 +123,63 @@ public sealed class S3BackupStore : IBackupStore
         }, cancellationToken);
     }
 
+    /// <remarks>
+    /// A point a stopped writer left pending is finished first, and this run ends with it
+    /// (<see cref="FinishInterruptedAsync"/>), unless the caller finished it already.
+    /// </remarks>
     public async Task<BackupResult> CreateAsync(BackupRequest request, Action<double>? percent = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(request);
+        if (await FinishInterruptedAsync(percent, cancellationToken) is { } resumed)
+        {
+            return resumed with { Resume = resumed.Resume + "; this run made no other point" };
+        }
+
+        var (removed, notResumed) = _settled!.Value;
+        removed ??= await RemoveHalfMadeAsync(cancellationToken);
+        if (request.Bitmap is not null && Set.Last is { } last)
+        {
+            await StageBaseAsync(last, cancellationToken);
+        }
+
+        byte[]? lastManifest = LastManifest();
+
+        // The local copy and hashing count for the first half of the progress, the upload for the second.
+        var made = await BackupWriter.CreateAsync(_staging, request with { Drivers = _drivers }, p => percent?.Invoke(p / 2), cancellationToken);
+        var manifest = made.Manifest;
+        var (image, staged) = S3PendingPoint.Stage(_staging, manifest.Point);
+        var (size, modified) = S3PendingPoint.Stat(image);
+        long partSize = S3MultipartUpload.PartSize(size);
+        string key = _location.Key(manifest.Image);
+        string? uploadId = size > partSize ? await S3MultipartUpload.StartAsync(_connection, _location.Bucket, key, cancellationToken) : null;
+        var pending = S3PendingPoint.Commit(_staging, new PendingUpload
+        {
+            Set = _location.ToString(), Point = manifest.Point, Key = key, UploadId = uploadId, PartSize = partSize, Size = size, Modified = modified,
+            ManifestSha256 = S3PendingPoint.Fingerprint(await File.ReadAllBytesAsync(staged, cancellationToken)),
+            BaseSha256 = lastManifest is null ? null : S3PendingPoint.Fingerprint(lastManifest), BytesCopied = made.BytesCopied,
+        });
+        long total = Math.Max(1, size);
+        long sent = 0;
+        await FinishAsync(pending, new Dictionary<int, string>(), bytes => percent?.Invoke(50 + ((sent += bytes) * 50.0 / total)), cancellationToken);
+        Set = made.Set;
+        return made with { Removed = [.. removed, .. made.Removed], Resume = notResumed };
+    }
+
+    /// <summary>
+    /// Settles what a stopped writer left, once per writer: finishes the point it left pending
+    /// (<see cref="ResumeAsync"/>) and returns it, or, when that point does not match, drops it;
+    /// then removes what else it left in the store. Null when no point was finished.
+    /// </summary>
+    public async Task<BackupResult?> FinishInterruptedAsync(Action<double>? percent = null, CancellationToken cancellationToken = default)
+    {
         if (_lock is null)
         {
             throw new InvalidOperationException("the store was opened for reading");
+        }
+
+        if (_settled is not null)
+        {
+            return null;
         }
 
         string? notResumed = null;
@@ -134,6 +192,8 @@ public sealed class S3BackupStore : IBackupStore
                 var resumed = await ResumeAsync(pending, percent, cancellationToken);
                 if (resumed.Result is not null)
                 {
+                    // What else a dead writer left is numbered past the resumed point: removed before a point is made on it.
+                    _settled = (null, null);
                     return resumed.Result;
                 }
 
@@ -152,33 +212,8 @@ public sealed class S3BackupStore : IBackupStore
         }
 
         S3PendingPoint.Discard(_staging);
-        var removed = await RemoveHalfMadeAsync(cancellationToken);
-        if (request.Bitmap is not null && Set.Last is { } last)
-        {
-            await StageBaseAsync(last, cancellationToken);
-        }
-
-        byte[]? lastManifest = LastManifest();
-
-        // The local copy and hashing count for the first half of the progress, the upload for the second.
-        var made = await BackupWriter.CreateAsync(_staging, request with { Drivers = _drivers }, p => percent?.Invoke(p / 2), cancellationToken);
-        var manifest = made.Manifest;
-        var (image, staged) = S3PendingPoint.Stage(_staging, manifest.Point);
-        var (size, modified) = S3PendingPoint.Stat(image);
-        long partSize = S3MultipartUpload.PartSize(size);
-        string key = _location.Key(manifest.Image);
-        string? uploadId = size > partSize ? await S3MultipartUpload.StartAsync(_connection, _location.Bucket, key, cancellationToken) : null;
-        pending = S3PendingPoint.Commit(_staging, new PendingUpload
-        {
-            Set = _location.ToString(), Point = manifest.Point, Key = key, UploadId = uploadId, PartSize = partSize, Size = size, Modified = modified,
-            ManifestSha256 = S3PendingPoint.Fingerprint(await File.ReadAllBytesAsync(staged, cancellationToken)),
-            BaseSha256 = lastManifest is null ? null : S3PendingPoint.Fingerprint(lastManifest), BytesCopied = made.BytesCopied,
-        });
-        long total = Math.Max(1, size);
-        long sent = 0;
-        await FinishAsync(pending, new Dictionary<int, string>(), bytes => percent?.Invoke(50 + ((sent += bytes) * 50.0 / total)), cancellationToken);
-        Set = made.Set;
-        return made with { Removed = [.. removed, .. made.Removed], Resume = notResumed };
+        _settled = (await RemoveHalfMadeAsync(cancellationToken), notResumed);
+        return null;
     }
 
     /// <remarks>
@@ -232,8 +267,9 @@ public sealed class S3BackupStore : IBackupStore
             : kept is { } n ? $"{n} of {parts} parts were already in the store"
             : "its image was already complete in the store";
         Set = BackupSet.Open(_staging);
+        _names.AddRange([BackupSet.ImageName(record.Point), BackupSet.ManifestName(record.Point)]);
         string taken = manifest.Time.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture);
-        string line = $"resumed point {record.Point} of an interrupted backup (taken {taken} UTC): {how}; this run made no other point";
+        string line = $"resumed point {record.Point} of an interrupted backup (taken {taken} UTC): {how}";
         return (new BackupResult(Set, manifest, [], record.BytesCopied) { Resume = line }, null);
     }
 
@@ -399,6 +435,36 @@ public sealed class S3BackupStore : IBackupStore
             await response.ResponseStream.CopyToAsync(content, token);
             return content.ToArray();
         }, cancellationToken);
+
+    /// <summary>
+    /// The default state folder of a live backup of this set on this host: under
+    /// <c>$XDG_STATE_HOME/strata/drive-state/</c> (<c>~/.local/state/strata/drive-state/</c> when unset),
+    /// named <see cref="DriveStateName"/>. Marked as this set's at this endpoint, so a <c>--state</c>
+    /// given for another set is refused.
+    /// </summary>
+    public DriveState OpenDriveState(string? folder = null, bool create = true)
+    {
+        string path = folder ?? Path.Combine(StateHome(), "strata", "drive-state", DriveStateName(_location, _connection.Endpoint));
+        return create ? DriveState.Open(path, _location.ToString(), $"{_location} at {_connection.Endpoint}") : DriveState.Peek(path, _location.ToString());
+    }
+
+    /// <summary>
+    /// The default state folder's name: the bucket and a hash of the endpoint, bucket and prefix, so
+    /// it is the same on every run for one set on this host and differs for a set of the same name
+    /// elsewhere (another endpoint).
+    /// </summary>
+    public static string DriveStateName(S3Location location, string endpoint)
+    {
+        ArgumentNullException.ThrowIfNull(location);
+        ArgumentNullException.ThrowIfNull(endpoint);
+        string hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(endpoint + "\n" + location)))[..16];
+        return $"{location.Bucket}-{hash}";
+    }
+
+    /// <summary>The XDG base directory for state data (the XDG Base Directory specification: $XDG_STATE_HOME, default ~/.local/state).</summary>
+    private static string StateHome() =>
+        Environment.GetEnvironmentVariable("XDG_STATE_HOME") is { Length: > 0 } home && Path.IsPathRooted(home) ? home
+        : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile, Environment.SpecialFolderOption.DoNotVerify), ".local", "state");
 
     /// <summary>Where a writer of the set at <paramref name="location"/> stages its points on this host.</summary>
     public static string StagingFolder(S3Location location)

@@ -6,7 +6,7 @@ using Strata.Daemon;
 
 namespace Strata.Cli.Backup;
 
-/// <summary>`strata backup create SET (--image FILE [--bitmap FILE.dbmp] | --drive ID [--qmp SOCKET]) [-p] [--output=json]`.</summary>
+/// <summary>`strata backup create SET (--image FILE [--bitmap FILE.dbmp] | --drive ID [--qmp SOCKET] [--state DIR] [--freeze]) [-p] [-v] [--output=json]`.</summary>
 public static class BackupCreateCommand
 {
     public static Command Build(TextWriter output, TextWriter error)
@@ -16,6 +16,11 @@ public static class BackupCreateCommand
         var bitmap = new Option<string?>("--bitmap") { Description = "with --image: a dirty_bitmap file holding every write since the set's last point: copy only its dirty extents" };
         var drive = new Option<string?>("--drive") { Description = "back up this drive of a running daemon, live, with bitmaps Strata manages" };
         var qmp = new Option<string?>("--qmp") { Description = "with --drive: the daemon's control socket (default: qmp.sock in the runtime folder)" };
+        var state = new Option<string?>("--state")
+        {
+            Description = "with --drive and an s3:// set: the local folder for the managed bitmaps, the overlay and the journal "
+                + "(default: $XDG_STATE_HOME/strata/drive-state/BUCKET-HASH, ~/.local/state/… when unset)",
+        };
         var freeze = new Option<bool>("--freeze")
         {
             Description = "with --drive: freeze the guest that writes the drive (serve --guest) around the snapshot; without an agent the point is crash-consistent, and stderr says so",
@@ -34,17 +39,21 @@ public static class BackupCreateCommand
             line on stderr says why. Tracked dirty_bitmap files beside the bitmap (or the image) are
             recorded as candidates for the next incremental (the seed's t1 beside t0).
 
-            --drive ID [--qmp SOCKET]: a live backup through the daemon. One transaction adds a new
+            --drive ID [--qmp SOCKET] [--state DIR]: a live backup through the daemon. One transaction adds a new
             bitmap (SET/bitmaps/), stops the previous one and snapshots the drive into SET/work/; the
             frozen image is copied (full the first time, incremental after), then merged back. If the
             copy fails the drive is merged back anyway and the set is left as it was. With --freeze the
             guest's agent freezes its file systems for the snapshot and thaws right after it
             (docs/guest.md): the point is consistent for the guest's file systems, not only after a crash.
+            For an s3:// set the bitmaps, the overlay and the journal live on this host in the state
+            folder (--state DIR, or one per set and endpoint under $XDG_STATE_HOME/strata/drive-state/),
+            which must last from one backup to the next: without it (lost, another host's) the next
+            point is full, and one line on stderr says why.
 
             Exit status: 0 the point was added; 1 error (one line on stderr, the set unchanged).
             """)
         {
-            set, image, bitmap, drive, qmp, freeze, progress, verbose, format,
+            set, image, bitmap, drive, qmp, state, freeze, progress, verbose, format,
         };
         command.SetAction((result, cancellationToken) => BackupCli.RunAsync(error, async () =>
         {
@@ -62,23 +71,25 @@ public static class BackupCreateCommand
                 throw new CliException("--bitmap goes with --image; with --drive the bitmaps are Strata's");
             }
 
-            if (imagePath is not null && (result.GetValue(qmp) is not null || result.GetValue(freeze)))
+            if (imagePath is not null && (result.GetValue(qmp) is not null || result.GetValue(freeze) || result.GetValue(state) is not null))
             {
-                throw new CliException("--qmp and --freeze go with --drive");
+                throw new CliException("--qmp, --state and --freeze go with --drive");
+            }
+
+            if (result.GetValue(state) is not null && !S3Location.IsS3(folder))
+            {
+                throw new CliException("--state goes with an s3:// set: a set in a folder keeps its live-backup state in that folder");
             }
 
             bool showProgress = result.GetValue(progress) && !json;
             Action<string>? phases = result.GetValue(verbose) ? line => error.WriteLine(BackupCli.Prefix + line) : null;
-            BackupResult made;
-            if (driveId is not null && S3Location.IsS3(folder))
-            {
-                throw new CliException("--drive keeps its bitmaps and overlay in the set's folder: give a local set, or back up the frozen image with --image");
-            }
-
+            BackupResult made = null!;
+            await using var store = await BackupStores.OpenAsync(folder, forWriting: true, cancellationToken);
             if (driveId is not null)
             {
+                var driveState = store.OpenDriveState(result.GetValue(state));
                 string socket = result.GetValue(qmp) ?? Path.Combine(SocketDefaults.Directory(), SocketDefaults.QmpSocketName);
-                made = await DriveBackup.RunAsync(folder, driveId, socket, result.GetValue(freeze), error, phases,
+                made = await DriveBackup.RunAsync(store, driveState, (driveId, socket, result.GetValue(freeze)), error, phases,
                     work => BackupCli.ProgressAsync(output, error, showProgress, "backup", work), cancellationToken);
             }
             else
@@ -93,15 +104,11 @@ public static class BackupCreateCommand
                     // An image in a store (an RBD snapshot) has no folder to look for tracked bitmaps in.
                     Tracking = bitmapPath is null && !ImgContext.Drivers.Locate(imagePath!).IsFile ? [] : null,
                 };
-                await using var store = await BackupStores.OpenAsync(folder, forWriting: true, cancellationToken);
-                made = null!;
                 await BackupCli.ProgressAsync(output, error, showProgress, "backup", async percent =>
                     made = await store.CreateAsync(request, percent, cancellationToken));
-                Report(made, store.Locate(made.Manifest.Image), json, output, error);
-                return BackupCli.Ok;
             }
 
-            Report(made, Path.Combine(made.Set.Folder, made.Manifest.Image), json, output, error);
+            Report(made, store.Locate(made.Manifest.Image), json, output, error);
             return BackupCli.Ok;
         }));
         return command;

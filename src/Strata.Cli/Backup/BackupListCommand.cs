@@ -25,7 +25,7 @@ public static class BackupListCommand
             bool json = OutputFormat.IsJson(result.GetValue(format));
             await using var store = await BackupStores.OpenAsync(result.GetValue(set)!, cancellationToken: cancellationToken);
             var backupSet = store.Set;
-            if (DriveJournal.Read(backupSet) is { } unfinished)
+            if (DriveJournal.Read(store.OpenDriveState(create: false)) is { } unfinished)
             {
                 // Not a point (it has no manifest): said on stderr, so the listing stays what a script parses.
                 error.WriteLine(BackupCli.Prefix + $"a live backup of drive '{unfinished.Drive}' did not finish"

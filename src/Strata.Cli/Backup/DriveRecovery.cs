@@ -6,9 +6,10 @@ namespace Strata.Cli.Backup;
 
 /// <summary>
 /// What a <c>--drive</c> backup does about one that failed or died (docs/backup.md, "When a live
-/// backup fails"), from the set's <see cref="DriveJournal"/>: the overlay left under the drive is
-/// merged back (or, when the drive is no longer on it, the backup stops and says what to do: never
-/// a second overlay on top), and the bits of a point that was not made are handed back.
+/// backup fails"), from the <see cref="DriveJournal"/> in the set's <see cref="DriveState"/>: the
+/// overlay left under the drive is merged back (or, when the drive is no longer on it, the backup
+/// stops and says what to do: never a second overlay on top), and the bits of a point that was not
+/// made are handed back.
 /// </summary>
 /// <remarks>
 /// The hand-back is QEMU's bitmap-mode=on-success: the transaction disabled the previous bitmap P
@@ -22,12 +23,13 @@ namespace Strata.Cli.Backup;
 internal static class DriveRecovery
 {
     /// <summary>
-    /// Finishes what the journal of <paramref name="set"/> says a live backup left undone. Returns the
-    /// carried bitmap that follows the set's last point, or null.
+    /// Finishes what the journal in <paramref name="state"/> says a live backup of <paramref name="set"/>
+    /// left undone. Returns the carried bitmap that follows the set's last point, or null.
     /// </summary>
-    public static async Task<BackupBitmap?> RecoverAsync(QmpClient qmp, BackupSet set, string drive, TextWriter error, CancellationToken cancellationToken)
+    public static async Task<BackupBitmap?> RecoverAsync(QmpClient qmp, BackupSet set, DriveState state, string drive, TextWriter error,
+        CancellationToken cancellationToken)
     {
-        var journal = DriveJournal.Read(set);
+        var journal = DriveJournal.Read(state);
         if (journal is null)
         {
             return null;
@@ -35,17 +37,17 @@ internal static class DriveRecovery
 
         if (journal.Drive != drive)
         {
-            throw new BackupException($"the set's last backup, of drive '{journal.Drive}', did not finish: run backup create {set.Folder} --drive {journal.Drive} first");
+            throw new BackupException($"the set's last backup, of drive '{journal.Drive}', did not finish: run backup create {state.Set} --drive {journal.Drive} first");
         }
 
         if (journal.Overlay is { } overlay)
         {
             await RecoverOverlayAsync(qmp, drive, overlay, error, cancellationToken);
             journal = journal with { Overlay = null };
-            journal.Write(set);
+            journal.Write(state);
         }
 
-        var carried = journal.Carried ?? await HandBackAsync(qmp, set, journal, error);
+        var carried = journal.Carried ?? await HandBackAsync(qmp, set, state, journal, error);
         return carried is not null && journal.Point == set.Points.Count ? carried : null;
     }
 
@@ -54,7 +56,7 @@ internal static class DriveRecovery
     /// remarks), and records it in the journal. Returns the carried record, or null when nothing can
     /// be carried (the next point is then full, and one line says why).
     /// </summary>
-    public static async Task<BackupBitmap?> HandBackAsync(QmpClient qmp, BackupSet set, DriveJournal journal, TextWriter error)
+    public static async Task<BackupBitmap?> HandBackAsync(QmpClient qmp, BackupSet set, DriveState state, DriveJournal journal, TextWriter error)
     {
         if (journal.Previous is not { } previous || journal.Point != set.Points.Count || set.Last?.Point != journal.Point - 1)
         {
@@ -77,7 +79,7 @@ internal static class DriveRecovery
             if (reading is not null)
             {
                 journal = journal with { Carried = reading.Record };
-                journal.Write(set);
+                journal.Write(state);
                 error.WriteLine(BackupCli.Prefix + $"the bits of the backup that was not made are kept in bitmap '{journal.Bitmap.Name}': the next one is incremental on point {journal.Point - 1}");
                 return reading.Record;
             }

@@ -13,7 +13,7 @@ namespace Strata.Backup.Tests.S3;
 /// What the S3 tests share: a fresh bucket per test in the run's Ceph gateway
 /// (<see cref="CephCluster.Shared"/>), a client of their own to look at the objects, the strata CLI
 /// run as a process with the store's settings in its environment (and no ~/.aws of the developer's),
-/// and a disk with tracked dirty_bitmap files that makes a full point and incrementals (the seed's flow).
+/// ($XDG_STATE_HOME too), and a disk with tracked dirty_bitmap files that makes a full point and incrementals (the seed's flow).
 /// </summary>
 internal sealed class S3Fixture : IDisposable
 {
@@ -59,6 +59,13 @@ internal sealed class S3Fixture : IDisposable
 
     public string File(string name) => _folder.File(name);
 
+    /// <summary>$XDG_STATE_HOME of the CLI: a live backup's default state folder is under it.</summary>
+    public string StateHome => _folder.File("state-home");
+
+    /// <summary>The default state folder of a live backup of the set (<c>S3BackupStore.OpenDriveState</c>).</summary>
+    public string DefaultDriveState =>
+        Path.Combine(StateHome, "strata", "drive-state", S3BackupStore.DriveStateName(Stores.S3Location.Parse(Set), Cluster.S3Endpoint));
+
     /// <summary>The CLI's environment: the cluster's settings, the endpoint possibly replaced (a proxy), no home folder settings.</summary>
     public Dictionary<string, string?> Environment(string? endpoint = null, string? secret = null)
     {
@@ -66,6 +73,7 @@ internal sealed class S3Fixture : IDisposable
         environment["AWS_ENDPOINT_URL"] = endpoint ?? Cluster.S3Endpoint;
         environment["AWS_SECRET_ACCESS_KEY"] = secret ?? Cluster.SecretKey;
         environment["HOME"] = _folder.Path;
+        environment["XDG_STATE_HOME"] = StateHome;
         environment["AWS_EC2_METADATA_DISABLED"] = "true";
         return environment;
     }
@@ -155,11 +163,14 @@ internal sealed class S3Fixture : IDisposable
     }
 
     /// <summary>Restores a point with strata straight from the store and compares it with the disk as it was then (qemu-img compare).</summary>
-    public async Task AssertRestoresAsync(int point, string seedNote)
+    public Task AssertRestoresAsync(int point, string seedNote) => AssertRestoresAsync(point, References[point], seedNote);
+
+    /// <summary>Restores a point with strata straight from the store and compares it with <paramref name="reference"/>, the disk then (qemu-img compare).</summary>
+    public async Task AssertRestoresAsync(int point, string reference, string seedNote)
     {
         string restored = File($"restored{point}-{Guid.NewGuid():N}.img");
         (await StrataAsync(["backup", "restore", Set, $"{point}", restored])).AssertSuccess();
-        var compare = Processes.Run("qemu-img", "compare", "-f", "raw", "-F", "raw", restored, References[point]);
+        var compare = Processes.Run("qemu-img", "compare", "-f", "raw", "-F", "raw", restored, reference);
         Assert.True(compare.ExitCode == 0, $"{seedNote}: point {point} restored from the store differs from the disk then:\n{compare}");
         System.IO.File.Delete(restored);
     }
