@@ -18,8 +18,9 @@
 #              with the others, with its ratios to the peers
 #   --cache    librbd's cache, the same on every side (docs/benchmarks/rbd.md, "Cache modes"):
 #              writeback (default): the servers' default cache mode (librbd's cache on), each server
-#                sent one NBD flush before the cases, as a guest's file system does when it mounts, which
-#                ends librbd's write-through start; fio's rbd engine flushes once at its start itself
+#                sent one 4 KiB write and an NBD flush before the cases, as a guest's file system does
+#                when it mounts, which ends librbd's write-through start (QEMU drops a flush that follows
+#                no write); fio's rbd engine flushes once at its start itself
 #              writethrough: the cache on but never past write-through: the servers get no flush, fio's
 #                rbd engine a ceph.conf with rbd_cache_max_dirty = 0 (its own first flush changes nothing)
 #              none: librbd's cache off: strata cache=none, qsd cache.direct=on, fio --direct=1 (its rbd
@@ -179,8 +180,10 @@ start_server() { # name -> sets uri, pid
     uri="nbd+unix:///disk?socket=$sock"
     for _ in $(seq 400); do
         if [[ -S "$sock" ]]; then
-            # The guest's first flush (--cache writeback): librbd leaves write-through for good.
-            [[ "$cache" != writeback ]] || qemu-io -f raw -c flush "$uri" >/dev/null
+            # The guest's first flush (--cache writeback): librbd leaves write-through for good. One
+            # write goes first: QEMU drops a flush that follows no write (bdrv_co_flush compares
+            # write_gen with flushed_gen), so a lone flush never reached QSD's librbd.
+            [[ "$cache" != writeback ]] || qemu-io -f raw -c "write -P 0x5a 0 4k" -c flush "$uri" >/dev/null
             return
         fi
         kill -0 "$pid" 2>/dev/null || break

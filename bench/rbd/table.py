@@ -25,7 +25,7 @@ print(f"runs: {runs} x {runtime} s per case{ramped}, one RBD image of {size} on 
 print(f"load at the end: {load.strip()}")
 print("cache: " + {
     "writeback": "writeback on every side: librbd's cache on and past its write-through start "
-                 "(each server sent one flush first; fio's rbd engine flushes at its start)",
+                 "(each server sent one write and a flush first; fio's rbd engine flushes at its start)",
     "writethrough": "write-through on every side: librbd's cache on, never flushed by the servers' "
                     "clients; fio's rbd engine with rbd_cache_max_dirty = 0",
     "none": "none on every side: rbd_cache=false (strata cache=none, qsd cache.direct=on, fio --direct=1)",

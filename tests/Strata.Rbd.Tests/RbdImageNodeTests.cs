@@ -181,6 +181,25 @@ public sealed class RbdImageNodeTests
         Assert.Contains("no image 'nosuchimage'", error.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task ARequestLibrbdRefusesIsOneLineNamingTheImageAndOffsetAndTheNodeGoesOn()
+    {
+        using var image = new RbdImage();
+        await using var node = await image.CreateAsync(Size);
+        var buffer = new byte[4096];
+        for (int attempt = 0; attempt < 3; attempt++)
+        {
+            var error = await Assert.ThrowsAsync<BlockException>(async () => await node.ReadAsync(Size + 4096, buffer));
+            Assert.StartsWith($"Could not read '{image.Locator}' at offset {Size + 4096}", error.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain('\n', error.Message);
+        }
+
+        // The failed requests' pooled completions serve the next ones.
+        await node.WriteAsync(0, Pattern(4096, 5));
+        await node.ReadAsync(0, buffer);
+        Assert.Equal(Pattern(4096, 5), buffer);
+    }
+
     internal static byte[] Pattern(int length, int seed)
     {
         var bytes = new byte[length];

@@ -25,6 +25,7 @@ internal sealed class RadosClusters
             {
                 cluster = RadosCluster.Connect(this, key, location, cache);
                 _open.Add(key, cluster);
+                RbdHeapTrim.Retain();
             }
 
             cluster.References++;
@@ -45,5 +46,6 @@ internal sealed class RadosClusters
         }
 
         RbdNative.RadosShutdown(cluster.Handle);
+        RbdHeapTrim.Release();
     }
 }

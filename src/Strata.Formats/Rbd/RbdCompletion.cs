@@ -6,9 +6,11 @@ using System.Threading.Tasks.Sources;
 namespace Strata.Formats.Rbd;
 
 /// <summary>
-/// One librbd asynchronous request as a <see cref="ValueTask{TResult}"/> of its return value: an
+/// One librbd asynchronous request as a <see cref="ValueTask{TResult}"/> of its return value, or as
+/// a <see cref="ValueTask"/> that fails with the request's error (<see cref="Checked"/>): an
 /// rbd_completion_t whose callback, run on a librbd thread, completes this source. No thread waits
-/// for the request. The caller's buffer stays pinned from <see cref="Start"/> until the callback has
+/// for the request, and a request allocates nothing managed: the source is pooled, and awaiting it
+/// needs no state machine of the driver's own (docs/benchmarks/rbd.md, "Memory"). The caller's buffer stays pinned from <see cref="Start"/> until the callback has
 /// fired, because librbd reads or fills it until then. Pooled per image
 /// (<see cref="RbdCompletionPool"/>): an instance returns to the pool when its result is taken.
 /// </summary>
@@ -16,7 +18,7 @@ namespace Strata.Formats.Rbd;
 /// Continuations run on the thread pool, never on librbd's callback thread, which must not block or
 /// issue new librbd calls inline (QEMU hands completions to its own event loop for the same reason).
 /// </remarks>
-internal sealed unsafe class RbdCompletion : IValueTaskSource<long>
+internal sealed unsafe class RbdCompletion : IValueTaskSource<long>, IValueTaskSource
 {
     private readonly RbdCompletionPool _pool;
 
@@ -25,10 +27,24 @@ internal sealed unsafe class RbdCompletion : IValueTaskSource<long>
     private ManualResetValueTaskSourceCore<long> _core = new() { RunContinuationsAsynchronously = true };
     private MemoryHandle _pin;
 
+    // What the request is, for the error <see cref="Checked"/> throws: set before it starts.
+    private string? _image;
+    private string _what = "";
+    private long _offset;
+
     public RbdCompletion(RbdCompletionPool pool)
     {
         _pool = pool;
         _self = GCHandle.Alloc(this);
+    }
+
+    /// <summary>Names the request for its error: "Could not WHAT 'IMAGE' at offset OFFSET".</summary>
+    public RbdCompletion Describe(string? image, string what, long offset)
+    {
+        _image = image;
+        _what = what;
+        _offset = offset;
+        return this;
     }
 
     /// <summary>
@@ -61,6 +77,9 @@ internal sealed unsafe class RbdCompletion : IValueTaskSource<long>
 
     public ValueTask<long> Task => new(this, _core.Version);
 
+    /// <summary>The request, failing with a <see cref="Strata.Block.BlockException"/> when librbd returns an error.</summary>
+    public ValueTask Checked => new(this, _core.Version);
+
     public long GetResult(short token)
     {
         try
@@ -71,6 +90,19 @@ internal sealed unsafe class RbdCompletion : IValueTaskSource<long>
         {
             _core.Reset();
             _pool.Return(this);
+        }
+    }
+
+    void IValueTaskSource.GetResult(short token)
+    {
+        // Read before the result is taken: taking it returns this source to the pool.
+        string? image = _image;
+        string what = _what;
+        long offset = _offset;
+        long result = GetResult(token);
+        if (result < 0)
+        {
+            throw RbdErrors.For($"Could not {what} '{image}' at offset {offset}", result);
         }
     }
 
@@ -90,6 +122,7 @@ internal sealed unsafe class RbdCompletion : IValueTaskSource<long>
         long result = RbdNative.AioGetReturnValue(completion);
         RbdNative.AioRelease(completion);
         self._pin.Dispose();
+        RbdHeapTrim.Completed();
         self._core.SetResult(result);
     }
 }

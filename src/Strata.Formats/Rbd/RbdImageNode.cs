@@ -139,7 +139,7 @@ public sealed partial class RbdImageNode : IBlockNode
             return ValueTask.CompletedTask;
         }
 
-        return CheckAsync(StartRead(offset, buffer), "read", offset);
+        return StartRead(offset, buffer).Checked;
     }
 
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None,
@@ -155,7 +155,7 @@ public sealed partial class RbdImageNode : IBlockNode
             return (flags & WriteFlags.Fua) != 0 ? FlushAsync(cancellationToken) : ValueTask.CompletedTask;
         }
 
-        var written = CheckAsync(StartWrite(offset, data), "write", offset);
+        var written = StartWrite(offset, data).Checked;
         return (flags & WriteFlags.Fua) != 0 ? ThenFlushAsync(written, cancellationToken) : written;
     }
 
@@ -176,7 +176,7 @@ public sealed partial class RbdImageNode : IBlockNode
         long result;
         try
         {
-            result = await StartWriteZeroes(offset, length, zeroFlags);
+            result = await StartWriteZeroes(offset, length, zeroFlags).Task;
         }
         catch (EntryPointNotFoundException)
         {
@@ -210,11 +210,11 @@ public sealed partial class RbdImageNode : IBlockNode
             return ValueTask.FromException(BlockException.ReadOnly($"'{FileName}' is open read-only"));
         }
 
-        return CheckAsync(StartDiscard(offset, length), "discard", offset);
+        return StartDiscard(offset, length).Checked;
     }
 
     public ValueTask FlushAsync(CancellationToken cancellationToken = default) =>
-        IsReadOnly || _lockGivenUp ? ValueTask.CompletedTask : CheckAsync(StartFlush(), "flush", 0);
+        IsReadOnly || _lockGivenUp ? ValueTask.CompletedTask : StartFlush().Checked;
 
     public ValueTask ResizeAsync(long newSize, CancellationToken cancellationToken = default)
     {
@@ -250,9 +250,6 @@ public sealed partial class RbdImageNode : IBlockNode
             _cluster.Release();
         });
     }
-
-    private async ValueTask CheckAsync(ValueTask<long> request, string what, long offset) =>
-        ThrowIfFailed(await request, what, offset);
 
     private async ValueTask ThenFlushAsync(ValueTask written, CancellationToken cancellationToken)
     {
