@@ -185,6 +185,35 @@ public sealed class RequestGateErrorPolicyTests
         Assert.False(gate.IsStoppedByError);
     }
 
+    [Fact]
+    public async Task UnderStopASuccessfulRequestAllocatesNothingAtTheGate()
+    {
+        var gate = new RequestGate(new MemoryNode(Size)) { ReadErrorPolicy = IoErrorPolicy.Stop, WriteErrorPolicy = IoErrorPolicy.Stop };
+        var data = new byte[4096];
+        for (int warmUp = 0; warmUp < 10; warmUp++)
+        {
+            await RequestsAsync(gate, data);
+        }
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 100; i++)
+        {
+            await RequestsAsync(gate, data);
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    /// <summary>One of each guest request; each completes synchronously on a memory node, so no await leaves this thread.</summary>
+    private static async ValueTask RequestsAsync(RequestGate gate, byte[] data)
+    {
+        await gate.WriteAsync(0, data);
+        await gate.ReadAsync(0, data);
+        await gate.WriteZeroesAsync(4096, 4096);
+        await gate.DiscardAsync(8192, 4096);
+        await gate.FlushAsync();
+    }
+
     private static (RequestGate Gate, FaultInjectingNode Node, List<GuestIoError> Errors) NewGate(IoErrorPolicy read, IoErrorPolicy write)
     {
         var node = new FaultInjectingNode(new MemoryNode(Size));
