@@ -116,6 +116,7 @@ public sealed class RbdFaultTests(ITestOutputHelper output)
         var error = (await qmp.WaitForEventAsync("BLOCK_IO_ERROR", LoadBound))["data"]!;
         await qmp.WaitForEventAsync("STOP", LoadBound);
         string statusWhileDown = await StatusAsync(qmp);
+        var ioStatusWhileDown = (string?)(await qmp.ExecuteAsync("query-block"))!.AsArray()[0]!["io-status"];
         load.EndOutage();
         await ceph.StartOsdAsync();
         int conts = await ContUntilProgressAsync(qmp, load, load.Completed + WarmUpRequests);
@@ -125,6 +126,7 @@ public sealed class RbdFaultTests(ITestOutputHelper output)
 
         Assert.Equal("stop", (string?)error["action"]);
         Assert.Equal("io-error", statusWhileDown);
+        Assert.Equal("failed", ioStatusWhileDown);
         Assert.True(load.Failures.Count == 0, $"the guest saw errors under werror=stop ({story})");
         Assert.True(load.BrokenFlushes.Count == 0, $"flushes were acknowledged while the OSD was down: {string.Join("; ", load.BrokenFlushes)} ({story})");
         Assert.Equal("running", await StatusAsync(qmp));
