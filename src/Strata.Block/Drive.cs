@@ -110,6 +110,8 @@ public sealed partial class Drive : IAsyncDisposable
             return;
         }
 
+        // Requests a failure holds (error policy stop) will see no resume: they fail with their error.
+        Gate.FailHeldRequests();
         try
         {
             // Closing has its own deadline (the caller's), not the gate's drain timeout: at it the requests are abandoned.

@@ -7,11 +7,13 @@ namespace Strata.Block;
 /// (so drivers never re-check), pads them to the node's alignment (RequestGate.Padding.cs), splits
 /// them at the node's transfer limit, counts them in flight,
 /// tells write observers, and can drain: hold new requests and wait for those in flight to finish,
-/// so that the graph can be changed with no request seeing half a change.
+/// so that the graph can be changed with no request seeing half a change. A request that fails in
+/// the layers meets its side's error policy (RequestGate.ErrorPolicy.cs): reported, or held until
+/// the gate is resumed and then run again.
 /// </summary>
 public sealed partial class RequestGate
 {
-    // Protects _inFlight, _holds, _drained and _resumed; held only for counter updates, never across I/O.
+    // Protects _inFlight, _holds, _drained and _resumed (and the error policy's state); held only for counter updates, never across I/O.
     private readonly Lock _lock = new();
 
     // Copy-on-write: replaced whole under _lock, read without it on every write. Empty (the same
@@ -216,121 +218,181 @@ public sealed partial class RequestGate
 
     public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
-        await EnterAsync(offset, buffer.Length, write: false, cancellationToken);
-        try
+        while (true)
         {
-            var root = _root;
-            if (IsAligned(root, offset, buffer.Length))
+            await EnterAsync(offset, buffer.Length, write: false, cancellationToken);
+            BlockException? held = null;
+            try
             {
-                await ReadSplitAsync(root, offset, buffer, cancellationToken);
+                var root = _root;
+                if (IsAligned(root, offset, buffer.Length))
+                {
+                    await ReadSplitAsync(root, offset, buffer, cancellationToken);
+                }
+                else
+                {
+                    await ReadPaddedAsync(root, offset, buffer, cancellationToken);
+                }
+
+                return;
             }
-            else
+            catch (BlockException e) when (HoldsAfter(e, write: false, cancellationToken))
             {
-                await ReadPaddedAsync(root, offset, buffer, cancellationToken);
+                held = e;
             }
-        }
-        finally
-        {
-            Leave();
+            finally
+            {
+                Leave();
+            }
+
+            await RetryAfterHoldAsync(held, cancellationToken);
         }
     }
 
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None,
         CancellationToken cancellationToken = default)
     {
-        await EnterAsync(offset, data.Length, write: true, cancellationToken);
-        var observers = Observers(data.Length);
-        try
+        while (true)
         {
-            if (observers.Length != 0)
+            await EnterAsync(offset, data.Length, write: true, cancellationToken);
+            var observers = Observers(data.Length);
+            BlockException? held = null;
+            try
             {
-                await BeforeWriteAsync(observers, offset, data.Length, cancellationToken);
+                if (observers.Length != 0)
+                {
+                    await BeforeWriteAsync(observers, offset, data.Length, cancellationToken);
+                }
+
+                var root = _root;
+                if (root.Limits.RequestAlignment <= 1)
+                {
+                    await WriteSplitAsync(root, offset, data, flags, cancellationToken);
+                }
+                else
+                {
+                    await WritePaddedAsync(root, offset, data, flags, cancellationToken);
+                }
+
+                return;
+            }
+            catch (BlockException e) when (HoldsAfter(e, write: true, cancellationToken))
+            {
+                held = e;
+            }
+            finally
+            {
+                Written(observers, offset, data.Length);
+                Leave();
             }
 
-            var root = _root;
-            if (root.Limits.RequestAlignment <= 1)
-            {
-                await WriteSplitAsync(root, offset, data, flags, cancellationToken);
-            }
-            else
-            {
-                await WritePaddedAsync(root, offset, data, flags, cancellationToken);
-            }
-        }
-        finally
-        {
-            Written(observers, offset, data.Length);
-            Leave();
+            await RetryAfterHoldAsync(held, cancellationToken);
         }
     }
 
     public async ValueTask WriteZeroesAsync(long offset, long length, ZeroFlags flags = ZeroFlags.None,
         CancellationToken cancellationToken = default)
     {
-        await EnterAsync(offset, length, write: true, cancellationToken);
-        var observers = Observers(length);
-        try
+        while (true)
         {
-            if (observers.Length != 0)
+            await EnterAsync(offset, length, write: true, cancellationToken);
+            var observers = Observers(length);
+            BlockException? held = null;
+            try
             {
-                await BeforeWriteAsync(observers, offset, length, cancellationToken);
+                if (observers.Length != 0)
+                {
+                    await BeforeWriteAsync(observers, offset, length, cancellationToken);
+                }
+
+                var root = _root;
+                if (root.Limits.RequestAlignment <= 1)
+                {
+                    await root.WriteZeroesAsync(offset, length, flags, cancellationToken);
+                }
+                else
+                {
+                    await WriteZeroesPaddedAsync(root, offset, length, flags, cancellationToken);
+                }
+
+                return;
+            }
+            catch (BlockException e) when (HoldsAfter(e, write: true, cancellationToken))
+            {
+                held = e;
+            }
+            finally
+            {
+                Written(observers, offset, length);
+                Leave();
             }
 
-            var root = _root;
-            if (root.Limits.RequestAlignment <= 1)
-            {
-                await root.WriteZeroesAsync(offset, length, flags, cancellationToken);
-            }
-            else
-            {
-                await WriteZeroesPaddedAsync(root, offset, length, flags, cancellationToken);
-            }
-        }
-        finally
-        {
-            Written(observers, offset, length);
-            Leave();
+            await RetryAfterHoldAsync(held, cancellationToken);
         }
     }
 
     public async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
     {
-        await EnterAsync(offset, length, write: true, cancellationToken);
-        var observers = Observers(length);
-        try
+        while (true)
         {
-            if (observers.Length != 0)
+            await EnterAsync(offset, length, write: true, cancellationToken);
+            var observers = Observers(length);
+            BlockException? held = null;
+            try
             {
-                await BeforeWriteAsync(observers, offset, length, cancellationToken);
+                if (observers.Length != 0)
+                {
+                    await BeforeWriteAsync(observers, offset, length, cancellationToken);
+                }
+
+                var root = _root;
+                if (root.Limits.RequestAlignment <= 1)
+                {
+                    await root.DiscardAsync(offset, length, cancellationToken);
+                }
+                else
+                {
+                    await DiscardAlignedPartAsync(root, offset, length, cancellationToken);
+                }
+
+                return;
+            }
+            catch (BlockException e) when (HoldsAfter(e, write: true, cancellationToken))
+            {
+                held = e;
+            }
+            finally
+            {
+                Written(observers, offset, length);
+                Leave();
             }
 
-            var root = _root;
-            if (root.Limits.RequestAlignment <= 1)
-            {
-                await root.DiscardAsync(offset, length, cancellationToken);
-            }
-            else
-            {
-                await DiscardAlignedPartAsync(root, offset, length, cancellationToken);
-            }
-        }
-        finally
-        {
-            Written(observers, offset, length);
-            Leave();
+            await RetryAfterHoldAsync(held, cancellationToken);
         }
     }
 
     public async ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
-        await EnterAsync(0, 0, write: false, cancellationToken);
-        try
+        while (true)
         {
-            await FlushNodesAsync(cancellationToken);
-        }
-        finally
-        {
-            Leave();
+            await EnterAsync(0, 0, write: false, cancellationToken);
+            BlockException? held = null;
+            try
+            {
+                await FlushNodesAsync(cancellationToken);
+
+                return;
+            }
+            catch (BlockException e) when (HoldsAfter(e, write: true, cancellationToken))
+            {
+                held = e;
+            }
+            finally
+            {
+                Leave();
+            }
+
+            await RetryAfterHoldAsync(held, cancellationToken);
         }
     }
 

@@ -1,17 +1,26 @@
 using System.Text;
+using Strata.Block;
 using Strata.Block.Drivers;
 using Strata.Formats;
 
 namespace Strata.Daemon;
 
 /// <summary>
-/// One <c>--drive id=NAME,file=LOCATOR[,format=FMT][,readonly=on][,cache=writeback|none]</c>, QEMU's
-/// key=value spelling (a comma inside a value is written twice, as in QEMU). QEMU's
-/// <c>cache.direct=on|off</c> is read too: for a drive it means the same as cache=none|writeback
-/// (the last of the two given wins). FMT is a format of <see cref="Drivers"/>.
+/// One <c>--drive id=NAME,file=LOCATOR[,format=FMT][,readonly=on][,cache=writeback|none]
+/// [,werror=enospc|stop|report][,rerror=report|stop]</c>, QEMU's key=value spelling (a comma inside a
+/// value is written twice, as in QEMU). QEMU's <c>cache.direct=on|off</c> is read too: for a drive it
+/// means the same as cache=none|writeback (the last of the two given wins). FMT is a format of
+/// <see cref="Drivers"/>. werror and rerror default as QEMU's -drive does (blockdev.c: enospc for
+/// writes, report for reads); QEMU's "ignore" is refused (docs/serve.md, "When the disk fails").
 /// </summary>
 public sealed record DriveSpec(string Id, string File, string? Format = null, bool ReadOnly = false, bool Direct = false)
 {
+    /// <summary>What a failed guest write does (werror=).</summary>
+    public IoErrorPolicy WriteErrorPolicy { get; init; } = IoErrorPolicy.StopOnNoSpace;
+
+    /// <summary>What a failed guest read does (rerror=).</summary>
+    public IoErrorPolicy ReadErrorPolicy { get; init; } = IoErrorPolicy.Report;
+
     /// <summary>The drivers that open the drive's image: <see cref="StandardDrivers.Registry"/> unless given.</summary>
     public DriverRegistry Drivers { get; init; } = StandardDrivers.Registry;
 
@@ -25,6 +34,8 @@ public sealed record DriveSpec(string Id, string File, string? Format = null, bo
         drivers ??= StandardDrivers.Registry;
         string? id = null, file = null, format = null;
         bool readOnly = false, direct = false;
+        var writeError = IoErrorPolicy.StopOnNoSpace;
+        var readError = IoErrorPolicy.Report;
         foreach (string pair in QemuOptionList.Split(text))
         {
             int eq = pair.IndexOf('=', StringComparison.Ordinal);
@@ -64,8 +75,14 @@ public sealed record DriveSpec(string Id, string File, string? Format = null, bo
                 case "cache.direct":
                     direct = ParseSwitch(text, key, value);
                     break;
+                case "werror":
+                    writeError = ParseErrorPolicy(text, key, value, "enospc, stop or report");
+                    break;
+                case "rerror":
+                    readError = ParseErrorPolicy(text, key, value, "report or stop");
+                    break;
                 default:
-                    throw new FormatException($"--drive '{text}': unknown key '{key}' (id, file, format, readonly, cache, cache.direct)");
+                    throw new FormatException($"--drive '{text}': unknown key '{key}' (id, file, format, readonly, cache, cache.direct, werror, rerror)");
             }
         }
 
@@ -84,8 +101,19 @@ public sealed record DriveSpec(string Id, string File, string? Format = null, bo
             throw new FormatException("--drive: id is longer than 4096 bytes, the NBD limit for export names");
         }
 
-        return new DriveSpec(id, file, format, readOnly, direct) { Drivers = drivers };
+        return new DriveSpec(id, file, format, readOnly, direct) { Drivers = drivers, WriteErrorPolicy = writeError, ReadErrorPolicy = readError };
     }
+
+    /// <summary>A werror= or rerror= value (QEMU's blockdev.c parse_block_error_action: enospc is for writes only).</summary>
+    private static IoErrorPolicy ParseErrorPolicy(string text, string key, string value, string allowed) => value switch
+    {
+        "report" => IoErrorPolicy.Report,
+        "stop" => IoErrorPolicy.Stop,
+        "enospc" when key == "werror" => IoErrorPolicy.StopOnNoSpace,
+        "ignore" => throw new FormatException(
+            $"--drive '{text}': {key}=ignore is not supported: it would answer a failed request as done ({allowed})"),
+        _ => throw new FormatException($"--drive '{text}': {key} must be {allowed}"),
+    };
 
     private static bool ParseSwitch(string text, string key, string value) =>
         QemuOptionList.TryParseSwitch(value, out bool on) ? on : throw new FormatException($"--drive '{text}': {key} must be on or off");

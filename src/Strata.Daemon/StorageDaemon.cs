@@ -35,7 +35,7 @@ public sealed partial class StorageDaemon : INbdExportCatalog, IAsyncDisposable
     private readonly List<string> _socketFiles = [];
     private string? _pidFileWritten;
 
-    // Protects _pauses and _stop.
+    // Protects _pauses and _stop (and the error policies' state: StorageDaemon.IoErrors.cs).
     private readonly Lock _lock = new();
     private List<RequestGate.Drain>? _pauses;
     private Task? _stop;
@@ -79,13 +79,14 @@ public sealed partial class StorageDaemon : INbdExportCatalog, IAsyncDisposable
     /// <summary>Completes when someone asked the daemon to stop (QMP <c>quit</c>, a signal).</summary>
     public Task StopRequested => _stopRequested.Task;
 
+    /// <summary>True while guest I/O is held: by stop or -S, or by a failure under an error policy of stop.</summary>
     public bool IsPaused
     {
         get
         {
             lock (_lock)
             {
-                return _pauses is not null;
+                return _pauses is not null || _stoppedByError;
             }
         }
     }
@@ -112,6 +113,7 @@ public sealed partial class StorageDaemon : INbdExportCatalog, IAsyncDisposable
                 _exports.Add(new NbdExport(drive.Id, drive.Gate, drive.ReadOnly, $"{drive.Root.DriverName} image {spec.File}"));
                 Log($"drive {drive.Id}: {drive.Root.DriverName} {spec.File}, {drive.Root.Size} bytes{(drive.ReadOnly ? ", read-only" : "")}");
                 drive.Bitmaps.Files = _options.BitmapFiles ?? new DirtyBitmapFiles(spec.Drivers ?? StandardDrivers.Registry);
+                WatchErrors(drive, spec);
                 if (_options.Log is not null)
                 {
                     string id = drive.Id;
@@ -264,9 +266,14 @@ public sealed partial class StorageDaemon : INbdExportCatalog, IAsyncDisposable
     /// <summary>Asks the daemon to stop; whoever awaits <see cref="StopRequested"/> then calls <see cref="StopAsync"/>.</summary>
     public void RequestStop() => _stopRequested.TrySetResult();
 
-    /// <summary>Holds guest I/O on every drive (QMP <c>stop</c>); false when it was already held.</summary>
+    /// <summary>
+    /// Holds guest I/O on every drive (QMP <c>stop</c>); false when it was already held. A drain that
+    /// times out releases the drives already held and throws: the guest runs on. A resume that comes
+    /// while the drives are being drained wins: the drains taken after it are released at once.
+    /// </summary>
     public async Task<bool> PauseAsync(CancellationToken cancellationToken = default)
     {
+        List<RequestGate.Drain> pauses = [];
         lock (_lock)
         {
             if (_pauses is not null)
@@ -274,27 +281,47 @@ public sealed partial class StorageDaemon : INbdExportCatalog, IAsyncDisposable
                 return false;
             }
 
-            _pauses = [];
+            _pauses = pauses;
         }
 
-        var pauses = new List<RequestGate.Drain>();
         foreach (var drive in _drives)
         {
-            pauses.Add(await drive.Gate.DrainAsync(cancellationToken));
-        }
+            RequestGate.Drain drain;
+            try
+            {
+                drain = await drive.Gate.DrainAsync(cancellationToken);
+            }
+            catch
+            {
+                ReleasePauses(pauses);
+                throw;
+            }
 
-        lock (_lock)
-        {
-            _pauses.AddRange(pauses);
+            lock (_lock)
+            {
+                if (ReferenceEquals(_pauses, pauses))
+                {
+                    pauses.Add(drain);
+                    continue;
+                }
+            }
+
+            // Resumed meanwhile.
+            drain.Dispose();
+            return true;
         }
 
         Log("guest I/O held (stop)");
         return true;
     }
 
-    /// <summary>Lets held guest I/O run (QMP <c>cont</c>); false when it was not held.</summary>
+    /// <summary>
+    /// Lets held guest I/O run (QMP <c>cont</c>), and the requests a failure held run again; false
+    /// when nothing was held.
+    /// </summary>
     public bool Resume()
     {
+        bool afterError = ContinueAfterErrors();
         List<RequestGate.Drain>? pauses;
         lock (_lock)
         {
@@ -302,18 +329,33 @@ public sealed partial class StorageDaemon : INbdExportCatalog, IAsyncDisposable
             _pauses = null;
         }
 
-        if (pauses is null)
+        if (pauses is null && !afterError)
         {
             return false;
+        }
+
+        ReleasePauses(pauses ?? []);
+        Log("guest I/O resumed");
+        return true;
+    }
+
+    /// <summary>Ends the pause <paramref name="pauses"/> (if it is still the daemon's) and releases its drains.</summary>
+    private void ReleasePauses(List<RequestGate.Drain> pauses)
+    {
+        lock (_lock)
+        {
+            if (ReferenceEquals(_pauses, pauses))
+            {
+                _pauses = null;
+            }
+
+            pauses = [.. pauses];
         }
 
         foreach (var pause in pauses)
         {
             pause.Dispose();
         }
-
-        Log("guest I/O resumed");
-        return true;
     }
 
     public Drive? FindDrive(string id) => _drives.Find(d => d.Id == id);
@@ -429,7 +471,13 @@ public sealed partial class StorageDaemon : INbdExportCatalog, IAsyncDisposable
                 problems.Add("a control command was still running");
             }
 
-            // Held requests must be let through, or they could never finish.
+            // Held requests must be let through, or they could never finish; those a failure held are
+            // answered with their error rather than tried again (docs/serve.md, "When the disk fails").
+            foreach (var drive in _drives)
+            {
+                drive.Gate.FailHeldRequests();
+            }
+
             Resume();
             var server = CurrentNbdServer;
             var nbd = server is null ? Task.CompletedTask : server.DisposeAsync().AsTask();

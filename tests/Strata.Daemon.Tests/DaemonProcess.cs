@@ -25,15 +25,18 @@ public sealed class DaemonProcess : IAsyncDisposable
     public static Task<DaemonProcess> StartAsync(string folder, string image, string? format = null) => StartAsync(folder, image, format, []);
 
     /// <summary>As <see cref="StartAsync(string, string, string?)"/>, with more options for `strata serve` (`--bitmap …`).</summary>
-    public static async Task<DaemonProcess> StartAsync(string folder, string image, string? format, params string[] options)
+    public static Task<DaemonProcess> StartAsync(string folder, string image, string? format, params string[] options) =>
+        StartDriveAsync(folder, $"file={image}" + (format is null ? "" : $",format={format}"), options);
+
+    /// <summary>Starts `strata serve --drive id=ide0-hd0,DRIVE` (<paramref name="drive"/>: file= and any other keys) with more <paramref name="options"/>.</summary>
+    public static async Task<DaemonProcess> StartDriveAsync(string folder, string drive, params string[] options)
     {
         foreach (var stale in new[] { "nbd.sock", "qmp.sock" })
         {
             File.Delete(Path.Combine(folder, stale));
         }
 
-        string drive = $"id={LiveDaemon.DriveId},file={image}" + (format is null ? "" : $",format={format}");
-        var process = ServeProcess.Start(folder, null, ["--drive", drive,
+        var process = ServeProcess.Start(folder, null, ["--drive", $"id={LiveDaemon.DriveId},{drive}",
             "--nbd", $"unix:{Path.Combine(folder, "nbd.sock")}", "--qmp", $"unix:{Path.Combine(folder, "qmp.sock")}", .. options]);
         var daemon = new DaemonProcess(process, folder);
         try

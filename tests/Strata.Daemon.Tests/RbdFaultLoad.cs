@@ -95,20 +95,27 @@ internal sealed class RbdFaultLoad
     }
 
     /// <summary>Waits until <paramref name="count"/> requests were acknowledged; fails when a writer fails or the bound runs out first.</summary>
-    public async Task WaitForProgressAsync(int count, TimeSpan bound)
+    public Task WaitForProgressAsync(int count, TimeSpan bound) =>
+        WaitUntilAsync(() => Completed >= count, $"{count} acknowledged requests", bound);
+
+    /// <summary>Waits until at least one attempt failed; fails when a writer fails or the bound runs out first.</summary>
+    public Task WaitForFailureAsync(TimeSpan bound) =>
+        WaitUntilAsync(() => Failures.Count > 0, "a failed attempt", bound);
+
+    private async Task WaitUntilAsync(Func<bool> done, string what, TimeSpan bound)
     {
         var deadline = DateTime.UtcNow + bound;
-        while (Completed < count)
+        while (!done())
         {
             if (_run is { IsCompleted: true })
             {
                 await _run;
-                throw new InvalidOperationException($"the load ended after {Completed} requests, before {count} (seed {_seed})");
+                throw new InvalidOperationException($"the load ended after {Completed} requests, before {what} (seed {_seed})");
             }
 
             if (DateTime.UtcNow > deadline)
             {
-                throw new TimeoutException($"the load acknowledged {Completed} requests, not {count}, within {bound.TotalSeconds:0} s (seed {_seed})");
+                throw new TimeoutException($"the load acknowledged {Completed} requests and saw {Failures.Count} failures, not {what}, within {bound.TotalSeconds:0} s (seed {_seed})");
             }
 
             await Task.Delay(50);

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Strata.Daemon.Control;
 using Strata.Nbd.Client;
 using Strata.TestKit;
 using Xunit.Abstractions;
@@ -9,9 +10,12 @@ namespace Strata.Daemon.Tests;
 /// <summary>
 /// Faults of the Ceph cluster under an RBD drive (issue 15, "Faults"): the OSD stopped and started
 /// again during a write load through `strata serve`, and cluster settings that cannot work. librbd
-/// holds a request while the OSD is away (up to "rados osd op timeout"), so the guest's requests
-/// wait; a request that fails anyway must fail as an NBD error (never a dropped connection) and is
-/// retried by the workload (RbdFaultLoad), as a guest would. No acknowledged write may be lost, and the daemon stays up.
+/// holds a request while the OSD is away (up to "rados osd op timeout", 0 on the test cluster: for
+/// ever), so the guest's requests wait. With a short op timeout in the locator they fail instead, and
+/// the drive's error policy decides: werror/rerror=report fails them as NBD errors (never a dropped
+/// connection), which the workload (RbdFaultLoad) retries as a guest would; stop holds them, the
+/// daemon says io-error, and cont runs them again once the OSD is back. No acknowledged write may be
+/// lost, and the daemon stays up.
 /// </summary>
 public sealed class RbdFaultTests(ITestOutputHelper output)
 {
@@ -19,6 +23,9 @@ public sealed class RbdFaultTests(ITestOutputHelper output)
     private const int Writers = 4;
     private const int WarmUpRequests = 200;
     private static readonly TimeSpan LoadBound = TimeSpan.FromMinutes(3);
+
+    /// <summary>librbd's op timeout in the giving-up tests (rados_osd_op_timeout, seconds).</summary>
+    private const int OpTimeoutSeconds = 2;
 
     [Fact]
     public async Task AWriteLoadThroughServeLosesNoAcknowledgedWriteWhenTheOsdStopsAndStartsAgain()
@@ -53,28 +60,77 @@ public sealed class RbdFaultTests(ITestOutputHelper output)
         Assert.All(load.Failures, failure => Assert.IsType<NbdException>(failure.Error));
 
         // Read back through a fresh connection: the daemon still serves, and serves what was acknowledged.
-        NbdClient reader;
-        try
-        {
-            reader = await daemon.ConnectNbdAsync();
-        }
-        catch (IOException error)
-        {
-            throw new InvalidOperationException($"the daemon no longer serves after the outage ({story}): {error.Message}\n{daemon.Output}", error);
-        }
+        await VerifyAndQuitAsync(daemon, cluster, image, model, folder, story);
+    }
 
-        await using (reader)
-        {
-            await RbdFaultLoad.VerifyAsync(model, reader, story);
-        }
+    [Fact]
+    public async Task UnderReportRequestsFailWhileTheOsdIsDownAndARetryingGuestLosesNoAcknowledgedWrite()
+    {
+        int seed = Workload.NewSeed();
+        using var ceph = await PrivateCephCluster.StartAsync();
+        var cluster = ceph.Cluster;
+        string image = CephCluster.UniqueName("faultreport");
+        cluster.Rbd("create", "--size", $"{DiskSize >> 20}M", $"{cluster.Pool}/{image}");
+        using var folder = new TempFolder("rbdfault");
+        var model = new DiskModel(DiskSize);
+        var load = new RbdFaultLoad(model, seed, Writers);
+        await using var daemon = await DaemonProcess.StartDriveAsync(folder.Path, GivingUpDrive(cluster, image, "report"));
 
-        Assert.Equal(0, await daemon.QuitAsync());
+        await load.StartAsync(daemon);
+        await load.WaitForProgressAsync(WarmUpRequests, LoadBound);
+        await ceph.StopOsdAsync();
+        load.BeginOutage();
+        // librbd gives up after the op timeout: the guest must see it, or this test proves nothing.
+        await load.WaitForFailureAsync(LoadBound);
+        load.EndOutage();
+        await ceph.StartOsdAsync();
+        await load.WaitForProgressAsync(load.Completed + WarmUpRequests, LoadBound);
+        await load.StopAsync(LoadBound);
+        string story = Story(seed, load);
+        output.WriteLine(story);
 
-        // And the cluster holds it: the daemon's cache (if any) reached the OSD before it quit.
-        string exported = folder.File("export.raw");
-        cluster.Rbd("export", "--no-progress", $"{cluster.Pool}/{image}", exported);
-        long bad = model.FirstMismatch(0, await File.ReadAllBytesAsync(exported));
-        Assert.True(bad < 0, $"rbd export differs from the acknowledged writes at byte {bad} ({story})");
+        Assert.NotEmpty(load.Failures);
+        Assert.All(load.Failures, failure => Assert.IsType<NbdException>(failure.Error));
+        Assert.True(load.BrokenFlushes.Count == 0, $"flushes were acknowledged while the OSD was down: {string.Join("; ", load.BrokenFlushes)} ({story})");
+        await VerifyAndQuitAsync(daemon, cluster, image, model, folder, story);
+    }
+
+    [Fact]
+    public async Task UnderStopTheGuestSeesNoErrorTheDaemonSaysIoErrorAndContAfterTheOsdIsBackLosesNoAcknowledgedWrite()
+    {
+        int seed = Workload.NewSeed();
+        using var ceph = await PrivateCephCluster.StartAsync();
+        var cluster = ceph.Cluster;
+        string image = CephCluster.UniqueName("faultstop");
+        cluster.Rbd("create", "--size", $"{DiskSize >> 20}M", $"{cluster.Pool}/{image}");
+        using var folder = new TempFolder("rbdfault");
+        var model = new DiskModel(DiskSize);
+        var load = new RbdFaultLoad(model, seed, Writers);
+        await using var daemon = await DaemonProcess.StartDriveAsync(folder.Path, GivingUpDrive(cluster, image, "stop"));
+        await using var qmp = await daemon.ConnectQmpAsync();
+
+        await load.StartAsync(daemon);
+        await load.WaitForProgressAsync(WarmUpRequests, LoadBound);
+        await ceph.StopOsdAsync();
+        load.BeginOutage();
+        var error = (await qmp.WaitForEventAsync("BLOCK_IO_ERROR", LoadBound))["data"]!;
+        await qmp.WaitForEventAsync("STOP", LoadBound);
+        string statusWhileDown = await StatusAsync(qmp);
+        var ioStatusWhileDown = (string?)(await qmp.ExecuteAsync("query-block"))!.AsArray()[0]!["io-status"];
+        load.EndOutage();
+        await ceph.StartOsdAsync();
+        int conts = await ContUntilProgressAsync(qmp, load, load.Completed + WarmUpRequests);
+        await load.StopAsync(LoadBound);
+        string story = Story(seed, load) + $"; first error {error.ToJsonString()}; cont sent {conts} times";
+        output.WriteLine(story);
+
+        Assert.Equal("stop", (string?)error["action"]);
+        Assert.Equal("io-error", statusWhileDown);
+        Assert.Equal("failed", ioStatusWhileDown);
+        Assert.True(load.Failures.Count == 0, $"the guest saw errors under werror=stop ({story})");
+        Assert.True(load.BrokenFlushes.Count == 0, $"flushes were acknowledged while the OSD was down: {string.Join("; ", load.BrokenFlushes)} ({story})");
+        Assert.Equal("running", await StatusAsync(qmp));
+        await VerifyAndQuitAsync(daemon, cluster, image, model, folder, story);
     }
 
     [Fact]
@@ -121,6 +177,71 @@ public sealed class RbdFaultTests(ITestOutputHelper output)
         var result = await Processes.StrataAsync(["img", "info", locator], new ProcessOptions { Timeout = TimeSpan.FromMinutes(1) });
 
         AssertOneClearLine(result.ExitCode, result.Stderr, $"{wrong}:\n{result}");
+    }
+
+    /// <summary>
+    /// The drive of the giving-up tests: librbd abandons a request after <see cref="OpTimeoutSeconds"/>
+    /// (instead of the cluster's 0, wait forever) so requests fail while the OSD is down, and the
+    /// werror/rerror <paramref name="policy"/> decides what the guest sees. Without librbd's cache, so
+    /// every write the guest has acknowledged reached the OSD (or failed to the guest).
+    /// </summary>
+    private static string GivingUpDrive(CephCluster cluster, string image, string policy) =>
+        $"file={cluster.RbdLocator(image)}:rados_osd_op_timeout={OpTimeoutSeconds},format=raw,cache=none,werror={policy},rerror={policy}";
+
+    private static string Story(int seed, RbdFaultLoad load) =>
+        $"seed {seed}; {load.Completed} requests acknowledged; {load.Failures.Count} attempts failed: " + string.Join("; ", load.Failures.Take(5));
+
+    private static async Task<string> StatusAsync(QmpClient qmp) => (string)(await qmp.ExecuteAsync("query-status"))!["status"]!;
+
+    /// <summary>
+    /// Sends cont until the load reaches <paramref name="target"/>: a request that fails again while
+    /// the cluster settles stops the daemon again, and is held again (a bounded number of rounds).
+    /// </summary>
+    private static async Task<int> ContUntilProgressAsync(QmpClient qmp, RbdFaultLoad load, int target)
+    {
+        const int Rounds = 10;
+        var deadline = DateTime.UtcNow + LoadBound;
+        int conts = 0;
+        while (load.Completed < target)
+        {
+            if (await StatusAsync(qmp) == "io-error")
+            {
+                Assert.True(++conts <= Rounds, $"the daemon stopped again after {Rounds} conts");
+                await qmp.ExecuteAsync("cont");
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"the load acknowledged {load.Completed} requests, not {target}, within {LoadBound.TotalSeconds:0} s");
+            await Task.Delay(100);
+        }
+
+        return conts;
+    }
+
+    /// <summary>Reads the disk back through a fresh connection, quits the daemon, and compares `rbd export` with the model.</summary>
+    private static async Task VerifyAndQuitAsync(DaemonProcess daemon, CephCluster cluster, string image, DiskModel model, TempFolder folder, string story)
+    {
+        NbdClient reader;
+        try
+        {
+            reader = await daemon.ConnectNbdAsync();
+        }
+        catch (IOException error)
+        {
+            throw new InvalidOperationException($"the daemon no longer serves after the outage ({story}): {error.Message}\n{daemon.Output}", error);
+        }
+
+        await using (reader)
+        {
+            await RbdFaultLoad.VerifyAsync(model, reader, story);
+        }
+
+        Assert.Equal(0, await daemon.QuitAsync());
+
+        // And the cluster holds it: the daemon's cache (if any) reached the OSD before it quit.
+        string exported = folder.File("export.raw");
+        cluster.Rbd("export", "--no-progress", $"{cluster.Pool}/{image}", exported);
+        long bad = model.FirstMismatch(0, await File.ReadAllBytesAsync(exported));
+        Assert.True(bad < 0, $"rbd export differs from the acknowledged writes at byte {bad} ({story})");
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using Strata.Block;
 using Strata.Daemon;
 using Strata.Nbd.Transport;
 
@@ -10,6 +11,25 @@ public sealed class DriveSpecTests
     {
         var spec = DriveSpec.Parse("id=disk0,file=/images/a,,b.img,format=qcow2,readonly=on,cache=none");
         Assert.Equal(new DriveSpec("disk0", "/images/a,b.img", "qcow2", ReadOnly: true, Direct: true), spec);
+    }
+
+    [Fact]
+    public void ErrorPoliciesDefaultAsQemusDriveDoes()
+    {
+        var spec = DriveSpec.Parse("id=d,file=a.img");
+        Assert.Equal(IoErrorPolicy.StopOnNoSpace, spec.WriteErrorPolicy);
+        Assert.Equal(IoErrorPolicy.Report, spec.ReadErrorPolicy);
+    }
+
+    [Theory]
+    [InlineData("werror=stop,rerror=stop", IoErrorPolicy.Stop, IoErrorPolicy.Stop)]
+    [InlineData("werror=report,rerror=report", IoErrorPolicy.Report, IoErrorPolicy.Report)]
+    [InlineData("werror=enospc,rerror=stop", IoErrorPolicy.StopOnNoSpace, IoErrorPolicy.Stop)]
+    public void ErrorPoliciesAreRead(string keys, IoErrorPolicy write, IoErrorPolicy read)
+    {
+        var spec = DriveSpec.Parse($"id=d,file=a.img,{keys}");
+        Assert.Equal(write, spec.WriteErrorPolicy);
+        Assert.Equal(read, spec.ReadErrorPolicy);
     }
 
     [Theory]
@@ -31,6 +51,10 @@ public sealed class DriveSpecTests
     [InlineData("id=x,file=a,cache=directsync", "writeback or none")]
     [InlineData("id=x,file=a,cache.direct=maybe", "on or off")]
     [InlineData("id=x,file", "key=value")]
+    [InlineData("id=x,file=a,werror=ignore", "would answer a failed request as done")]
+    [InlineData("id=x,file=a,rerror=ignore", "would answer a failed request as done")]
+    [InlineData("id=x,file=a,rerror=enospc", "report or stop")]
+    [InlineData("id=x,file=a,werror=retry", "enospc, stop or report")]
     public void BadDrivesAreRefusedWithOneLine(string text, string expected)
     {
         var e = Assert.Throws<FormatException>(() => DriveSpec.Parse(text));

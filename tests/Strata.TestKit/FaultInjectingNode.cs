@@ -50,11 +50,24 @@ public sealed class FaultInjectingNode : IBlockNode
 
     public IBlockNode? Backing => _inner.Backing;
 
+    /// <summary>When true, reads fail too once the crash happened (without counting as writes).</summary>
+    public bool FailReads { get; set; }
+
+    /// <summary>The error refused requests fail with; <see cref="BlockError.Io"/> unless set.</summary>
+    public BlockError Error { get; set; } = BlockError.Io;
+
     /// <summary>Arms (or re-arms) the crash: <paramref name="writesBeforeCrash"/> more writes pass.</summary>
     public void CrashAfter(long writesBeforeCrash) => Interlocked.Exchange(ref _writesLeft, writesBeforeCrash);
 
     public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
-        => _inner.ReadAsync(offset, buffer, cancellationToken);
+    {
+        if (FailReads && Crashed)
+        {
+            throw new BlockException(Error, $"injected crash: read at {offset} refused");
+        }
+
+        return _inner.ReadAsync(offset, buffer, cancellationToken);
+    }
 
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
     {
@@ -96,7 +109,7 @@ public sealed class FaultInjectingNode : IBlockNode
         Interlocked.Increment(ref _writesSeen);
         if (Interlocked.Decrement(ref _writesLeft) < 0)
         {
-            throw new BlockException(BlockError.Io, $"injected crash: {what} at {offset} refused");
+            throw new BlockException(Error, $"injected crash: {what} at {offset} refused");
         }
     }
 }

@@ -15,7 +15,7 @@ public static class ServeCommand
     {
         var drive = new Option<string[]>("--drive")
         {
-            Description = $"id=NAME,file=PATH[,format={string.Join('|', Img.ImgContext.Drivers.Formats.Select(f => f.Name))}][,readonly=on][,cache=writeback|none]; repeatable, exported as NAME",
+            Description = $"id=NAME,file=PATH[,format={string.Join('|', Img.ImgContext.Drivers.Formats.Select(f => f.Name))}][,readonly=on][,cache=writeback|none][,werror=enospc|stop|report][,rerror=report|stop]; repeatable, exported as NAME. werror/rerror: what a failed guest write/read does, as QEMU's -drive (default werror=enospc, rerror=report): report fails the request; stop holds it and stops the daemon until 'cont' runs it again (docs/serve.md)",
             AllowMultipleArgumentsPerToken = false,
         };
         var bitmap = new Option<string[]>("--bitmap")

@@ -251,10 +251,10 @@ public sealed partial class QmpCommands
         Check(data, parameters, $"{path}.data.");
     }
 
-    /// <summary>stop: holds guest I/O; the STOP event tells every client, as QEMU's does.</summary>
+    /// <summary>stop: holds guest I/O; the STOP event tells every client, as QEMU's does. Already held (stop, -S, an I/O error): nothing changes.</summary>
     private async Task<QmpResult> StopAsync(CancellationToken cancellationToken)
     {
-        if (await _daemon.PauseAsync(cancellationToken))
+        if (!_daemon.IsPaused && await _daemon.PauseAsync(cancellationToken))
         {
             _daemon.Emit(new QmpEvent("STOP", EmptyData));
         }
@@ -262,7 +262,7 @@ public sealed partial class QmpCommands
         return QmpResult.Empty;
     }
 
-    /// <summary>cont: lets held guest I/O run; the RESUME event tells every client.</summary>
+    /// <summary>cont: lets held guest I/O run, and runs again the requests an I/O error held (every drive's io-status back to ok); the RESUME event tells every client.</summary>
     private QmpResult Cont()
     {
         if (_daemon.Resume())
@@ -281,12 +281,13 @@ public sealed partial class QmpCommands
 
     private QmpResult QueryStatus()
     {
-        bool paused = _daemon.IsPaused;
+        // qapi/run-state.json StatusInfo: "io-error" while a failure under an error policy of stop holds the guest.
+        string status = _daemon.RunStatus;
         return new QmpResult(w =>
         {
             w.WriteStartObject();
-            w.WriteBoolean("running", !paused);
-            w.WriteString("status", paused ? "paused" : "running");
+            w.WriteBoolean("running", status == "running");
+            w.WriteString("status", status);
             w.WriteEndObject();
         });
     }
@@ -308,6 +309,7 @@ public sealed partial class QmpCommands
                 w.WriteBoolean("locked", false);
                 w.WriteBoolean("removable", false);
                 w.WriteString("type", "unknown");
+                w.WriteString("io-status", IoStatusName(drive.Gate.IoStatus));
                 w.WriteStartObject("inserted");
                 w.WriteString("file", root.FileName ?? "");
                 w.WriteString("node-name", drive.Id);
@@ -331,6 +333,14 @@ public sealed partial class QmpCommands
             w.WriteEndArray();
         });
     }
+
+    /// <summary>qapi/block-core.json BlockDeviceIoStatus.</summary>
+    private static string IoStatusName(IoStatus status) => status switch
+    {
+        IoStatus.NoSpace => "nospace",
+        IoStatus.Failed => "failed",
+        _ => "ok",
+    };
 
     private static void WriteImage(Utf8JsonWriter w, IBlockNode node)
     {
