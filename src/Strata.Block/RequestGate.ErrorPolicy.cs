@@ -25,6 +25,9 @@ public sealed partial class RequestGate
     private IoStatus _ioStatus;
     private bool _failHeld;
 
+    // Under _lock: failed requests waiting out a stop to run again.
+    private int _heldRequests;
+
     /// <summary>What a failed read does; <see cref="IoErrorPolicy.Report"/> unless set.</summary>
     public IoErrorPolicy ReadErrorPolicy { get; set; }
 
@@ -45,6 +48,18 @@ public sealed partial class RequestGate
             lock (_lock)
             {
                 return _ioStatus;
+            }
+        }
+    }
+
+    /// <summary>Failed requests held unanswered, waiting for <see cref="ContinueAfterError"/>; a request whose client went away no longer counts.</summary>
+    public int HeldRequests
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _heldRequests;
             }
         }
     }
@@ -156,6 +171,26 @@ public sealed partial class RequestGate
     /// request (its client went away) stops waiting and is dropped.
     /// </summary>
     private async ValueTask RetryAfterHoldAsync(BlockException? failure, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            _heldRequests++;
+        }
+
+        try
+        {
+            await WaitOutHoldAsync(failure, cancellationToken);
+        }
+        finally
+        {
+            lock (_lock)
+            {
+                _heldRequests--;
+            }
+        }
+    }
+
+    private async ValueTask WaitOutHoldAsync(BlockException? failure, CancellationToken cancellationToken)
     {
         while (true)
         {

@@ -148,9 +148,24 @@ public sealed class DriveErrorPolicyTests
         var write = nbd.WriteAsync(0, new byte[4096]);
         await qmp.WaitForEventAsync("STOP", EventTimeout);
 
+        // STOP is sent as the write fails, just before it starts waiting held.
+        for (int i = 0; i < 10_000 && gate.HeldRequests != 1; i++)
+        {
+            await Task.Delay(1);
+        }
+
+        Assert.Equal(1, gate.HeldRequests);
         await nbd.DisposeAsync();
         await Assert.ThrowsAnyAsync<Exception>(() => write.WaitAsync(EventTimeout));
 
+        // The server learns of the disconnect on its own time: once it has, the held write is dropped,
+        // and cont must not run it.
+        for (int i = 0; i < 10_000 && gate.HeldRequests != 0; i++)
+        {
+            await Task.Delay(1);
+        }
+
+        Assert.Equal(0, gate.HeldRequests);
         Assert.Equal(0, gate.InFlight);
         long seen = node.WritesSeen;
         node.CrashAfter(long.MaxValue);
