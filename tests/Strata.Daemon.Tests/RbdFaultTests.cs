@@ -179,6 +179,38 @@ public sealed class RbdFaultTests(ITestOutputHelper output)
         AssertOneClearLine(result.ExitCode, result.Stderr, $"{wrong}:\n{result}");
     }
 
+    [Fact]
+    public async Task AWriteBackThatFailsWhileTheOsdIsDownFailsEveryLaterFlushEvenOnceTheOsdIsBack()
+    {
+        // librbd's write-around cache acknowledges a write when it is sent and reports a failed
+        // write-back once, at the next flush, keeping nothing to retry: a second flush would succeed
+        // without the write. The drive must not say so (FlushFailureLatch, as QEMU's file-posix).
+        using var ceph = await PrivateCephCluster.StartAsync();
+        var cluster = ceph.Cluster;
+        string image = CephCluster.UniqueName("faultflush");
+        cluster.Rbd("create", "--size", $"{DiskSize >> 20}M", $"{cluster.Pool}/{image}");
+        using var folder = new TempFolder("rbdfault");
+        await using var daemon = await DaemonProcess.StartDriveAsync(folder.Path,
+            $"file={cluster.RbdLocator(image)}:rados_osd_op_timeout={OpTimeoutSeconds},format=raw,cache=writeback,werror=report,rerror=report");
+        await using var nbd = await daemon.ConnectNbdAsync();
+        var block = new byte[4096];
+        Array.Fill(block, (byte)0x5a);
+        await nbd.WriteAsync(0, block);
+
+        // The first flush ends librbd's write-through start: from now on writes are acknowledged when sent.
+        await nbd.FlushAsync();
+        await ceph.StopOsdAsync();
+        await nbd.WriteAsync(1 << 20, block).WaitAsync(TimeSpan.FromSeconds(OpTimeoutSeconds * 5));
+        var first = await Assert.ThrowsAsync<NbdException>(() => nbd.FlushAsync().WaitAsync(LoadBound));
+        await ceph.StartOsdAsync();
+        await nbd.WriteAsync(2 << 20, block);
+        var second = await Assert.ThrowsAsync<NbdException>(() => nbd.FlushAsync().WaitAsync(LoadBound));
+        output.WriteLine($"first flush: {first.Message}; second flush, with the OSD back: {second.Message}");
+
+        // The daemon's own last flush fails the same way, and its stop says so instead of exiting 0.
+        Assert.NotEqual(0, await daemon.QuitAsync());
+    }
+
     /// <summary>
     /// The drive of the giving-up tests: librbd abandons a request after <see cref="OpTimeoutSeconds"/>
     /// (instead of the cluster's 0, wait forever) so requests fail while the OSD is down, and the

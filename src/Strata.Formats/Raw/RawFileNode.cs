@@ -23,6 +23,9 @@ public sealed class RawFileNode : IBlockNode, IAllocatedSize
     /// <summary>Set when the file is open with O_DIRECT (cache=none); null on the page-cache path.</summary>
     private readonly DirectIo? _direct;
     private readonly ImageLockBytes _locks;
+
+    // Through the page cache a failed fdatasync may have dropped writes for good (FlushFailureLatch).
+    private readonly FlushFailureLatch _flushes;
     private long _size;
     private bool _holesSupported = true;
 
@@ -44,6 +47,7 @@ public sealed class RawFileNode : IBlockNode, IAllocatedSize
         _direct = direct;
         Limits = new(1, Math.Max(4096, direct?.RequestAlignment ?? 1), NodeLimits.DefaultMaxTransfer);
         _locks = new ImageLockBytes(handle, path);
+        _flushes = new FlushFailureLatch(path);
         _size = RandomAccess.GetLength(handle);
         Capabilities = (readOnly ? NodeCapabilities.ReadOnly : NodeCapabilities.None) | NodeCapabilities.Fua
             | NodeCapabilities.Discard | NodeCapabilities.WriteZeroes | NodeCapabilities.FastZero
@@ -246,8 +250,12 @@ public sealed class RawFileNode : IBlockNode, IAllocatedSize
             return ValueTask.CompletedTask;
         }
 
-        return new ValueTask(BlockingIoThreads.Shared.RunAsync(() => Posix.DataSync(_handle)).WaitAsync(cancellationToken));
+        // With O_DIRECT the writes bypassed the page cache and nothing can have been dropped (as QEMU).
+        return _direct is null ? _flushes.FlushAsync(() => DataSyncAsync(cancellationToken)) : DataSyncAsync(cancellationToken);
     }
+
+    private ValueTask DataSyncAsync(CancellationToken cancellationToken) =>
+        new(BlockingIoThreads.Shared.RunAsync(() => Posix.DataSync(_handle)).WaitAsync(cancellationToken));
 
     public ValueTask<BlockExtent> GetBlockStatusAsync(long offset, long length, CancellationToken cancellationToken = default)
     {

@@ -24,6 +24,9 @@ public sealed partial class RbdImageNode : IBlockNode
     private readonly IntPtr _image;
     private readonly RbdCompletionPool _completions = new();
     private readonly bool _fastDiff;
+
+    // With librbd's cache on, a failed write-back is reported once, at the next flush (FlushFailureLatch).
+    private readonly FlushFailureLatch _flushes;
     private long _size;
 
     // Protects _locked: whether this open holds the image's exclusive lock. Changed by
@@ -43,6 +46,7 @@ public sealed partial class RbdImageNode : IBlockNode
         _cluster = cluster;
         _ioctx = ioctx;
         _image = image;
+        _flushes = new FlushFailureLatch(name);
         RbdErrors.ThrowIfFailed($"Could not read the size of '{name}'", RbdNative.GetSize(image, out ulong size));
         _size = (long)size;
         RbdErrors.ThrowIfFailed($"Could not read the features of '{name}'", RbdNative.GetFeatures(image, out ulong features));
@@ -213,8 +217,15 @@ public sealed partial class RbdImageNode : IBlockNode
         return StartDiscard(offset, length).Checked;
     }
 
-    public ValueTask FlushAsync(CancellationToken cancellationToken = default) =>
-        IsReadOnly || _lockGivenUp ? ValueTask.CompletedTask : StartFlush().Checked;
+    public ValueTask FlushAsync(CancellationToken cancellationToken = default)
+    {
+        if (IsReadOnly || _lockGivenUp)
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        return ClientCache ? _flushes.FlushAsync(() => StartFlush().Checked) : StartFlush().Checked;
+    }
 
     public ValueTask ResizeAsync(long newSize, CancellationToken cancellationToken = default)
     {
