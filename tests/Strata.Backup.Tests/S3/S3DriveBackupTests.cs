@@ -141,9 +141,7 @@ public sealed class S3DriveBackupTests
         using var s3 = new S3Fixture();
         using var folder = new TempFolder("bs3drive");
         await using var proxy = GatewayProxy.StoppingPart(s3.Cluster.S3Endpoint, 2, dropOnTrip: true);
-        await using var drive = Drive(s3, folder, Workload.NewSeed(), defaultState: false);
-        drive.Environment!["AWS_ENDPOINT_URL"] = proxy.Url;
-        await drive.StartAsync();
+        await using var drive = await StartBehindAsync(proxy, s3, folder);
         drive.Fill(4 << 20, 24 << 20, 0x77); // a full point of two 16 MiB parts
         string a = await drive.SaveModelAsync("a.img");
 
@@ -173,6 +171,46 @@ public sealed class S3DriveBackupTests
         Assert.Empty(await s3.UploadsAsync());
         Assert.Empty(drive.Overlays());
         Assert.Single(Directory.GetFiles(Path.Combine(drive.StateFolder, "bitmaps"), "*.dbmp"));
+    }
+
+    [Fact]
+    public async Task AnIncrementalWhoseUploadWasCutIsFinishedByTheNextRunWhichStaysIncrementalOnIt()
+    {
+        // The hand-back of a failed point's bits must not follow a point that was staged whole and
+        // only lacks its upload: the next run finishes that incremental, then makes its own on it.
+        using var s3 = new S3Fixture();
+        using var folder = new TempFolder("bs3drive");
+        await using var proxy = GatewayProxy.StoppingPart(s3.Cluster.S3Endpoint, 2, dropOnTrip: true);
+        await using var drive = await StartBehindAsync(proxy, s3, folder);
+        drive.Write(6, maxBlocks: 8);
+        string a = await drive.SaveModelAsync("a.img");
+        Assert.Equal("full", await drive.BackupAsync()); // one part: the proxy stops only part 2
+
+        drive.Fill(4 << 20, 24 << 20, 0x66); // an incremental of two 16 MiB parts
+        string ab = await drive.SaveModelAsync("ab.img");
+        var cut = await drive.CreateAsync();
+
+        Assert.True(cut.ExitCode == 3, $"seed {drive.Seed}: {cut}");
+        Assert.Matches(@"s3://\S+/0001\.qcow2: part 2 of 2: ", cut.Stderr);
+        Assert.Empty(drive.Overlays());
+
+        proxy.Restore();
+        drive.Write(9, maxBlocks: 8);
+        string abc = await drive.SaveModelAsync("abc.img");
+        var next = await drive.CreateAsync();
+
+        Assert.True(next.ExitCode == 0, $"seed {drive.Seed}: {next}");
+        Assert.True(drive.Kind(next) == "incremental", $"cut run: {cut.Stderr}\nnext run: {next.Stderr}");
+        Assert.Matches(@"^strata backup: resumed point 1 of an interrupted backup", next.Stderr);
+        using (var report = JsonDocument.Parse(next.Stdout))
+        {
+            Assert.Equal(2, report.RootElement.GetProperty("point").GetInt32());
+        }
+
+        await s3.AssertRestoresAsync(0, a, $"seed {drive.Seed}");
+        await s3.AssertRestoresAsync(1, ab, $"seed {drive.Seed}");
+        await s3.AssertRestoresAsync(2, abc, $"seed {drive.Seed}");
+        Assert.Empty(await s3.UploadsAsync());
     }
 
     [Fact]
@@ -208,6 +246,23 @@ public sealed class S3DriveBackupTests
     }
 
     /// <summary>A live drive whose set is the fixture's bucket, its state in the default folder or in <c>--state</c> under the test's folder.</summary>
+    /// <summary>A live drive with its own state folder whose backups reach the store through <paramref name="proxy"/>.</summary>
+    private static async Task<LiveDrive> StartBehindAsync(GatewayProxy proxy, S3Fixture s3, TempFolder folder)
+    {
+        var drive = Drive(s3, folder, Workload.NewSeed(), defaultState: false);
+        drive.Environment!["AWS_ENDPOINT_URL"] = proxy.Url;
+        try
+        {
+            await drive.StartAsync();
+            return drive;
+        }
+        catch
+        {
+            await drive.DisposeAsync();
+            throw;
+        }
+    }
+
     private static LiveDrive Drive(S3Fixture s3, TempFolder folder, int seed, bool defaultState)
     {
         string state = defaultState ? s3.DefaultDriveState : folder.File("state");
