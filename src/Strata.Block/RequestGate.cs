@@ -216,160 +216,31 @@ public sealed partial class RequestGate
         return drain;
     }
 
-    public async ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
-    {
-        while (true)
-        {
-            await EnterAsync(offset, buffer.Length, write: false, cancellationToken);
-            BlockException? held = null;
-            try
-            {
-                var root = _root;
-                if (IsAligned(root, offset, buffer.Length))
-                {
-                    await ReadSplitAsync(root, offset, buffer, cancellationToken);
-                }
-                else
-                {
-                    await ReadPaddedAsync(root, offset, buffer, cancellationToken);
-                }
+    public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+        RunAsync(offset, buffer.Length, write: false, buffer, static (_, root, offset, buffer, cancellationToken) =>
+            IsAligned(root, offset, buffer.Length)
+                ? ReadSplitAsync(root, offset, buffer, cancellationToken)
+                : ReadPaddedAsync(root, offset, buffer, cancellationToken), cancellationToken);
 
-                return;
-            }
-            catch (BlockException e) when (HoldsAfter(e, write: false, cancellationToken))
-            {
-                held = e;
-            }
-            finally
-            {
-                Leave();
-            }
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None,
+        CancellationToken cancellationToken = default) =>
+        RunAsync(offset, data.Length, write: true, (data, flags), static (gate, root, offset, request, cancellationToken) =>
+            root.Limits.RequestAlignment <= 1
+                ? WriteSplitAsync(root, offset, request.data, request.flags, cancellationToken)
+                : gate.WritePaddedAsync(root, offset, request.data, request.flags, cancellationToken), cancellationToken);
 
-            await RetryAfterHoldAsync(held, cancellationToken);
-        }
-    }
+    public ValueTask WriteZeroesAsync(long offset, long length, ZeroFlags flags = ZeroFlags.None,
+        CancellationToken cancellationToken = default) =>
+        RunAsync(offset, length, write: true, (length, flags), static (gate, root, offset, request, cancellationToken) =>
+            root.Limits.RequestAlignment <= 1
+                ? root.WriteZeroesAsync(offset, request.length, request.flags, cancellationToken)
+                : gate.WriteZeroesPaddedAsync(root, offset, request.length, request.flags, cancellationToken), cancellationToken);
 
-    public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None,
-        CancellationToken cancellationToken = default)
-    {
-        while (true)
-        {
-            await EnterAsync(offset, data.Length, write: true, cancellationToken);
-            var observers = Observers(data.Length);
-            BlockException? held = null;
-            try
-            {
-                if (observers.Length != 0)
-                {
-                    await BeforeWriteAsync(observers, offset, data.Length, cancellationToken);
-                }
-
-                var root = _root;
-                if (root.Limits.RequestAlignment <= 1)
-                {
-                    await WriteSplitAsync(root, offset, data, flags, cancellationToken);
-                }
-                else
-                {
-                    await WritePaddedAsync(root, offset, data, flags, cancellationToken);
-                }
-
-                return;
-            }
-            catch (BlockException e) when (HoldsAfter(e, write: true, cancellationToken))
-            {
-                held = e;
-            }
-            finally
-            {
-                Written(observers, offset, data.Length);
-                Leave();
-            }
-
-            await RetryAfterHoldAsync(held, cancellationToken);
-        }
-    }
-
-    public async ValueTask WriteZeroesAsync(long offset, long length, ZeroFlags flags = ZeroFlags.None,
-        CancellationToken cancellationToken = default)
-    {
-        while (true)
-        {
-            await EnterAsync(offset, length, write: true, cancellationToken);
-            var observers = Observers(length);
-            BlockException? held = null;
-            try
-            {
-                if (observers.Length != 0)
-                {
-                    await BeforeWriteAsync(observers, offset, length, cancellationToken);
-                }
-
-                var root = _root;
-                if (root.Limits.RequestAlignment <= 1)
-                {
-                    await root.WriteZeroesAsync(offset, length, flags, cancellationToken);
-                }
-                else
-                {
-                    await WriteZeroesPaddedAsync(root, offset, length, flags, cancellationToken);
-                }
-
-                return;
-            }
-            catch (BlockException e) when (HoldsAfter(e, write: true, cancellationToken))
-            {
-                held = e;
-            }
-            finally
-            {
-                Written(observers, offset, length);
-                Leave();
-            }
-
-            await RetryAfterHoldAsync(held, cancellationToken);
-        }
-    }
-
-    public async ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default)
-    {
-        while (true)
-        {
-            await EnterAsync(offset, length, write: true, cancellationToken);
-            var observers = Observers(length);
-            BlockException? held = null;
-            try
-            {
-                if (observers.Length != 0)
-                {
-                    await BeforeWriteAsync(observers, offset, length, cancellationToken);
-                }
-
-                var root = _root;
-                if (root.Limits.RequestAlignment <= 1)
-                {
-                    await root.DiscardAsync(offset, length, cancellationToken);
-                }
-                else
-                {
-                    await DiscardAlignedPartAsync(root, offset, length, cancellationToken);
-                }
-
-                return;
-            }
-            catch (BlockException e) when (HoldsAfter(e, write: true, cancellationToken))
-            {
-                held = e;
-            }
-            finally
-            {
-                Written(observers, offset, length);
-                Leave();
-            }
-
-            await RetryAfterHoldAsync(held, cancellationToken);
-        }
-    }
+    public ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default) =>
+        RunAsync(offset, length, write: true, length, static (gate, root, offset, length, cancellationToken) =>
+            root.Limits.RequestAlignment <= 1
+                ? root.DiscardAsync(offset, length, cancellationToken)
+                : gate.DiscardAlignedPartAsync(root, offset, length, cancellationToken), cancellationToken);
 
     public async ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
@@ -389,6 +260,45 @@ public sealed partial class RequestGate
             }
             finally
             {
+                Leave();
+            }
+
+            await RetryAfterHoldAsync(held, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// One guest read (<paramref name="write"/> false) or modifying request against the root: admitted
+    /// by the gate, told to the write observers before and after, counted in flight, and under the
+    /// side's error policy (RequestGate.ErrorPolicy.cs): a failure the policy holds leaves the gate,
+    /// waits out the stop and runs again from admission. <paramref name="request"/> carries the
+    /// request's own arguments to the static <paramref name="run"/>, so nothing is allocated for it.
+    /// </summary>
+    private async ValueTask RunAsync<TRequest>(long offset, long length, bool write, TRequest request,
+        Func<RequestGate, IBlockNode, long, TRequest, CancellationToken, ValueTask> run, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            await EnterAsync(offset, length, write, cancellationToken);
+            var observers = write ? Observers(length) : [];
+            BlockException? held = null;
+            try
+            {
+                if (observers.Length != 0)
+                {
+                    await BeforeWriteAsync(observers, offset, length, cancellationToken);
+                }
+
+                await run(this, _root, offset, request, cancellationToken);
+                return;
+            }
+            catch (BlockException e) when (HoldsAfter(e, write, cancellationToken))
+            {
+                held = e;
+            }
+            finally
+            {
+                Written(observers, offset, length);
                 Leave();
             }
 
