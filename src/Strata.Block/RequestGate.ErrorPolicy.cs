@@ -135,7 +135,7 @@ public sealed partial class RequestGate
 
         bool noSpace = failure.Error == BlockError.NoSpace;
         var policy = write ? WriteErrorPolicy : ReadErrorPolicy;
-        bool stop = policy == IoErrorPolicy.Stop || (policy == IoErrorPolicy.StopOnNoSpace && noSpace);
+        bool stop = policy.Stops(noSpace);
         lock (_lock)
         {
             if (_failHeld)

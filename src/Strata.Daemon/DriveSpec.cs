@@ -15,11 +15,15 @@ namespace Strata.Daemon;
 /// </summary>
 public sealed record DriveSpec(string Id, string File, string? Format = null, bool ReadOnly = false, bool Direct = false)
 {
+    // QEMU's -drive defaults (blockdev.c): werror=enospc, rerror=report.
+    private const IoErrorPolicy DefaultWriteErrorPolicy = IoErrorPolicy.StopOnNoSpace;
+    private const IoErrorPolicy DefaultReadErrorPolicy = IoErrorPolicy.Report;
+
     /// <summary>What a failed guest write does (werror=).</summary>
-    public IoErrorPolicy WriteErrorPolicy { get; init; } = IoErrorPolicy.StopOnNoSpace;
+    public IoErrorPolicy WriteErrorPolicy { get; init; } = DefaultWriteErrorPolicy;
 
     /// <summary>What a failed guest read does (rerror=).</summary>
-    public IoErrorPolicy ReadErrorPolicy { get; init; } = IoErrorPolicy.Report;
+    public IoErrorPolicy ReadErrorPolicy { get; init; } = DefaultReadErrorPolicy;
 
     /// <summary>The drivers that open the drive's image: <see cref="StandardDrivers.Registry"/> unless given.</summary>
     public DriverRegistry Drivers { get; init; } = StandardDrivers.Registry;
@@ -34,8 +38,8 @@ public sealed record DriveSpec(string Id, string File, string? Format = null, bo
         drivers ??= StandardDrivers.Registry;
         string? id = null, file = null, format = null;
         bool readOnly = false, direct = false;
-        var writeError = IoErrorPolicy.StopOnNoSpace;
-        var readError = IoErrorPolicy.Report;
+        var writeError = DefaultWriteErrorPolicy;
+        var readError = DefaultReadErrorPolicy;
         foreach (string pair in QemuOptionList.Split(text))
         {
             int eq = pair.IndexOf('=', StringComparison.Ordinal);

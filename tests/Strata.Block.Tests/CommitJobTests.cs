@@ -158,7 +158,7 @@ public sealed class CommitJobTests
         var (overlay, gate, model) = await SnapshotOver(failing, seed);
         failing.CrashAfter(3);
         using var job = new CommitJob("merge0", gate, overlay, failing,
-            new CommitJobOptions { AutoComplete = true, ChunkSize = 64 << 10, OnError = JobErrorPolicy.Stop });
+            new CommitJobOptions { AutoComplete = true, ChunkSize = 64 << 10, OnError = IoErrorPolicy.Stop });
         var stopped = new TaskCompletionSource<JobIoErrorEventArgs>(TaskCreationOptions.RunContinuationsAsynchronously);
         job.IoError += (_, e) => stopped.TrySetResult(e);
         job.Start();

@@ -212,7 +212,7 @@ public sealed class JobTests
 
         protected override async Task RunAsync(CancellationToken cancellationToken)
         {
-            var first = RunStepAsync(() => AttemptAsync(failAnyway: false), () => true, JobErrorPolicy.Stop, cancellationToken).AsTask();
+            var first = RunStepAsync(() => AttemptAsync(failAnyway: false), () => true, IoErrorPolicy.Stop, cancellationToken).AsTask();
             var second = RunStepAsync(async () =>
             {
                 if (Interlocked.Exchange(ref _inFlightStarted, 1) == 0)
@@ -222,7 +222,7 @@ public sealed class JobTests
                 }
 
                 return await AttemptAsync(failAnyway: false);
-            }, () => true, JobErrorPolicy.Stop, cancellationToken).AsTask();
+            }, () => true, IoErrorPolicy.Stop, cancellationToken).AsTask();
             await Task.WhenAll(first, second);
         }
 

@@ -1,5 +1,3 @@
-using Strata.Block.Jobs;
-
 namespace Strata.Block.Backup;
 
 /// <summary>How a <see cref="BackupJob"/> copies (the arguments of blockdev-backup and drive-backup).</summary>
@@ -25,10 +23,10 @@ public sealed record BackupJobOptions
     public long Speed { get; init; }
 
     /// <summary>What a failed read of the drive does (QMP "on-source-error").</summary>
-    public JobErrorPolicy OnSourceError { get; init; }
+    public IoErrorPolicy OnSourceError { get; init; }
 
     /// <summary>What a failed write of the target does (QMP "on-target-error").</summary>
-    public JobErrorPolicy OnTargetError { get; init; }
+    public IoErrorPolicy OnTargetError { get; init; }
 
     /// <summary>How many chunks the background copy works on at once when no speed limit is set.</summary>
     public int Copiers { get; init; } = 4;

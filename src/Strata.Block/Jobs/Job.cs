@@ -86,7 +86,7 @@ public abstract class Job : IDisposable
 
     public event EventHandler<JobStatusChangedEventArgs>? StatusChanged;
 
-    /// <summary>Raised when the job's own I/O fails, before it stops or fails (see <see cref="JobErrorPolicy"/>).</summary>
+    /// <summary>Raised when the job's own I/O fails, before it stops or fails (see <see cref="IoErrorPolicy"/>).</summary>
     public event EventHandler<JobIoErrorEventArgs>? IoError;
 
     /// <summary>True while the job is paused because its I/O failed (policy stop), until it is resumed.</summary>
@@ -254,15 +254,15 @@ public abstract class Job : IDisposable
     /// again once it is resumed. <paramref name="failedWriting"/> says, after a failure, whether the
     /// step was writing.
     /// </summary>
-    protected ValueTask<T> RunStepAsync<T>(Func<ValueTask<T>> step, Func<bool> failedWriting, JobErrorPolicy policy,
+    protected ValueTask<T> RunStepAsync<T>(Func<ValueTask<T>> step, Func<bool> failedWriting, IoErrorPolicy policy,
         CancellationToken cancellationToken) => RunStepAsync(step, failedWriting, _ => policy, cancellationToken);
 
     /// <summary>
-    /// As <see cref="RunStepAsync{T}(Func{ValueTask{T}}, Func{bool}, JobErrorPolicy, CancellationToken)"/>,
+    /// As <see cref="RunStepAsync{T}(Func{ValueTask{T}}, Func{bool}, IoErrorPolicy, CancellationToken)"/>,
     /// with a policy for failed reads and another for failed writes (a backup's on-source-error and
     /// on-target-error): <paramref name="policyFor"/> hears whether the step was writing.
     /// </summary>
-    protected async ValueTask<T> RunStepAsync<T>(Func<ValueTask<T>> step, Func<bool> failedWriting, Func<bool, JobErrorPolicy> policyFor,
+    protected async ValueTask<T> RunStepAsync<T>(Func<ValueTask<T>> step, Func<bool> failedWriting, Func<bool, IoErrorPolicy> policyFor,
         CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(step);
@@ -279,7 +279,7 @@ public abstract class Job : IDisposable
             {
                 bool writing = failedWriting();
                 var policy = policyFor(writing);
-                bool stop = policy == JobErrorPolicy.Stop || (policy == JobErrorPolicy.StopOnNoSpace && e.Error == BlockError.NoSpace);
+                bool stop = policy.Stops(e.Error == BlockError.NoSpace);
                 if (!stop)
                 {
                     IoError?.Invoke(this, new JobIoErrorEventArgs(writing, stop, e.Message));

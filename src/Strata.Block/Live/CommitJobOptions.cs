@@ -1,5 +1,3 @@
-using Strata.Block.Jobs;
-
 namespace Strata.Block.Live;
 
 public sealed record CommitJobOptions
@@ -11,7 +9,7 @@ public sealed record CommitJobOptions
     public long Speed { get; init; }
 
     /// <summary>What a failed read or write of the copy does (QMP "on-error"; default: fail the job).</summary>
-    public JobErrorPolicy OnError { get; init; }
+    public IoErrorPolicy OnError { get; init; }
 
     /// <summary>How many chunks are copied at once when no speed limit is set.</summary>
     public int Copiers { get; init; } = 4;

@@ -1,7 +1,6 @@
 using System.Text.Json;
 using Strata.Block;
 using Strata.Block.Backup;
-using Strata.Block.Jobs;
 using Strata.Daemon.Live;
 using Strata.Formats;
 
@@ -206,17 +205,20 @@ public sealed partial class QmpCommands
             Bitmap = bitmap,
             BitmapMode = mode,
             Speed = speed,
-            OnSourceError = ToErrorPolicy(args, "on-source-error"),
-            OnTargetError = ToErrorPolicy(args, "on-target-error"),
+            OnSourceError = ToErrorPolicy(args, "on-source-error", BackupSkipsData),
+            OnTargetError = ToErrorPolicy(args, "on-target-error", BackupSkipsData),
         };
     }
 
-    private static JobErrorPolicy ToErrorPolicy(QmpArguments args, string name) => args.OptionalString(name) switch
+    private const string BackupSkipsData = "a backup that skips what it could not copy is silently wrong";
+
+    /// <summary>A job's on-error argument <paramref name="name"/> (QEMU's BlockdevOnError); "ignore" is refused, <paramref name="ignoreLoses"/> says why.</summary>
+    private static IoErrorPolicy ToErrorPolicy(QmpArguments args, string name, string ignoreLoses) => args.OptionalString(name) switch
     {
-        null or "report" => JobErrorPolicy.Report,
-        "stop" => JobErrorPolicy.Stop,
-        "enospc" => JobErrorPolicy.StopOnNoSpace,
-        "ignore" => throw new QmpException($"{name} 'ignore' is not supported: a backup that skips what it could not copy is silently wrong"),
+        null or "report" => IoErrorPolicy.Report,
+        "stop" => IoErrorPolicy.Stop,
+        "enospc" => IoErrorPolicy.StopOnNoSpace,
+        "ignore" => throw new QmpException($"{name} 'ignore' is not supported: {ignoreLoses}"),
         var other => throw new QmpException($"Invalid parameter '{name}': '{other}' (report, stop, enospc)"),
     };
 

@@ -225,14 +225,7 @@ public sealed partial class QmpCommands
         {
             Speed = speed,
             AutoComplete = args.OptionalBool("auto-complete", false),
-            OnError = args.OptionalString("on-error") switch
-            {
-                null or "report" => JobErrorPolicy.Report,
-                "stop" => JobErrorPolicy.Stop,
-                "enospc" => JobErrorPolicy.StopOnNoSpace,
-                "ignore" => throw new QmpException("on-error 'ignore' is not supported: a merge that skips what it could not copy loses data"),
-                var other => throw new QmpException($"Invalid parameter 'on-error': '{other}' (report, stop, enospc)"),
-            },
+            OnError = ToErrorPolicy(args, "on-error", "a merge that skips what it could not copy loses data"),
         };
         bool autoDismiss = args.OptionalBool("auto-dismiss", true);
         string id = args.OptionalString("job-id") ?? drive.Id;
