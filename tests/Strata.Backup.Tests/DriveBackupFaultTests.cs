@@ -78,8 +78,19 @@ public sealed class DriveBackupFaultTests
         ProcessResult interrupted;
         await using (var backup = BackgroundProcess.Start(Processes.DotnetHost(), [Processes.StrataDll, .. drive.CreateArguments]))
         {
-            await backup.WaitUntilAsync(() => File.Exists(Path.Combine(drive.Set, BackupSet.ImageName(1))), "the point's image");
+            // The copy of 27 MB and the merge back can end within one poll of WaitUntilAsync: the point's
+            // image is looked for every millisecond, and the backup is held still (SIGSTOP) while its
+            // daemon dies, so the kill falls during the copy, not after the backup is done.
+            string image = Path.Combine(drive.Set, BackupSet.ImageName(1));
+            for (int i = 0; i < 30_000 && !File.Exists(image) && !backup.HasExited; i++)
+            {
+                await Task.Delay(1);
+            }
+
+            await backup.WaitUntilAsync(() => File.Exists(image), "the point's image");
+            await backup.SignalAsync("STOP");
             await drive.KillDaemonAsync();
+            await backup.SignalAsync("CONT");
             int code = await backup.WaitForExitAsync();
             interrupted = new ProcessResult(backup.CommandLine, code, backup.Stdout, backup.Stderr);
         }
