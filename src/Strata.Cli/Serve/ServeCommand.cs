@@ -55,10 +55,15 @@ public static class ServeCommand
         var maxConnections = new Option<int>("--max-connections") { Description = "NBD connections accepted at once", DefaultValueFactory = _ => 100 };
         var handshakeTimeout = new Option<int>("--handshake-timeout") { Description = "seconds a client may take to finish the NBD handshake", DefaultValueFactory = _ => 10 };
         var evictIdleAfter = new Option<int>("--evict-idle-after") { Description = "at --max-connections, a new NBD client takes the place of a connection idle this many seconds", DefaultValueFactory = _ => 5 };
+        var pollMaxNs = new Option<int>("--poll-max-ns")
+        {
+            Description = "longest an NBD connection polls its socket before blocking for the next request (adaptive, as QEMU's IOThread poll-max-ns); 0 never polls",
+            DefaultValueFactory = _ => 64_000,
+        };
 
         var command = new Command("serve", "Serve disk images to guests over NBD (like qemu-storage-daemon).")
         {
-            drive, hda, bitmap, checkpoint, guest, guestLease, nbd, qmp, paused, pidFile, verbose, maxConnections, handshakeTimeout, evictIdleAfter,
+            drive, hda, bitmap, checkpoint, guest, guestLease, nbd, qmp, paused, pidFile, verbose, maxConnections, handshakeTimeout, evictIdleAfter, pollMaxNs,
         };
         command.SetAction(result =>
         {
@@ -67,7 +72,7 @@ public static class ServeCommand
                 var options = BuildOptions(
                     result.GetValue(drive) ?? [], result.GetValue(hda), result.GetValue(nbd) ?? [], result.GetValue(qmp) ?? [],
                     result.GetValue(paused), result.GetValue(pidFile), result.GetValue(verbose),
-                    result.GetValue(maxConnections), result.GetValue(handshakeTimeout), result.GetValue(evictIdleAfter))
+                    result.GetValue(maxConnections), result.GetValue(handshakeTimeout), result.GetValue(evictIdleAfter), result.GetValue(pollMaxNs))
                     with
                     {
                         Bitmaps = [.. (result.GetValue(bitmap) ?? []).Select(BitmapSpec.Parse)],
@@ -99,7 +104,7 @@ public static class ServeCommand
     };
 
     private static DaemonOptions BuildOptions(string[] drives, string? hda, string[] nbd, string[] qmp, bool paused, string? pidFile,
-        bool verbose, int maxConnections, int handshakeTimeout, int evictIdleAfter)
+        bool verbose, int maxConnections, int handshakeTimeout, int evictIdleAfter, int pollMaxNs)
     {
         var specs = new List<DriveSpec>();
         if (hda is not null)
@@ -116,6 +121,11 @@ public static class ServeCommand
         if (maxConnections < 1 || handshakeTimeout < 1 || evictIdleAfter < 1)
         {
             throw new ArgumentException("--max-connections, --handshake-timeout and --evict-idle-after must be positive");
+        }
+
+        if (pollMaxNs < 0)
+        {
+            throw new ArgumentException("--poll-max-ns must be 0 (never poll) or a number of nanoseconds");
         }
 
         string folder = SocketDefaults.Directory();
@@ -135,6 +145,7 @@ public static class ServeCommand
             Nbd = new NbdServerOptions
             {
                 MaxConnections = maxConnections, HandshakeTimeout = TimeSpan.FromSeconds(handshakeTimeout), EvictIdleAfter = TimeSpan.FromSeconds(evictIdleAfter),
+                PollMax = TimeSpan.FromTicks(pollMaxNs / 100),
             },
         };
     }

@@ -45,7 +45,7 @@ public sealed partial class NbdConnection : IDisposable
     internal NbdConnection(Socket socket, INbdExportCatalog catalog, NbdServerOptions options, NbdBufferPool pool)
     {
         _socket = socket;
-        _reader = new SocketReader(socket);
+        _reader = new SocketReader(socket, options.PollMax);
         _writer = new SocketWriter(socket);
         _catalog = catalog;
         _options = options;

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.Net.Sockets;
 
 namespace Strata.Nbd.Transport;
@@ -18,11 +19,18 @@ internal sealed class SocketReader : IDisposable
     private const int BufferSize = 64 * 1024;
 
     private readonly Socket _socket;
+    private readonly ReceivePoll? _poll;
     private byte[] _buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
     private int _start;
     private int _end;
 
-    public SocketReader(Socket socket) => _socket = socket;
+    /// <param name="pollMax">The longest a blocking receive first polls the socket (<see cref="ReceivePoll"/>); zero never polls.</param>
+    public SocketReader(Socket socket, TimeSpan pollMax = default)
+    {
+        _socket = socket;
+        var poll = new ReceivePoll(pollMax);
+        _poll = poll.Enabled ? poll : null;
+    }
 
     public int Buffered => _end - _start;
 
@@ -161,13 +169,26 @@ internal sealed class SocketReader : IDisposable
             _start = _end = 0;
         }
 
-        int n = _socket.Receive(_buffer.AsSpan(_end), SocketFlags.None);
+        int n = _poll is null ? _socket.Receive(_buffer.AsSpan(_end), SocketFlags.None) : PolledReceive();
         if (n == 0)
         {
             throw new EndOfStreamException("the peer closed the connection");
         }
 
         _end += n;
+    }
+
+    private int PolledReceive()
+    {
+        long start = Stopwatch.GetTimestamp();
+        bool ready = _poll!.Poll(_socket, start);
+        int n = _socket.Receive(_buffer.AsSpan(_end), SocketFlags.None);
+        if (!ready)
+        {
+            _poll.Waited(Stopwatch.GetTimestamp() - start);
+        }
+
+        return n;
     }
 
     private async ValueTask FillAsync(CancellationToken cancellationToken)
