@@ -82,7 +82,7 @@ internal sealed class SocketReader : IDisposable
         {
             while (done < destination.Length)
             {
-                int n = _socket.Receive(destination[done..], SocketFlags.None);
+                int n = Receive(destination[done..]);
                 if (n == 0)
                 {
                     throw new EndOfStreamException("the peer closed the connection");
@@ -169,7 +169,7 @@ internal sealed class SocketReader : IDisposable
             _start = _end = 0;
         }
 
-        int n = _poll is null ? _socket.Receive(_buffer.AsSpan(_end), SocketFlags.None) : PolledReceive();
+        int n = Receive(_buffer.AsSpan(_end));
         if (n == 0)
         {
             throw new EndOfStreamException("the peer closed the connection");
@@ -178,11 +178,17 @@ internal sealed class SocketReader : IDisposable
         _end += n;
     }
 
-    private int PolledReceive()
+    /// <summary>One blocking receive into <paramref name="into"/>, polled for first while the client keeps answering quickly.</summary>
+    private int Receive(Span<byte> into)
     {
+        if (_poll is null)
+        {
+            return _socket.Receive(into, SocketFlags.None);
+        }
+
         long start = Stopwatch.GetTimestamp();
-        bool ready = _poll!.Poll(_socket, start);
-        int n = _socket.Receive(_buffer.AsSpan(_end), SocketFlags.None);
+        bool ready = _poll.Poll(_socket, start);
+        int n = _socket.Receive(into, SocketFlags.None);
         if (!ready)
         {
             _poll.Waited(Stopwatch.GetTimestamp() - start);
