@@ -15,8 +15,10 @@ namespace Strata.Nbd.Transport;
 /// adapts as QEMU's does: after a wait shorter than the maximum it grows (4 µs, then doubling up to
 /// the maximum); after a wait longer than the maximum it drops to zero. An idle or slow client, or one
 /// behind a slow store, so costs one clock read per receive; only a client that keeps answering within
-/// the maximum is polled for. At most one connection fewer than the machine has CPUs polls at a time,
-/// so polling never holds every CPU (and never happens on one CPU).
+/// the maximum is polled for. Between two checks the thread yields the CPU to any thread ready to run
+/// there, so polling uses only time the CPU would have spent idle, not time a job or another request
+/// needs. At most one connection fewer than the machine has CPUs polls at a time, so polling never
+/// holds every CPU (and never happens on one CPU).
 /// </remarks>
 internal sealed class ReceivePoll
 {
@@ -63,7 +65,10 @@ internal sealed class ReceivePoll
                     return true;
                 }
 
-                Thread.SpinWait(8);
+                // Not a busy spin: a thread that is ready to run on this CPU (a merge's copier, a
+                // request continuing on the thread pool) runs first, so polling takes only time
+                // the CPU would have spent idle.
+                Thread.Yield();
             }
             while (Stopwatch.GetTimestamp() < end);
 
