@@ -7,47 +7,22 @@ namespace Strata.Nbd.Server;
 /// as it is read (proto.md, "Transmission": replies may come in any order).
 /// </summary>
 /// <remarks>
-/// With one receiving thread (the default) the connection's thread reads a request, runs it inline
-/// until it waits, and reads the next. With several (<see cref="NbdServerOptions.ReceiveThreads"/>),
-/// they take turns through a <see cref="ReceiveRole"/>: the holder reads one request, passes the role,
-/// then runs the request while another thread reads. Either way only the role's holder reads the
-/// socket, takes slots and budget shares, and corks or uncorks replies, so every rule of the single
-/// loop holds unchanged: the holder uncorks before it could block (on the socket, a slot or a
-/// budget), and every other thread is running a request inline and comes back for the role when that
-/// is done, so a gathered reply always has a thread coming to send it.
+/// The connection's thread reads a request, runs it inline until it waits, and reads the next. Only
+/// this thread reads the socket, takes slots and budget shares, and corks or uncorks replies: it
+/// uncorks before it could block (on the socket, a slot or a budget), so a gathered reply always goes out.
 /// </remarks>
 public sealed partial class NbdConnection
 {
-    // Null with one receiving thread: nobody to take turns with.
-    private ReceiveRole? _role;
-
     private void Transmit()
     {
         var export = _export!;
         TransmissionStarted();
-        int threads = Math.Clamp(_options.ReceiveThreads, 1, _options.MaxRequestsInFlight);
-        var others = new Thread[threads - 1];
         try
         {
-            if (threads > 1)
-            {
-                _role = new ReceiveRole();
-                for (int i = 0; i < others.Length; i++)
-                {
-                    others[i] = new Thread(() => ReceiveTurns(export)) { IsBackground = true, Name = "nbd connection" };
-                    others[i].Start();
-                }
-            }
-
-            ReceiveTurns(export);
+            ReceiveRequests(export, new byte[NbdWire.RequestHeaderSize]);
         }
         finally
         {
-            foreach (var other in others)
-            {
-                other?.Join();
-            }
-
             try
             {
                 _writer.Uncork();
@@ -64,25 +39,9 @@ public sealed partial class NbdConnection
         }
     }
 
-    /// <summary>One receiving thread: takes the role, reads a request, passes the role on, runs the request; until receiving ends.</summary>
-    private void ReceiveTurns(NbdExport export)
-    {
-        var header = new byte[NbdWire.RequestHeaderSize];
-        try
-        {
-            ReceiveRequests(export, header);
-        }
-        finally
-        {
-            // However this thread leaves (the end of receiving, or a bug's exception), the others
-            // must not wait for the role forever.
-            _role?.End();
-        }
-    }
-
     private void ReceiveRequests(NbdExport export, byte[] header)
     {
-        while (_role?.Take() ?? true)
+        while (true)
         {
             bool more;
             bool run;
@@ -114,7 +73,6 @@ public sealed partial class NbdConnection
                 return;
             }
 
-            _role?.Pass();
             if (run)
             {
                 _ = HandleAsync(export, request, payload, readShare);
@@ -141,7 +99,7 @@ public sealed partial class NbdConnection
         }
 
         // Replies of requests run inline are gathered while more requests are already here,
-        // and sent before the holder of the role could block (on the socket or on a free slot).
+        // and sent before the thread could block (on the socket or on a free slot).
         if (_reader.Buffered >= NbdWire.RequestHeaderSize)
         {
             _writer.Cork();

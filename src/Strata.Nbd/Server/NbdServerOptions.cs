@@ -39,15 +39,6 @@ public sealed record NbdServerOptions
     public long WriteBudget { get; init; } = 32 * 1024 * 1024;
 
     /// <summary>
-    /// Threads per connection that take turns reading requests (docs/nbd.md, "Concurrency and the data
-    /// path"): with 1, the connection's thread reads a request, runs it, and reads the next; with more,
-    /// the thread that read a request lets another read the next one while it runs its own, as
-    /// nbdkit's worker threads do. Experimental: the default comes from the environment variable
-    /// STRATA_NBD_RECEIVE_THREADS (a number from 1 to 64), else 1.
-    /// </summary>
-    public int ReceiveThreads { get; init; } = DefaultReceiveThreads();
-
-    /// <summary>
     /// How long a connection's thread may poll its socket before it blocks for the next request
     /// (QEMU's <c>poll-max-ns</c>; <see cref="Transport.ReceivePoll"/>, docs/nbd.md "Queue depth 1").
     /// The window adapts to the client between zero and this; zero never polls. 64 µs covers a
@@ -57,11 +48,4 @@ public sealed record NbdServerOptions
 
     /// <summary>Verbose diagnostics (one line each); null keeps quiet.</summary>
     public Action<string>? Log { get; init; }
-
-    /// <summary>The environment's choice of <see cref="ReceiveThreads"/>; 1 when it names none or a number out of range.</summary>
-    private static int DefaultReceiveThreads() =>
-        int.TryParse(Environment.GetEnvironmentVariable(ReceiveThreadsVariable), out int threads) && threads is >= 1 and <= 64 ? threads : 1;
-
-    /// <summary>The environment variable that sets the default of <see cref="ReceiveThreads"/>.</summary>
-    public const string ReceiveThreadsVariable = "STRATA_NBD_RECEIVE_THREADS";
 }
