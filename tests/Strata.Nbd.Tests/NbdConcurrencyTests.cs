@@ -1,4 +1,3 @@
-using Strata.Nbd.Server;
 using Strata.TestKit;
 
 namespace Strata.Nbd.Tests;

@@ -1,5 +1,4 @@
 using Strata.Nbd.Protocol;
-using Strata.Nbd.Server;
 
 namespace Strata.Nbd.Tests;
 
