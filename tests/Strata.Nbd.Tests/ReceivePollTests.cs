@@ -100,6 +100,50 @@ public sealed class ReceivePollTests
         }
     }
 
+    [Theory]
+    [InlineData(20261130)]
+    [InlineData(7)]
+    public async Task BytesSentInPiecesWithPausesArriveWholeThroughThePolledReceive(int seed)
+    {
+        // A sender that pauses between pieces makes the reader poll, block, and adapt its window;
+        // the reader is asked whether it may poll, and told yes or no at random.
+        var random = new Random(seed);
+        var data = new byte[3 * 1024 * 1024];
+        random.NextBytes(data);
+        var (left, right) = Pair();
+        using (left)
+        using (right)
+        {
+            int asked = 0;
+            using var reader = new SocketReader(left, Max, () => Interlocked.Increment(ref asked) % 3 != 0);
+            var sender = Task.Run(() =>
+            {
+                var pace = new Random(seed + 1);
+                for (int sent = 0; sent < data.Length;)
+                {
+                    int n = Math.Min(data.Length - sent, pace.Next(1, 300_000));
+                    right.Send(data.AsSpan(sent, n));
+                    sent += n;
+                    if (pace.Next(4) == 0)
+                    {
+                        Thread.Sleep(pace.Next(0, 2));
+                    }
+                }
+            });
+            var header = new byte[28];
+            var payload = new byte[data.Length - header.Length - 100];
+            var tail = new byte[100];
+            reader.ReadExactly(header);
+            reader.ReadExactly(payload);
+            reader.ReadExactly(tail);
+            await sender.WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.True(header.AsSpan().SequenceEqual(data.AsSpan(0, header.Length)), $"seed {seed}: the header differs");
+            Assert.True(payload.AsSpan().SequenceEqual(data.AsSpan(header.Length, payload.Length)), $"seed {seed}: the payload differs");
+            Assert.True(tail.AsSpan().SequenceEqual(data.AsSpan(data.Length - tail.Length)), $"seed {seed}: the tail differs");
+            Assert.True(asked > 0 || !new ReceivePoll(Max).Enabled, $"seed {seed}: the reader never asked whether it may poll");
+        }
+    }
+
     [Fact]
     public async Task ServeRefusesANegativePollMaximumInOneLine()
     {

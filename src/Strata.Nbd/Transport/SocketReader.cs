@@ -20,14 +20,17 @@ internal sealed class SocketReader : IDisposable
 
     private readonly Socket _socket;
     private readonly ReceivePoll? _poll;
+    private readonly Func<bool>? _mayPoll;
     private byte[] _buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
     private int _start;
     private int _end;
 
     /// <param name="pollMax">The longest a blocking receive first polls the socket (<see cref="ReceivePoll"/>); zero never polls.</param>
-    public SocketReader(Socket socket, TimeSpan pollMax = default)
+    /// <param name="mayPoll">Asked before each poll; false blocks at once (the server: while other requests are in flight).</param>
+    public SocketReader(Socket socket, TimeSpan pollMax = default, Func<bool>? mayPoll = null)
     {
         _socket = socket;
+        _mayPoll = mayPoll;
         var poll = new ReceivePoll(pollMax);
         _poll = poll.Enabled ? poll : null;
     }
@@ -187,7 +190,7 @@ internal sealed class SocketReader : IDisposable
         }
 
         long start = Stopwatch.GetTimestamp();
-        bool ready = _poll.Poll(_socket, start);
+        bool ready = (_mayPoll?.Invoke() ?? true) && _poll.Poll(_socket, start);
         int n = _socket.Receive(into, SocketFlags.None);
         if (!ready)
         {
