@@ -217,66 +217,58 @@ public sealed partial class RequestGate
     }
 
     public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default) =>
-        RunAsync(offset, buffer.Length, write: false, buffer, static (_, root, offset, buffer, cancellationToken) =>
+        RunAsync(offset, buffer.Length, GuestRequest.Read, buffer, static (_, root, offset, buffer, cancellationToken) =>
             IsAligned(root, offset, buffer.Length)
                 ? ReadSplitAsync(root, offset, buffer, cancellationToken)
                 : ReadPaddedAsync(root, offset, buffer, cancellationToken), cancellationToken);
 
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None,
         CancellationToken cancellationToken = default) =>
-        RunAsync(offset, data.Length, write: true, (data, flags), static (gate, root, offset, request, cancellationToken) =>
+        RunAsync(offset, data.Length, GuestRequest.Write, (data, flags), static (gate, root, offset, request, cancellationToken) =>
             root.Limits.RequestAlignment <= 1
                 ? WriteSplitAsync(root, offset, request.data, request.flags, cancellationToken)
                 : gate.WritePaddedAsync(root, offset, request.data, request.flags, cancellationToken), cancellationToken);
 
     public ValueTask WriteZeroesAsync(long offset, long length, ZeroFlags flags = ZeroFlags.None,
         CancellationToken cancellationToken = default) =>
-        RunAsync(offset, length, write: true, (length, flags), static (gate, root, offset, request, cancellationToken) =>
+        RunAsync(offset, length, GuestRequest.Write, (length, flags), static (gate, root, offset, request, cancellationToken) =>
             root.Limits.RequestAlignment <= 1
                 ? root.WriteZeroesAsync(offset, request.length, request.flags, cancellationToken)
                 : gate.WriteZeroesPaddedAsync(root, offset, request.length, request.flags, cancellationToken), cancellationToken);
 
     public ValueTask DiscardAsync(long offset, long length, CancellationToken cancellationToken = default) =>
-        RunAsync(offset, length, write: true, length, static (gate, root, offset, length, cancellationToken) =>
+        RunAsync(offset, length, GuestRequest.Write, length, static (gate, root, offset, length, cancellationToken) =>
             root.Limits.RequestAlignment <= 1
                 ? root.DiscardAsync(offset, length, cancellationToken)
                 : gate.DiscardAlignedPartAsync(root, offset, length, cancellationToken), cancellationToken);
 
-    public async ValueTask FlushAsync(CancellationToken cancellationToken = default)
+    public ValueTask FlushAsync(CancellationToken cancellationToken = default) =>
+        RunAsync(0, 0, GuestRequest.Flush, 0, static (gate, _, _, _, cancellationToken) => gate.FlushNodesAsync(cancellationToken), cancellationToken);
+
+    /// <summary>What a guest request is to the gate: it decides admission, the write observers and the error policy's side.</summary>
+    private enum GuestRequest
     {
-        while (true)
-        {
-            await EnterAsync(0, 0, write: false, cancellationToken);
-            BlockException? held = null;
-            try
-            {
-                await FlushNodesAsync(cancellationToken);
+        /// <summary>Admitted as a read, under rerror.</summary>
+        Read,
 
-                return;
-            }
-            catch (BlockException e) when (HoldsAfter(e, write: true, cancellationToken))
-            {
-                held = e;
-            }
-            finally
-            {
-                Leave();
-            }
+        /// <summary>Modifies the image: admitted as a write, told to the write observers, under werror.</summary>
+        Write,
 
-            await RetryAfterHoldAsync(held, cancellationToken);
-        }
+        /// <summary>Admitted as a read (it changes no data), but its failure loses writes: under werror, as QEMU.</summary>
+        Flush,
     }
 
     /// <summary>
-    /// One guest read (<paramref name="write"/> false) or modifying request against the root: admitted
-    /// by the gate, told to the write observers before and after, counted in flight, and under the
-    /// side's error policy (RequestGate.ErrorPolicy.cs): a failure the policy holds leaves the gate,
-    /// waits out the stop and runs again from admission. <paramref name="request"/> carries the
-    /// request's own arguments to the static <paramref name="run"/>, so nothing is allocated for it.
+    /// One guest request against the root: admitted by the gate, a modifying one told to the write
+    /// observers before and after, counted in flight, and under its side's error policy
+    /// (RequestGate.ErrorPolicy.cs): a failure the policy holds leaves the gate, waits out the stop and
+    /// runs again from admission. <paramref name="request"/> carries the request's own arguments to
+    /// the static <paramref name="run"/>, so nothing is allocated for it.
     /// </summary>
-    private async ValueTask RunAsync<TRequest>(long offset, long length, bool write, TRequest request,
+    private async ValueTask RunAsync<TRequest>(long offset, long length, GuestRequest kind, TRequest request,
         Func<RequestGate, IBlockNode, long, TRequest, CancellationToken, ValueTask> run, CancellationToken cancellationToken)
     {
+        bool write = kind == GuestRequest.Write;
         while (true)
         {
             await EnterAsync(offset, length, write, cancellationToken);
@@ -292,7 +284,7 @@ public sealed partial class RequestGate
                 await run(this, _root, offset, request, cancellationToken);
                 return;
             }
-            catch (BlockException e) when (HoldsAfter(e, write, cancellationToken))
+            catch (BlockException e) when (HoldsAfter(e, write: kind != GuestRequest.Read, cancellationToken))
             {
                 held = e;
             }
