@@ -161,10 +161,7 @@ public sealed class S3DriveBackupTests
         Assert.Equal("incremental", drive.Kind(next));
         Assert.Matches(@"^strata backup: resumed point 0 of an interrupted backup \(taken [-0-9: ]+ UTC\): 1 of 2 parts were already in the store; "
             + "this run makes its own point on it\n", next.Stderr);
-        using (var report = JsonDocument.Parse(next.Stdout))
-        {
-            Assert.Equal(1, report.RootElement.GetProperty("point").GetInt32());
-        }
+        Assert.Equal(1, Point(next));
 
         await s3.AssertRestoresAsync(0, a, $"seed {drive.Seed}");
         await s3.AssertRestoresAsync(1, ab, $"seed {drive.Seed}");
@@ -202,10 +199,7 @@ public sealed class S3DriveBackupTests
         Assert.True(next.ExitCode == 0, $"seed {drive.Seed}: {next}");
         Assert.True(drive.Kind(next) == "incremental", $"cut run: {cut.Stderr}\nnext run: {next.Stderr}");
         Assert.Matches(@"^strata backup: resumed point 1 of an interrupted backup", next.Stderr);
-        using (var report = JsonDocument.Parse(next.Stdout))
-        {
-            Assert.Equal(2, report.RootElement.GetProperty("point").GetInt32());
-        }
+        Assert.Equal(2, Point(next));
 
         await s3.AssertRestoresAsync(0, a, $"seed {drive.Seed}");
         await s3.AssertRestoresAsync(1, ab, $"seed {drive.Seed}");
@@ -227,6 +221,13 @@ public sealed class S3DriveBackupTests
         LiveDrive.AssertOneLineError(image, "--state with --image");
         Assert.Equal("strata backup: --qmp, --state and --freeze go with --drive\n", image.Stderr);
         Assert.Empty(Directory.GetFileSystemEntries(folder.Path));
+    }
+
+    /// <summary>The number of the point a run made, from its JSON report.</summary>
+    private static int Point(ProcessResult made)
+    {
+        using var report = JsonDocument.Parse(made.Stdout);
+        return report.RootElement.GetProperty("point").GetInt32();
     }
 
     private static string? Fallback(ProcessResult made)
