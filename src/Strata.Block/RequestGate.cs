@@ -268,6 +268,9 @@ public sealed partial class RequestGate
     private async ValueTask RunAsync<TRequest>(long offset, long length, GuestRequest kind, TRequest request,
         Func<RequestGate, IBlockNode, long, TRequest, CancellationToken, ValueTask> run, CancellationToken cancellationToken)
     {
+        // Taken before anything can wait: the caller's allowance is for this request (InlineCompletion).
+        bool inline = InlineCompletion.TakeAllowance() && kind != GuestRequest.Flush;
+        await InlineCompletion.Leave();
         bool write = kind == GuestRequest.Write;
         while (true)
         {
@@ -281,7 +284,14 @@ public sealed partial class RequestGate
                     await BeforeWriteAsync(observers, offset, length, cancellationToken);
                 }
 
-                await run(this, _root, offset, request, cancellationToken);
+                var root = _root;
+                ValueTask pending;
+                using (inline && IsOneCall(root, length) ? InlineCompletion.OfferTo(root) : default)
+                {
+                    pending = run(this, root, offset, request, cancellationToken);
+                }
+
+                await pending;
                 return;
             }
             catch (BlockException e) when (HoldsAfter(e, write: kind != GuestRequest.Read, cancellationToken))
@@ -297,6 +307,9 @@ public sealed partial class RequestGate
             await RetryAfterHoldAsync(held, cancellationToken);
         }
     }
+
+    /// <summary>Whether a request of <paramref name="length"/> bytes reaches <paramref name="root"/> as one call, unpadded and unsplit.</summary>
+    private static bool IsOneCall(IBlockNode root, long length) => root.Limits.RequestAlignment <= 1 && length <= MaxPiece(root);
 
     /// <summary>
     /// Flushes the root and every former root (<see cref="FlushAlso"/>) without entering the gate: a

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Threading.Tasks.Sources;
+using Strata.Block;
 
 namespace Strata.Formats.Rbd;
 
@@ -15,8 +16,11 @@ namespace Strata.Formats.Rbd;
 /// (<see cref="RbdCompletionPool"/>): an instance returns to the pool when its result is taken.
 /// </summary>
 /// <remarks>
-/// Continuations run on the thread pool, never on librbd's callback thread, which must not block or
-/// issue new librbd calls inline (QEMU hands completions to its own event loop for the same reason).
+/// Continuations run on the thread pool, not on librbd's callback thread, which must not block or
+/// issue new librbd calls inline (QEMU hands completions to its own event loop for the same reason);
+/// except the success of a request its caller let complete inline (<see cref="InlineCompletion"/>):
+/// that caller's code runs on the callback thread, marked so, up to its next wait, and promises to
+/// block on nothing and start nothing there.
 /// </remarks>
 internal sealed unsafe class RbdCompletion : IValueTaskSource<long>, IValueTaskSource
 {
@@ -31,6 +35,7 @@ internal sealed unsafe class RbdCompletion : IValueTaskSource<long>, IValueTaskS
     private string? _image;
     private string _what = "";
     private long _offset;
+    private bool _inline;
 
     public RbdCompletion(RbdCompletionPool pool)
     {
@@ -38,12 +43,16 @@ internal sealed unsafe class RbdCompletion : IValueTaskSource<long>, IValueTaskS
         _self = GCHandle.Alloc(this);
     }
 
-    /// <summary>Names the request for its error: "Could not WHAT 'IMAGE' at offset OFFSET".</summary>
-    public RbdCompletion Describe(string? image, string what, long offset)
+    /// <summary>
+    /// Names the request for its error: "Could not WHAT 'IMAGE' at offset OFFSET"; <paramref name="inline"/>:
+    /// its success may be delivered on librbd's thread.
+    /// </summary>
+    public RbdCompletion Describe(string? image, string what, long offset, bool inline)
     {
         _image = image;
         _what = what;
         _offset = offset;
+        _inline = inline;
         return this;
     }
 
@@ -123,6 +132,21 @@ internal sealed unsafe class RbdCompletion : IValueTaskSource<long>, IValueTaskS
         RbdNative.AioRelease(completion);
         self._pin.Dispose();
         RbdHeapTrim.Completed();
-        self._core.SetResult(result);
+
+        // A failure always goes to the thread pool: the error policy and the error reply may block.
+        // Nothing here touches self after SetResult: taking the result returns it to the pool.
+        bool inline = self._inline && result >= 0;
+        self._core.RunContinuationsAsynchronously = !inline;
+        if (!inline)
+        {
+            self._core.SetResult(result);
+            return;
+        }
+
+        using (InlineCompletion.Running())
+        {
+            self._pool.CountInline();
+            self._core.SetResult(result);
+        }
     }
 }

@@ -1,3 +1,4 @@
+using Strata.Block;
 using System.Collections.Concurrent;
 
 namespace Strata.Formats.Rbd;
@@ -13,6 +14,12 @@ internal sealed class RbdCompletionPool
     private readonly ConcurrentQueue<RbdCompletion> _idle = new();
     private int _idleCount;
     private bool _closed;
+    private long _completedInline;
+
+    /// <summary>Requests of this image whose success was delivered on librbd's thread (<see cref="InlineCompletion"/>): for tests.</summary>
+    public long CompletedInline => Interlocked.Read(ref _completedInline);
+
+    public void CountInline() => Interlocked.Increment(ref _completedInline);
 
     public RbdCompletion Rent()
     {

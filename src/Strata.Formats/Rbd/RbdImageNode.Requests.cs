@@ -1,3 +1,5 @@
+using Strata.Block;
+
 namespace Strata.Formats.Rbd;
 
 /// <summary>
@@ -8,14 +10,14 @@ public sealed partial class RbdImageNode
 {
     private unsafe RbdCompletion StartRead(long offset, Memory<byte> buffer)
     {
-        var request = Rent("read", offset);
+        var request = Rent("read", offset, InlineCompletion.IsOfferedTo(this));
         IntPtr completion = request.Start(buffer, out byte* pointer);
         return Started(request, completion, RbdNative.AioRead(_image, (ulong)offset, (nuint)buffer.Length, pointer, completion));
     }
 
-    private unsafe RbdCompletion StartWrite(long offset, ReadOnlyMemory<byte> data)
+    private unsafe RbdCompletion StartWrite(long offset, ReadOnlyMemory<byte> data, bool mayCompleteInline)
     {
-        var request = Rent("write", offset);
+        var request = Rent("write", offset, mayCompleteInline && InlineCompletion.IsOfferedTo(this));
         IntPtr completion = request.Start(data, out byte* pointer);
         return Started(request, completion, RbdNative.AioWrite(_image, (ulong)offset, (nuint)data.Length, pointer, completion));
     }
@@ -63,5 +65,6 @@ public sealed partial class RbdImageNode
         return request;
     }
 
-    private RbdCompletion Rent(string what, long offset) => _completions.Rent().Describe(FileName, what, offset);
+    /// <summary>A pooled completion for one request; <paramref name="inline"/>: its success may be delivered on librbd's thread (<see cref="InlineCompletion"/>).</summary>
+    private RbdCompletion Rent(string what, long offset, bool inline = false) => _completions.Rent().Describe(FileName, what, offset, inline);
 }

@@ -136,11 +136,19 @@ public sealed partial class RbdImageNode : IBlockNode
         }
     }
 
+    /// <summary>Requests whose success was delivered on librbd's thread (<see cref="InlineCompletion"/>): for tests.</summary>
+    internal long CompletedInline => _completions.CompletedInline;
+
     public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         if (buffer.IsEmpty)
         {
             return ValueTask.CompletedTask;
+        }
+
+        if (InlineCompletion.IsRunning)
+        {
+            return InlineCompletion.ElsewhereAsync((Node: this, offset, buffer, cancellationToken), static r => r.Node.ReadAsync(r.offset, r.buffer, r.cancellationToken));
         }
 
         return StartRead(offset, buffer).Checked;
@@ -154,13 +162,20 @@ public sealed partial class RbdImageNode : IBlockNode
             return ValueTask.FromException(BlockException.ReadOnly($"'{FileName}' is open read-only"));
         }
 
+        if (InlineCompletion.IsRunning)
+        {
+            return InlineCompletion.ElsewhereAsync((Node: this, offset, data, flags, cancellationToken), static r => r.Node.WriteAsync(r.offset, r.data, r.flags, r.cancellationToken));
+        }
+
         if (data.IsEmpty)
         {
             return (flags & WriteFlags.Fua) != 0 ? FlushAsync(cancellationToken) : ValueTask.CompletedTask;
         }
 
-        var written = StartWrite(offset, data).Checked;
-        return (flags & WriteFlags.Fua) != 0 ? ThenFlushAsync(written, cancellationToken) : written;
+        // A FUA write's flush is started by its continuation: that one may not run on librbd's thread.
+        bool fua = (flags & WriteFlags.Fua) != 0;
+        var written = StartWrite(offset, data, mayCompleteInline: !fua).Checked;
+        return fua ? ThenFlushAsync(written, cancellationToken) : written;
     }
 
     /// <remarks>
@@ -176,6 +191,7 @@ public sealed partial class RbdImageNode : IBlockNode
             throw BlockException.ReadOnly($"'{FileName}' is open read-only");
         }
 
+        await InlineCompletion.Leave();
         int zeroFlags = (flags & ZeroFlags.MayUnmap) != 0 ? 0 : RbdNative.WriteZeroesThickProvision;
         long result;
         try
@@ -214,6 +230,11 @@ public sealed partial class RbdImageNode : IBlockNode
             return ValueTask.FromException(BlockException.ReadOnly($"'{FileName}' is open read-only"));
         }
 
+        if (InlineCompletion.IsRunning)
+        {
+            return InlineCompletion.ElsewhereAsync((Node: this, offset, length, cancellationToken), static r => r.Node.DiscardAsync(r.offset, r.length, r.cancellationToken));
+        }
+
         return StartDiscard(offset, length).Checked;
     }
 
@@ -222,6 +243,11 @@ public sealed partial class RbdImageNode : IBlockNode
         if (IsReadOnly || _lockGivenUp)
         {
             return ValueTask.CompletedTask;
+        }
+
+        if (InlineCompletion.IsRunning)
+        {
+            return InlineCompletion.ElsewhereAsync((Node: this, cancellationToken), static r => r.Node.FlushAsync(r.cancellationToken));
         }
 
         return ClientCache ? _flushes.FlushAsync(() => StartFlush().Checked) : StartFlush().Checked;

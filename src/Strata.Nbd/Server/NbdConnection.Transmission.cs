@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Text;
 using Strata.Block;
 using Strata.Nbd.Protocol;
+using Strata.Nbd.Transport;
 
 namespace Strata.Nbd.Server;
 
@@ -58,7 +59,7 @@ public sealed partial class NbdConnection
                 {
                     await WriteAsync(export.Gate, request, payload, RequestsCancelled);
                     GiveBack(ref payload);
-                    SendSimple(request.Cookie);
+                    await ReplySimpleAsync(request.Cookie);
                 }
                 else
                 {
@@ -67,16 +68,19 @@ public sealed partial class NbdConnection
             }
             catch (BlockException e)
             {
+                await InlineCompletion.Leave();
                 SendError(request, NbdErrors.FromBlockError(e.Error), e.Message);
             }
         }
         catch (Exception e) when (IsDisconnect(e))
         {
+            await InlineCompletion.Leave();
             Abort();
         }
         catch (Exception e)
         {
             // A bug, not the client's fault: tell the client EIO and keep serving.
+            await InlineCompletion.Leave();
             Log($"{request.Command} at {request.Offset} failed unexpectedly: {e}");
             try
             {
@@ -178,13 +182,23 @@ public sealed partial class NbdConnection
         }
     }
 
-    /// <summary>NBD_CMD_WRITE: the payload's pieces in order, each with the request's FUA.</summary>
+    /// <summary>
+    /// NBD_CMD_WRITE: the payload's pieces in order, each with the request's FUA. Each may complete
+    /// on its store's thread (<see cref="InlineCompletion"/>): what follows there starts the next
+    /// piece, which the gate moves off that thread, or replies through <see cref="ReplySimpleAsync"/>.
+    /// </summary>
     private static async ValueTask WriteAsync(RequestGate gate, NbdRequest request, WritePayload payload, CancellationToken cancellationToken)
     {
         var flags = (request.Flags & NbdCommandFlags.Fua) != 0 ? WriteFlags.Fua : WriteFlags.None;
         for (int i = 0; i < payload.PieceCount; i++)
         {
-            await gate.WriteAsync((long)request.Offset + ((long)i * NbdBufferPool.PieceSize), payload.Piece(i), flags, cancellationToken);
+            ValueTask written;
+            using (InlineCompletion.Allow())
+            {
+                written = gate.WriteAsync((long)request.Offset + ((long)i * NbdBufferPool.PieceSize), payload.Piece(i), flags, cancellationToken);
+            }
+
+            await written;
         }
     }
 
@@ -236,7 +250,7 @@ public sealed partial class NbdConnection
                 return;
         }
 
-        SendSimple(request.Cookie);
+        await ReplySimpleAsync(request.Cookie);
     }
 
     /// <summary>
@@ -268,11 +282,19 @@ public sealed partial class NbdConnection
         byte[] buffer = _pool.Rent(piece);
         try
         {
-            await gate.ReadAsync((long)request.Offset, buffer.AsMemory(NbdBufferPool.HeaderRoom, piece), RequestsCancelled);
+            // Only a read of one piece may complete on its store's thread: ReplyPieceAsync sends
+            // without blocking there. A longer one goes on to read and send under a held send side.
+            ValueTask read;
+            using (piece == length ? InlineCompletion.Allow() : default)
+            {
+                read = gate.ReadAsync((long)request.Offset, buffer.AsMemory(NbdBufferPool.HeaderRoom, piece), RequestsCancelled);
+            }
+
+            await read;
             bool fragment = _structuredReplies && (request.Flags & NbdCommandFlags.DontFragment) == 0;
             if (piece == length)
             {
-                SendPiece(request, buffer, 0, length, final: true, fragment);
+                await ReplyPieceAsync(request, buffer, length, fragment);
             }
             else if (fragment)
             {
@@ -412,39 +434,8 @@ public sealed partial class NbdConnection
     /// </remarks>
     private bool TrySendSparse(ulong cookie, long start, byte[] buffer, int length, bool final)
     {
-        var data = buffer.AsSpan(NbdBufferPool.HeaderRoom, length);
         Span<(int At, int Length, bool Hole)> runs = stackalloc (int, int, bool)[MaxReadChunks];
-        int count = 0;
-        int at = 0;
-        while (at < data.Length)
-        {
-            // Granules are aligned on the export, so the first and last may be short.
-            int granule = (int)Math.Min(HoleGranule - ((start + at) % HoleGranule), data.Length - at);
-            bool hole = granule == HoleGranule && !data.Slice(at, granule).ContainsAnyExcept((byte)0);
-            if (count > 0 && runs[count - 1].Hole == hole)
-            {
-                runs[count - 1].Length += granule;
-            }
-            else if (count == MaxReadChunks)
-            {
-                // Too fragmented: the rest travels as data in the last data run (runs alternate, and
-                // the in-place headers below rely on a hole before every data run but the first).
-                if (runs[count - 1].Hole)
-                {
-                    count--;
-                }
-
-                runs[count - 1].Length = data.Length - runs[count - 1].At;
-                break;
-            }
-            else
-            {
-                runs[count++] = (at, granule, hole);
-            }
-
-            at += granule;
-        }
-
+        int count = FindRuns(start, buffer.AsSpan(NbdBufferPool.HeaderRoom, length), runs);
         if (count == 1 && !runs[0].Hole)
         {
             return false;
@@ -486,11 +477,111 @@ public sealed partial class NbdConnection
         return true;
     }
 
+    /// <summary>
+    /// Splits the <paramref name="data"/> read for export offset <paramref name="start"/> into
+    /// alternating runs of zero granules (holes) and data, at most <see cref="MaxReadChunks"/>; the count.
+    /// </summary>
+    private static int FindRuns(long start, ReadOnlySpan<byte> data, Span<(int At, int Length, bool Hole)> runs)
+    {
+        int count = 0;
+        int at = 0;
+        while (at < data.Length)
+        {
+            // Granules are aligned on the export, so the first and last may be short.
+            int granule = (int)Math.Min(HoleGranule - ((start + at) % HoleGranule), data.Length - at);
+            bool hole = granule == HoleGranule && !data.Slice(at, granule).ContainsAnyExcept((byte)0);
+            if (count > 0 && runs[count - 1].Hole == hole)
+            {
+                runs[count - 1].Length += granule;
+            }
+            else if (count == MaxReadChunks)
+            {
+                // Too fragmented: the rest travels as data in the last data run (runs alternate, and
+                // the in-place headers of TrySendSparse rely on a hole before every data run but the first).
+                if (runs[count - 1].Hole)
+                {
+                    count--;
+                }
+
+                runs[count - 1].Length = data.Length - runs[count - 1].At;
+                break;
+            }
+            else
+            {
+                runs[count++] = (at, granule, hole);
+            }
+
+            at += granule;
+        }
+
+        return count;
+    }
+
     private static void WriteHoleChunk(Span<byte> chunk, NbdReplyFlags flags, ulong cookie, long offset, int length)
     {
         NbdReplyHeaders.WriteChunk(chunk, flags, NbdReplyType.OffsetHole, cookie, 12);
         BinaryPrimitives.WriteInt64BigEndian(chunk[NbdWire.ChunkHeaderSize..], offset);
         BinaryPrimitives.WriteInt32BigEndian(chunk[(NbdWire.ChunkHeaderSize + 8)..], length);
+    }
+
+    /// <summary>
+    /// The reply of a one-piece read whose data is in <paramref name="buffer"/>: sent at once if the
+    /// socket takes it (from a store's callback thread too, <see cref="InlineCompletion"/>), else
+    /// finished by <see cref="FinishReplyAsync"/>. One with holes goes as hole and data chunks,
+    /// off a callback thread.
+    /// </summary>
+    private ValueTask ReplyPieceAsync(NbdRequest request, byte[] buffer, int length, bool fragment)
+    {
+        if (fragment && length >= 2 * HoleGranule)
+        {
+            Span<(int At, int Length, bool Hole)> runs = stackalloc (int, int, bool)[MaxReadChunks];
+            if (FindRuns((long)request.Offset, buffer.AsSpan(NbdBufferPool.HeaderRoom, length), runs) != 1 || runs[0].Hole)
+            {
+                return SendSparseAsync(request, buffer, length);
+            }
+        }
+
+        int headerSize = WriteReadHeader(request, buffer, NbdReplyFlags.Done, 0, length);
+        var reply = buffer.AsMemory(NbdBufferPool.HeaderRoom - headerSize, headerSize + length);
+        var attempt = _writer.TrySend(reply.Span);
+        return attempt.IsWhole ? ValueTask.CompletedTask : FinishReplyAsync(reply, attempt);
+    }
+
+    private async ValueTask SendSparseAsync(NbdRequest request, byte[] buffer, int length)
+    {
+        await InlineCompletion.Leave();
+        SendPiece(request, buffer, 0, length, final: true, fragment: true);
+    }
+
+    /// <summary>A reply of no data, as <see cref="ReplyPieceAsync"/>.</summary>
+    private ValueTask ReplySimpleAsync(ulong cookie)
+    {
+        Span<byte> reply = stackalloc byte[NbdWire.SimpleReplyHeaderSize];
+        NbdReplyHeaders.WriteSimple(reply, NbdErrno.None, cookie);
+        var attempt = _writer.TrySend(reply);
+
+        // Copied only when it must wait: it lives on this stack.
+        return attempt.IsWhole ? ValueTask.CompletedTask : FinishReplyAsync(reply.ToArray(), attempt);
+    }
+
+    /// <summary>
+    /// Sends what <see cref="SocketWriter.TrySend"/> could not, off any callback thread: the rest
+    /// under the send side it left held, or, when nothing left, the whole reply once the send side
+    /// is free. Waiting for the send side holds no thread; only its holder blocks in the socket, so a
+    /// client that stops reading its replies ties up one thread, not one per request in flight.
+    /// </summary>
+    private async ValueTask FinishReplyAsync(ReadOnlyMemory<byte> reply, SocketWriter.SendAttempt attempt)
+    {
+        await InlineCompletion.Leave();
+        if (attempt.Sent > 0)
+        {
+            using var held = attempt.Held;
+            held.Send(reply.Span[attempt.Sent..]);
+            return;
+        }
+
+        using var lease = await _writer.BeginMessageAsync();
+        lease.Send(reply.Span);
     }
 
     private void SendSimple(ulong cookie)

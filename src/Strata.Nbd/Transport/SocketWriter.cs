@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 
 namespace Strata.Nbd.Transport;
 
@@ -11,7 +12,7 @@ namespace Strata.Nbd.Transport;
 /// Uncontended, nothing here allocates: the semaphore hands out a cached completed task and a send
 /// that fits the socket buffer completes synchronously.
 /// </remarks>
-internal sealed class SocketWriter : IDisposable
+internal sealed partial class SocketWriter : IDisposable
 {
     private readonly Socket _socket;
 
@@ -79,12 +80,70 @@ internal sealed class SocketWriter : IDisposable
     }
 
     /// <summary>
+    /// Sends one whole message only as far as that needs no waiting, for a thread that must not block
+    /// (a storage library's callback thread, <see cref="Strata.Block.InlineCompletion"/>): the send side
+    /// must be free, and the socket takes what fits now (MSG_DONTWAIT). Nothing sent: the caller sends
+    /// the message again from a thread that may block. Part of it sent: the send side stays held, so
+    /// that no other message comes between; the caller sends the rest through
+    /// <see cref="SendAttempt.Held"/> from a thread that may block, and disposes it.
+    /// </summary>
+    public SendAttempt TrySend(ReadOnlySpan<byte> message)
+    {
+        if (!_sendLock.Wait(0))
+        {
+            return default;
+        }
+
+        int sent = 0;
+        try
+        {
+            if (_corked && message.Length <= CoalesceLimit && _pending is { } pending && _pendingLength + message.Length <= pending.Length)
+            {
+                message.CopyTo(pending.AsSpan(_pendingLength));
+                _pendingLength += message.Length;
+                sent = message.Length;
+            }
+            else if (_pendingLength == 0)
+            {
+                sent = SendWithoutWaiting(message);
+            }
+        }
+        finally
+        {
+            if (sent == 0 || sent == message.Length)
+            {
+                _sendLock.Release();
+            }
+        }
+
+        return sent == message.Length ? new SendAttempt(sent, default, whole: true)
+            : sent == 0 ? default
+            : new SendAttempt(sent, new Lease(this), whole: false);
+    }
+
+    /// <summary>
     /// Takes the send side for one message sent in parts (a reply streamed piece by piece, each read
     /// while the side is held); nothing else is sent until the lease is disposed. Blocking, like <see cref="Send"/>.
     /// </summary>
     public Lease BeginMessage()
     {
         _sendLock.Wait();
+        return Leased();
+    }
+
+    /// <summary>
+    /// <see cref="BeginMessage"/>, but waiting for the send side holds no thread: for a message that
+    /// may wait behind another one blocked in the socket (a client that stopped reading).
+    /// </summary>
+    public async ValueTask<Lease> BeginMessageAsync()
+    {
+        await _sendLock.WaitAsync();
+        return Leased();
+    }
+
+    /// <summary>The send side, just taken, as a lease: what was gathered goes out first.</summary>
+    private Lease Leased()
+    {
         try
         {
             FlushPending();
@@ -146,6 +205,66 @@ internal sealed class SocketWriter : IDisposable
         public void Send(ReadOnlySpan<byte> part) => writer.SendAll(part);
 
         public void Dispose() => writer._sendLock.Release();
+    }
+
+    /// <summary>What <see cref="TrySend"/> did: the whole message, nothing, or <see cref="Sent"/> bytes with the send side <see cref="Held"/>.</summary>
+    public readonly struct SendAttempt(int sent, Lease held, bool whole)
+    {
+        public bool IsWhole => whole;
+
+        /// <summary>Bytes of the message that left; 0 when nothing did.</summary>
+        public int Sent => sent;
+
+        /// <summary>When part of the message left: the send side, held for its rest.</summary>
+        public Lease Held => held;
+    }
+
+    private const int MsgDontWait = 0x40;
+    private const int MsgNoSignal = 0x4000;
+    private const int EINTR = 4;
+
+    [LibraryImport("libc", EntryPoint = "send", SetLastError = true)]
+    private static unsafe partial nint SendNative(int socket, byte* buffer, nuint length, int flags);
+
+    /// <summary>send(2) with MSG_DONTWAIT until the socket takes no more: the bytes sent. An error sends no more (the blocking send that follows reports it).</summary>
+    private unsafe int SendWithoutWaiting(ReadOnlySpan<byte> message)
+    {
+        var handle = _socket.SafeHandle;
+        bool added = false;
+        int sent = 0;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            int fd = (int)handle.DangerousGetHandle();
+            fixed (byte* start = message)
+            {
+                while (sent < message.Length)
+                {
+                    nint n = SendNative(fd, start + sent, (nuint)(message.Length - sent), MsgDontWait | MsgNoSignal);
+                    if (n > 0)
+                    {
+                        sent += (int)n;
+                    }
+                    else if (n < 0 && Marshal.GetLastPInvokeError() == EINTR)
+                    {
+                        continue;
+                    }
+                    else
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        finally
+        {
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
+        }
+
+        return sent;
     }
 
     private void SendAll(ReadOnlySpan<byte> message)

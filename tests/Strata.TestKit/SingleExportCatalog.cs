@@ -1,6 +1,6 @@
 using Strata.Nbd.Server;
 
-namespace Strata.Nbd.Tests;
+namespace Strata.TestKit;
 
 /// <summary>A catalog of one export, for serving a test node with a bare <see cref="NbdServer"/>.</summary>
 public sealed class SingleExportCatalog(NbdExport export) : INbdExportCatalog
