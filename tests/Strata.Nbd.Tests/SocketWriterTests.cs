@@ -87,8 +87,8 @@ public sealed class SocketWriterTests
         using var pair = await Pair.OpenAsync();
         var (writer, peer) = (pair.Writer, pair.Peer);
         writer.Cork();
-        writer.Send(Message(1, 100));
-        Assert.True(writer.TrySend(Message(2, 100)).IsWhole);
+        Assert.True(writer.TrySend(Message(1, 100)).IsWhole);
+        writer.Send(Message(2, 100));
         await Task.Delay(50);
         Assert.Equal(0, peer.Available);
         writer.Uncork();

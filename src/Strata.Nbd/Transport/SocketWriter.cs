@@ -97,9 +97,10 @@ internal sealed partial class SocketWriter : IDisposable
         int sent = 0;
         try
         {
-            if (_corked && message.Length <= CoalesceLimit && _pending is { } pending && _pendingLength + message.Length <= pending.Length)
+            if (_corked && message.Length <= CoalesceLimit && _pendingLength + message.Length <= PendingCapacity)
             {
-                message.CopyTo(pending.AsSpan(_pendingLength));
+                _pending ??= ArrayPool<byte>.Shared.Rent(PendingCapacity);
+                message.CopyTo(_pending.AsSpan(_pendingLength));
                 _pendingLength += message.Length;
                 sent = message.Length;
             }
