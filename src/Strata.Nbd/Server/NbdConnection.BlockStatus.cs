@@ -46,7 +46,7 @@ public sealed partial class NbdConnection
                 }
             }
 
-            _writer.Send(buffer.AsSpan(0, total));
+            await SendReplyAsync(buffer.AsMemory(0, total));
         }
         finally
         {

@@ -68,8 +68,7 @@ public sealed partial class NbdConnection
             }
             catch (BlockException e)
             {
-                await InlineCompletion.Leave();
-                SendError(request, NbdErrors.FromBlockError(e.Error), e.Message);
+                await SendReplyAsync(ErrorReply(request, NbdErrors.FromBlockError(e.Error), e.Message));
             }
         }
         catch (Exception e) when (IsDisconnect(e))
@@ -84,7 +83,7 @@ public sealed partial class NbdConnection
             Log($"{request.Command} at {request.Offset} failed unexpectedly: {e}");
             try
             {
-                SendError(request, NbdErrno.IoError, "internal error");
+                await SendReplyAsync(ErrorReply(request, NbdErrno.IoError, "internal error"));
             }
             catch (Exception e2) when (IsDisconnect(e2))
             {
@@ -282,7 +281,7 @@ public sealed partial class NbdConnection
         byte[] buffer = _pool.Rent(piece);
         try
         {
-            // Only a read of one piece may complete on its store's thread: ReplyPieceAsync sends
+            // Only a read of one piece may complete on its store's thread: SendPieceAsync sends
             // without blocking there. A longer one goes on to read and send under a held send side.
             ValueTask read;
             using (piece == length ? InlineCompletion.Allow() : default)
@@ -294,7 +293,7 @@ public sealed partial class NbdConnection
             bool fragment = _structuredReplies && (request.Flags & NbdCommandFlags.DontFragment) == 0;
             if (piece == length)
             {
-                await ReplyPieceAsync(request, buffer, length, fragment);
+                await SendPieceAsync(request, buffer, 0, length, final: true, fragment);
             }
             else if (fragment)
             {
@@ -327,7 +326,7 @@ public sealed partial class NbdConnection
                 await gate.ReadAsync((long)request.Offset + done, buffer.AsMemory(NbdBufferPool.HeaderRoom, piece), RequestsCancelled);
             }
 
-            SendPiece(request, buffer, done, piece, final: done + piece == length, fragment: true);
+            await SendPieceAsync(request, buffer, done, piece, final: done + piece == length, fragment: true);
         }
     }
 
@@ -342,7 +341,8 @@ public sealed partial class NbdConnection
     {
         int length = (int)request.Length;
         int headerSize = WriteReadHeader(request, buffer, NbdReplyFlags.None, 0, length);
-        using var message = _writer.BeginMessage();
+        await InlineCompletion.Leave();
+        using var message = await _writer.BeginMessageAsync();
         message.Send(buffer.AsSpan(NbdBufferPool.HeaderRoom - headerSize, headerSize + NbdBufferPool.PieceSize));
         for (int done = NbdBufferPool.PieceSize; done < length; done += NbdBufferPool.PieceSize)
         {
@@ -406,22 +406,50 @@ public sealed partial class NbdConnection
     /// <summary>
     /// Sends one piece of a read (the <paramref name="length"/> bytes read into <paramref name="buffer"/>
     /// for request offset + <paramref name="at"/>): as hole and data chunks when fragmenting is allowed
-    /// and it holds whole zero granules, else as one chunk, or the whole simple reply.
+    /// and it holds whole zero granules, else as one chunk, or the whole simple reply. Sent at once if
+    /// the socket takes it (from a store's callback thread too, <see cref="InlineCompletion"/>), else
+    /// finished by <see cref="FinishReplyAsync"/>; one with holes, off a callback thread under the send side.
     /// </summary>
-    private void SendPiece(NbdRequest request, byte[] buffer, int at, int length, bool final, bool fragment)
+    private ValueTask SendPieceAsync(NbdRequest request, byte[] buffer, int at, int length, bool final, bool fragment)
     {
-        if (fragment && length >= 2 * HoleGranule && TrySendSparse(request.Cookie, (long)request.Offset + at, buffer, length, final))
+        if (fragment && length >= 2 * HoleGranule)
         {
-            return;
+            Span<(int At, int Length, bool Hole)> runs = stackalloc (int, int, bool)[MaxReadChunks];
+            int count = FindRuns((long)request.Offset + at, buffer.AsSpan(NbdBufferPool.HeaderRoom, length), runs);
+            if (count != 1 || runs[0].Hole)
+            {
+                if (InlineCompletion.IsRunning || !_writer.TryBeginMessage(out var lease))
+                {
+                    return SendSparseAsync(request.Cookie, (long)request.Offset + at, buffer, length, final);
+                }
+
+                using (lease)
+                {
+                    SendRuns(lease, request.Cookie, (long)request.Offset + at, buffer, runs[..count], final);
+                }
+
+                return ValueTask.CompletedTask;
+            }
         }
 
         int headerSize = WriteReadHeader(request, buffer, final ? NbdReplyFlags.Done : NbdReplyFlags.None, at, length);
-        _writer.Send(buffer.AsSpan(NbdBufferPool.HeaderRoom - headerSize, headerSize + length));
+        var reply = buffer.AsMemory(NbdBufferPool.HeaderRoom - headerSize, headerSize + length);
+        var attempt = _writer.TrySend(reply.Span);
+        return attempt.IsWhole ? ValueTask.CompletedTask : FinishReplyAsync(reply, attempt);
+    }
+
+    private async ValueTask SendSparseAsync(ulong cookie, long start, byte[] buffer, int length, bool final)
+    {
+        await InlineCompletion.Leave();
+        using var lease = await _writer.BeginMessageAsync();
+        Span<(int At, int Length, bool Hole)> runs = stackalloc (int, int, bool)[MaxReadChunks];
+        int count = FindRuns(start, buffer.AsSpan(NbdBufferPool.HeaderRoom, length), runs);
+        SendRuns(lease, cookie, start, buffer, runs[..count], final);
     }
 
     /// <summary>
-    /// Sends a piece whose data holds zero runs of whole granules as OFFSET_HOLE and OFFSET_DATA chunks;
-    /// false (nothing sent) when there is no such run.
+    /// Sends, under <paramref name="lease"/>, a piece whose data holds zero runs of whole granules as
+    /// OFFSET_HOLE and OFFSET_DATA chunks, one per run (<see cref="FindRuns"/>).
     /// </summary>
     /// <remarks>
     /// Holes are found in the bytes read, not by asking block status first: SEEK_HOLE on tmpfs scans to
@@ -432,15 +460,9 @@ public sealed partial class NbdConnection
     /// into that hole's bytes (a hole is at least one granule, and its bytes are never sent) or into
     /// the header room before the first run, so each data run leaves in one send with no copy.
     /// </remarks>
-    private bool TrySendSparse(ulong cookie, long start, byte[] buffer, int length, bool final)
+    private static void SendRuns(SocketWriter.Lease lease, ulong cookie, long start, byte[] buffer, ReadOnlySpan<(int At, int Length, bool Hole)> runs, bool final)
     {
-        Span<(int At, int Length, bool Hole)> runs = stackalloc (int, int, bool)[MaxReadChunks];
-        int count = FindRuns(start, buffer.AsSpan(NbdBufferPool.HeaderRoom, length), runs);
-        if (count == 1 && !runs[0].Hole)
-        {
-            return false;
-        }
-
+        int count = runs.Length;
         const int holeChunkSize = NbdWire.ChunkHeaderSize + 12;
         for (int i = 0; i < count; i++)
         {
@@ -456,7 +478,7 @@ public sealed partial class NbdConnection
                 }
 
                 WriteHoleChunk(buffer.AsSpan(from, holeChunkSize), flags, cookie, start + runAt, runLength);
-                _writer.Send(buffer.AsSpan(from, holeChunkSize));
+                lease.Send(buffer.AsSpan(from, holeChunkSize));
                 continue;
             }
 
@@ -471,10 +493,8 @@ public sealed partial class NbdConnection
                 WriteHoleChunk(buffer.AsSpan(from, holeChunkSize), NbdReplyFlags.None, cookie, start + holeAt, holeLength);
             }
 
-            _writer.Send(buffer.AsSpan(from, end - from));
+            lease.Send(buffer.AsSpan(from, end - from));
         }
-
-        return true;
     }
 
     /// <summary>
@@ -497,7 +517,7 @@ public sealed partial class NbdConnection
             else if (count == MaxReadChunks)
             {
                 // Too fragmented: the rest travels as data in the last data run (runs alternate, and
-                // the in-place headers of TrySendSparse rely on a hole before every data run but the first).
+                // the in-place headers of SendRuns rely on a hole before every data run but the first).
                 if (runs[count - 1].Hole)
                 {
                     count--;
@@ -524,36 +544,7 @@ public sealed partial class NbdConnection
         BinaryPrimitives.WriteInt32BigEndian(chunk[(NbdWire.ChunkHeaderSize + 8)..], length);
     }
 
-    /// <summary>
-    /// The reply of a one-piece read whose data is in <paramref name="buffer"/>: sent at once if the
-    /// socket takes it (from a store's callback thread too, <see cref="InlineCompletion"/>), else
-    /// finished by <see cref="FinishReplyAsync"/>. One with holes goes as hole and data chunks,
-    /// off a callback thread.
-    /// </summary>
-    private ValueTask ReplyPieceAsync(NbdRequest request, byte[] buffer, int length, bool fragment)
-    {
-        if (fragment && length >= 2 * HoleGranule)
-        {
-            Span<(int At, int Length, bool Hole)> runs = stackalloc (int, int, bool)[MaxReadChunks];
-            if (FindRuns((long)request.Offset, buffer.AsSpan(NbdBufferPool.HeaderRoom, length), runs) != 1 || runs[0].Hole)
-            {
-                return SendSparseAsync(request, buffer, length);
-            }
-        }
-
-        int headerSize = WriteReadHeader(request, buffer, NbdReplyFlags.Done, 0, length);
-        var reply = buffer.AsMemory(NbdBufferPool.HeaderRoom - headerSize, headerSize + length);
-        var attempt = _writer.TrySend(reply.Span);
-        return attempt.IsWhole ? ValueTask.CompletedTask : FinishReplyAsync(reply, attempt);
-    }
-
-    private async ValueTask SendSparseAsync(NbdRequest request, byte[] buffer, int length)
-    {
-        await InlineCompletion.Leave();
-        SendPiece(request, buffer, 0, length, final: true, fragment: true);
-    }
-
-    /// <summary>A reply of no data, as <see cref="ReplyPieceAsync"/>.</summary>
+    /// <summary>A reply of no data, as <see cref="SendPieceAsync"/>.</summary>
     private ValueTask ReplySimpleAsync(ulong cookie)
     {
         Span<byte> reply = stackalloc byte[NbdWire.SimpleReplyHeaderSize];
@@ -598,22 +589,31 @@ public sealed partial class NbdConnection
         _writer.Send(reply);
     }
 
+    /// <summary>Sends <see cref="ErrorReply"/>, blocking (from the connection thread).</summary>
+    private void SendError(NbdRequest request, NbdErrno error, string message) => _writer.Send(ErrorReply(request, error, message));
+
     /// <summary>
-    /// An error reply: a structured NBD_REPLY_TYPE_ERROR (with its message) for the commands whose
-    /// replies are structured, a simple reply otherwise.
+    /// An error reply, logged: a structured NBD_REPLY_TYPE_ERROR (with its message) for the commands
+    /// whose replies are structured, a simple reply otherwise.
     /// </summary>
-    private void SendError(NbdRequest request, NbdErrno error, string message)
+    private byte[] ErrorReply(NbdRequest request, NbdErrno error, string message)
     {
         Log($"{request.Command} offset {request.Offset} length {request.Length}: {error} ({message})");
         if (_structuredReplies && request.Command is NbdCommand.Read or NbdCommand.BlockStatus)
         {
-            _writer.Send(ErrorChunk(request.Cookie, error, message));
-            return;
+            return ErrorChunk(request.Cookie, error, message);
         }
 
         var reply = new byte[NbdWire.SimpleReplyHeaderSize];
         NbdReplyHeaders.WriteSimple(reply, error, request.Cookie);
-        _writer.Send(reply);
+        return reply;
+    }
+
+    /// <summary>A whole reply that stays valid until sent, as <see cref="SendPieceAsync"/> sends it.</summary>
+    private ValueTask SendReplyAsync(ReadOnlyMemory<byte> reply)
+    {
+        var attempt = _writer.TrySend(reply.Span);
+        return attempt.IsWhole ? ValueTask.CompletedTask : FinishReplyAsync(reply, attempt);
     }
 
     /// <summary>A final NBD_REPLY_TYPE_ERROR chunk; the message is cut to 256 characters, so no error costs more than a few hundred bytes of output.</summary>

@@ -132,6 +132,19 @@ internal sealed partial class SocketWriter : IDisposable
         return Leased();
     }
 
+    /// <summary><see cref="BeginMessage"/> only if the send side is free now; false (nothing held) if not.</summary>
+    public bool TryBeginMessage(out Lease lease)
+    {
+        if (!_sendLock.Wait(0))
+        {
+            lease = default;
+            return false;
+        }
+
+        lease = Leased();
+        return true;
+    }
+
     /// <summary>
     /// <see cref="BeginMessage"/>, but waiting for the send side holds no thread: for a message that
     /// may wait behind another one blocked in the socket (a client that stopped reading).
