@@ -80,11 +80,12 @@ internal sealed partial class SocketWriter : IDisposable
     }
 
     /// <summary>
-    /// Sends one whole message only as far as that needs no waiting, for a thread that must not block
-    /// (a storage library's callback thread, <see cref="Strata.Block.InlineCompletion"/>): the send side
+    /// Sends one whole message only as far as that needs no waiting: for a thread that must not block
+    /// (a storage library's callback thread, <see cref="Strata.Block.InlineCompletion"/>), and for any
+    /// reply that should not hold a thread while another message has the send side. The send side
     /// must be free, and the socket takes what fits now (MSG_DONTWAIT). Nothing sent: the caller sends
-    /// the message again from a thread that may block. Part of it sent: the send side stays held, so
-    /// that no other message comes between; the caller sends the rest through
+    /// the message again later (<see cref="BeginMessageAsync"/>). Part of it sent: the send side stays
+    /// held, so that no other message comes between; the caller sends the rest through
     /// <see cref="SendAttempt.Held"/> from a thread that may block, and disposes it.
     /// </summary>
     public SendAttempt TrySend(ReadOnlySpan<byte> message)
