@@ -271,7 +271,7 @@ public sealed partial class NbdConnection
             }
             else
             {
-                SendSimple(request.Cookie);
+                await ReplySimpleAsync(request.Cookie);
             }
 
             return;
@@ -414,18 +414,19 @@ public sealed partial class NbdConnection
     {
         if (fragment && length >= 2 * HoleGranule)
         {
+            long start = (long)request.Offset + at;
             Span<(int At, int Length, bool Hole)> runs = stackalloc (int, int, bool)[MaxReadChunks];
-            int count = FindRuns((long)request.Offset + at, buffer.AsSpan(NbdBufferPool.HeaderRoom, length), runs);
+            int count = FindRuns(start, buffer.AsSpan(NbdBufferPool.HeaderRoom, length), runs);
             if (count != 1 || runs[0].Hole)
             {
                 if (InlineCompletion.IsRunning || !_writer.TryBeginMessage(out var lease))
                 {
-                    return SendSparseAsync(request.Cookie, (long)request.Offset + at, buffer, length, final);
+                    return SendSparseAsync(request.Cookie, start, buffer, length, final);
                 }
 
                 using (lease)
                 {
-                    SendRuns(lease, request.Cookie, (long)request.Offset + at, buffer, runs[..count], final);
+                    SendRuns(lease, request.Cookie, start, buffer, runs[..count], final);
                 }
 
                 return ValueTask.CompletedTask;
@@ -433,9 +434,7 @@ public sealed partial class NbdConnection
         }
 
         int headerSize = WriteReadHeader(request, buffer, final ? NbdReplyFlags.Done : NbdReplyFlags.None, at, length);
-        var reply = buffer.AsMemory(NbdBufferPool.HeaderRoom - headerSize, headerSize + length);
-        var attempt = _writer.TrySend(reply.Span);
-        return attempt.IsWhole ? ValueTask.CompletedTask : FinishReplyAsync(reply, attempt);
+        return SendReplyAsync(buffer.AsMemory(NbdBufferPool.HeaderRoom - headerSize, headerSize + length));
     }
 
     private async ValueTask SendSparseAsync(ulong cookie, long start, byte[] buffer, int length, bool final)
@@ -573,13 +572,6 @@ public sealed partial class NbdConnection
 
         using var lease = await _writer.BeginMessageAsync();
         lease.Send(reply.Span);
-    }
-
-    private void SendSimple(ulong cookie)
-    {
-        Span<byte> reply = stackalloc byte[NbdWire.SimpleReplyHeaderSize];
-        NbdReplyHeaders.WriteSimple(reply, NbdErrno.None, cookie);
-        _writer.Send(reply);
     }
 
     private void SendDoneNone(ulong cookie)

@@ -57,21 +57,15 @@ internal sealed partial class SocketWriter : IDisposable
         _sendLock.Wait();
         try
         {
-            if (_corked && message.Length <= CoalesceLimit)
+            if (!TryGather(message))
             {
-                _pending ??= ArrayPool<byte>.Shared.Rent(PendingCapacity);
-                if (_pendingLength + message.Length > _pending.Length)
+                // Full, or not gathering: what was gathered goes first; then this is gathered or sent.
+                FlushPending();
+                if (!TryGather(message))
                 {
-                    FlushPending();
+                    SendAll(message);
                 }
-
-                message.CopyTo(_pending.AsSpan(_pendingLength));
-                _pendingLength += message.Length;
-                return;
             }
-
-            FlushPending();
-            SendAll(message);
         }
         finally
         {
@@ -98,11 +92,8 @@ internal sealed partial class SocketWriter : IDisposable
         int sent = 0;
         try
         {
-            if (_corked && message.Length <= CoalesceLimit && _pendingLength + message.Length <= PendingCapacity)
+            if (TryGather(message))
             {
-                _pending ??= ArrayPool<byte>.Shared.Rent(PendingCapacity);
-                message.CopyTo(_pending.AsSpan(_pendingLength));
-                _pendingLength += message.Length;
                 sent = message.Length;
             }
             else if (_pendingLength == 0)
@@ -202,6 +193,20 @@ internal sealed partial class SocketWriter : IDisposable
         {
             ArrayPool<byte>.Shared.Return(pending);
         }
+    }
+
+    /// <summary>While corked, queues a small message that still fits behind what was gathered; false (nothing queued) otherwise. Under the send side.</summary>
+    private bool TryGather(ReadOnlySpan<byte> message)
+    {
+        if (!_corked || message.Length > CoalesceLimit || _pendingLength + message.Length > PendingCapacity)
+        {
+            return false;
+        }
+
+        _pending ??= ArrayPool<byte>.Shared.Rent(PendingCapacity);
+        message.CopyTo(_pending.AsSpan(_pendingLength));
+        _pendingLength += message.Length;
+        return true;
     }
 
     private void FlushPending()
